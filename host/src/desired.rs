@@ -1,0 +1,277 @@
+//! The desired state: what the plugins asked for, in the host's own types.
+//! Everything after planning (diff, apply, `plan --json`) reads these, never
+//! the per-contract-version bindings.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A whole stack, planned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DesiredState {
+    pub project: String,
+    pub profile: String,
+    pub plugins: Vec<PluginRef>,
+    /// In start order: every service comes after the services it uses.
+    pub services: Vec<ServiceState>,
+}
+
+/// Which plugin, exactly, planned something.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginRef {
+    pub name: String,
+    pub version: String,
+    pub contract: String,
+    /// `builtin` or the path of the component.
+    pub source: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub name: String,
+    /// Plugin name; details in `DesiredState::plugins`.
+    pub plugin: String,
+    pub depends_on: Vec<Dependency>,
+    pub plan: ServicePlan,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Dependency {
+    pub role: String,
+    pub service: String,
+    pub wait: WaitFor,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitFor {
+    Started,
+    Ready,
+}
+
+/// What one plugin call returned. Field meanings are documented in the
+/// contract (wit/v0.1.0/provider.wit).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServicePlan {
+    pub containers: Vec<Container>,
+    pub tasks: Vec<Container>,
+    pub volumes: Vec<String>,
+    pub networks: Vec<Network>,
+    pub outputs: Vec<Output>,
+    pub metrics: Vec<MetricsEndpoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Output {
+    pub name: String,
+    pub value: String,
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Container {
+    pub name: String,
+    pub image: Image,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<String>,
+    pub ports: Vec<Port>,
+    pub mounts: Vec<Mount>,
+    pub files: Vec<File>,
+    pub health: Option<HealthCheck>,
+    pub hooks: Vec<Hook>,
+    pub user: Option<String>,
+    pub read_only: bool,
+    pub init: bool,
+    pub no_new_privileges: bool,
+    pub resources: Resources,
+    pub restart: RestartPolicy,
+    pub networks: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub privileges: Privileges,
+}
+
+impl Container {
+    /// Hash of everything that defines the container: when it changes, the
+    /// container must be recreated. Canonical JSON (fields in declaration
+    /// order, maps sorted) makes it stable across runs and hosts.
+    pub fn spec_hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a container serializes");
+        let digest = Sha256::digest(json);
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Image {
+    Pull(String),
+    Build(BuildSpec),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BuildSpec {
+    pub context: String,
+    pub dockerfile: Option<String>,
+    pub target: Option<String>,
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Port {
+    pub container: u16,
+    /// Published on 127.0.0.1 at this port (0: any free one); None: not published.
+    pub host: Option<u16>,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Mount {
+    pub source: MountSource,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MountSource {
+    /// `NAME` (this service's) or `SERVICE/NAME`.
+    Volume(String),
+    /// As written by the plugin, relative to the stack's folder.
+    Bind(String),
+    Tmpfs { size_bytes: Option<u64>, mode: Option<u32> },
+    Anonymous,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct File {
+    pub path: String,
+    pub contents: String,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub interval_ms: u32,
+    pub timeout_ms: u32,
+    pub retries: u32,
+    pub start_period_ms: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Probe {
+    Exec(Vec<String>),
+    Http { port: u16, path: String },
+    Tcp(u16),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Hook {
+    pub name: String,
+    pub command: Vec<String>,
+    pub user: Option<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    No,
+    OnFailure,
+    Always,
+    UnlessStopped,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Resources {
+    pub milli_cpus: Option<u32>,
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Privileges {
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub host_network: bool,
+    pub host_pid: bool,
+    pub devices: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Network {
+    pub name: String,
+    pub internal: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetricsEndpoint {
+    pub container: String,
+    pub port: u16,
+    pub path: String,
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub summary: String,
+    pub config_schema: serde_json::Value,
+    pub outputs: Vec<OutputInfo>,
+    pub uses: Vec<RoleInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputInfo {
+    pub name: String,
+    pub description: String,
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleInfo {
+    pub name: String,
+    pub description: String,
+    pub plugins: Vec<String>,
+    pub optional: bool,
+    pub wait: WaitFor,
+}
+
+/// The request for one plugin call.
+#[derive(Debug, Clone)]
+pub struct ServiceRequest {
+    pub project: String,
+    pub service: String,
+    pub profile: String,
+    pub config: serde_json::Value,
+    pub bindings: Vec<Binding>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub role: String,
+    pub service: String,
+    pub plugin: String,
+    pub outputs: Vec<(String, String)>,
+}
+
+/// A plugin's `plan-error`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanError {
+    InvalidConfig { key: String, message: String },
+    UnusableBinding(String),
+    Failed(String),
+}

@@ -1,0 +1,98 @@
+//! Stable per-project secrets. A plugin asks `host.secret("password")`; the
+//! answer is derived from a random key kept in the project folder, so the
+//! same project, service and name give the same value on every run (a
+//! database in a kept volume stays reachable), and different projects get
+//! different values.
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+pub struct Secrets {
+    key: [u8; 32],
+    /// Every value handed out, so output can be masked.
+    issued: Mutex<Vec<String>>,
+}
+
+impl Secrets {
+    /// The key in `DIR/.provision/secret-key`, created on first use (mode
+    /// 0600, with a .gitignore so it is never committed).
+    pub fn for_project_dir(dir: &Path) -> anyhow::Result<Self> {
+        let state = dir.join(".provision");
+        let path = state.join("secret-key");
+        let key = match fs::read_to_string(&path) {
+            Ok(text) => parse_key(&text).ok_or_else(|| {
+                anyhow::anyhow!("{} is damaged; delete it to generate a new key (generated passwords will change)", path.display())
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key(&state, &path)?,
+            Err(e) => anyhow::bail!("cannot read the project's secret key {}: {e}", path.display()),
+        };
+        Ok(Secrets::from_key(key))
+    }
+
+    pub fn from_key(key: [u8; 32]) -> Self {
+        Secrets { key, issued: Mutex::new(Vec::new()) }
+    }
+
+    /// 32 characters of [A-Za-z0-9], from HMAC-SHA256(key, project, service, name).
+    pub fn derive(&self, project: &str, service: &str, name: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        for part in [project, service, name] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        let digest = mac.finalize().into_bytes();
+        // 32 bytes → 32 characters; the modulo bias (256 % 62) is negligible
+        // for a generated development password.
+        let value: String = digest.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+        self.issued.lock().unwrap().push(value.clone());
+        value
+    }
+
+    /// Replace every issued secret in `text` with `••••••`.
+    pub fn mask(&self, text: &str) -> String {
+        let issued = self.issued.lock().unwrap();
+        issued.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "••••••"))
+    }
+}
+
+fn parse_key(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(key)
+}
+
+fn create_key(state: &Path, path: &PathBuf) -> anyhow::Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+    fs::create_dir_all(state).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", state.display()))?;
+    let _ = fs::write(state.join(".gitignore"), "# provision's local state; never commit it\n*\n");
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    match options.open(path) {
+        Ok(mut file) => file.write_all(hex.as_bytes())?,
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return parse_key(&fs::read_to_string(path)?).ok_or_else(|| anyhow::anyhow!("{} is damaged", path.display()));
+        }
+        Err(e) => anyhow::bail!("cannot write the project's secret key {}: {e}", path.display()),
+    }
+    Ok(key)
+}

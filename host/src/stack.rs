@@ -1,0 +1,501 @@
+//! stack.toml: the typed model of a stack, with the source spans that let
+//! every error point at a file, line and key.
+//!
+//! ```toml
+//! [stack]
+//! name = "shop"              # project name (default: the folder's name)
+//! profile = "dev"            # default profile (dev, test, ci, prod, or your own)
+//!
+//! [plugins]                  # optional: versions and plugins of your own
+//! postgres = "^0.1"
+//! mine = { path = "plugins/mine.wasm", sha256 = "…" }
+//!
+//! [images]                   # optional: image substitutes (mirrors, stand-ins)
+//! "postgres:16-alpine" = "registry.local/postgres:16-alpine"
+//!
+//! [services.db]              # a service; its plugin defaults to its name
+//! plugin = "postgres"
+//! uses = ["cache"]           # or { database = "db" }; inferred when unambiguous
+//! allow = ["privileged"]     # powers the plugin may ask for (refused otherwise)
+//! version = 16               # … every other key is the plugin's config
+//! ```
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    ops::Range,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use provision_registry::{Requirement, RequirementSource};
+use semver::VersionReq;
+use toml::Value;
+
+/// Keys of a service table that the host reads; the rest is plugin config.
+pub const HOST_KEYS: &[&str] = &["plugin", "uses", "allow"];
+
+/// What a service may be granted with `allow = [...]`.
+pub const PERMISSIONS: &[&str] =
+    &["privileged", "cap-add", "host-network", "host-pid", "devices", "docker-socket", "bind-outside-project"];
+
+#[derive(Debug)]
+pub struct Stack {
+    /// The file as the user named it, for messages.
+    pub path: PathBuf,
+    /// Absolute folder of the file: relative paths in the stack start here.
+    pub dir: PathBuf,
+    pub name: String,
+    pub profile: Option<String>,
+    pub services: Vec<Service>,
+    /// `[plugins]`, by plugin name.
+    pub plugins: BTreeMap<String, Requirement>,
+    /// `[images]`: reference → substitute.
+    pub images: BTreeMap<String, String>,
+    source: Arc<String>,
+    /// Dotted key path → span of `key = value` (or of the key, for tables).
+    spans: HashMap<String, Range<usize>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub plugin: String,
+    pub uses: Uses,
+    pub allow: Vec<String>,
+    /// The service table minus host keys, as JSON for the plugin.
+    pub config: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Uses {
+    /// Not written: fill each role with the one service that fits.
+    Infer,
+    /// `uses = ["db", "cache"]`: roles found from each service's plugin.
+    Services(Vec<String>),
+    /// `uses = { database = "db" }`.
+    Roles(Vec<(String, String)>),
+}
+
+/// An error at a place in stack.toml, shown with the line it is on.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{message}")]
+pub struct StackError {
+    pub message: String,
+    #[source_code]
+    src: NamedSource<Arc<String>>,
+    #[label("{label}")]
+    span: SourceSpan,
+    label: String,
+    #[help]
+    help: Option<String>,
+}
+
+/// Reading the file itself failed.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("cannot read {}: {source}", path.display())]
+#[diagnostic(help("run provision in a folder with a stack.toml, or point at one with -f FILE"))]
+pub struct ReadError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+impl Stack {
+    pub fn load(path: &Path) -> miette::Result<Stack> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReadError { path: path.into(), source })?;
+        let dir = std::path::absolute(path).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
+        Ok(Stack::parse(path, dir, text)?)
+    }
+
+    /// Parse `text` as the stack file at `path` (in folder `dir`).
+    pub fn parse(path: &Path, dir: PathBuf, text: String) -> Result<Stack, StackError> {
+        let source = Arc::new(text);
+        let mut stack = Stack {
+            path: path.into(),
+            dir,
+            name: String::new(),
+            profile: None,
+            services: Vec::new(),
+            plugins: BTreeMap::new(),
+            images: BTreeMap::new(),
+            source: source.clone(),
+            spans: HashMap::new(),
+        };
+        let doc = match toml::de::DeTable::parse(&source) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                return Err(stack.error_at_span(span, "not valid TOML", e.message(), None));
+            }
+        };
+        index_spans(&mut stack.spans, "", doc.get_ref());
+        let table: toml::Table = toml::from_str(&source).map_err(|e| {
+            stack.error_at_span(e.span().unwrap_or(0..0), "not valid TOML", e.message(), None)
+        })?;
+        stack.read(table)?;
+        Ok(stack)
+    }
+
+    fn read(&mut self, table: toml::Table) -> Result<(), StackError> {
+        for (key, value) in table {
+            match key.as_str() {
+                "stack" => self.read_stack(value)?,
+                "services" => self.read_services(value)?,
+                "plugins" => self.read_plugins(value)?,
+                "images" => self.read_images(value)?,
+                _ => {
+                    return Err(self.error_at(
+                        &key,
+                        format!("unknown top-level table `{key}`"),
+                        "not a stack.toml key",
+                        Some("the top level has [stack], [services.NAME], [plugins] and [images]".into()),
+                    ));
+                }
+            }
+        }
+        if self.name.is_empty() {
+            let folder = self.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            self.name = sanitize_name(&folder);
+        }
+        if self.services.is_empty() {
+            return Err(self.error_at_span(
+                0..0,
+                "the stack has no services",
+                "expected [services.NAME] tables",
+                Some("add a service, e.g.\n[services.db]\nplugin = \"postgres\"".into()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn read_stack(&mut self, value: Value) -> Result<(), StackError> {
+        let table = self.expect_table("stack", value)?;
+        for (key, value) in table {
+            let path = format!("stack.{key}");
+            match key.as_str() {
+                "name" => {
+                    let name = self.expect_str(&path, value)?;
+                    if !valid_name(&name) {
+                        return Err(self.error_at(
+                            &path,
+                            format!("stack name {name:?} is not usable as a project name"),
+                            "invalid name",
+                            Some("use lower-case letters, digits, `-` and `_`, starting with a letter or digit".into()),
+                        ));
+                    }
+                    self.name = name;
+                }
+                "profile" => self.profile = Some(self.expect_str(&path, value)?),
+                _ => return Err(self.unknown_key(&path, "[stack] has `name` and `profile`")),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_services(&mut self, value: Value) -> Result<(), StackError> {
+        let table = self.expect_table("services", value)?;
+        for (name, value) in table {
+            let path = format!("services.{name}");
+            if !valid_service_name(&name) {
+                return Err(self.error_at(
+                    &path,
+                    format!("service name {name:?} cannot be a host name"),
+                    "invalid service name",
+                    Some("use lower-case letters, digits and `-`, starting with a letter".into()),
+                ));
+            }
+            let mut table = self.expect_table(&path, value)?;
+            let plugin = match table.remove("plugin") {
+                Some(v) => self.expect_str(&format!("{path}.plugin"), v)?,
+                None => name.clone(),
+            };
+            let uses = match table.remove("uses") {
+                None => Uses::Infer,
+                Some(v) => self.read_uses(&format!("{path}.uses"), v)?,
+            };
+            let allow = match table.remove("allow") {
+                None => Vec::new(),
+                Some(v) => self.read_allow(&format!("{path}.allow"), v)?,
+            };
+            let config = toml_to_json(Value::Table(table));
+            self.services.push(Service { name, plugin, uses, allow, config });
+        }
+        Ok(())
+    }
+
+    fn read_uses(&self, path: &str, value: Value) -> Result<Uses, StackError> {
+        let help = "write `uses = [\"db\"]` (roles found from each service's plugin) or `uses = { database = \"db\" }`";
+        match value {
+            Value::Array(items) => {
+                let mut services = Vec::new();
+                for (i, item) in items.into_iter().enumerate() {
+                    services.push(self.expect_str(&format!("{path}.{i}"), item)?);
+                }
+                Ok(Uses::Services(services))
+            }
+            Value::Table(table) => {
+                let mut roles = Vec::new();
+                for (role, service) in table {
+                    let service = self.expect_str(&format!("{path}.{role}"), service)?;
+                    roles.push((role, service));
+                }
+                Ok(Uses::Roles(roles))
+            }
+            other => Err(self.error_at(path, format!("`uses` must be a list or a table, found {}", other.type_str()), "here", Some(help.into()))),
+        }
+    }
+
+    fn read_allow(&self, path: &str, value: Value) -> Result<Vec<String>, StackError> {
+        let Value::Array(items) = value else {
+            return Err(self.error_at(path, "`allow` must be a list of permissions", "here", Some(permissions_help())));
+        };
+        let mut allow = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let item_path = format!("{path}.{i}");
+            let permission = self.expect_str(&item_path, item)?;
+            if !PERMISSIONS.contains(&permission.as_str()) {
+                return Err(self.error_at(&item_path, format!("unknown permission {permission:?}"), "not a permission", Some(permissions_help())));
+            }
+            allow.push(permission);
+        }
+        Ok(allow)
+    }
+
+    fn read_plugins(&mut self, value: Value) -> Result<(), StackError> {
+        let table = self.expect_table("plugins", value)?;
+        for (name, value) in table {
+            let path = format!("plugins.{name}");
+            let requirement = match value {
+                Value::String(req) => Requirement {
+                    name: name.clone(),
+                    version: self.version_req(&path, &req)?,
+                    source: RequirementSource::Builtin,
+                },
+                Value::Table(table) => {
+                    let (mut version, mut file, mut sha256) = (VersionReq::STAR, None, None);
+                    for (key, value) in table {
+                        let key_path = format!("{path}.{key}");
+                        match key.as_str() {
+                            "version" => version = self.version_req(&key_path, &self.expect_str(&key_path, value.clone())?)?,
+                            "path" => file = Some(PathBuf::from(self.expect_str(&key_path, value)?)),
+                            "sha256" => {
+                                let digest = self.expect_str(&key_path, value)?;
+                                let hex = digest.strip_prefix("sha256:").unwrap_or(&digest);
+                                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                                    return Err(self.error_at(&key_path, "not a sha256 digest", "expected 64 hex digits", None));
+                                }
+                                sha256 = Some(digest);
+                            }
+                            _ => return Err(self.unknown_key(&key_path, "a plugin entry has `version`, `path` and `sha256`")),
+                        }
+                    }
+                    let source = match file {
+                        Some(path) => RequirementSource::Path { path, sha256 },
+                        None if sha256.is_some() => {
+                            return Err(self.error_at(&format!("{path}.sha256"), "`sha256` pins a file, but there is no `path`", "here", None));
+                        }
+                        None => RequirementSource::Builtin,
+                    };
+                    Requirement { name: name.clone(), version, source }
+                }
+                other => {
+                    return Err(self.error_at(
+                        &path,
+                        format!("plugin requirement must be a version string or a table, found {}", other.type_str()),
+                        "here",
+                        Some(format!("e.g. {name} = \"^0.1\" or {name} = {{ path = \"{name}.wasm\" }}")),
+                    ));
+                }
+            };
+            self.plugins.insert(name, requirement);
+        }
+        Ok(())
+    }
+
+    fn read_images(&mut self, value: Value) -> Result<(), StackError> {
+        let table = self.expect_table("images", value)?;
+        for (reference, substitute) in table {
+            let substitute = self.expect_str(&format!("images.{reference}"), substitute)?;
+            self.images.insert(reference, substitute);
+        }
+        Ok(())
+    }
+
+    /// The requirement for every plugin a service names: from [plugins], or
+    /// any version of the built-in one.
+    pub fn requirements(&self) -> Vec<Requirement> {
+        let mut seen = Vec::<&str>::new();
+        let mut requirements = Vec::new();
+        for service in &self.services {
+            if seen.contains(&service.plugin.as_str()) {
+                continue;
+            }
+            seen.push(&service.plugin);
+            requirements.push(self.plugins.get(&service.plugin).cloned().unwrap_or_else(|| Requirement {
+                name: service.plugin.clone(),
+                version: VersionReq::STAR,
+                source: RequirementSource::Builtin,
+            }));
+        }
+        requirements
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// An error about `key` (a dotted path); points at the nearest enclosing
+    /// key that is written in the file when `key` itself is not.
+    pub fn error_at(&self, key: &str, message: impl Into<String>, label: impl Into<String>, help: Option<String>) -> StackError {
+        let mut path = key;
+        let span = loop {
+            if let Some(span) = self.spans.get(path) {
+                break span.clone();
+            }
+            match path.rfind('.') {
+                Some(dot) => path = &path[..dot],
+                None => break 0..0,
+            }
+        };
+        self.error_at_span(span, message, label, help)
+    }
+
+    fn error_at_span(&self, span: Range<usize>, message: impl Into<String>, label: impl Into<String>, help: Option<String>) -> StackError {
+        StackError {
+            message: message.into(),
+            src: NamedSource::new(self.path.display().to_string(), self.source.clone()),
+            span: span.into(),
+            label: label.into(),
+            help,
+        }
+    }
+
+    fn unknown_key(&self, path: &str, help: &str) -> StackError {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        self.error_at(path, format!("unknown key `{key}`"), "not expected here", Some(help.into()))
+    }
+
+    fn expect_table(&self, path: &str, value: Value) -> Result<toml::Table, StackError> {
+        match value {
+            Value::Table(t) => Ok(t),
+            other => Err(self.error_at(path, format!("`{path}` must be a table, found {}", other.type_str()), "expected a table", None)),
+        }
+    }
+
+    fn expect_str(&self, path: &str, value: Value) -> Result<String, StackError> {
+        match value {
+            Value::String(s) => Ok(s),
+            other => Err(self.error_at(path, format!("`{path}` must be a string, found {}", other.type_str()), "expected a string", None)),
+        }
+    }
+
+    fn version_req(&self, path: &str, req: &str) -> Result<VersionReq, StackError> {
+        VersionReq::parse(req).map_err(|e| {
+            self.error_at(path, format!("{req:?} is not a version requirement: {e}"), "invalid requirement", Some("e.g. \"^0.1\", \"~1.2.3\", \">=1, <3\"".into()))
+        })
+    }
+}
+
+/// Record the span of every key, descending into tables and arrays.
+fn index_spans(spans: &mut HashMap<String, Range<usize>>, prefix: &str, table: &toml::de::DeTable<'_>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() { key.get_ref().to_string() } else { format!("{prefix}.{}", key.get_ref()) };
+        let (k, v) = (key.span(), value.span());
+        // `key = value` when both are on one line; the key alone for tables
+        // whose body (or header) is elsewhere.
+        let span = match value.get_ref() {
+            toml::de::DeValue::Table(_) => k.clone(),
+            _ if v.start >= k.end => k.start..v.end,
+            _ => k.clone(),
+        };
+        // A key written twice ([a.b] then [a.b.c]) keeps its first place.
+        spans.entry(path.clone()).or_insert(span);
+        index_value(spans, &path, value.get_ref());
+    }
+}
+
+fn index_value(spans: &mut HashMap<String, Range<usize>>, path: &str, value: &toml::de::DeValue<'_>) {
+    match value {
+        toml::de::DeValue::Table(t) => index_spans(spans, path, t),
+        toml::de::DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let item_path = format!("{path}.{i}");
+                spans.entry(item_path.clone()).or_insert(item.span());
+                index_value(spans, &item_path, item.get_ref());
+            }
+        }
+        _ => {}
+    }
+}
+
+fn toml_to_json(value: Value) -> serde_json::Value {
+    match value {
+        Value::String(s) => s.into(),
+        Value::Integer(i) => i.into(),
+        Value::Float(f) => serde_json::Number::from_f64(f).map(Into::into).unwrap_or(serde_json::Value::Null),
+        Value::Boolean(b) => b.into(),
+        Value::Datetime(d) => d.to_string().into(),
+        Value::Array(items) => items.into_iter().map(toml_to_json).collect(),
+        Value::Table(t) => t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect::<serde_json::Map<_, _>>().into(),
+    }
+}
+
+fn permissions_help() -> String {
+    format!("permissions are: {}", PERMISSIONS.join(", "))
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn valid_service_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A folder name made into a project name.
+fn sanitize_name(folder: &str) -> String {
+    let name: String = folder
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .collect();
+    let name = name.trim_start_matches(['-', '_']).to_string();
+    if name.is_empty() { "stack".into() } else { name }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Stack, StackError> {
+        Stack::parse(Path::new("stack.toml"), PathBuf::from("/work/shop"), text.into())
+    }
+
+    #[test]
+    fn service_config_excludes_host_keys_and_keeps_the_rest() {
+        let stack = parse("[services.db]\nplugin = \"postgres\"\nuses = []\nversion = 16\n[services.db.tuning]\nmax_connections = 50\n").unwrap();
+        assert_eq!(stack.name, "shop");
+        let db = stack.service("db").unwrap();
+        assert_eq!(db.plugin, "postgres");
+        assert_eq!(db.config, serde_json::json!({"version": 16, "tuning": {"max_connections": 50}}));
+    }
+
+    #[test]
+    fn errors_point_at_the_key() {
+        let err = parse("[stack]\nname = \"x\"\nnmae = 1\n[services.db]\n").unwrap_err();
+        assert_eq!(err.message, "unknown key `nmae`");
+        assert_eq!(usize::from(err.span.offset()), "[stack]\nname = \"x\"\n".len());
+    }
+
+    #[test]
+    fn nested_keys_fall_back_to_their_parent() {
+        let stack = parse("[services.db]\ntuning = { max_connections = 5 }\n").unwrap();
+        let err = stack.error_at("services.db.tuning.shared_buffers", "m", "l", None);
+        assert_eq!(usize::from(err.span.offset()), "[services.db]\n".len());
+    }
+}

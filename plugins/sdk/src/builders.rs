@@ -1,0 +1,181 @@
+//! Constructors with the defaults a plan usually wants, so a plugin states
+//! only what is particular to its service.
+
+use crate::types::*;
+
+/// Plugin description; the config schema is added by the SDK.
+pub struct Info {
+    info: PluginInfo,
+}
+
+impl Info {
+    pub fn new(name: &str, version: &str, summary: &str) -> Self {
+        Info {
+            info: PluginInfo {
+                name: name.into(),
+                version: version.into(),
+                summary: summary.into(),
+                config_schema: String::new(),
+                outputs: Vec::new(),
+                uses: Vec::new(),
+            },
+        }
+    }
+
+    /// An output the plugin exports to its users.
+    pub fn output(mut self, name: &str, description: &str) -> Self {
+        self.info.outputs.push(OutputInfo { name: name.into(), description: description.into(), secret: false });
+        self
+    }
+
+    /// An output whose value is a credential (masked when printed).
+    pub fn secret_output(mut self, name: &str, description: &str) -> Self {
+        self.info.outputs.push(OutputInfo { name: name.into(), description: description.into(), secret: true });
+        self
+    }
+
+    /// A role filled by another service, which must be ready first.
+    pub fn uses(mut self, role: &str, description: &str, plugins: &[&str], wait: WaitFor, optional: bool) -> Self {
+        self.info.uses.push(RoleInfo {
+            name: role.into(),
+            description: description.into(),
+            plugins: plugins.iter().map(|p| p.to_string()).collect(),
+            optional,
+            wait,
+        });
+        self
+    }
+
+    pub(crate) fn into_plugin_info(mut self, config_schema: String) -> PluginInfo {
+        self.info.config_schema = config_schema;
+        self.info
+    }
+}
+
+impl Container {
+    /// A container running `image` with an init, no restarts and no extras.
+    pub fn new(name: impl Into<String>, image: impl Into<String>) -> Self {
+        Container {
+            name: name.into(),
+            image: ImageSource::Pull(image.into()),
+            command: None,
+            entrypoint: None,
+            env: Vec::new(),
+            working_dir: None,
+            ports: Vec::new(),
+            mounts: Vec::new(),
+            files: Vec::new(),
+            health: None,
+            hooks: Vec::new(),
+            user: None,
+            read_only: false,
+            init: true,
+            no_new_privileges: false,
+            resources: Resources { milli_cpus: None, memory_bytes: None, pids: None },
+            restart: RestartPolicy::No,
+            networks: Vec::new(),
+            labels: Vec::new(),
+            privileges: Privileges {
+                privileged: false,
+                cap_add: Vec::new(),
+                host_network: false,
+                host_pid: false,
+                devices: Vec::new(),
+            },
+        }
+    }
+
+    pub fn command<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.command = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Expose `container` port, published on the host at `host` when given
+    /// (0: any free port).
+    pub fn port(mut self, container: u16, host: Option<u16>) -> Self {
+        self.ports.push(Port { container, host, protocol: Protocol::Tcp });
+        self
+    }
+
+    pub fn mount(mut self, source: MountSource, target: impl Into<String>, read_only: bool) -> Self {
+        self.mounts.push(Mount { source, target: target.into(), read_only });
+        self
+    }
+
+    pub fn file(mut self, path: impl Into<String>, contents: impl Into<String>, mode: u32) -> Self {
+        self.files.push(File { path: path.into(), contents: contents.into(), mode });
+        self
+    }
+
+    pub fn health(mut self, check: HealthCheck) -> Self {
+        self.health = Some(check.0);
+        self
+    }
+
+    /// A command run in the container once it is ready.
+    pub fn hook<S: Into<String>>(mut self, name: impl Into<String>, command: impl IntoIterator<Item = S>) -> Self {
+        self.hooks.push(Hook {
+            name: name.into(),
+            command: command.into_iter().map(Into::into).collect(),
+            user: None,
+            env: Vec::new(),
+        });
+        self
+    }
+}
+
+/// A health check with timings suited to local development: probed often,
+/// generous start period.
+pub struct HealthCheck(pub crate::types::HealthCheck);
+
+impl HealthCheck {
+    pub fn exec<S: Into<String>>(command: impl IntoIterator<Item = S>) -> Self {
+        Self::with(Probe::Exec(command.into_iter().map(Into::into).collect()))
+    }
+
+    pub fn http(port: u16, path: impl Into<String>) -> Self {
+        Self::with(Probe::Http(HttpGet { port, path: path.into() }))
+    }
+
+    pub fn tcp(port: u16) -> Self {
+        Self::with(Probe::Tcp(port))
+    }
+
+    fn with(probe: Probe) -> Self {
+        HealthCheck(crate::types::HealthCheck {
+            probe,
+            interval_ms: 1_000,
+            timeout_ms: 3_000,
+            retries: 30,
+            start_period_ms: 30_000,
+        })
+    }
+}
+
+impl Default for ServicePlan {
+    fn default() -> Self {
+        ServicePlan {
+            containers: Vec::new(),
+            tasks: Vec::new(),
+            volumes: Vec::new(),
+            networks: Vec::new(),
+            outputs: Vec::new(),
+            metrics: Vec::new(),
+        }
+    }
+}
+
+impl ServicePlan {
+    pub fn output(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.outputs.push((key.into(), value.into()));
+    }
+
+    pub fn volume(&mut self, name: impl Into<String>) {
+        self.volumes.push(Volume { name: name.into() });
+    }
+}
