@@ -1,7 +1,10 @@
 //! Builds the built-in plugins (plugins/, a guest workspace of its own) for
 //! wasm32-wasip2 and generates the index that embeds them.
 
-use std::{env, fmt::Write as _, fs, path::PathBuf, process::Command};
+#[path = "guest_build.rs"]
+mod guest_build;
+
+use std::{env, fmt::Write as _, fs, path::PathBuf};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -34,7 +37,7 @@ fn main() {
     for name in &crates {
         println!("cargo::rerun-if-changed={}", root.join("plugins").join(name).display());
     }
-    let wasm_dir = build_guests(&root.join("plugins/Cargo.toml"), &crates);
+    let wasm_dir = guest_build::build_guests(&root, &root.join("plugins/Cargo.toml"), &crates);
 
     let mut code = String::from("pub(crate) static BUILTIN: &[Builtin] = &[\n");
     for entry in &index.plugin {
@@ -52,37 +55,6 @@ fn main() {
     }
     code.push_str("];\n");
     fs::write(out.join("builtin.rs"), code).unwrap();
-}
-
-/// Runs `cargo build --release --target wasm32-wasip2` for the guest
-/// workspace, in a target dir shared by every host profile so the guests are
-/// compiled once. Returns the folder holding the `.wasm` files.
-fn build_guests(manifest: &PathBuf, packages: &[String]) -> PathBuf {
-    let target_dir = match env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir).join("guests"),
-        None => manifest.parent().unwrap().parent().unwrap().join("target/guests"),
-    };
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(manifest)
-        .arg("--target-dir")
-        .arg(&target_dir);
-    for p in packages {
-        cmd.args(["-p", p]);
-    }
-    // The host build's flags (and its target) must not leak into the guests'.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "CARGO_BUILD_RUSTFLAGS"] {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().expect("run cargo to build the built-in plugins");
-    if !status.success() {
-        panic!(
-            "building the built-in plugins for wasm32-wasip2 failed (see above). \
-             If the target is missing: `rustup target add wasm32-wasip2`"
-        );
-    }
-    target_dir.join("wasm32-wasip2/release")
 }
 
 fn check_crate_version(root: &std::path::Path, entry: &Entry) {

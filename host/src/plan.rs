@@ -213,10 +213,11 @@ fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<HashM
         let fits = |role: &d::RoleInfo, used: &str| -> bool {
             stack.service(used).is_some_and(|s| role.plugins.is_empty() || role.plugins.contains(&s.plugin))
         };
-        let known = |used: &str| -> Result<(), StackError> {
+        let known = |used: &str, key: &str| -> Result<(), StackError> {
             if stack.service(used).is_none() || used == name {
                 let others: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).filter(|s| s != name).collect();
-                return Err(stack.error_at(&uses_key, format!("service `{name}` uses `{used}`, which is not another service of this stack"), "unknown service", Some(format!("services it can use: {}", others.join(", ")))));
+                let help = if others.is_empty() { "the stack has no other service".to_string() } else { format!("services it can use: {}", others.join(", ")) };
+                return Err(stack.error_at(key, format!("service `{name}` uses `{used}`, which is not another service of this stack"), "unknown service", Some(help)));
             }
             Ok(())
         };
@@ -229,7 +230,7 @@ fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<HashM
             Uses::Infer => {}
             Uses::Roles(pairs) => {
                 for (role_name, used) in pairs {
-                    known(used)?;
+                    known(used, &format!("{uses_key}.{role_name}"))?;
                     let Some(role) = roles.iter().find(|r| &r.name == role_name) else {
                         let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
                         return Err(stack.error_at(&format!("{uses_key}.{role_name}"), format!("plugin `{}` has no role `{role_name}`", service.plugin), "unknown role", Some(format!("its roles are: {}", if names.is_empty() { "none".into() } else { names.join(", ") }))));
@@ -243,7 +244,7 @@ fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<HashM
             }
             Uses::Services(list) => {
                 for (i, used) in list.iter().enumerate() {
-                    known(used)?;
+                    known(used, &format!("{uses_key}.{i}"))?;
                     let open: Vec<&d::RoleInfo> = roles.iter().filter(|r| !deps.iter().any(|d| d.role == r.name) && fits(r, used)).collect();
                     match open[..] {
                         [role] => bind(&mut deps, role, used),
@@ -262,6 +263,13 @@ fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<HashM
         // Roles still open are filled by the one service that fits.
         let open: Vec<&d::RoleInfo> = roles.iter().filter(|r| !deps.iter().any(|d| d.role == r.name)).collect();
         for role in open {
+            if role.plugins.is_empty() {
+                // Any plugin could fill it, so only the user can say which.
+                if role.optional {
+                    continue;
+                }
+                return Err(stack.error_at(&format!("services.{name}"), format!("service `{name}` needs a `{}` ({}), which any service can be", role.name, role.description), "role unfilled", Some(format!("name it: uses = {{ {} = \"SERVICE\" }}", role.name))));
+            }
             let candidates: Vec<&str> = stack.services.iter().filter(|s| &s.name != name && fits(role, &s.name)).map(|s| s.name.as_str()).collect();
             match candidates.as_slice() {
                 [used] => bind(&mut deps, role, used),

@@ -19,6 +19,9 @@ pub enum ContractError {
 }
 
 pub fn contract_version(wasm: &[u8]) -> Result<Version, ContractError> {
+    if !wasm.starts_with(b"\0asm") {
+        return Err(ContractError::NotAComponent("the file does not start with the wasm magic number".into()));
+    }
     let mut exports = Vec::new();
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(wasm) {

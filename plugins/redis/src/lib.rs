@@ -22,8 +22,9 @@ struct Config {
     /// "rdb" (snapshots by `save` rules), "aof" (append-only file) or "none".
     /// Default: "rdb" in dev and prod, "none" in test and ci.
     persistence: Option<Persistence>,
-    /// Snapshot rules "SECONDS CHANGES", e.g. ["900 1", "300 10"]. Used with
-    /// rdb persistence; Redis's own defaults when absent.
+    /// Snapshot rules "SECONDS CHANGES", e.g. ["900 1", "300 10"]. Applied
+    /// with rdb persistence (so not in the test and ci profiles unless
+    /// `persistence = "rdb"`); Redis's own defaults when absent.
     #[serde(default)]
     save: Vec<String>,
 }
@@ -81,7 +82,7 @@ impl Plugin for Redis {
             }
             args.extend(["--maxmemory-policy".into(), policy.clone()]);
         }
-        if !config.save.is_empty() && persistence != Persistence::Rdb {
+        if !config.save.is_empty() && config.persistence.is_some_and(|p| p != Persistence::Rdb) {
             return Err(config_error("save", "save rules need persistence = \"rdb\""));
         }
         match persistence {

@@ -90,7 +90,14 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, typ
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let key = if key == "." { String::new() } else { key };
-        config_error(key, e.into_inner().to_string())
+        let message = e.into_inner().to_string();
+        // serde_json adds where in *its* text the error is; the host points
+        // at stack.toml instead.
+        let message = match message.rfind(" at line ") {
+            Some(at) => message[..at].to_string(),
+            None => message,
+        };
+        config_error(key, message)
     })
 }
 

@@ -1,0 +1,8 @@
+//! provision's integration tests: one binary, a module per area (the
+//! wasmtime layout). Everything runs the real `provision` binary or the real
+//! runtime on real compiled components.
+
+mod plan;
+mod sandbox;
+mod support;
+mod ui;

@@ -1,0 +1,112 @@
+//! Running the real binary in throwaway project folders.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A project folder with its own compile cache, deleted afterwards.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    cache: PathBuf,
+}
+
+impl Project {
+    pub fn new(stack: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stack.toml"), stack).unwrap();
+        let cache = shared_cache();
+        Project { dir, cache }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Copy a compiled test plugin into the project as `NAME.wasm`.
+    pub fn add_plugin(&self, name: &str, wasm: &str) -> &Self {
+        std::fs::copy(wasm, self.path().join(format!("{name}.wasm"))).unwrap();
+        self
+    }
+
+    pub fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.path().join(file), text).unwrap();
+    }
+
+    pub fn provision(&self, args: &[&str]) -> Run {
+        let output = provision_cmd(&self.cache).current_dir(self.path()).args(args).output().unwrap();
+        Run::from(output)
+    }
+}
+
+/// One compile cache for the whole test run: the tests are about behaviour,
+/// and recompiling every plugin in every test would only make them slow.
+fn shared_cache() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn provision_cmd(cache: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_provision"));
+    cmd.env("PROVISION_CACHE_DIR", cache).env("NO_COLOR", "1").env_remove("PROVISION_PROFILE");
+    cmd
+}
+
+pub fn provision_in_repo(args: &[&str]) -> Run {
+    Run::from(provision_cmd(&shared_cache()).current_dir(repo_root()).args(args).output().unwrap())
+}
+
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, Some(0), "provision failed:\n{}", self.stderr);
+        self
+    }
+
+    /// Failed the way a CLI should: exit 1 with a message, not a crash.
+    #[track_caller]
+    pub fn failed(self) -> Self {
+        assert_eq!(self.code, Some(1), "expected a clean failure (exit 1), got {:?}:\nstdout: {}\nstderr: {}", self.code, self.stdout, self.stderr);
+        assert!(!self.stderr.contains("thread 'main' panicked"), "the host panicked:\n{}", self.stderr);
+        self
+    }
+
+    /// stderr with the report's wrapped lines joined, for `contains` checks.
+    pub fn message(&self) -> String {
+        let lines = self.stderr.lines().map(|l| l.trim_start().trim_start_matches("│ ").trim());
+        lines.collect::<Vec<_>>().join(" ")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+impl Project {
+    pub fn provision_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = provision_cmd(&self.cache);
+        cmd.current_dir(self.path()).args(args).envs(env.iter().copied());
+        Run::from(cmd.output().unwrap())
+    }
+}

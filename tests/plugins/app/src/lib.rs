@@ -1,0 +1,39 @@
+//! A well-behaved app plugin for wiring tests: uses a database (postgres),
+//! optionally a cache (redis, merely started) and any `upstream`, and passes
+//! what its bindings carry into its environment.
+use provision_sdk::{export, prelude::*};
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default = "default_image")]
+    image: String,
+}
+
+fn default_image() -> String {
+    "app:latest".into()
+}
+
+struct App;
+impl Plugin for App {
+    type Config = Config;
+    fn info() -> Info {
+        Info::new("app", "0.1.0", "An app for wiring tests")
+            .output("url", "Where the app answers")
+            .uses("database", "Its database", &["postgres"], WaitFor::Ready, false)
+            .uses("cache", "Its cache", &["redis"], WaitFor::Started, true)
+            .uses("upstream", "Anything it calls", &[], WaitFor::Ready, true)
+    }
+    fn plan(request: &Request, config: Config) -> Result<ServicePlan, PlanError> {
+        let mut server = Container::new("server", config.image);
+        for binding in &request.bindings {
+            let url = binding.output("url").unwrap_or("");
+            server = server.env(format!("{}_URL", binding.role.to_uppercase()), url);
+        }
+        host::log(provision_sdk::types::LogLevel::Info, &format!("planned with {} bindings", request.bindings.len()));
+        let mut plan = ServicePlan { containers: vec![server], ..ServicePlan::default() };
+        plan.output("url", format!("http://{}:3000", request.service));
+        Ok(plan)
+    }
+}
+export!(App);
