@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use clap::{Args, Parser, Subcommand};
 use provision::{
     plan::{self, Options},
-    runtime::{CompileCache, Limits, Runtime, SUPPORTED_CONTRACTS},
+    runtime::{CompileCache, Limits, LogLevel, Runtime, SUPPORTED_CONTRACTS},
     secrets::Secrets,
     stack::Stack,
     ui,
@@ -62,6 +62,9 @@ struct PlanArgs {
     /// Print secrets (generated passwords, secret outputs) instead of masking them.
     #[arg(long)]
     show_secrets: bool,
+    /// Also print what plugins logged below warning level.
+    #[arg(short, long)]
+    verbose: bool,
     /// Print how long resolving, loading and calling each plugin took (to stderr).
     #[arg(long)]
     timings: bool,
@@ -106,6 +109,11 @@ fn plan_command(args: PlanArgs) -> miette::Result<()> {
         .map_err(|e| miette::miette!("cannot start the plugin runtime: {e:#}"))?;
     let planned = plan::plan(&stack, &runtime, secrets.clone(), &options)?;
     let masker = ui::Masker::new(&planned.state, &secrets, args.show_secrets);
+    for (level, message) in &planned.logs {
+        if *level == LogLevel::Warn || args.verbose {
+            eprintln!("{}: {}", format!("{level:?}").to_lowercase(), masker.mask(message));
+        }
+    }
     if args.json {
         println!("{}", ui::plan_json(&planned.state, &masker));
     } else {

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use provision_registry::{Requirement, RequirementSource, Resolved};
+use provision_registry::{Requirement, Resolved};
 use semver::Version;
 
 use crate::{
@@ -120,6 +120,7 @@ pub fn plan(stack: &Stack, runtime: &Runtime, secrets: Arc<Secrets>, options: &O
         let timing = timings.plugins.iter_mut().find(|t| t.plugin == service.plugin).expect("timed when loaded");
         timing.plan_instantiate += stats.instantiate;
         timing.plan_call += stats.call;
+        logs.extend(stats.logs.into_iter().map(|(level, message)| (level, format!("{who}: {message}"))));
 
         let mut plan = result.map_err(|e| plan_error(stack, name, &who, e))?;
         for output in &mut plan.outputs {
@@ -146,8 +147,6 @@ pub fn plan(stack: &Stack, runtime: &Runtime, secrets: Arc<Secrets>, options: &O
         services: services.into_iter().map(|name| planned.remove(name).expect("planned")).collect(),
     };
     timings.total = started.elapsed();
-    // Log lines are collected per call inside the sandbox; not yet surfaced.
-    logs.shrink_to_fit();
     Ok(Planned { state, timings, logs })
 }
 
@@ -351,13 +350,5 @@ fn plugin_ref(loaded: &Loaded) -> PluginRef {
         contract: loaded.plugin.contract.to_string(),
         source: loaded.resolved.source.to_string(),
         sha256: loaded.resolved.sha256.clone(),
-    }
-}
-
-/// The requirement a service's plugin resolved from (for `plugin ls`-like output).
-pub fn describe_source(requirement: &Requirement) -> String {
-    match &requirement.source {
-        RequirementSource::Builtin => "builtin".into(),
-        RequirementSource::Path { path, .. } => path.display().to_string(),
     }
 }

@@ -73,10 +73,12 @@ pub struct LoadStats {
     pub instantiate: Duration,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CallStats {
     pub instantiate: Duration,
     pub call: Duration,
+    /// What the plugin logged through `host.log` during the call.
+    pub logs: Vec<(LogLevel, String)>,
 }
 
 /// Who is calling, for secrets and log lines.
@@ -112,7 +114,7 @@ pub struct Sandbox {
     memory: MemoryCap,
     stderr: MemoryOutputPipe,
     context: Option<Arc<CallContext>>,
-    pub(crate) logs: Vec<(LogLevel, String)>,
+    logs: Vec<(LogLevel, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +307,7 @@ impl Runtime {
             stats.call = started.elapsed();
             r
         });
+        stats.logs = std::mem::take(&mut store.data_mut().logs);
         result.map_err(|e| self.explain(e, store.data()))
     }
 
