@@ -12,3 +12,4 @@ pub mod runtime;
 pub mod secrets;
 pub mod stack;
 pub mod ui;
+pub mod engine;

@@ -1,0 +1,431 @@
+//! Container engines. `apply` speaks to the small `Engine` trait in the
+//! host's terms; `Docker` implements it with bollard (Docker, and Podman's
+//! compatible socket). A Kubernetes backend would be another implementation.
+
+use std::{collections::HashMap, time::Duration};
+
+use bollard::{
+    Docker as Bollard,
+    models::{
+        ContainerCreateBody, EndpointSettings, ExecConfig, HealthConfig, HostConfig, Mount as BollardMount,
+        MountTmpfsOptions, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy as BollardRestart,
+        RestartPolicyNameEnum, VolumeCreateRequest,
+    },
+    query_parameters::{
+        CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+        ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
+        UploadToContainerOptionsBuilder,
+    },
+};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+
+use crate::desired::{File, HealthCheck, Port, Privileges, Probe, Protocol, Resources, RestartPolicy};
+
+/// Every label the project sets starts with this.
+pub const LABEL_PREFIX: &str = "dev.provision.";
+
+pub type Labels = HashMap<String, String>;
+
+/// A container in engine terms: names resolved, paths absolute.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub ports: Vec<Port>,
+    pub mounts: Vec<MountSpec>,
+    pub health: Option<HealthCheck>,
+    pub read_only: bool,
+    pub init: bool,
+    pub no_new_privileges: bool,
+    pub resources: Resources,
+    pub restart: RestartPolicy,
+    pub privileges: Privileges,
+    pub labels: Labels,
+    /// Networks to join, each with the DNS aliases the container has there.
+    pub networks: Vec<(String, Vec<String>)>,
+    /// Seconds the engine waits after SIGTERM before SIGKILL.
+    pub stop_timeout: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum MountSpec {
+    Volume { name: String, target: String, read_only: bool },
+    Bind { source: String, target: String, read_only: bool },
+    Tmpfs { target: String, size_bytes: Option<u64>, mode: Option<u32> },
+    Anonymous { target: String },
+}
+
+/// A container the engine has, as far as the project is concerned.
+#[derive(Debug, Clone)]
+pub struct Actual {
+    pub id: String,
+    pub name: String,
+    pub labels: Labels,
+    pub running: bool,
+    /// Host ports it publishes.
+    pub host_ports: Vec<u16>,
+}
+
+impl Actual {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(&format!("{LABEL_PREFIX}{key}")).map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    /// Address on the project network, for probes from the host.
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "no container engine answers at {endpoint} ({source}). Start Docker (e.g. `sudo systemctl start docker`, \
+         or `sudo dockerd &`), or point DOCKER_HOST at a running engine"
+    )]
+    Unreachable { endpoint: String, source: bollard::errors::Error },
+    #[error("image {image} is not on the engine and could not be pulled: {message}. If no registry is reachable, map it to a local image in [images] or with --images")]
+    Image { image: String, message: String },
+    #[error("{0}")]
+    Api(#[from] bollard::errors::Error),
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// What `apply` and the CLI need from an engine.
+#[allow(async_fn_in_trait)]
+pub trait Engine {
+    async fn containers(&self, project: &str) -> Result<Vec<Actual>>;
+    async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<()>;
+    async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<()>;
+    async fn ensure_image(&self, image: &str) -> Result<()>;
+    async fn create(&self, spec: &ContainerSpec) -> Result<String>;
+    async fn put_files(&self, id: &str, files: &[File]) -> Result<()>;
+    async fn start(&self, id: &str) -> Result<()>;
+    async fn status(&self, id: &str) -> Result<Status>;
+    /// Run a command inside; returns its exit code and combined output.
+    async fn exec(&self, id: &str, command: &[String], user: Option<&str>, env: &[String]) -> Result<(i64, String)>;
+    async fn log_tail(&self, id: &str, lines: usize) -> Result<String>;
+    async fn remove(&self, id: &str) -> Result<()>;
+    async fn remove_networks(&self, project: &str) -> Result<Vec<String>>;
+    async fn remove_volumes(&self, project: &str) -> Result<Vec<String>>;
+}
+
+pub struct Docker {
+    client: Bollard,
+}
+
+impl Docker {
+    /// Connect the usual way (DOCKER_HOST, else the default socket) and
+    /// agree on an API version the engine speaks.
+    pub async fn connect() -> Result<Docker> {
+        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let unreachable = |source| EngineError::Unreachable { endpoint: endpoint.clone(), source };
+        let client = Bollard::connect_with_defaults().map_err(unreachable)?;
+        let client = client.negotiate_version().await.map_err(unreachable)?;
+        client.ping().await.map_err(unreachable)?;
+        Ok(Docker { client })
+    }
+
+    pub fn client(&self) -> &Bollard {
+        &self.client
+    }
+
+    /// Stream a container's log (stdout and stderr) as text chunks.
+    pub fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> impl Stream<Item = Result<String>> + use<> {
+        let mut options = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow);
+        options = options.tail(&tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()));
+        self.client.logs(id, Some(options.build())).map(|chunk| Ok(chunk?.to_string()))
+    }
+}
+
+fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{LABEL_PREFIX}project={project}")])])
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+fn is_conflict(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })
+}
+
+fn nanos(ms: u32) -> i64 {
+    i64::from(ms) * 1_000_000
+}
+
+impl Engine for Docker {
+    async fn containers(&self, project: &str) -> Result<Vec<Actual>> {
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&project_filter(project)).build();
+        let list = self.client.list_containers(Some(options)).await?;
+        Ok(list
+            .into_iter()
+            .map(|c| Actual {
+                id: c.id.unwrap_or_default(),
+                name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+                labels: c.labels.unwrap_or_default(),
+                running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
+                host_ports: c.ports.unwrap_or_default().iter().filter_map(|p| p.public_port).collect(),
+            })
+            .collect())
+    }
+
+    async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<()> {
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            internal: Some(internal),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        match self.client.create_network(request).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<()> {
+        if self.client.inspect_volume(name).await.is_ok() {
+            return Ok(());
+        }
+        let request = VolumeCreateRequest { name: Some(name.to_string()), labels: Some(labels), ..Default::default() };
+        self.client.create_volume(request).await?;
+        Ok(())
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<()> {
+        if self.client.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let options = CreateImageOptionsBuilder::default().from_image(image).build();
+        self.client
+            .create_image(Some(options), None, None)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| EngineError::Image { image: image.to_string(), message: e.to_string() })?;
+        Ok(())
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        let (network, aliases) = spec.networks.first().cloned().unwrap_or_default();
+        let mut port_bindings = HashMap::new();
+        let mut exposed = Vec::new();
+        for port in &spec.ports {
+            let key = format!("{}/{}", port.container, if port.protocol == Protocol::Udp { "udp" } else { "tcp" });
+            exposed.push(key.clone());
+            if let Some(host) = port.host {
+                let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(if host == 0 { String::new() } else { host.to_string() }) };
+                port_bindings.insert(key, Some(vec![binding]));
+            }
+        }
+        let mounts = spec.mounts.iter().map(mount).collect();
+        let p = &spec.privileges;
+        let host_config = HostConfig {
+            port_bindings: Some(port_bindings),
+            mounts: Some(mounts),
+            init: Some(spec.init),
+            readonly_rootfs: Some(spec.read_only),
+            security_opt: spec.no_new_privileges.then(|| vec!["no-new-privileges:true".to_string()]),
+            memory: spec.resources.memory_bytes.map(|b| b as i64),
+            nano_cpus: spec.resources.milli_cpus.map(|m| i64::from(m) * 1_000_000),
+            pids_limit: spec.resources.pids.map(i64::from),
+            restart_policy: Some(BollardRestart {
+                name: Some(match spec.restart {
+                    RestartPolicy::No => RestartPolicyNameEnum::NO,
+                    RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+                    RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
+                    RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+                }),
+                maximum_retry_count: None,
+            }),
+            privileged: Some(p.privileged),
+            cap_add: (!p.cap_add.is_empty()).then(|| p.cap_add.clone()),
+            network_mode: Some(if p.host_network { "host".into() } else { network.clone() }),
+            pid_mode: p.host_pid.then(|| "host".into()),
+            devices: (!p.devices.is_empty()).then(|| {
+                p.devices
+                    .iter()
+                    .map(|d| bollard::models::DeviceMapping {
+                        path_on_host: Some(d.clone()),
+                        path_in_container: Some(d.clone()),
+                        cgroup_permissions: Some("rwm".into()),
+                    })
+                    .collect()
+            }),
+            ..Default::default()
+        };
+        let healthcheck = spec.health.as_ref().map(|h| HealthConfig {
+            test: Some(match &h.probe {
+                Probe::Exec(cmd) => std::iter::once("CMD".to_string()).chain(cmd.iter().cloned()).collect(),
+                // The engine's check runs inside the container, where no HTTP
+                // client can be assumed; the host probes HTTP itself.
+                Probe::Http { port, .. } | Probe::Tcp(port) => {
+                    vec!["CMD-SHELL".into(), format!("exec 3<>/dev/tcp/127.0.0.1/{port} 2>/dev/null || exit 1")]
+                }
+            }),
+            interval: Some(nanos(h.interval_ms)),
+            timeout: Some(nanos(h.timeout_ms)),
+            retries: Some(i64::from(h.retries)),
+            start_period: Some(nanos(h.start_period_ms)),
+            start_interval: None,
+        });
+        let networking_config = (!p.host_network).then(|| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(network.clone(), EndpointSettings { aliases: Some(aliases), ..Default::default() })])),
+        });
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec.command.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            env: Some(spec.env.clone()),
+            working_dir: spec.working_dir.clone(),
+            user: spec.user.clone(),
+            exposed_ports: Some(exposed),
+            labels: Some(spec.labels.clone()),
+            healthcheck,
+            stop_timeout: Some(spec.stop_timeout),
+            host_config: Some(host_config),
+            networking_config,
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let created = self.client.create_container(Some(options), body).await?;
+        // Further networks are joined before start, so DNS works from the first moment.
+        for (network, aliases) in spec.networks.iter().skip(1) {
+            let request = bollard::models::NetworkConnectRequest {
+                container: created.id.clone(),
+                endpoint_config: Some(EndpointSettings { aliases: Some(aliases.clone()), ..Default::default() }),
+            };
+            self.client.connect_network(network, request).await?;
+        }
+        Ok(created.id)
+    }
+
+    async fn put_files(&self, id: &str, files: &[File]) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let mut archive = tar::Builder::new(Vec::new());
+        for file in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(file.contents.len() as u64);
+            header.set_mode(file.mode);
+            header.set_mtime(0);
+            header.set_cksum();
+            let path = file.path.trim_start_matches('/');
+            archive.append_data(&mut header, path, file.contents.as_bytes()).map_err(|e| EngineError::Api(e.into()))?;
+        }
+        let bytes = archive.into_inner().map_err(|e| EngineError::Api(e.into()))?;
+        let options = UploadToContainerOptionsBuilder::default().path("/").build();
+        self.client.upload_to_container(id, Some(options), bollard::body_full(bytes.into())).await?;
+        Ok(())
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        self.client.start_container(id, None).await?;
+        Ok(())
+    }
+
+    async fn status(&self, id: &str) -> Result<Status> {
+        let info = self.client.inspect_container(id, None).await?;
+        let state = info.state.unwrap_or_default();
+        let ip = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|n| n.into_values().find_map(|e| e.ip_address.filter(|ip| !ip.is_empty())));
+        Ok(Status { running: state.running.unwrap_or(false), exit_code: state.exit_code, ip })
+    }
+
+    async fn exec(&self, id: &str, command: &[String], user: Option<&str>, env: &[String]) -> Result<(i64, String)> {
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(command.to_vec()),
+            user: user.map(str::to_string),
+            env: Some(env.to_vec()),
+            ..Default::default()
+        };
+        let exec = self.client.create_exec(id, config).await?;
+        let mut output = String::new();
+        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } = self.client.start_exec(&exec.id, None).await? {
+            while let Some(chunk) = stream.next().await {
+                output.push_str(&chunk?.to_string());
+            }
+        }
+        // The exit code is set a moment after the output stream closes.
+        for _ in 0..50 {
+            let inspect = self.client.inspect_exec(&exec.id).await?;
+            if let Some(code) = inspect.exit_code.filter(|_| !inspect.running.unwrap_or(false)) {
+                return Ok((code, output));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok((-1, output))
+    }
+
+    async fn log_tail(&self, id: &str, lines: usize) -> Result<String> {
+        let chunks: Vec<String> = self.logs(id, false, Some(lines)).try_collect().await?;
+        Ok(chunks.concat())
+    }
+
+    async fn remove(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        match self.client.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn remove_networks(&self, project: &str) -> Result<Vec<String>> {
+        let options = ListNetworksOptionsBuilder::default().filters(&project_filter(project)).build();
+        let mut removed = Vec::new();
+        for network in self.client.list_networks(Some(options)).await? {
+            let name = network.name.unwrap_or_default();
+            match self.client.remove_network(&name).await {
+                Ok(()) => removed.push(name),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn remove_volumes(&self, project: &str) -> Result<Vec<String>> {
+        let options = ListVolumesOptionsBuilder::default().filters(&project_filter(project)).build();
+        let mut removed = Vec::new();
+        for volume in self.client.list_volumes(Some(options)).await?.volumes.unwrap_or_default() {
+            match self.client.remove_volume(&volume.name, None::<RemoveVolumeOptions>).await {
+                Ok(()) => removed.push(volume.name),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn mount(m: &MountSpec) -> BollardMount {
+    let base = |typ, target: &str, read_only| BollardMount { typ: Some(typ), target: Some(target.to_string()), read_only: Some(read_only), ..Default::default() };
+    match m {
+        MountSpec::Volume { name, target, read_only } => BollardMount { source: Some(name.clone()), ..base(MountType::VOLUME, target, *read_only) },
+        MountSpec::Bind { source, target, read_only } => BollardMount { source: Some(source.clone()), ..base(MountType::BIND, target, *read_only) },
+        MountSpec::Tmpfs { target, size_bytes, mode } => BollardMount {
+            tmpfs_options: Some(MountTmpfsOptions {
+                size_bytes: size_bytes.map(|s| s as i64),
+                mode: mode.map(i64::from),
+                ..Default::default()
+            }),
+            ..base(MountType::TMPFS, target, false)
+        },
+        MountSpec::Anonymous { target } => base(MountType::VOLUME, target, false),
+    }
+}
