@@ -83,6 +83,8 @@ pub struct Status {
     pub exit_code: Option<i64>,
     /// Address on the project network, for probes from the host.
     pub ip: Option<String>,
+    /// The engine's own healthcheck verdict, when it has one.
+    pub healthy: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +148,55 @@ impl Docker {
         self.client.logs(id, Some(options.build())).map(|chunk| Ok(chunk?.to_string()))
     }
 }
+
+impl Docker {
+    /// Stop (SIGTERM, then SIGKILL after the container's stop timeout), then
+    /// remove with its anonymous volumes.
+    pub async fn remove_gracefully(&self, id: &str) -> Result<()> {
+        let options = bollard::query_parameters::StopContainerOptionsBuilder::default().t(STOP_GRACE_SECS).build();
+        match self.client.stop_container(id, Some(options)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.remove(id).await
+    }
+
+    /// Run a command in a container with its output streamed to ours;
+    /// returns its exit code.
+    pub async fn exec_streaming(&self, id: &str, command: &[String]) -> Result<i64> {
+        use std::io::Write;
+        let config = ExecConfig { attach_stdout: Some(true), attach_stderr: Some(true), cmd: Some(command.to_vec()), ..Default::default() };
+        let exec = self.client.create_exec(id, config).await?;
+        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } = self.client.start_exec(&exec.id, None).await? {
+            while let Some(chunk) = stream.next().await {
+                match chunk? {
+                    bollard::container::LogOutput::StdErr { message } => std::io::stderr().write_all(&message),
+                    other => std::io::stdout().write_all(&other.into_bytes()),
+                }
+                .ok();
+            }
+        }
+        self.exit_code(&exec.id).await
+    }
+
+    /// The exit code is set a moment after an exec's output stream closes.
+    async fn exit_code(&self, exec_id: &str) -> Result<i64> {
+        for _ in 0..100 {
+            let inspect = self.client.inspect_exec(exec_id).await?;
+            if let Some(code) = inspect.exit_code.filter(|_| !inspect.running.unwrap_or(false)) {
+                return Ok(code);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(-1)
+    }
+}
+
+/// Seconds `down` waits for a container to stop before killing it.
+const STOP_GRACE_SECS: i32 = 3;
 
 fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![format!("{LABEL_PREFIX}project={project}")])])
@@ -341,7 +392,8 @@ impl Engine for Docker {
             .network_settings
             .and_then(|n| n.networks)
             .and_then(|n| n.into_values().find_map(|e| e.ip_address.filter(|ip| !ip.is_empty())));
-        Ok(Status { running: state.running.unwrap_or(false), exit_code: state.exit_code, ip })
+        let healthy = state.health.and_then(|h| h.status).map(|s| s.to_string() == "healthy");
+        Ok(Status { running: state.running.unwrap_or(false), exit_code: state.exit_code, ip, healthy })
     }
 
     async fn exec(&self, id: &str, command: &[String], user: Option<&str>, env: &[String]) -> Result<(i64, String)> {
@@ -360,15 +412,7 @@ impl Engine for Docker {
                 output.push_str(&chunk?.to_string());
             }
         }
-        // The exit code is set a moment after the output stream closes.
-        for _ in 0..50 {
-            let inspect = self.client.inspect_exec(&exec.id).await?;
-            if let Some(code) = inspect.exit_code.filter(|_| !inspect.running.unwrap_or(false)) {
-                return Ok((code, output));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok((-1, output))
+        Ok((self.exit_code(&exec.id).await?, output))
     }
 
     async fn log_tail(&self, id: &str, lines: usize) -> Result<String> {

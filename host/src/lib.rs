@@ -13,3 +13,4 @@ pub mod secrets;
 pub mod stack;
 pub mod ui;
 pub mod engine;
+pub mod apply;

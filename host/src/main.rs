@@ -1,10 +1,13 @@
 //! The `provision` command line.
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
+use futures_util::StreamExt;
 use provision::{
-    plan::{self, Options},
+    apply::{self, UpOptions},
+    engine::{Docker, Engine},
+    plan::{self, Options, Planned},
     runtime::{CompileCache, Limits, LogLevel, Runtime, SUPPORTED_CONTRACTS},
     secrets::Secrets,
     stack::Stack,
@@ -18,10 +21,13 @@ use provision::{
     about = "Stand up whole development, test and CI environments from one stack.toml",
     long_about = "Stand up whole development, test and CI environments from one stack.toml.\n\n\
         Each service in stack.toml is planned by a plugin (a sandboxed WebAssembly component): \
-        postgres, redis and others are built in, and you can load your own from a path.",
-    after_help = "Examples:\n  provision plan                     show what the stack in ./stack.toml needs\n  \
-        provision plan -f examples/quickstart/stack.toml --json\n  \
-        provision plan --profile test       plan for the test profile (tmpfs databases, random ports)"
+        postgres, redis and others are built in, and you can load your own from a path. \
+        `up` applies the plan to a Docker engine (DOCKER_HOST, or the default socket).",
+    after_help = "Examples:\n  provision up                        bring up ./stack.toml and wait until every service is ready\n  \
+        provision plan                      show what the stack needs and what `up` would change\n  \
+        provision up --profile test --json  for CI: test profile, one JSON event per line\n  \
+        provision exec db -- psql -U app -c 'select 1'\n  \
+        provision down -v                   remove everything, named volumes too"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,26 +36,54 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show the desired state: every container, task, volume and output the
-    /// plugins ask for. Needs no container engine.
+    /// Show the desired state (every container, task, volume and output the
+    /// plugins ask for) and, when an engine answers, what `up` would create,
+    /// recreate (and why) or keep.
     Plan(PlanArgs),
+    /// Create or update the environment and wait until every service is
+    /// ready. Unchanged services are kept; services removed from the stack
+    /// are removed.
+    Up(UpArgs),
+    /// Remove the project's containers and networks. Named volumes (your
+    /// data) are kept unless you pass -v.
+    Down(DownArgs),
+    /// List the project's containers with their state.
+    Ps(PsArgs),
+    /// Print the logs of the project's containers (or one service's).
+    Logs(LogsArgs),
+    /// Run a command in a service's container, e.g. `provision exec db -- psql -c 'select 1'`.
+    /// Output is streamed; stdin and TTYs are not attached.
+    Exec(ExecArgs),
     /// Print provision's version and the plugin contract versions it loads.
     Version,
 }
 
 #[derive(Args)]
-struct StackArgs {
+struct ProjectArgs {
     /// The stack file.
-    #[arg(short = 'f', long = "file", default_value = "stack.toml", value_name = "FILE")]
+    #[arg(short = 'f', long = "file", default_value = "stack.toml", value_name = "FILE", global = true)]
     file: PathBuf,
     /// Project name: identifies this environment on the engine. Default: the
     /// stack's name.
-    #[arg(short = 'p', long = "project", value_name = "NAME")]
+    #[arg(short = 'p', long = "project", value_name = "NAME", global = true)]
     project: Option<String>,
+}
+
+#[derive(Args)]
+struct StackArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
     /// Profile to plan for: dev, test, ci, prod or your own. Default: the
     /// stack's `profile`, else dev.
     #[arg(long, value_name = "NAME", env = "PROVISION_PROFILE")]
     profile: Option<String>,
+    /// A file with an [images] table mapping image references to substitutes
+    /// (added to the stack's own [images]), e.g. for mirrors or air-gapped CI.
+    #[arg(long, value_name = "FILE", env = "PROVISION_IMAGES")]
+    images: Option<PathBuf>,
+    /// Also print what plugins logged below warning level.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(Args)]
@@ -62,20 +96,74 @@ struct PlanArgs {
     /// Print secrets (generated passwords, secret outputs) instead of masking them.
     #[arg(long)]
     show_secrets: bool,
-    /// Also print what plugins logged below warning level.
-    #[arg(short, long)]
-    verbose: bool,
     /// Print how long resolving, loading and calling each plugin took (to stderr).
     #[arg(long)]
     timings: bool,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Give up when the stack is not ready after this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    timeout: u64,
+    /// One JSON event per line on stdout instead of live progress (for CI).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DownArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// Also remove the project's named volumes (its data).
+    #[arg(short = 'v', long)]
+    volumes: bool,
+}
+
+#[derive(Args)]
+struct PsArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct LogsArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// Only this service.
+    service: Option<String>,
+    /// Keep printing new lines.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Only the last N lines of each container.
+    #[arg(long, value_name = "N")]
+    tail: Option<usize>,
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    service: String,
+    /// The container of the service (default: its first).
+    #[arg(short, long)]
+    container: Option<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 fn main() -> ExitCode {
     miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().terminal_links(false).unicode(true).build())))
         .expect("the hook is set once");
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
         Err(report) => {
             eprintln!("{report:?}");
             ExitCode::FAILURE
@@ -83,9 +171,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> miette::Result<()> {
+async fn run(cli: Cli) -> miette::Result<ExitCode> {
     match cli.command {
-        Command::Plan(args) => plan_command(args),
+        Command::Plan(args) => plan_command(args).await,
+        Command::Up(args) => up_command(args).await,
+        Command::Down(args) => down_command(args).await,
+        Command::Ps(args) => ps_command(args).await,
+        Command::Logs(args) => logs_command(args).await,
+        Command::Exec(args) => exec_command(args).await,
         Command::Version => {
             let contracts: Vec<String> = SUPPORTED_CONTRACTS.iter().map(|v| v.to_string()).collect();
             println!("provision {}", env!("CARGO_PKG_VERSION"));
@@ -93,34 +186,232 @@ fn run(cli: Cli) -> miette::Result<()> {
             for b in provision_registry::builtins() {
                 println!("builtin plugin {} {} (contract {}, sha256:{})", b.name, b.version, b.contract, b.sha256);
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn plan_command(args: PlanArgs) -> miette::Result<()> {
-    let stack = Stack::load(&args.stack.file)?;
+struct Prepared {
+    stack: Stack,
+    planned: Planned,
+    secrets: Arc<Secrets>,
+}
+
+/// stack.toml → desired state: shared by `plan` and `up`.
+fn prepare(args: &StackArgs) -> miette::Result<Prepared> {
+    let stack = Stack::load(&args.project.file)?;
+    let mut images: BTreeMap<String, String> = stack.images.clone();
+    if let Some(file) = &args.images {
+        images.extend(Stack::load_images_file(file)?);
+    }
     let options = Options {
-        project: args.stack.project.clone().unwrap_or_else(|| stack.name.clone()),
-        profile: args.stack.profile.clone().or_else(|| stack.profile.clone()).unwrap_or_else(|| "dev".into()),
+        project: args.project.project.clone().unwrap_or_else(|| stack.name.clone()),
+        profile: args.profile.clone().or_else(|| stack.profile.clone()).unwrap_or_else(|| "dev".into()),
+        images,
     };
     let secrets = Arc::new(Secrets::for_project_dir(&stack.dir).map_err(|e| miette::miette!("{e:#}"))?);
     let runtime = Runtime::new(CompileCache::default_location(), Limits::default())
         .map_err(|e| miette::miette!("cannot start the plugin runtime: {e:#}"))?;
     let planned = plan::plan(&stack, &runtime, secrets.clone(), &options)?;
-    let masker = ui::Masker::new(&planned.state, &secrets, args.show_secrets);
+    let masker = ui::Masker::new(&planned.state, &secrets, false);
     for (level, message) in &planned.logs {
         if *level == LogLevel::Warn || args.verbose {
             eprintln!("{}: {}", format!("{level:?}").to_lowercase(), masker.mask(message));
         }
     }
+    Ok(Prepared { stack, planned, secrets })
+}
+
+/// The project name without planning: from -p, else the stack's name.
+fn project_name(args: &ProjectArgs) -> miette::Result<String> {
+    match &args.project {
+        Some(name) => Ok(name.clone()),
+        None => Ok(Stack::load(&args.file)?.name),
+    }
+}
+
+async fn connect() -> miette::Result<Docker> {
+    Docker::connect().await.map_err(|e| miette::miette!("{e}"))
+}
+
+async fn plan_command(args: PlanArgs) -> miette::Result<ExitCode> {
+    let Prepared { stack, planned, secrets } = prepare(&args.stack)?;
+    let masker = ui::Masker::new(&planned.state, &secrets, args.show_secrets);
+    // What `up` would change, when an engine answers; the plan stands without one.
+    let diff = match tokio::time::timeout(Duration::from_secs(2), Docker::connect()).await {
+        Ok(Ok(docker)) => docker.containers(&planned.state.project).await.ok().map(|actual| apply::diff(&planned.state, &actual)),
+        _ => None,
+    };
     if args.json {
-        println!("{}", ui::plan_json(&planned.state, &masker));
+        let mut json: serde_json::Value = serde_json::from_str(&ui::plan_json(&planned.state, &masker)).expect("JSON");
+        if let Some(diff) = &diff {
+            json["changes"] = serde_json::to_value(diff).expect("a diff serializes");
+        }
+        println!("{}", serde_json::to_string_pretty(&json).expect("JSON"));
     } else {
         print!("{}", ui::plan_summary(&planned.state, &stack.name, &masker));
+        match &diff {
+            Some(diff) => print!("{}", ui::diff_summary(diff)),
+            None => println!("\n(no container engine answers: showing the desired state only)"),
+        }
     }
     if args.timings {
         eprint!("{}", ui::timings_report(&planned.timings));
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn up_command(args: UpArgs) -> miette::Result<ExitCode> {
+    let Prepared { stack, planned, .. } = prepare(&args.stack)?;
+    let docker = connect().await?;
+    let state = &planned.state;
+    let options = UpOptions { project_dir: stack.dir.clone(), timeout: Duration::from_secs(args.timeout) };
+    let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
+    let progress = ui::Progress::new(&names);
+    let events: &dyn apply::Events = if args.json { &ui::JsonEvents } else { &progress };
+    let started = std::time::Instant::now();
+
+    let result = tokio::select! {
+        result = apply::up(&docker, state, &options, events) => result,
+        _ = tokio::signal::ctrl_c() => {
+            progress.finish();
+            eprintln!("interrupted: what was created so far is labeled with project `{}`; `provision down` removes it", state.project);
+            return Ok(ExitCode::from(130));
+        }
+    };
+    progress.finish();
+    match result {
+        Ok(summary) => {
+            if args.json {
+                println!("{}", serde_json::json!({"event": "up", "ok": true, "elapsed_ms": started.elapsed().as_millis() as u64, "summary": summary}));
+            } else {
+                eprintln!(
+                    "{} is up in {:.2}s: {} created, {} recreated, {} kept, {} removed",
+                    state.project,
+                    started.elapsed().as_secs_f64(),
+                    summary.created,
+                    summary.recreated,
+                    summary.kept,
+                    summary.removed
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            if args.json {
+                println!("{}", serde_json::json!({"event": "up", "ok": false, "error": error.to_string()}));
+            }
+            Err(miette::miette!("{error}"))
+        }
+    }
+}
+
+async fn down_command(args: DownArgs) -> miette::Result<ExitCode> {
+    let project = project_name(&args.project)?;
+    let docker = connect().await?;
+    let started = std::time::Instant::now();
+    let containers = docker.containers(&project).await.map_err(|e| miette::miette!("{e}"))?;
+    let removals = containers.iter().map(|c| docker.remove_gracefully(&c.id));
+    for result in futures_util::future::join_all(removals).await {
+        result.map_err(|e| miette::miette!("{e}"))?;
+    }
+    let networks = docker.remove_networks(&project).await.map_err(|e| miette::miette!("{e}"))?;
+    let volumes = if args.volumes { docker.remove_volumes(&project).await.map_err(|e| miette::miette!("{e}"))? } else { Vec::new() };
+    let kept = if args.volumes { "" } else { "; named volumes kept (down -v removes them)" };
+    eprintln!(
+        "{project} is down in {:.2}s: removed {} containers, {} networks, {} volumes{kept}",
+        started.elapsed().as_secs_f64(),
+        containers.len(),
+        networks.len(),
+        volumes.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ps_command(args: PsArgs) -> miette::Result<ExitCode> {
+    let project = project_name(&args.project)?;
+    let docker = connect().await?;
+    let containers = docker.containers(&project).await.map_err(|e| miette::miette!("{e}"))?;
+    let mut rows = Vec::new();
+    for (service, list) in apply::by_service(containers) {
+        for c in list {
+            let status = docker.status(&c.id).await.map_err(|e| miette::miette!("{e}"))?;
+            let state = if status.running { "running".to_string() } else { format!("exited ({})", status.exit_code.unwrap_or(-1)) };
+            let health = match status.healthy {
+                Some(true) => "healthy",
+                Some(false) => "unhealthy",
+                None => "-",
+            };
+            rows.push(serde_json::json!({
+                "service": service, "container": c.label("container").unwrap_or(""), "name": c.name,
+                "role": c.label("role").unwrap_or(""), "state": state, "health": health,
+                "ports": c.host_ports, "id": &c.id[..12.min(c.id.len())],
+            }));
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("JSON"));
+    } else if rows.is_empty() {
+        eprintln!("project {project} has no containers");
+    } else {
+        println!("{:12} {:10} {:10} {:12} {:10} {:12} ID", "SERVICE", "CONTAINER", "ROLE", "STATE", "HEALTH", "PORTS");
+        for r in rows {
+            let ports: Vec<String> = r["ports"].as_array().unwrap().iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            println!(
+                "{:12} {:10} {:10} {:12} {:10} {:12} {}",
+                r["service"].as_str().unwrap(),
+                r["container"].as_str().unwrap(),
+                r["role"].as_str().unwrap(),
+                r["state"].as_str().unwrap(),
+                r["health"].as_str().unwrap(),
+                ports.join(","),
+                r["id"].as_str().unwrap()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn logs_command(args: LogsArgs) -> miette::Result<ExitCode> {
+    let project = project_name(&args.project)?;
+    let docker = connect().await?;
+    let containers = docker.containers(&project).await.map_err(|e| miette::miette!("{e}"))?;
+    let mut streams = Vec::new();
+    for (service, list) in apply::by_service(containers) {
+        if args.service.as_ref().is_some_and(|s| *s != service) {
+            continue;
+        }
+        for c in list {
+            let prefix = format!("{service}/{}", c.label("container").unwrap_or(""));
+            streams.push(docker.logs(&c.id, args.follow, args.tail).map(move |chunk| (prefix.clone(), chunk)).boxed());
+        }
+    }
+    if streams.is_empty() {
+        return Err(miette::miette!("project {project} has no containers{}", args.service.map(|s| format!(" for service `{s}`")).unwrap_or_default()));
+    }
+    let mut all = futures_util::stream::select_all(streams);
+    while let Some((prefix, chunk)) = all.next().await {
+        let chunk = chunk.map_err(|e| miette::miette!("{e}"))?;
+        for line in chunk.lines() {
+            println!("{prefix} | {line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn exec_command(args: ExecArgs) -> miette::Result<ExitCode> {
+    let project = project_name(&args.project)?;
+    let docker = connect().await?;
+    let containers = docker.containers(&project).await.map_err(|e| miette::miette!("{e}"))?;
+    let mut candidates: Vec<_> = containers
+        .into_iter()
+        .filter(|c| c.label("service") == Some(args.service.as_str()) && c.label("role") == Some("container"))
+        .filter(|c| args.container.as_deref().is_none_or(|name| c.label("container") == Some(name)))
+        .collect();
+    candidates.sort_by(|a, b| a.name.cmp(&b.name));
+    let Some(target) = candidates.first() else {
+        return Err(miette::miette!("service `{}` of project {project} has no such container; `provision ps` lists them", args.service));
+    };
+    let code = docker.exec_streaming(&target.id, &args.command).await.map_err(|e| miette::miette!("{e}"))?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

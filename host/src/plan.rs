@@ -22,6 +22,8 @@ use crate::{
 pub struct Options {
     pub project: String,
     pub profile: String,
+    /// Image substitutes (`[images]` and `--images`): reference → image.
+    pub images: BTreeMap<String, String>,
 }
 
 /// A plan and how long its parts took (for `plan --timings` and benches).
@@ -123,6 +125,13 @@ pub fn plan(stack: &Stack, runtime: &Runtime, secrets: Arc<Secrets>, options: &O
         logs.extend(stats.logs.into_iter().map(|(level, message)| (level, format!("{who}: {message}"))));
 
         let mut plan = result.map_err(|e| plan_error(stack, name, &who, e))?;
+        for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
+            if let d::Image::Pull(reference) = &mut c.image {
+                if let Some(substitute) = options.images.get(reference.as_str()) {
+                    *reference = substitute.clone();
+                }
+            }
+        }
         for output in &mut plan.outputs {
             output.secret = info.outputs.iter().any(|o| o.name == output.name && o.secret);
         }

@@ -57,6 +57,12 @@ pub struct Stack {
     spans: HashMap<String, Range<usize>>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Contents {
+    Stack,
+    ImagesOnly,
+}
+
 #[derive(Debug, Clone)]
 pub struct Service {
     pub name: String,
@@ -109,6 +115,10 @@ impl Stack {
 
     /// Parse `text` as the stack file at `path` (in folder `dir`).
     pub fn parse(path: &Path, dir: PathBuf, text: String) -> Result<Stack, StackError> {
+        Stack::parse_file(path, dir, text, Contents::Stack)
+    }
+
+    fn parse_file(path: &Path, dir: PathBuf, text: String, contents: Contents) -> Result<Stack, StackError> {
         let source = Arc::new(text);
         let mut stack = Stack {
             path: path.into(),
@@ -132,17 +142,20 @@ impl Stack {
         let table: toml::Table = toml::from_str(&source).map_err(|e| {
             stack.error_at_span(e.span().unwrap_or(0..0), "not valid TOML", e.message(), None)
         })?;
-        stack.read(table)?;
+        stack.read(table, contents)?;
         Ok(stack)
     }
 
-    fn read(&mut self, table: toml::Table) -> Result<(), StackError> {
+    fn read(&mut self, table: toml::Table, contents: Contents) -> Result<(), StackError> {
         for (key, value) in table {
-            match key.as_str() {
-                "stack" => self.read_stack(value)?,
-                "services" => self.read_services(value)?,
-                "plugins" => self.read_plugins(value)?,
-                "images" => self.read_images(value)?,
+            match (key.as_str(), contents) {
+                ("stack", Contents::Stack) => self.read_stack(value)?,
+                ("services", Contents::Stack) => self.read_services(value)?,
+                ("plugins", Contents::Stack) => self.read_plugins(value)?,
+                ("images", _) => self.read_images(value)?,
+                (_, Contents::ImagesOnly) => {
+                    return Err(self.error_at(&key, format!("unknown top-level key `{key}`"), "not expected here", Some("an images file has one [images] table".into())));
+                }
                 _ => {
                     return Err(self.error_at(
                         &key,
@@ -157,7 +170,7 @@ impl Stack {
             let folder = self.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             self.name = sanitize_name(&folder);
         }
-        if self.services.is_empty() {
+        if self.services.is_empty() && contents == Contents::Stack {
             return Err(self.error_at_span(
                 0..0,
                 "the stack has no services",
@@ -319,6 +332,15 @@ impl Stack {
             self.images.insert(reference, substitute);
         }
         Ok(())
+    }
+
+    /// Image substitutes from a file with an `[images]` table (`--images`),
+    /// the same format as in stack.toml.
+    pub fn load_images_file(path: &Path) -> miette::Result<BTreeMap<String, String>> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReadError { path: path.into(), source })?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let file = Stack::parse_file(path, dir, text, Contents::ImagesOnly)?;
+        Ok(file.images)
     }
 
     /// The requirement for every plugin a service names: from [plugins], or

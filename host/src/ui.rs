@@ -168,3 +168,113 @@ pub fn timings_report(timings: &Timings) -> String {
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// Live progress of `up`: a line per service with its phase and elapsed
+/// time on a terminal; plain lines otherwise.
+pub struct Progress {
+    bars: indicatif::MultiProgress,
+    services: std::sync::Mutex<Vec<(String, indicatif::ProgressBar)>>,
+    plain: bool,
+}
+
+impl Progress {
+    pub fn new(services: &[&str]) -> Self {
+        use std::io::IsTerminal;
+        let plain = !std::io::stderr().is_terminal();
+        let bars = indicatif::MultiProgress::new();
+        let width = services.iter().map(|s| s.len()).max().unwrap_or(0);
+        let style = indicatif::ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{msg}} {{elapsed:.dim}}"))
+            .expect("a valid template");
+        let list = services
+            .iter()
+            .map(|s| {
+                let bar = if plain { indicatif::ProgressBar::hidden() } else { bars.add(indicatif::ProgressBar::new_spinner()) };
+                bar.set_style(style.clone());
+                bar.set_prefix(s.to_string());
+                bar.set_message("pending");
+                bar.enable_steady_tick(std::time::Duration::from_millis(100));
+                (s.to_string(), bar)
+            })
+            .collect();
+        Progress { bars, services: std::sync::Mutex::new(list), plain }
+    }
+
+    pub fn finish(&self) {
+        for (_, bar) in self.services.lock().unwrap().iter() {
+            if !bar.is_finished() {
+                bar.abandon();
+            }
+        }
+        let _ = self.bars.clear();
+    }
+}
+
+fn describe(phase: &crate::apply::Phase) -> String {
+    use crate::apply::Phase::*;
+    match phase {
+        Waiting(dep) => format!("waiting for {dep}"),
+        Task(name) => format!("running task {name}"),
+        Creating(name) => format!("creating {name}"),
+        Starting => "starting".into(),
+        Probing(name) => format!("waiting for {name} to be ready"),
+        Hook(name) => format!("hook: {name}"),
+        Ready => "ready".into(),
+        Kept => "up to date".into(),
+        Failed(reason) => format!("failed: {reason}"),
+    }
+}
+
+impl crate::apply::Events for Progress {
+    fn emit(&self, event: crate::apply::Event) {
+        use crate::apply::Phase;
+        let text = describe(&event.phase);
+        let done = matches!(event.phase, Phase::Ready | Phase::Kept | Phase::Failed(_));
+        if self.plain {
+            if done || !matches!(event.phase, Phase::Waiting(_)) {
+                eprintln!("{:>7.2}s  {}  {text}", event.elapsed_ms as f64 / 1000.0, event.service);
+            }
+            return;
+        }
+        let services = self.services.lock().unwrap();
+        if let Some((_, bar)) = services.iter().find(|(s, _)| *s == event.service) {
+            if done {
+                let mark = if matches!(event.phase, Phase::Failed(_)) { "✗" } else { "✓" };
+                bar.set_style(indicatif::ProgressStyle::with_template("{prefix} {msg}").expect("a valid template"));
+                bar.set_prefix(format!("{mark} {}", event.service));
+                bar.finish_with_message(format!(" {text} ({:.2}s)", event.elapsed_ms as f64 / 1000.0));
+            } else {
+                bar.set_message(text);
+            }
+        }
+    }
+}
+
+/// `up --json`: one JSON object per line on stdout.
+pub struct JsonEvents;
+
+impl crate::apply::Events for JsonEvents {
+    fn emit(&self, event: crate::apply::Event) {
+        let mut value = serde_json::to_value(&event).expect("an event serializes");
+        value["event"] = "service".into();
+        println!("{value}");
+    }
+}
+
+/// The diff section of `plan`: what `up` would do.
+pub fn diff_summary(diff: &crate::apply::Diff) -> String {
+    use crate::apply::Change;
+    let mut out = String::from("\nAgainst the engine\n");
+    for step in &diff.steps {
+        let what = if step.task { "task" } else { "container" };
+        let change = match &step.change {
+            Change::Create => "create".to_string(),
+            Change::Keep => "keep".to_string(),
+            Change::Recreate { fields } => format!("recreate (changed: {})", fields.join(", ")),
+        };
+        let _ = writeln!(out, "  {}/{} ({what}): {change}", step.service, step.container);
+    }
+    for orphan in &diff.orphans {
+        let _ = writeln!(out, "  {orphan}: remove (no longer in the stack)");
+    }
+    out
+}
