@@ -8,11 +8,34 @@ cd "$ROOT"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+source "$ROOT/scripts/docker.sh"
+
 ensure_wasm_target() {
     if ! rustup target list --installed | grep -qx wasm32-wasip2; then
         step "adding the wasm32-wasip2 target (plugins are built for it)"
         rustup target add wasm32-wasip2
     fi
+}
+
+# Debian packages the tests use from the host (psql talks to the stack's
+# postgres over its published port).
+ensure_packages() {
+    local missing=()
+    command -v psql >/dev/null || missing+=(postgresql-client)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    if [ ${#missing[@]} -gt 0 ]; then
+        step "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# Stand-ins for the official images (no registry is reachable here).
+ensure_standins() {
+    ensure_docker
+    ensure_packages
+    step "stand-in images (tests/images/build; skips what is built)"
+    tests/images/build
 }
 
 # One profile for everything (release): wasmtime is compiled once per machine.

@@ -231,6 +231,10 @@ impl Engine for Docker {
     }
 
     async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<()> {
+        // Docker accepts two networks of one name; never make a second.
+        if self.client.inspect_network(name, None).await.is_ok() {
+            return Ok(());
+        }
         let request = NetworkCreateRequest {
             name: name.to_string(),
             internal: Some(internal),
@@ -434,7 +438,7 @@ impl Engine for Docker {
         let mut removed = Vec::new();
         for network in self.client.list_networks(Some(options)).await? {
             let name = network.name.unwrap_or_default();
-            match self.client.remove_network(&name).await {
+            match self.client.remove_network(network.id.as_deref().unwrap_or(&name)).await {
                 Ok(()) => removed.push(name),
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(e.into()),

@@ -197,8 +197,14 @@ struct Prepared {
     secrets: Arc<Secrets>,
 }
 
-/// stack.toml → desired state: shared by `plan` and `up`.
+/// stack.toml → desired state: shared by `plan` and `up`. Plugins run on a
+/// plain thread: the sandbox's WASI is synchronous and must not block a
+/// tokio worker.
 fn prepare(args: &StackArgs) -> miette::Result<Prepared> {
+    std::thread::scope(|scope| scope.spawn(|| prepare_here(args)).join().expect("planning does not panic"))
+}
+
+fn prepare_here(args: &StackArgs) -> miette::Result<Prepared> {
     let stack = Stack::load(&args.project.file)?;
     let mut images: BTreeMap<String, String> = stack.images.clone();
     if let Some(file) = &args.images {
@@ -311,6 +317,16 @@ async fn down_command(args: DownArgs) -> miette::Result<ExitCode> {
     let docker = connect().await?;
     let started = std::time::Instant::now();
     let containers = docker.containers(&project).await.map_err(|e| miette::miette!("{e}"))?;
+    // A project named after the stack may belong to another checkout; only
+    // an explicit -p may take down what another folder brought up.
+    if args.project.project.is_none() {
+        let ours = Stack::load(&args.project.file)?.dir.display().to_string();
+        if let Some(other) = containers.iter().filter_map(|c| c.label("project-dir")).find(|d| *d != ours) {
+            return Err(miette::miette!(
+                "project `{project}` was brought up from {other}, not from {ours}; run `provision down` there, or pass -p {project} to take it down from here"
+            ));
+        }
+    }
     let removals = containers.iter().map(|c| docker.remove_gracefully(&c.id));
     for result in futures_util::future::join_all(removals).await {
         result.map_err(|e| miette::miette!("{e}"))?;

@@ -110,3 +110,57 @@ impl Project {
         Run::from(cmd.output().unwrap())
     }
 }
+
+/// A project brought up on the real engine, with the stand-in images, and
+/// taken down (volumes too) when the test ends, pass or fail.
+pub struct Stack {
+    pub project: Project,
+    pub name: String,
+}
+
+impl Stack {
+    /// `services` is the [services…] part of a stack.toml; the stack gets
+    /// `name`, which must be unique per test (it names the project).
+    pub fn new(name: &str, services: &str) -> Stack {
+        let project = Project::new(&format!("[stack]\nname = \"{name}\"\n\n{services}"));
+        Stack { project, name: name.to_string() }
+    }
+
+    pub fn provision(&self, args: &[&str]) -> Run {
+        let images = repo_root().join("tests/images/standins.toml");
+        self.project.provision_with_env(args, &[("PROVISION_IMAGES", images.to_str().unwrap())])
+    }
+
+    pub fn rewrite(&self, services: &str) {
+        self.project.write("stack.toml", &format!("[stack]\nname = \"{}\"\n\n{services}", self.name));
+    }
+
+    /// `provision ps --json`, by service.
+    pub fn ps(&self) -> Vec<serde_json::Value> {
+        self.provision(&["ps", "--json"]).ok().json().as_array().unwrap().clone()
+    }
+
+    pub fn container_id(&self, service: &str) -> String {
+        let ps = self.ps();
+        let row = ps.iter().find(|r| r["service"] == service).unwrap_or_else(|| panic!("no container for {service}: {ps:?}"));
+        row["id"].as_str().unwrap().to_string()
+    }
+
+    pub fn host_port(&self, service: &str) -> u16 {
+        let ps = self.ps();
+        let row = ps.iter().find(|r| r["service"] == service).unwrap();
+        row["ports"][0].as_u64().unwrap() as u16
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.provision(&["down", "-v"]);
+    }
+}
+
+/// `docker` CLI output, to look at the engine independently of provision.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("the docker CLI");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

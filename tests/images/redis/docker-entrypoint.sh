@@ -8,7 +8,7 @@ fi
 
 if [ "$1" = 'redis-server' ] && [ "$(id -u)" = '0' ]; then
     find . \! -user redis -exec chown redis '{}' +
-    exec runuser -u redis -- "$0" "$@"
+    exec setpriv --reuid=redis --regid=redis --init-groups "$0" "$@"
 fi
 
 # Like the official image: without a config file, allow connections from

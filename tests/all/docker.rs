@@ -1,0 +1,197 @@
+//! End to end on a real Docker engine, with the stand-in images from
+//! tests/images (scripts/test builds them). Without an engine these fail with
+//! provision's one-line message; they are never skipped.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use crate::support::{Stack, docker};
+
+const DB: &str = r#"
+[services.db]
+plugin = "postgres"
+database = "shop"
+user = "shopper"
+port = 0
+extensions = ["uuid-ossp", "pgcrypto", "pg_stat_statements", "unaccent", "pg_trgm"]
+tuning = { shared_buffers = "256MB", effective_cache_size = "1GB", max_connections = 150 }
+"#;
+
+const CACHE: &str = r#"
+[services.cache]
+plugin = "redis"
+port = 0
+maxmemory = "64mb"
+maxmemory_policy = "allkeys-lru"
+save = ["900 1", "300 10"]
+"#;
+
+fn psql(stack: &Stack, sql: &str) -> String {
+    let run = stack.provision(&["exec", "db", "--", "psql", "-U", "shopper", "-d", "shop", "-tAc", sql]).ok();
+    run.stdout.trim().to_string()
+}
+
+fn redis(port: u16, command: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+    let mut buf = [0u8; 512];
+    let n = stream.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn up_gives_the_configured_database_and_cache() {
+    let stack = Stack::new("e2e-config", &format!("{DB}{CACHE}"));
+    stack.provision(&["up"]).ok();
+
+    // Through `exec`: database, user, extensions, tuning.
+    assert_eq!(psql(&stack, "select current_database() || ',' || current_user"), "shop,shopper");
+    let extensions = psql(&stack, "select string_agg(extname, ',' order by extname) from pg_extension");
+    assert_eq!(extensions, "pg_stat_statements,pg_trgm,pgcrypto,plpgsql,unaccent,uuid-ossp");
+    assert_eq!(psql(&stack, "show shared_buffers"), "256MB");
+    assert_eq!(psql(&stack, "show effective_cache_size"), "1GB");
+    assert_eq!(psql(&stack, "show max_connections"), "150");
+    assert_eq!(psql(&stack, "select count(*) >= 0 from pg_stat_statements"), "t", "pg_stat_statements is preloaded");
+
+    // From the host, on the published port, with the generated password.
+    let state = stack.provision(&["plan", "--json", "--show-secrets"]).ok().json();
+    let password = state["services"][0]["plan"]["containers"][0]["env"]["POSTGRES_PASSWORD"].as_str().unwrap().to_string();
+    let port = stack.host_port("db").to_string();
+    let out = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &port, "-U", "shopper", "-d", "shop", "-tAc", "select current_user || '@' || current_database()"])
+        .env("PGPASSWORD", &password)
+        .output()
+        .expect("psql on the host (scripts/test installs postgresql-client)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "shopper@shop", "{}", String::from_utf8_lossy(&out.stderr));
+
+    let cache = stack.host_port("cache");
+    assert_eq!(redis(cache, "PING"), "+PONG\r\n");
+    assert!(redis(cache, "CONFIG GET maxmemory").contains("67108864"));
+    assert!(redis(cache, "CONFIG GET maxmemory-policy").contains("allkeys-lru"));
+    assert!(redis(cache, "CONFIG GET save").contains("900 1 300 10"));
+
+    // The engine's healthcheck is set too, so `docker ps` shows health.
+    let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", "e2e-config-db-server"]);
+    assert!(["healthy", "starting"].contains(&health.trim()), "{health}");
+}
+
+#[test]
+fn re_up_keeps_everything_and_a_change_recreates_only_its_service() {
+    let stack = Stack::new("e2e-idem", &format!("{DB}{CACHE}"));
+    stack.provision(&["up"]).ok();
+    let (db, cache) = (stack.container_id("db"), stack.container_id("cache"));
+
+    let run = stack.provision(&["up"]).ok();
+    assert!(run.stderr.contains("0 created, 0 recreated, 2 kept"), "{}", run.stderr);
+    assert_eq!((stack.container_id("db"), stack.container_id("cache")), (db.clone(), cache.clone()));
+
+    stack.rewrite(&format!("{DB}{}", CACHE.replace("64mb", "128mb")));
+    let plan = stack.provision(&["plan"]).ok();
+    assert!(plan.stdout.contains("cache/server (container): recreate (changed: command)"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("db/server (container): keep"), "{}", plan.stdout);
+
+    let run = stack.provision(&["up"]).ok();
+    assert!(run.stderr.contains("0 created, 1 recreated, 1 kept"), "{}", run.stderr);
+    assert_eq!(stack.container_id("db"), db);
+    assert_ne!(stack.container_id("cache"), cache);
+    assert!(redis(stack.host_port("cache"), "CONFIG GET maxmemory").contains("134217728"));
+}
+
+#[test]
+fn data_survives_down_and_up_and_down_v_removes_it() {
+    let stack = Stack::new("e2e-data", DB);
+    stack.provision(&["up"]).ok();
+    psql(&stack, "create table kept (v text); insert into kept values ('still here')");
+    stack.provision(&["down"]).ok();
+    assert!(stack.ps().is_empty());
+    assert!(docker(&["volume", "ls", "-q"]).contains("e2e-data_db_data"));
+
+    stack.provision(&["up"]).ok();
+    assert_eq!(psql(&stack, "select v from kept"), "still here");
+
+    stack.provision(&["down", "-v"]).ok();
+    assert!(!docker(&["volume", "ls", "-q"]).contains("e2e-data_db_data"));
+    assert!(!docker(&["network", "ls"]).contains("e2e-data_default"));
+}
+
+#[test]
+fn a_container_that_exits_during_start_fails_up_with_its_log_and_is_kept() {
+    // The redis image cannot run `postgres`: the container exits at once.
+    let stack = Stack::new("e2e-crash", "[services.db]\nplugin = \"postgres\"\nport = 0\nimage = \"provision-standin/redis:7\"\n");
+    let run = stack.provision(&["up", "--timeout", "60"]).failed();
+    let message = run.message();
+    assert!(message.contains("service `db` failed while waiting for `server` to be ready: its container exited"), "{message}");
+    assert!(message.contains("last lines of its log"), "{message}");
+    assert!(message.contains("postgres"), "the log tail shows why: {message}");
+    let state = docker(&["inspect", "-f", "{{.State.Status}}", "e2e-crash-db-server"]);
+    assert_eq!(state.trim(), "exited", "the failed container is kept for inspection");
+}
+
+#[test]
+fn a_taken_host_port_is_reported_before_anything_is_created() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stack = Stack::new("e2e-port", &format!("{CACHE}\n[services.db]\nplugin = \"postgres\"\nport = {port}\n"));
+    let run = stack.provision(&["up"]).failed();
+    assert!(run.message().contains(&format!("service `db` wants host port {port}, which is already in use on 127.0.0.1; nothing was created")), "{}", run.stderr);
+    assert!(stack.ps().is_empty(), "nothing was created");
+    drop(listener);
+}
+
+#[test]
+fn interrupting_up_leaves_nothing_that_down_does_not_remove() {
+    let stack = Stack::new("e2e-sigint", &format!("{DB}{CACHE}"));
+    let images = crate::support::repo_root().join("tests/images/standins.toml");
+    let mut child = crate::support::provision_cmd(&std::env::temp_dir())
+        .current_dir(stack.project.path())
+        .args(["up", "--images", images.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt as soon as the first container exists.
+    let started = Instant::now();
+    while docker(&["ps", "-aq", "--filter", "label=dev.provision.project=e2e-sigint"]).trim().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "up never created a container");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+
+    stack.provision(&["down", "-v"]).ok();
+    let label = "label=dev.provision.project=e2e-sigint";
+    assert_eq!(docker(&["ps", "-aq", "--filter", label]).trim(), "", "containers left");
+    assert_eq!(docker(&["network", "ls", "-q", "--filter", label]).trim(), "", "networks left");
+    assert_eq!(docker(&["volume", "ls", "-q", "--filter", label]).trim(), "", "volumes left");
+}
+
+#[test]
+fn two_checkouts_of_one_stack_do_not_touch_each_other() {
+    let first = Stack::new("e2e-twin", CACHE);
+    let second = Stack::new("e2e-twin", CACHE);
+    first.provision(&["up"]).ok();
+    let id = first.container_id("cache");
+
+    let run = second.provision(&["up"]).failed();
+    assert!(run.message().contains("project `e2e-twin` is already running from"), "{}", run.stderr);
+    assert!(run.message().contains("-p NAME"), "{}", run.stderr);
+
+    second.provision(&["up", "-p", "e2e-twin-2"]).ok();
+    assert_eq!(first.container_id("cache"), id, "the first checkout's container is untouched");
+    second.provision(&["down", "-v", "-p", "e2e-twin-2"]).ok();
+    assert_eq!(first.container_id("cache"), id);
+}
+
+#[test]
+fn down_in_one_checkout_does_not_remove_the_other() {
+    let first = Stack::new("e2e-twin-down", CACHE);
+    let second = Stack::new("e2e-twin-down", CACHE);
+    first.provision(&["up"]).ok();
+    let run = second.provision(&["down"]).failed();
+    assert!(run.message().contains("project `e2e-twin-down` was brought up from"), "{}", run.stderr);
+    assert!(!first.ps().is_empty(), "the other checkout's containers are still there");
+}
