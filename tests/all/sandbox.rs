@@ -131,7 +131,7 @@ fn outputs_flow_into_the_bindings_of_dependents_in_dependency_order() {
     let x = &services[2].1;
     assert_eq!(
         x["depends_on"],
-        json!([{"role": "database", "service": "db", "wait": "ready"}, {"role": "cache", "service": "cache", "wait": "started"}])
+        json!([{"role": "database", "service": "db", "wait": "ready"}, {"role": "cache", "service": "cache", "wait": "ready"}])
     );
     let db_url = services[1].1["plan"]["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "url").unwrap()["value"].clone();
     assert_eq!(x["plan"]["containers"][0]["env"]["DATABASE_URL"], db_url);

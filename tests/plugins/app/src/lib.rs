@@ -1,5 +1,5 @@
 //! A well-behaved app plugin for wiring tests: uses a database (postgres),
-//! optionally a cache (redis, merely started) and any `upstream`, and passes
+//! optionally a cache (redis) and any `upstream` (merely started), and passes
 //! what its bindings carry into its environment.
 use provision_sdk::{export, prelude::*};
 
@@ -21,8 +21,8 @@ impl Plugin for App {
         Info::new("app", "0.1.0", "An app for wiring tests")
             .output("url", "Where the app answers")
             .uses("database", "Its database", &["postgres"], WaitFor::Ready, false)
-            .uses("cache", "Its cache", &["redis"], WaitFor::Started, true)
-            .uses("upstream", "Anything it calls", &[], WaitFor::Ready, true)
+            .uses("cache", "Its cache", &["redis"], WaitFor::Ready, true)
+            .uses("upstream", "Anything it calls", &[], WaitFor::Started, true)
     }
     fn plan(request: &Request, config: Config) -> Result<ServicePlan, PlanError> {
         let mut server = Container::new("server", config.image);
