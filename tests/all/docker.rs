@@ -195,3 +195,49 @@ fn down_in_one_checkout_does_not_remove_the_other() {
     assert!(run.message().contains("project `e2e-twin-down` was brought up from"), "{}", run.stderr);
     assert!(!first.ps().is_empty(), "the other checkout's containers are still there");
 }
+
+/// A stack with the `app` test plugin (tests/plugins/app), which needs a
+/// database, next to a cache.
+fn app_stack(name: &str, app: &str) -> Stack {
+    let stack = Stack::new(name, &format!("[plugins]\napp = {{ path = \"app.wasm\" }}\n{DB}{CACHE}\n[services.web]\nplugin = \"app\"\n{app}"));
+    stack.project.add_plugin("app", provision_test_artifacts::APP);
+    stack
+}
+
+/// Keeps a container of the redis stand-in running without redis.
+const IDLE: &str = "image = \"provision-standin/redis:7\"\ncommand = [\"sleep\", \"infinity\"]\n";
+
+#[test]
+fn tasks_run_to_completion_first_and_files_are_placed_before_start() {
+    let marker = "task = [\"sh\", \"-c\", \"echo migrated\"]\ngreeting = \"hello from the plan\"\n";
+    let stack = app_stack("e2e-task", &format!("{IDLE}{marker}"));
+    let run = stack.provision(&["up", "--json"]).ok();
+    let events: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let at = |phase: &str| events.iter().position(|e| e["service"] == "web" && e["phase"] == phase).unwrap_or_else(|| panic!("no {phase} event: {}", run.stdout));
+    assert!(at("task") < at("creating"), "the task ran before the server was created");
+    let logs = stack.provision(&["logs", "web"]).ok();
+    assert!(logs.stdout.contains("web/migrate | migrated"), "{}", logs.stdout);
+    let file = stack.provision(&["exec", "web", "--", "cat", "/etc/app/greeting"]).ok();
+    assert_eq!(file.stdout, "hello from the plan");
+
+    // A task that fails stops its service before the server exists.
+    stack.rewrite(&format!("[plugins]\napp = {{ path = \"app.wasm\" }}\n{DB}{CACHE}\n[services.web]\nplugin = \"app\"\n{IDLE}task = [\"sh\", \"-c\", \"echo no database; exit 3\"]\n"));
+    let run = stack.provision(&["up"]).failed();
+    let message = run.message();
+    assert!(message.contains("service `web` failed while running task `migrate`: it exited with code 3"), "{message}");
+    assert!(message.contains("| no database"), "{message}");
+}
+
+#[test]
+fn services_removed_from_the_stack_are_removed_from_the_engine() {
+    let stack = app_stack("e2e-orphan", IDLE);
+    stack.provision(&["up"]).ok();
+    assert_eq!(stack.ps().len(), 3);
+    stack.rewrite(&format!("{DB}{CACHE}"));
+    let plan = stack.provision(&["plan"]).ok();
+    assert!(plan.stdout.contains("e2e-orphan-web-server: remove (no longer in the stack)"), "{}", plan.stdout);
+    let run = stack.provision(&["up"]).ok();
+    assert!(run.stderr.contains("2 kept, 1 removed"), "{}", run.stderr);
+    let services: Vec<String> = stack.ps().iter().map(|r| r["service"].as_str().unwrap().to_string()).collect();
+    assert_eq!(services, ["cache", "db"]);
+}

@@ -8,6 +8,12 @@ use provision_sdk::{export, prelude::*};
 struct Config {
     #[serde(default = "default_image")]
     image: String,
+    /// Replaces the image's command.
+    command: Option<Vec<String>>,
+    /// A one-shot task run before the server starts.
+    task: Option<Vec<String>>,
+    /// Text placed in the server at /etc/app/greeting.
+    greeting: Option<String>,
 }
 
 fn default_image() -> String {
@@ -25,13 +31,22 @@ impl Plugin for App {
             .uses("upstream", "Anything it calls", &[], WaitFor::Started, true)
     }
     fn plan(request: &Request, config: Config) -> Result<ServicePlan, PlanError> {
-        let mut server = Container::new("server", config.image);
+        let mut server = Container::new("server", config.image.clone());
+        if let Some(command) = config.command {
+            server = server.command(command);
+        }
+        if let Some(greeting) = config.greeting {
+            server = server.file("/etc/app/greeting", greeting, 0o644);
+        }
         for binding in &request.bindings {
             let url = binding.output("url").unwrap_or("");
             server = server.env(format!("{}_URL", binding.role.to_uppercase()), url);
         }
         host::log(provision_sdk::types::LogLevel::Info, &format!("planned with {} bindings", request.bindings.len()));
         let mut plan = ServicePlan { containers: vec![server], ..ServicePlan::default() };
+        if let Some(task) = config.task {
+            plan.tasks.push(Container::new("migrate", config.image).command(task));
+        }
         plan.output("url", format!("http://{}:3000", request.service));
         Ok(plan)
     }
