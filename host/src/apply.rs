@@ -467,7 +467,7 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
                 let status = self.engine.status(id).await.map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?;
                 // A kept container the engine already finds healthy needs no
                 // probe: that keeps a no-op `up` to a few engine calls.
-                if !fresh && status.running && status.healthy == Some(true) {
+                if !fresh && status.running && status.health.as_deref() == Some("healthy") {
                     break;
                 }
                 if !status.running {

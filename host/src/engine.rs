@@ -83,8 +83,9 @@ pub struct Status {
     pub exit_code: Option<i64>,
     /// Address on the project network, for probes from the host.
     pub ip: Option<String>,
-    /// The engine's own healthcheck verdict, when it has one.
-    pub healthy: Option<bool>,
+    /// The engine's own healthcheck status (`starting`, `healthy`,
+    /// `unhealthy`), when the container has a healthcheck.
+    pub health: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -396,8 +397,8 @@ impl Engine for Docker {
             .network_settings
             .and_then(|n| n.networks)
             .and_then(|n| n.into_values().find_map(|e| e.ip_address.filter(|ip| !ip.is_empty())));
-        let healthy = state.health.and_then(|h| h.status).map(|s| s.to_string() == "healthy");
-        Ok(Status { running: state.running.unwrap_or(false), exit_code: state.exit_code, ip, healthy })
+        let health = state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none");
+        Ok(Status { running: state.running.unwrap_or(false), exit_code: state.exit_code, ip, health })
     }
 
     async fn exec(&self, id: &str, command: &[String], user: Option<&str>, env: &[String]) -> Result<(i64, String)> {

@@ -353,11 +353,7 @@ async fn ps_command(args: PsArgs) -> miette::Result<ExitCode> {
         for c in list {
             let status = docker.status(&c.id).await.map_err(|e| miette::miette!("{e}"))?;
             let state = if status.running { "running".to_string() } else { format!("exited ({})", status.exit_code.unwrap_or(-1)) };
-            let health = match status.healthy {
-                Some(true) => "healthy",
-                Some(false) => "unhealthy",
-                None => "-",
-            };
+            let health = status.health.unwrap_or_else(|| "-".into());
             rows.push(serde_json::json!({
                 "service": service, "container": c.label("container").unwrap_or(""), "name": c.name,
                 "role": c.label("role").unwrap_or(""), "state": state, "health": health,
