@@ -10,6 +10,7 @@ use std::{
 };
 
 use futures_util::future::join_all;
+use provision_registry::LockedImage;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -156,6 +157,11 @@ pub enum ApplyError {
     Collision { project: String, other: String, ours: String },
     #[error("service `{service}` wants host port {port}, which is already in use on 127.0.0.1; nothing was created. Free the port, or set another one in stack.toml")]
     PortTaken { service: String, port: u16 },
+    #[error(
+        "image {reference} is locked at {expected}, but the engine has {actual}; nothing was created. \
+         If the new image is intended, run `provision lock` (and commit stack.lock)"
+    )]
+    LockedImage { reference: String, expected: String, actual: String },
     #[error("{0}")]
     Engine(#[from] crate::engine::EngineError),
     #[error("{}", failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n\n"))]
@@ -195,6 +201,8 @@ impl std::fmt::Display for Failure {
 pub struct UpOptions {
     pub project_dir: PathBuf,
     pub timeout: Duration,
+    /// `up --locked`: images must resolve to these digests.
+    pub locked_images: Option<Vec<LockedImage>>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -203,6 +211,8 @@ pub struct Summary {
     pub recreated: usize,
     pub kept: usize,
     pub removed: usize,
+    /// What every image of the plan resolved to, for stack.lock.
+    pub images: Vec<LockedImage>,
 }
 
 /// How far a service has come, for its dependents.
@@ -241,6 +251,19 @@ pub async fn up<E: Engine + Sync>(engine: &E, state: &DesiredState, options: &Up
     }
     for result in join_all(images.iter().map(|i| engine.ensure_image(i))).await {
         result?;
+    }
+    let resolved_images = image_digests(engine, state).await?;
+    if let Some(locked) = &options.locked_images {
+        for image in &resolved_images {
+            let expected = locked.iter().find(|l| l.reference == image.reference).map(|l| l.digest.as_str());
+            if expected != Some(image.digest.as_str()) {
+                return Err(ApplyError::LockedImage {
+                    reference: image.reference.clone(),
+                    expected: expected.unwrap_or("(not in stack.lock)").to_string(),
+                    actual: image.digest.clone(),
+                });
+            }
+        }
     }
 
     for id in &diff.orphan_ids {
@@ -286,7 +309,28 @@ pub async fn up<E: Engine + Sync>(engine: &E, state: &DesiredState, options: &Up
         recreated: count(|c| matches!(c, Change::Recreate { .. })),
         kept: count(|c| *c == Change::Keep),
         removed: diff.orphans.len(),
+        images: resolved_images,
     })
+}
+
+/// Every pulled image of the plan with the digest the engine has for it,
+/// keyed by the reference the plugin asked for.
+pub async fn image_digests<E: Engine>(engine: &E, state: &DesiredState) -> Result<Vec<LockedImage>, ApplyError> {
+    let mut images = Vec::new();
+    for service in &state.services {
+        for c in service.plan.tasks.iter().chain(&service.plan.containers) {
+            let Image::Pull(run) = &c.image else { continue };
+            let original = state.substitutes.iter().find(|(_, s)| *s == run).map(|(o, _)| o.clone());
+            let reference = original.clone().unwrap_or_else(|| run.clone());
+            if images.iter().any(|i: &LockedImage| i.reference == reference) {
+                continue;
+            }
+            if let Some(digest) = engine.image_digest(run).await? {
+                images.push(LockedImage { reference, substitute: original.map(|_| run.clone()), digest });
+            }
+        }
+    }
+    Ok(images)
 }
 
 /// Host ports a new container would publish must be free, unless the

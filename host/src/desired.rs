@@ -15,6 +15,9 @@ pub struct DesiredState {
     pub plugins: Vec<PluginRef>,
     /// In start order: every service comes after the services it uses.
     pub services: Vec<ServiceState>,
+    /// Image references the plugins asked for → what runs instead ([images]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub substitutes: BTreeMap<String, String>,
 }
 
 /// Which plugin, exactly, planned something.

@@ -110,6 +110,9 @@ pub trait Engine {
     async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<()>;
     async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<()>;
     async fn ensure_image(&self, image: &str) -> Result<()>;
+    /// The digest an image reference resolves to on the engine (its
+    /// registry digest when it was pulled, else its image id).
+    async fn image_digest(&self, image: &str) -> Result<Option<String>>;
     async fn create(&self, spec: &ContainerSpec) -> Result<String>;
     async fn put_files(&self, id: &str, files: &[File]) -> Result<()>;
     async fn start(&self, id: &str) -> Result<()>;
@@ -269,6 +272,14 @@ impl Engine for Docker {
             .await
             .map_err(|e| EngineError::Image { image: image.to_string(), message: e.to_string() })?;
         Ok(())
+    }
+
+    async fn image_digest(&self, image: &str) -> Result<Option<String>> {
+        match self.client.inspect_image(image).await {
+            Ok(info) => Ok(info.repo_digests.unwrap_or_default().into_iter().find_map(|d| d.split_once('@').map(|(_, d)| d.to_string())).or(info.id)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {

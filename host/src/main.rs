@@ -8,11 +8,12 @@ use provision::{
     apply::{self, UpOptions},
     engine::{Docker, Engine},
     plan::{self, Options, Planned},
-    runtime::{CompileCache, Limits, LogLevel, Runtime, SUPPORTED_CONTRACTS},
+    runtime::{CompileCache, Limits, LogLevel, Runtime, SUPPORTED_CONTRACTS, cache_base},
     secrets::Secrets,
     stack::Stack,
     ui,
 };
+use provision_registry::{LOCK_FILE, Lock, Resolver};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +52,12 @@ enum Command {
     Ps(PsArgs),
     /// Print the logs of the project's containers (or one service's).
     Logs(LogsArgs),
+    /// Resolve every plugin (and, when an engine answers, every image) and
+    /// write stack.lock next to stack.toml. Commit it; CI runs `up --locked`.
+    Lock(LockArgs),
+    /// Publish, fetch and inspect plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Run a command in a service's container, e.g. `provision exec db -- psql -c 'select 1'`.
     /// Output is streamed; stdin and TTYs are not attached.
     Exec(ExecArgs),
@@ -84,6 +91,10 @@ struct StackArgs {
     /// Also print what plugins logged below warning level.
     #[arg(short, long)]
     verbose: bool,
+    /// Refuse to go on unless stack.lock matches the stack: plugins and their
+    /// digests (checked before the engine is touched), then images. For CI.
+    #[arg(long)]
+    locked: bool,
 }
 
 #[derive(Args)]
@@ -111,6 +122,29 @@ struct UpArgs {
     /// One JSON event per line on stdout instead of live progress (for CI).
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct LockArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Publish a component to an OCI registry as REPOSITORY:VERSION (the tag
+    /// must be the plugin's own semver version).
+    Push {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// e.g. ghcr.io/acme/postgres:1.2.0
+        reference: String,
+    },
+    /// Fetch a plugin (REPOSITORY:VERSION, or REPOSITORY@REQUIREMENT) into
+    /// the local cache, checking its digest, and print where it is.
+    Pull { reference: String },
+    /// Show what the stack's plugins resolve to and from where.
+    Ls(LockArgs),
 }
 
 #[derive(Args)]
@@ -179,6 +213,8 @@ async fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Ps(args) => ps_command(args).await,
         Command::Logs(args) => logs_command(args).await,
         Command::Exec(args) => exec_command(args).await,
+        Command::Lock(args) => lock_command(args).await,
+        Command::Plugin(command) => plugin_command(command),
         Command::Version => {
             let contracts: Vec<String> = SUPPORTED_CONTRACTS.iter().map(|v| v.to_string()).collect();
             println!("provision {}", env!("CARGO_PKG_VERSION"));
@@ -195,17 +231,24 @@ struct Prepared {
     stack: Stack,
     planned: Planned,
     secrets: Arc<Secrets>,
+    /// stack.lock as it was before this run.
+    lock: Option<Lock>,
 }
 
-/// stack.toml → desired state: shared by `plan` and `up`. Plugins run on a
-/// plain thread: the sandbox's WASI is synchronous and must not block a
-/// tokio worker.
-fn prepare(args: &StackArgs) -> miette::Result<Prepared> {
-    std::thread::scope(|scope| scope.spawn(|| prepare_here(args)).join().expect("planning does not panic"))
+/// stack.toml → desired state: shared by `plan`, `up` and `lock`. Plugins
+/// run on a plain thread: the sandbox's WASI (and the registry client) are
+/// synchronous and must not block a tokio worker.
+fn prepare(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
+    std::thread::scope(|scope| scope.spawn(|| prepare_here(args, locked)).join().expect("planning does not panic"))
 }
 
-fn prepare_here(args: &StackArgs) -> miette::Result<Prepared> {
+fn prepare_here(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
     let stack = Stack::load(&args.project.file)?;
+    let lock_path = stack.dir.join(LOCK_FILE);
+    let lock = Lock::load(&lock_path).map_err(|e| miette::miette!("{e}"))?;
+    if locked && lock.is_none() {
+        return Err(miette::miette!("--locked, but there is no {}; run `provision lock` and commit the file", lock_path.display()));
+    }
     let mut images: BTreeMap<String, String> = stack.images.clone();
     if let Some(file) = &args.images {
         images.extend(Stack::load_images_file(file)?);
@@ -218,14 +261,18 @@ fn prepare_here(args: &StackArgs) -> miette::Result<Prepared> {
     let secrets = Arc::new(Secrets::for_project_dir(&stack.dir).map_err(|e| miette::miette!("{e:#}"))?);
     let runtime = Runtime::new(CompileCache::default_location(), Limits::default())
         .map_err(|e| miette::miette!("cannot start the plugin runtime: {e:#}"))?;
-    let planned = plan::plan(&stack, &runtime, secrets.clone(), &options)?;
+    let resolver = Resolver::new(&stack.dir, cache_base().map(|b| b.join("plugins")), lock.clone(), locked);
+    let planned = plan::plan(&stack, &resolver, &runtime, secrets.clone(), &options)?;
+    for note in resolver.notes() {
+        eprintln!("note: {note}");
+    }
     let masker = ui::Masker::new(&planned.state, &secrets, false);
     for (level, message) in &planned.logs {
         if *level == LogLevel::Warn || args.verbose {
             eprintln!("{}: {}", format!("{level:?}").to_lowercase(), masker.mask(message));
         }
     }
-    Ok(Prepared { stack, planned, secrets })
+    Ok(Prepared { stack, planned, secrets, lock })
 }
 
 /// The project name without planning: from -p, else the stack's name.
@@ -241,7 +288,7 @@ async fn connect() -> miette::Result<Docker> {
 }
 
 async fn plan_command(args: PlanArgs) -> miette::Result<ExitCode> {
-    let Prepared { stack, planned, secrets } = prepare(&args.stack)?;
+    let Prepared { stack, planned, secrets, .. } = prepare(&args.stack, args.stack.locked)?;
     let masker = ui::Masker::new(&planned.state, &secrets, args.show_secrets);
     // What `up` would change, when an engine answers; the plan stands without one.
     let diff = match tokio::time::timeout(Duration::from_secs(2), Docker::connect()).await {
@@ -268,10 +315,11 @@ async fn plan_command(args: PlanArgs) -> miette::Result<ExitCode> {
 }
 
 async fn up_command(args: UpArgs) -> miette::Result<ExitCode> {
-    let Prepared { stack, planned, .. } = prepare(&args.stack)?;
+    let Prepared { stack, planned, lock, .. } = prepare(&args.stack, args.stack.locked)?;
     let docker = connect().await?;
     let state = &planned.state;
-    let options = UpOptions { project_dir: stack.dir.clone(), timeout: Duration::from_secs(args.timeout) };
+    let locked_images = if args.stack.locked { lock.as_ref().map(|l| l.images.clone()) } else { None };
+    let options = UpOptions { project_dir: stack.dir.clone(), timeout: Duration::from_secs(args.timeout), locked_images };
     let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
     let progress = ui::Progress::new(&names);
     let events: &dyn apply::Events = if args.json { &ui::JsonEvents } else { &progress };
@@ -288,6 +336,18 @@ async fn up_command(args: UpArgs) -> miette::Result<ExitCode> {
     progress.finish();
     match result {
         Ok(summary) => {
+            let lock_path = stack.dir.join(LOCK_FILE);
+            match &lock {
+                None => {
+                    let lock = Lock { version: 1, plugins: planned.locked_plugins.clone(), images: summary.images.clone() };
+                    lock.save(&lock_path).map_err(|e| miette::miette!("{e}"))?;
+                    eprintln!("wrote {} (commit it; CI can then run `provision up --locked`)", lock_path.display());
+                }
+                Some(lock) if lock.plugins != planned.locked_plugins || lock.images != summary.images => {
+                    eprintln!("note: {} is out of date with what ran; `provision lock` updates it", lock_path.display());
+                }
+                Some(_) => {}
+            }
             if args.json {
                 println!("{}", serde_json::json!({"event": "up", "ok": true, "elapsed_ms": started.elapsed().as_millis() as u64, "summary": summary}));
             } else {
@@ -426,4 +486,99 @@ async fn exec_command(args: ExecArgs) -> miette::Result<ExitCode> {
     };
     let code = docker.exec_streaming(&target.id, &args.command).await.map_err(|e| miette::miette!("{e}"))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+async fn lock_command(args: LockArgs) -> miette::Result<ExitCode> {
+    let Prepared { stack, planned, lock, .. } = prepare(&args.stack, false)?;
+    let path = stack.dir.join(LOCK_FILE);
+    // Images need an engine; without one, keep what the lock already says.
+    let images = match tokio::time::timeout(Duration::from_secs(2), Docker::connect()).await {
+        Ok(Ok(docker)) => apply::image_digests(&docker, &planned.state).await.map_err(|e| miette::miette!("{e}"))?,
+        _ => {
+            eprintln!("note: no container engine answers; image digests are kept as they were");
+            lock.as_ref().map(|l| l.images.clone()).unwrap_or_default()
+        }
+    };
+    let new = Lock { version: 1, plugins: planned.locked_plugins.clone(), images };
+    let unchanged = lock.as_ref().is_some_and(|old| old.plugins == new.plugins && old.images == new.images);
+    new.save(&path).map_err(|e| miette::miette!("{e}"))?;
+    for p in &new.plugins {
+        eprintln!("  plugin {} {} ({}) sha256:{}", p.name, p.version, p.source, &p.sha256[..16]);
+    }
+    for i in &new.images {
+        eprintln!("  image {}{} {}", i.reference, i.substitute.as_ref().map(|s| format!(" → {s}")).unwrap_or_default(), i.digest);
+    }
+    eprintln!("{} {}", if unchanged { "unchanged:" } else { "wrote" }, path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugin_command(command: PluginCommand) -> miette::Result<ExitCode> {
+    // The registry client blocks: keep it off the async runtime's workers.
+    std::thread::scope(|scope| scope.spawn(|| plugin_command_here(command)).join().expect("no panic"))
+}
+
+fn plugin_command_here(command: PluginCommand) -> miette::Result<ExitCode> {
+    let fail = |e: &dyn std::fmt::Display| miette::miette!("{e}");
+    match command {
+        PluginCommand::Push { file, reference } => {
+            let wasm = std::fs::read(&file).map_err(|e| miette::miette!("cannot read {}: {e}", file.display()))?;
+            let (name, version, contract) = describe_component(&wasm, &file.display().to_string())?;
+            let tag = reference.rsplit_once(':').map(|(_, t)| t).filter(|t| !t.contains('/'));
+            let reference = match tag {
+                Some(tag) if tag == version.to_string() => reference,
+                Some(tag) => return Err(miette::miette!("the tag `{tag}` is not the plugin's version {version}; push it as …:{version}")),
+                None => format!("{reference}:{version}"),
+            };
+            let url = provision_registry::oci::Registry::new().push(&wasm, &reference, &name, &version, &contract).map_err(|e| fail(&e))?;
+            println!("pushed {name} {version} (contract {contract}, sha256:{}) to {reference}", provision_registry::sha256_hex(&wasm));
+            eprintln!("{url}");
+        }
+        PluginCommand::Pull { reference } => {
+            let registry = provision_registry::oci::Registry::new();
+            let release = match reference.rsplit_once('@') {
+                Some((repository, req)) => {
+                    let req = semver::VersionReq::parse(req).map_err(|e| miette::miette!("`{req}` is not a version requirement: {e}"))?;
+                    registry.resolve(repository, &req)
+                }
+                None => match reference.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+                    Some((repository, tag)) => registry.release(repository, tag),
+                    None => registry.resolve(&reference, &semver::VersionReq::STAR),
+                },
+            }
+            .map_err(|e| fail(&e))?;
+            let wasm = registry.pull(&release).map_err(|e| fail(&e))?;
+            let dir = cache_base().ok_or_else(|| miette::miette!("no cache folder: set PROVISION_CACHE_DIR"))?.join("plugins");
+            std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
+            let path = dir.join(format!("{}.wasm", release.sha256));
+            std::fs::write(&path, &wasm).map_err(|e| fail(&e))?;
+            println!("{} {} (contract {}) sha256:{}\n{}", release.name, release.version, release.contract, release.sha256, path.display());
+        }
+        PluginCommand::Ls(args) => {
+            let Prepared { planned, .. } = prepare_here(&args.stack, false)?;
+            println!("{:12} {:10} {:10} {:10} {:40} SHA256", "PLUGIN", "VERSION", "REQUIRED", "CONTRACT", "SOURCE");
+            for (p, l) in planned.state.plugins.iter().zip(&planned.locked_plugins) {
+                println!("{:12} {:10} {:10} {:10} {:40} {}", p.name, p.version, l.requirement, p.contract, p.source, &p.sha256[..16]);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Name, version and contract of a component, from its own `info`.
+fn describe_component(wasm: &[u8], what: &str) -> miette::Result<(String, semver::Version, semver::Version)> {
+    let contract = provision_registry::contract_version(wasm).map_err(|e| miette::miette!("{what}: {e}"))?;
+    let runtime = Runtime::new(CompileCache::default_location(), Limits::default()).map_err(|e| miette::miette!("{e:#}"))?;
+    let resolved = provision_registry::Resolved {
+        name: String::new(),
+        version: None,
+        requirement: semver::VersionReq::STAR,
+        contract: contract.clone(),
+        source: provision_registry::Source::Path(what.into()),
+        sha256: provision_registry::sha256_hex(wasm),
+        wasm: std::borrow::Cow::Owned(wasm.to_vec()),
+    };
+    let plugin = runtime.load(&resolved).map_err(|e| miette::miette!("{what}: {e}"))?;
+    let version = semver::Version::parse(&plugin.info.version)
+        .map_err(|_| miette::miette!("{what}: its info says version {:?}, which is not semver", plugin.info.version))?;
+    Ok((plugin.info.name.clone(), version, contract))
 }

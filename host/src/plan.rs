@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use provision_registry::{Requirement, Resolved};
+use provision_registry::{LockedPlugin, Requirement, Resolved, Resolver};
 use semver::Version;
 
 use crate::{
@@ -29,6 +29,8 @@ pub struct Options {
 /// A plan and how long its parts took (for `plan --timings` and benches).
 pub struct Planned {
     pub state: DesiredState,
+    /// The stack.lock entries of the plugins as resolved.
+    pub locked_plugins: Vec<LockedPlugin>,
     pub timings: Timings,
     /// What plugins logged, tagged with plugin and service.
     pub logs: Vec<(LogLevel, String)>,
@@ -59,14 +61,14 @@ struct Loaded {
     plugin: Plugin,
 }
 
-pub fn plan(stack: &Stack, runtime: &Runtime, secrets: Arc<Secrets>, options: &Options) -> Result<Planned, StackError> {
+pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<Secrets>, options: &Options) -> Result<Planned, StackError> {
     let started = Instant::now();
     let mut timings = Timings::default();
 
     let requirements = stack.requirements();
     let mut resolved = Vec::new();
     for requirement in &requirements {
-        resolved.push(provision_registry::resolve(requirement, &stack.dir).map_err(|e| requirement_error(stack, requirement, e.to_string()))?);
+        resolved.push(resolver.resolve(requirement).map_err(|e| requirement_error(stack, requirement, e.to_string()))?);
     }
     timings.resolve = started.elapsed();
 
@@ -87,7 +89,16 @@ pub fn plan(stack: &Stack, runtime: &Runtime, secrets: Arc<Secrets>, options: &O
     let dependencies = wire(stack, &plugins)?;
     let order = start_order(stack, &dependencies)?;
 
+    let locked_plugins = requirements
+        .iter()
+        .map(|r| {
+            let loaded = &plugins[&r.name];
+            loaded.resolved.lock_entry(&r.source, &loaded.plugin.info.version)
+        })
+        .collect();
+
     let mut logs = Vec::new();
+    let mut substitutes = BTreeMap::new();
     let mut planned: BTreeMap<&str, ServiceState> = BTreeMap::new();
     let mut services = Vec::new();
     for name in order {
@@ -128,6 +139,7 @@ pub fn plan(stack: &Stack, runtime: &Runtime, secrets: Arc<Secrets>, options: &O
         for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
             if let d::Image::Pull(reference) = &mut c.image {
                 if let Some(substitute) = options.images.get(reference.as_str()) {
+                    substitutes.insert(reference.clone(), substitute.clone());
                     *reference = substitute.clone();
                 }
             }
@@ -154,9 +166,10 @@ pub fn plan(stack: &Stack, runtime: &Runtime, secrets: Arc<Secrets>, options: &O
         profile: options.profile.clone(),
         plugins: requirements.iter().map(|r| plugin_ref(&plugins[&r.name])).collect(),
         services: services.into_iter().map(|name| planned.remove(name).expect("planned")).collect(),
+        substitutes,
     };
     timings.total = started.elapsed();
-    Ok(Planned { state, timings, logs })
+    Ok(Planned { state, locked_plugins, timings, logs })
 }
 
 fn load(stack: &Stack, runtime: &Runtime, requirement: &Requirement, resolved: &Resolved) -> Result<Plugin, StackError> {

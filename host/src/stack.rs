@@ -9,6 +9,7 @@
 //! [plugins]                  # optional: versions and plugins of your own
 //! postgres = "^0.1"
 //! mine = { path = "plugins/mine.wasm", sha256 = "…" }
+//! theirs = { registry = "ghcr.io/acme/theirs", version = "^1.2" }   # or "ghcr.io/acme/theirs@^1.2"
 //!
 //! [images]                   # optional: image substitutes (mirrors, stand-ins)
 //! "postgres:16-alpine" = "registry.local/postgres:16-alpine"
@@ -279,18 +280,28 @@ impl Stack {
         for (name, value) in table {
             let path = format!("plugins.{name}");
             let requirement = match value {
+                // `REGISTRY/PATH@REQ`: a registry reference; else a version requirement.
+                Value::String(req) if req.contains('/') => {
+                    let (repository, version) = req.split_once('@').unwrap_or((req.as_str(), "*"));
+                    Requirement {
+                        name: name.clone(),
+                        version: self.version_req(&path, version)?,
+                        source: RequirementSource::Oci { repository: repository.to_string() },
+                    }
+                }
                 Value::String(req) => Requirement {
                     name: name.clone(),
                     version: self.version_req(&path, &req)?,
                     source: RequirementSource::Builtin,
                 },
                 Value::Table(table) => {
-                    let (mut version, mut file, mut sha256) = (VersionReq::STAR, None, None);
+                    let (mut version, mut file, mut sha256, mut registry) = (VersionReq::STAR, None, None, None);
                     for (key, value) in table {
                         let key_path = format!("{path}.{key}");
                         match key.as_str() {
                             "version" => version = self.version_req(&key_path, &self.expect_str(&key_path, value.clone())?)?,
                             "path" => file = Some(PathBuf::from(self.expect_str(&key_path, value)?)),
+                            "registry" => registry = Some(self.expect_str(&key_path, value)?),
                             "sha256" => {
                                 let digest = self.expect_str(&key_path, value)?;
                                 let hex = digest.strip_prefix("sha256:").unwrap_or(&digest);
@@ -299,15 +310,19 @@ impl Stack {
                                 }
                                 sha256 = Some(digest);
                             }
-                            _ => return Err(self.unknown_key(&key_path, "a plugin entry has `version`, `path` and `sha256`")),
+                            _ => return Err(self.unknown_key(&key_path, "a plugin entry has `version`, and `path` (with `sha256`) or `registry`")),
                         }
                     }
-                    let source = match file {
-                        Some(path) => RequirementSource::Path { path, sha256 },
-                        None if sha256.is_some() => {
+                    let source = match (file, registry) {
+                        (Some(_), Some(_)) => {
+                            return Err(self.error_at(&path, "a plugin comes from a `path` or a `registry`, not both", "here", None));
+                        }
+                        (None, Some(repository)) => RequirementSource::Oci { repository },
+                        (Some(path), None) => RequirementSource::Path { path, sha256 },
+                        (None, None) if sha256.is_some() => {
                             return Err(self.error_at(&format!("{path}.sha256"), "`sha256` pins a file, but there is no `path`", "here", None));
                         }
-                        None => RequirementSource::Builtin,
+                        (None, None) => RequirementSource::Builtin,
                     };
                     Requirement { name: name.clone(), version, source }
                 }

@@ -1,14 +1,21 @@
 //! Where plugins come from: the built-in index carried in the binary, local
-//! paths, and (later) OCI registries. Resolution turns a stack's plugin
-//! requirements into component bytes pinned by sha256.
+//! paths, and OCI registries. Resolution turns a stack's plugin requirements
+//! into component bytes pinned by sha256, following stack.lock when it has a
+//! matching entry, and keeps downloaded components in a content-addressed
+//! cache so a second run needs no network.
 
 mod contract;
+pub mod lock;
+pub mod oci;
 
 use std::{
     borrow::Cow,
     fmt, fs,
     path::{Path, PathBuf},
+    sync::{Mutex, OnceLock},
 };
+
+pub use lock::{LOCK_FILE, Lock, LockError, LockedImage, LockedPlugin};
 
 use semver::{Version, VersionReq};
 use sha2::{Digest, Sha256};
@@ -46,6 +53,19 @@ pub enum RequirementSource {
     Builtin,
     /// A component file; `sha256` pins it when given.
     Path { path: PathBuf, sha256: Option<String> },
+    /// An OCI repository whose tags are the plugin's versions.
+    Oci { repository: String },
+}
+
+impl RequirementSource {
+    /// How the source is written in stack.lock.
+    pub fn lock_key(&self) -> String {
+        match self {
+            RequirementSource::Builtin => "builtin".into(),
+            RequirementSource::Path { path, .. } => format!("path:{}", path.display()),
+            RequirementSource::Oci { repository } => format!("oci:{repository}"),
+        }
+    }
 }
 
 /// Where a resolved plugin came from.
@@ -53,6 +73,7 @@ pub enum RequirementSource {
 pub enum Source {
     Builtin,
     Path(PathBuf),
+    Oci { repository: String, tag: String },
 }
 
 impl fmt::Display for Source {
@@ -60,6 +81,7 @@ impl fmt::Display for Source {
         match self {
             Source::Builtin => f.write_str("builtin"),
             Source::Path(path) => write!(f, "{}", path.display()),
+            Source::Oci { repository, tag } => write!(f, "{repository}:{tag}"),
         }
     }
 }
@@ -91,14 +113,170 @@ pub enum ResolveError {
     DigestMismatch { name: String, path: PathBuf, expected: String, actual: String },
     #[error("plugin `{name}` at {}: {source}", path.display())]
     Contract { name: String, path: PathBuf, source: ContractError },
+    #[error("plugin `{name}`: {source}{hint}")]
+    Oci { name: String, source: oci::OciError, hint: &'static str },
+    #[error("plugin `{name}` from {repository}:{tag} calls itself `{found}`; refusing a plugin that is not what was asked for")]
+    WrongName { name: String, repository: String, tag: String, found: String },
+    #[error("stack.lock does not match the stack: {detail}. Run `provision lock` to update it (and commit it)")]
+    LockMismatch { detail: String },
 }
 
-/// Resolve one requirement. Relative paths are taken from `base_dir` (the
-/// folder of stack.toml).
+/// Resolves requirements for one stack.
+pub struct Resolver {
+    base_dir: PathBuf,
+    cache_dir: Option<PathBuf>,
+    lock: Option<Lock>,
+    locked: bool,
+    registry: OnceLock<oci::Registry>,
+    notes: Mutex<Vec<String>>,
+}
+
+impl Resolver {
+    /// `base_dir`: the folder of stack.toml. `cache_dir`: where downloaded
+    /// components are kept by sha256. `locked`: every requirement must be
+    /// in `lock` with the same requirement, source and digest (CI).
+    pub fn new(base_dir: &Path, cache_dir: Option<PathBuf>, lock: Option<Lock>, locked: bool) -> Self {
+        Resolver { base_dir: base_dir.into(), cache_dir, lock, locked, registry: OnceLock::new(), notes: Mutex::new(Vec::new()) }
+    }
+
+    /// What resolution wants the user to know (offline use, lock updates).
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.lock().unwrap().clone()
+    }
+
+    fn note(&self, note: String) {
+        self.notes.lock().unwrap().push(note);
+    }
+
+    pub fn resolve(&self, req: &Requirement) -> Result<Resolved, ResolveError> {
+        let key = req.source.lock_key();
+        let requirement = req.version.to_string();
+        let entry = self.lock.as_ref().and_then(|l| l.plugin(&req.name));
+        let matching = entry.filter(|e| e.source == key && e.requirement == requirement);
+        if self.locked && matching.is_none() {
+            let detail = match entry {
+                None => format!("it has no entry for plugin `{}`", req.name),
+                Some(e) => format!(
+                    "plugin `{}` is locked as `{}` from {}, but the stack now asks for `{requirement}` from {key}",
+                    req.name, e.requirement, e.source
+                ),
+            };
+            return Err(ResolveError::LockMismatch { detail });
+        }
+        let resolved = match &req.source {
+            RequirementSource::Builtin => resolve_builtin(req)?,
+            RequirementSource::Path { path, sha256 } => resolve_path(req, &self.base_dir.join(path), sha256.as_deref())?,
+            RequirementSource::Oci { repository } => self.resolve_oci(req, repository, matching)?,
+        };
+        if let Some(entry) = matching {
+            let version = resolved.version.as_ref().map(|v| v.to_string());
+            let same = entry.sha256 == resolved.sha256 && version.as_ref().is_none_or(|v| *v == entry.version);
+            if !same {
+                let detail = format!(
+                    "plugin `{}` is locked at {} sha256:{}, but resolves to {} sha256:{}",
+                    req.name,
+                    entry.version,
+                    entry.sha256,
+                    version.unwrap_or_else(|| "?".into()),
+                    resolved.sha256
+                );
+                if self.locked {
+                    return Err(ResolveError::LockMismatch { detail });
+                }
+                self.note(format!("{detail}; stack.lock will be updated"));
+            }
+        }
+        Ok(resolved)
+    }
+
+    fn registry(&self) -> &oci::Registry {
+        self.registry.get_or_init(oci::Registry::new)
+    }
+
+    fn resolve_oci(&self, req: &Requirement, repository: &str, entry: Option<&LockedPlugin>) -> Result<Resolved, ResolveError> {
+        let name = &req.name;
+        let oci_error = |source: oci::OciError| {
+            let hint = match source {
+                oci::OciError::Unreachable { .. } => "; with a stack.lock entry and the component in the local cache, provision works offline",
+                _ => "",
+            };
+            ResolveError::Oci { name: name.clone(), source, hint }
+        };
+        // Locked and cached: no network at all.
+        if let Some(entry) = entry {
+            if let Some(wasm) = self.cached(&entry.sha256) {
+                self.note(format!("plugin `{name}` {} from the local cache (locked; {repository} not contacted)", entry.version));
+                let version = Version::parse(&entry.version).ok();
+                return self.oci_resolved(req, repository, &entry.version, version, wasm);
+            }
+        }
+        let release = match entry {
+            Some(entry) => self.registry().release(repository, &entry.version).map_err(oci_error)?,
+            None => self.registry().resolve(repository, &req.version).map_err(oci_error)?,
+        };
+        if &release.name != name {
+            return Err(ResolveError::WrongName { name: name.clone(), repository: repository.into(), tag: release.tag, found: release.name });
+        }
+        let wasm = match self.cached(&release.sha256) {
+            Some(wasm) => wasm,
+            None => {
+                let wasm = self.registry().pull(&release).map_err(oci_error)?;
+                self.store(&release.sha256, &wasm);
+                wasm
+            }
+        };
+        self.oci_resolved(req, repository, &release.tag, Some(release.version), wasm)
+    }
+
+    fn oci_resolved(&self, req: &Requirement, repository: &str, tag: &str, version: Option<Version>, wasm: Vec<u8>) -> Result<Resolved, ResolveError> {
+        let contract = contract_version(&wasm).map_err(|source| ResolveError::Contract {
+            name: req.name.clone(),
+            path: PathBuf::from(format!("{repository}:{tag}")),
+            source,
+        })?;
+        Ok(Resolved {
+            name: req.name.clone(),
+            version,
+            requirement: req.version.clone(),
+            contract,
+            source: Source::Oci { repository: repository.into(), tag: tag.into() },
+            sha256: sha256_hex(&wasm),
+            wasm: Cow::Owned(wasm),
+        })
+    }
+
+    /// A component from the content-addressed cache, checked against its name.
+    fn cached(&self, sha256: &str) -> Option<Vec<u8>> {
+        let wasm = fs::read(self.cache_dir.as_ref()?.join(format!("{sha256}.wasm"))).ok()?;
+        (sha256_hex(&wasm) == sha256).then_some(wasm)
+    }
+
+    fn store(&self, sha256: &str, wasm: &[u8]) {
+        let Some(dir) = &self.cache_dir else { return };
+        let path = dir.join(format!("{sha256}.wasm"));
+        let tmp = dir.join(format!("{sha256}.tmp{}", std::process::id()));
+        // A cache: failing to write it only costs a download next time.
+        let _ = fs::create_dir_all(dir).and_then(|()| fs::write(&tmp, wasm)).and_then(|()| fs::rename(&tmp, &path));
+    }
+}
+
+/// Resolve one requirement without a lock or cache. Relative paths are
+/// taken from `base_dir` (the folder of stack.toml).
 pub fn resolve(req: &Requirement, base_dir: &Path) -> Result<Resolved, ResolveError> {
-    match &req.source {
-        RequirementSource::Builtin => resolve_builtin(req),
-        RequirementSource::Path { path, sha256 } => resolve_path(req, &base_dir.join(path), sha256.as_deref()),
+    Resolver::new(base_dir, None, None, false).resolve(req)
+}
+
+impl Resolved {
+    /// The stack.lock entry for this plugin, once its version is known.
+    pub fn lock_entry(&self, source: &RequirementSource, version: &str) -> LockedPlugin {
+        LockedPlugin {
+            name: self.name.clone(),
+            requirement: self.requirement.to_string(),
+            source: source.lock_key(),
+            version: version.to_string(),
+            sha256: self.sha256.clone(),
+            contract: self.contract.to_string(),
+        }
     }
 }
 

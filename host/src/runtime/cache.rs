@@ -12,20 +12,25 @@ use std::{
 
 use wasmtime::{Engine, component::Component};
 
+/// provision's cache folder: `$PROVISION_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/provision`, else `~/.cache/provision`. Compiled code
+/// lives in `compiled/`, downloaded components in `plugins/` (by sha256).
+pub fn cache_base() -> Option<PathBuf> {
+    std::env::var_os("PROVISION_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("provision")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/provision")))
+}
+
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: PathBuf,
 }
 
 impl CompileCache {
-    /// `$PROVISION_CACHE_DIR`, else `$XDG_CACHE_HOME/provision`, else
-    /// `~/.cache/provision`; `compiled/` inside it.
+    /// `compiled/` in [`cache_base`].
     pub fn default_location() -> Option<Self> {
-        let base = std::env::var_os("PROVISION_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("provision")))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/provision")))?;
-        Some(CompileCache { dir: base.join("compiled") })
+        Some(CompileCache { dir: cache_base()?.join("compiled") })
     }
 
     pub fn at(dir: impl Into<PathBuf>) -> Self {

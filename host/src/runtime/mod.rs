@@ -20,7 +20,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView, p2::pipe::Mem
 
 use crate::{desired as d, secrets::Secrets};
 
-pub use cache::CompileCache;
+pub use cache::{CompileCache, cache_base};
 
 /// Contract versions this host can load, newest first.
 pub const SUPPORTED_CONTRACTS: &[Version] = &[v0_1_0::VERSION];
