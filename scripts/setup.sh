@@ -17,12 +17,14 @@ ensure_wasm_target() {
     fi
 }
 
-# Debian packages the tests use from the host (psql talks to the stack's
-# postgres over its published port).
+# Debian packages the tests use from the host: psql talks to the stack's
+# postgres over its published port; docker-registry (Distribution 2.8) is the
+# real OCI registry the plugin-distribution tests push to and pull from.
 ensure_packages() {
     local missing=()
     command -v psql >/dev/null || missing+=(postgresql-client)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v docker-registry >/dev/null || missing+=(docker-registry)
     if [ ${#missing[@]} -gt 0 ]; then
         step "installing ${missing[*]}"
         apt-get update -qq

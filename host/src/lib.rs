@@ -14,3 +14,4 @@ pub mod stack;
 pub mod ui;
 pub mod engine;
 pub mod apply;
+pub mod author;

@@ -132,6 +132,29 @@ struct LockArgs {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Start a new plugin: a standalone Rust crate with the contract's WIT,
+    /// a typed config, a README and a test fixture.
+    New {
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build a plugin crate for wasm32-wasip2 (adding the target if missing)
+    /// and check the component: contract export, info, config schema.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build, then plan every tests/*.toml fixture without Docker and compare
+    /// with tests/*.plan.json.
+    Test {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Write the golden files from the current plans.
+        #[arg(long)]
+        bless: bool,
+    },
     /// Publish a component to an OCI registry as REPOSITORY:VERSION (the tag
     /// must be the plugin's own semver version).
     Push {
@@ -519,7 +542,41 @@ fn plugin_command(command: PluginCommand) -> miette::Result<ExitCode> {
 
 fn plugin_command_here(command: PluginCommand) -> miette::Result<ExitCode> {
     let fail = |e: &dyn std::fmt::Display| miette::miette!("{e}");
+    let runtime = || Runtime::new(CompileCache::default_location(), Limits::default()).map_err(|e| miette::miette!("{e:#}"));
     match command {
+        PluginCommand::New { name, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            provision::author::scaffold(&dir, &name).map_err(|e| miette::miette!("{e:#}"))?;
+            println!("created plugin `{name}` in {}", dir.display());
+            println!("next: provision plugin build {0} && provision plugin test {0} --bless", dir.display());
+        }
+        PluginCommand::Build { dir } => {
+            let built = provision::author::build(&dir, &runtime()?).map_err(|e| miette::miette!("{e:#}"))?;
+            let info = &built.plugin.info;
+            println!(
+                "built {} {} (contract {}): {} ({} bytes, sha256:{})",
+                info.name,
+                info.version,
+                built.plugin.contract,
+                built.wasm.display(),
+                built.size,
+                built.sha256
+            );
+        }
+        PluginCommand::Test { dir, bless } => {
+            let runtime = runtime()?;
+            let built = provision::author::build(&dir, &runtime).map_err(|e| miette::miette!("{e:#}"))?;
+            let outcomes = provision::author::test(&dir, &runtime, &built.plugin, bless).map_err(|e| miette::miette!("{e:#}"))?;
+            let failed = outcomes.iter().filter(|o| !o.passed).count();
+            for o in &outcomes {
+                let mark = if o.passed { "ok" } else { "FAILED" };
+                println!("fixture {} ... {mark}{}", o.fixture, if o.passed && o.detail.is_empty() { String::new() } else { format!(" ({})", o.detail) });
+            }
+            println!("{} passed, {failed} failed", outcomes.len() - failed);
+            if failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         PluginCommand::Push { file, reference } => {
             let wasm = std::fs::read(&file).map_err(|e| miette::miette!("cannot read {}: {e}", file.display()))?;
             let (name, version, contract) = describe_component(&wasm, &file.display().to_string())?;

@@ -107,14 +107,14 @@ pub enum ResolveError {
     Unknown { name: String, known: String },
     #[error("no version of built-in plugin `{name}` matches `{requirement}`: this provision carries {available}")]
     NoMatchingVersion { name: String, requirement: VersionReq, available: String },
-    #[error("cannot read plugin `{name}` from {}: {source}", path.display())]
-    Read { name: String, path: PathBuf, source: std::io::Error },
+    #[error("cannot read plugin `{name}` from {}: {error}", path.display())]
+    Read { name: String, path: PathBuf, error: std::io::Error },
     #[error("plugin `{name}` at {}: sha256 is {actual}, but the stack pins {expected}; if the new file is trusted, update `sha256` under [plugins]", path.display())]
     DigestMismatch { name: String, path: PathBuf, expected: String, actual: String },
-    #[error("plugin `{name}` at {}: {source}", path.display())]
-    Contract { name: String, path: PathBuf, source: ContractError },
-    #[error("plugin `{name}`: {source}{hint}")]
-    Oci { name: String, source: oci::OciError, hint: &'static str },
+    #[error("plugin `{name}` at {}: {error}", path.display())]
+    Contract { name: String, path: PathBuf, error: ContractError },
+    #[error("plugin `{name}`: {error}{hint}")]
+    Oci { name: String, error: oci::OciError, hint: &'static str },
     #[error("plugin `{name}` from {repository}:{tag} calls itself `{found}`; refusing a plugin that is not what was asked for")]
     WrongName { name: String, repository: String, tag: String, found: String },
     #[error("stack.lock does not match the stack: {detail}. Run `provision lock` to update it (and commit it)")]
@@ -195,12 +195,12 @@ impl Resolver {
 
     fn resolve_oci(&self, req: &Requirement, repository: &str, entry: Option<&LockedPlugin>) -> Result<Resolved, ResolveError> {
         let name = &req.name;
-        let oci_error = |source: oci::OciError| {
-            let hint = match source {
+        let oci_error = |error: oci::OciError| {
+            let hint = match error {
                 oci::OciError::Unreachable { .. } => "; with a stack.lock entry and the component in the local cache, provision works offline",
                 _ => "",
             };
-            ResolveError::Oci { name: name.clone(), source, hint }
+            ResolveError::Oci { name: name.clone(), error, hint }
         };
         // Locked and cached: no network at all.
         if let Some(entry) = entry {
@@ -229,10 +229,10 @@ impl Resolver {
     }
 
     fn oci_resolved(&self, req: &Requirement, repository: &str, tag: &str, version: Option<Version>, wasm: Vec<u8>) -> Result<Resolved, ResolveError> {
-        let contract = contract_version(&wasm).map_err(|source| ResolveError::Contract {
+        let contract = contract_version(&wasm).map_err(|error| ResolveError::Contract {
             name: req.name.clone(),
             path: PathBuf::from(format!("{repository}:{tag}")),
-            source,
+            error,
         })?;
         Ok(Resolved {
             name: req.name.clone(),
@@ -312,7 +312,7 @@ fn resolve_builtin(req: &Requirement) -> Result<Resolved, ResolveError> {
 
 fn resolve_path(req: &Requirement, path: &Path, pinned: Option<&str>) -> Result<Resolved, ResolveError> {
     let name = req.name.clone();
-    let wasm = fs::read(path).map_err(|source| ResolveError::Read { name: name.clone(), path: path.into(), source })?;
+    let wasm = fs::read(path).map_err(|error| ResolveError::Read { name: name.clone(), path: path.into(), error })?;
     let sha256 = sha256_hex(&wasm);
     if let Some(expected) = pinned {
         let expected = expected.strip_prefix("sha256:").unwrap_or(expected).to_ascii_lowercase();
@@ -320,8 +320,7 @@ fn resolve_path(req: &Requirement, path: &Path, pinned: Option<&str>) -> Result<
             return Err(ResolveError::DigestMismatch { name, path: path.into(), expected, actual: sha256 });
         }
     }
-    let contract = contract_version(&wasm)
-        .map_err(|source| ResolveError::Contract { name: name.clone(), path: path.into(), source })?;
+    let contract = contract_version(&wasm).map_err(|error| ResolveError::Contract { name: name.clone(), path: path.into(), error })?;
     Ok(Resolved {
         name,
         version: None,

@@ -119,7 +119,8 @@ impl Registry {
         let reference = parse(&format!("{repository}:{tag}"))?;
         let client = self.client_for(&reference);
         let (manifest, _) = self.runtime.block_on(client.pull_image_manifest(&reference, &auth())).map_err(|e| {
-            if e.to_string().contains("MANIFEST_UNKNOWN") || e.to_string().contains("404") {
+            let text = e.to_string().to_ascii_lowercase();
+            if text.contains("manifest unknown") || text.contains("manifest_unknown") || text.contains("404") {
                 OciError::TagNotFound { repository: repository.into(), tag: tag.into() }
             } else {
                 unreachable(&reference, e)

@@ -4,6 +4,7 @@
 
 mod docker;
 mod plan;
+mod registry;
 mod sandbox;
 mod support;
 mod ui;

@@ -164,3 +164,47 @@ pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("the docker CLI");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Debian's docker-registry (Distribution 2.8) on a free 127.0.0.1 port,
+/// storing in a temp folder; stopped when dropped.
+pub struct RegistryServer {
+    pub address: String,
+    child: std::process::Child,
+    _storage: tempfile::TempDir,
+}
+
+impl RegistryServer {
+    pub fn start(read_only: bool) -> RegistryServer {
+        let storage = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let address = format!("127.0.0.1:{port}");
+        let config = storage.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    readonly:\n      enabled: {read_only}\nhttp:\n  addr: {address}\n",
+                storage.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (scripts/test installs Debian's docker-registry package)");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "the registry did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        RegistryServer { address, child, _storage: storage }
+    }
+}
+
+impl Drop for RegistryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
