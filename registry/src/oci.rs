@@ -55,7 +55,9 @@ pub struct Release {
 /// A client for one process: plain HTTP for registries on this machine
 /// (127.0.0.1, localhost), HTTPS everywhere else.
 pub struct Registry {
-    client: Client,
+    /// One client per registry host: building one loads TLS roots, which
+    /// costs more than a request to a local registry.
+    clients: std::sync::Mutex<BTreeMap<String, Client>>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -73,21 +75,18 @@ fn is_local(registry: &str) -> bool {
 
 impl Registry {
     pub fn new() -> Self {
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(Vec::new()),
-            ..Default::default()
-        };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-        Registry { client: Client::new(config), runtime }
+        Registry { clients: Default::default(), runtime }
     }
 
     fn client_for(&self, reference: &Reference) -> Client {
         let registry = reference.resolve_registry().to_string();
-        if is_local(&registry) {
-            Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(vec![registry]), ..Default::default() })
-        } else {
-            self.client.clone()
-        }
+        let mut clients = self.clients.lock().unwrap();
+        let client = clients.entry(registry.clone()).or_insert_with(|| {
+            let http = if is_local(&registry) { vec![registry] } else { Vec::new() };
+            Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(http), ..Default::default() })
+        });
+        client.clone()
     }
 
     /// The highest version of `repository` matching `requirement`; tags

@@ -241,3 +241,23 @@ fn services_removed_from_the_stack_are_removed_from_the_engine() {
     let services: Vec<String> = stack.ps().iter().map(|r| r["service"].as_str().unwrap().to_string()).collect();
     assert_eq!(services, ["cache", "db"]);
 }
+
+#[test]
+fn up_writes_the_lock_and_up_locked_refuses_a_changed_image_before_creating_anything() {
+    let stack = Stack::new("e2e-lock", CACHE);
+    let run = stack.provision(&["up"]).ok();
+    assert!(run.stderr.contains("wrote") && run.stderr.contains("stack.lock"), "{}", run.stderr);
+    let path = stack.project.path().join("stack.lock");
+    let lock = std::fs::read_to_string(&path).unwrap();
+    assert!(lock.contains("reference = \"redis:7-alpine\"") && lock.contains("substitute = \"provision-standin/redis:7\""), "{lock}");
+    stack.provision(&["down"]).ok();
+
+    stack.provision(&["up", "--locked"]).ok();
+    stack.provision(&["down"]).ok();
+
+    let digest = lock.lines().find_map(|l| l.strip_prefix("digest = \"")).unwrap().trim_end_matches('"').to_string();
+    std::fs::write(&path, lock.replace(&digest, "sha256:0000")).unwrap();
+    let run = stack.provision(&["up", "--locked"]).failed();
+    assert!(run.message().contains("image redis:7-alpine is locked at sha256:0000, but the engine has"), "{}", run.stderr);
+    assert!(stack.ps().is_empty(), "nothing was created");
+}

@@ -2,6 +2,7 @@
 //! wasmtime layout). Everything runs the real `provision` binary or the real
 //! runtime on real compiled components.
 
+mod author;
 mod docker;
 mod plan;
 mod registry;
