@@ -190,3 +190,26 @@ fn the_host_carries_on_after_a_hostile_call() {
     assert_eq!(plan.unwrap().containers.len(), 1);
     assert!(matches!(runtime.plan(&looper, &request, context()), Err(PluginError::Timeout(_))));
 }
+
+/// Contract 0.1.0 is released: its WIT must never change (plugins built
+/// against it are loaded through bindings generated from it). Additions go
+/// in a new folder (wit/v0.1.1/…) with its own bindings module.
+#[test]
+fn the_released_contract_is_frozen() {
+    let wit = std::fs::read(crate::support::repo_root().join("wit/v0.1.0/provider.wit")).unwrap();
+    assert_eq!(
+        provision_registry::sha256_hex(&wit),
+        "39da29134a74340b63256a3577bd58bee6c9280b636882f9e76f058dfa12e460",
+        "wit/v0.1.0 is released and frozen; put changes in a new contract version"
+    );
+}
+
+#[test]
+fn plugins_built_for_0_1_load_and_the_version_comes_from_the_export_name() {
+    for (name, path) in [("app", artifacts::APP), ("looper", artifacts::LOOPER)] {
+        let wasm = std::fs::read(path).unwrap();
+        assert_eq!(provision_registry::contract_version(&wasm).unwrap(), semver::Version::new(0, 1, 0), "{name}");
+    }
+    let future = std::fs::read(artifacts::FUTURE_CONTRACT).unwrap();
+    assert_eq!(provision_registry::contract_version(&future).unwrap(), semver::Version::new(9, 0, 0));
+}

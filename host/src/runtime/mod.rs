@@ -338,3 +338,19 @@ enum Bound {
 fn compatible(ours: &Version, found: &Version) -> bool {
     ours.major == found.major && (ours.major > 0 || ours.minor == found.minor) && found <= ours
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_loads_every_compatible_earlier_contract() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        assert!(compatible(&v("0.1.0"), &v("0.1.0")));
+        assert!(compatible(&v("0.1.3"), &v("0.1.0")), "0.1.x hosts load 0.1.0 plugins");
+        assert!(!compatible(&v("0.1.0"), &v("0.1.1")), "a plugin needing newer additions is refused");
+        assert!(!compatible(&v("0.1.0"), &v("0.2.0")), "0.x minors are breaking");
+        assert!(compatible(&v("1.4.0"), &v("1.0.2")));
+        assert!(!compatible(&v("2.0.0"), &v("1.9.0")));
+    }
+}
