@@ -148,7 +148,7 @@ pub trait Events: Send + Sync {
     fn emit(&self, event: Event);
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ApplyError {
     #[error(
         "project `{project}` is already running from {other}; this stack is in {ours}. \

@@ -88,7 +88,7 @@ pub struct Status {
     pub health: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum EngineError {
     #[error(
         "no container engine answers at {endpoint} ({source}). Start Docker (e.g. `sudo systemctl start docker`, \

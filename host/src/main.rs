@@ -307,7 +307,16 @@ fn project_name(args: &ProjectArgs) -> miette::Result<String> {
 }
 
 async fn connect() -> miette::Result<Docker> {
-    Docker::connect().await.map_err(|e| miette::miette!("{e}"))
+    Ok(Docker::connect().await?)
+}
+
+/// The project's name, an engine connection and the project's containers:
+/// what `down`, `ps`, `logs` and `exec` start from.
+async fn project_containers(args: &ProjectArgs) -> miette::Result<(String, Docker, Vec<provision::engine::Actual>)> {
+    let project = project_name(args)?;
+    let docker = connect().await?;
+    let containers = docker.containers(&project).await?;
+    Ok((project, docker, containers))
 }
 
 async fn plan_command(args: PlanArgs) -> miette::Result<ExitCode> {
@@ -390,16 +399,14 @@ async fn up_command(args: UpArgs) -> miette::Result<ExitCode> {
             if args.json {
                 println!("{}", serde_json::json!({"event": "up", "ok": false, "error": error.to_string()}));
             }
-            Err(miette::miette!("{error}"))
+            Err(error.into())
         }
     }
 }
 
 async fn down_command(args: DownArgs) -> miette::Result<ExitCode> {
-    let project = project_name(&args.project)?;
-    let docker = connect().await?;
     let started = std::time::Instant::now();
-    let containers = docker.containers(&project).await.map_err(|e| miette::miette!("{e}"))?;
+    let (project, docker, containers) = project_containers(&args.project).await?;
     // A project named after the stack may belong to another checkout; only
     // an explicit -p may take down what another folder brought up.
     if args.project.project.is_none() {
@@ -412,10 +419,10 @@ async fn down_command(args: DownArgs) -> miette::Result<ExitCode> {
     }
     let removals = containers.iter().map(|c| docker.remove_gracefully(&c.id));
     for result in futures_util::future::join_all(removals).await {
-        result.map_err(|e| miette::miette!("{e}"))?;
+        result?;
     }
-    let networks = docker.remove_networks(&project).await.map_err(|e| miette::miette!("{e}"))?;
-    let volumes = if args.volumes { docker.remove_volumes(&project).await.map_err(|e| miette::miette!("{e}"))? } else { Vec::new() };
+    let networks = docker.remove_networks(&project).await?;
+    let volumes = if args.volumes { docker.remove_volumes(&project).await? } else { Vec::new() };
     let kept = if args.volumes { "" } else { "; named volumes kept (down -v removes them)" };
     eprintln!(
         "{project} is down in {:.2}s: removed {} containers, {} networks, {} volumes{kept}",
@@ -428,13 +435,11 @@ async fn down_command(args: DownArgs) -> miette::Result<ExitCode> {
 }
 
 async fn ps_command(args: PsArgs) -> miette::Result<ExitCode> {
-    let project = project_name(&args.project)?;
-    let docker = connect().await?;
-    let containers = docker.containers(&project).await.map_err(|e| miette::miette!("{e}"))?;
+    let (project, docker, containers) = project_containers(&args.project).await?;
     let mut rows = Vec::new();
     for (service, list) in apply::by_service(containers) {
         for c in list {
-            let status = docker.status(&c.id).await.map_err(|e| miette::miette!("{e}"))?;
+            let status = docker.status(&c.id).await?;
             let state = if status.running { "running".to_string() } else { format!("exited ({})", status.exit_code.unwrap_or(-1)) };
             let health = status.health.unwrap_or_else(|| "-".into());
             rows.push(serde_json::json!({
@@ -468,9 +473,7 @@ async fn ps_command(args: PsArgs) -> miette::Result<ExitCode> {
 }
 
 async fn logs_command(args: LogsArgs) -> miette::Result<ExitCode> {
-    let project = project_name(&args.project)?;
-    let docker = connect().await?;
-    let containers = docker.containers(&project).await.map_err(|e| miette::miette!("{e}"))?;
+    let (project, docker, containers) = project_containers(&args.project).await?;
     let mut streams = Vec::new();
     for (service, list) in apply::by_service(containers) {
         if args.service.as_ref().is_some_and(|s| *s != service) {
@@ -486,7 +489,7 @@ async fn logs_command(args: LogsArgs) -> miette::Result<ExitCode> {
     }
     let mut all = futures_util::stream::select_all(streams);
     while let Some((prefix, chunk)) = all.next().await {
-        let chunk = chunk.map_err(|e| miette::miette!("{e}"))?;
+        let chunk = chunk?;
         for line in chunk.lines() {
             println!("{prefix} | {line}");
         }
@@ -495,9 +498,7 @@ async fn logs_command(args: LogsArgs) -> miette::Result<ExitCode> {
 }
 
 async fn exec_command(args: ExecArgs) -> miette::Result<ExitCode> {
-    let project = project_name(&args.project)?;
-    let docker = connect().await?;
-    let containers = docker.containers(&project).await.map_err(|e| miette::miette!("{e}"))?;
+    let (project, docker, containers) = project_containers(&args.project).await?;
     let mut candidates: Vec<_> = containers
         .into_iter()
         .filter(|c| c.label("service") == Some(args.service.as_str()) && c.label("role") == Some("container"))
@@ -507,7 +508,7 @@ async fn exec_command(args: ExecArgs) -> miette::Result<ExitCode> {
     let Some(target) = candidates.first() else {
         return Err(miette::miette!("service `{}` of project {project} has no such container; `provision ps` lists them", args.service));
     };
-    let code = docker.exec_streaming(&target.id, &args.command).await.map_err(|e| miette::miette!("{e}"))?;
+    let code = docker.exec_streaming(&target.id, &args.command).await?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
@@ -516,7 +517,7 @@ async fn lock_command(args: LockArgs) -> miette::Result<ExitCode> {
     let path = stack.dir.join(LOCK_FILE);
     // Images need an engine; without one, keep what the lock already says.
     let images = match tokio::time::timeout(Duration::from_secs(2), Docker::connect()).await {
-        Ok(Ok(docker)) => apply::image_digests(&docker, &planned.state).await.map_err(|e| miette::miette!("{e}"))?,
+        Ok(Ok(docker)) => apply::image_digests(&docker, &planned.state).await?,
         _ => {
             eprintln!("note: no container engine answers; image digests are kept as they were");
             lock.as_ref().map(|l| l.images.clone()).unwrap_or_default()
