@@ -14,6 +14,11 @@ ensure_docker() {
     fi
     if ! docker info >/dev/null 2>&1; then
         step "starting dockerd"
+        # A dockerd that died with its session leaves a pid file that would
+        # stop a new one from starting.
+        if ! pgrep -x dockerd >/dev/null; then
+            rm -f /var/run/docker.pid
+        fi
         nohup dockerd >/var/log/provision-dockerd.log 2>&1 &
         for _ in $(seq 1 60); do
             docker info >/dev/null 2>&1 && return
