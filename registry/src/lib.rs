@@ -165,7 +165,7 @@ impl Resolver {
         }
         let resolved = match &req.source {
             RequirementSource::Builtin => resolve_builtin(req)?,
-            RequirementSource::Path { path, sha256 } => resolve_path(req, &self.base_dir.join(path), sha256.as_deref())?,
+            RequirementSource::Path { path, sha256 } => resolve_path(req, path, &self.base_dir.join(path), sha256.as_deref())?,
             RequirementSource::Oci { repository } => self.resolve_oci(req, repository, matching)?,
         };
         if let Some(entry) = matching {
@@ -310,17 +310,18 @@ fn resolve_builtin(req: &Requirement) -> Result<Resolved, ResolveError> {
     })
 }
 
-fn resolve_path(req: &Requirement, path: &Path, pinned: Option<&str>) -> Result<Resolved, ResolveError> {
+/// `written` is the path as stack.toml has it (for messages), `path` the file.
+fn resolve_path(req: &Requirement, written: &Path, path: &Path, pinned: Option<&str>) -> Result<Resolved, ResolveError> {
     let name = req.name.clone();
-    let wasm = fs::read(path).map_err(|error| ResolveError::Read { name: name.clone(), path: path.into(), error })?;
+    let wasm = fs::read(path).map_err(|error| ResolveError::Read { name: name.clone(), path: written.into(), error })?;
     let sha256 = sha256_hex(&wasm);
     if let Some(expected) = pinned {
         let expected = expected.strip_prefix("sha256:").unwrap_or(expected).to_ascii_lowercase();
         if expected != sha256 {
-            return Err(ResolveError::DigestMismatch { name, path: path.into(), expected, actual: sha256 });
+            return Err(ResolveError::DigestMismatch { name, path: written.into(), expected, actual: sha256 });
         }
     }
-    let contract = contract_version(&wasm).map_err(|error| ResolveError::Contract { name: name.clone(), path: path.into(), error })?;
+    let contract = contract_version(&wasm).map_err(|error| ResolveError::Contract { name: name.clone(), path: written.into(), error })?;
     Ok(Resolved {
         name,
         version: None,
