@@ -15,8 +15,11 @@ ensure_docker() {
     if ! docker info >/dev/null 2>&1; then
         step "starting dockerd"
         # A dockerd that died with its session leaves a pid file that would
-        # stop a new one from starting.
-        if ! pgrep -x dockerd >/dev/null; then
+        # stop a new one from starting: remove it unless that process lives
+        # (a zombie does not count).
+        local pid
+        pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
+        if [ -n "$pid" ] && ! ps -o stat= -p "$pid" 2>/dev/null | grep -qv Z; then
             rm -f /var/run/docker.pid
         fi
         nohup dockerd >/var/log/provision-dockerd.log 2>&1 &
