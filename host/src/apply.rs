@@ -15,8 +15,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::{
-    desired::{Container, DesiredState, Image, MountSource, Probe, ServiceState, WaitFor},
-    engine::{Actual, ContainerSpec, Engine, LABEL_PREFIX, Labels, MountSpec},
+    desired::{BuildSpec, Container, DesiredState, Image, MountSource, Probe, ServiceState, WaitFor},
+    engine::{Actual, ContainerSpec, Engine, EngineError, LABEL_PREFIX, Labels, MountSpec},
 };
 
 /// Seconds a container gets to stop before it is killed: with an init as
@@ -134,6 +134,8 @@ pub struct Event {
 #[serde(tag = "phase", content = "detail", rename_all = "kebab-case")]
 pub enum Phase {
     Waiting(String),
+    /// A line of image build output.
+    Building(String),
     Task(String),
     Creating(String),
     Starting,
@@ -242,10 +244,10 @@ pub async fn up<E: Engine + Sync>(engine: &E, state: &DesiredState, options: &Up
     for service in &state.services {
         for c in service.plan.tasks.iter().chain(&service.plan.containers) {
             let changing = diff.step(&service.name, &c.name).is_some_and(|s| s.change != Change::Keep);
-            if let (Image::Pull(image), true) = (&c.image, changing) {
-                if !images.contains(&image.as_str()) {
-                    images.push(image);
-                }
+            match (&c.image, changing) {
+                (Image::Pull(image), true) if !images.contains(&image.as_str()) => images.push(image),
+                (Image::Build(spec), true) => build(engine, state, &service.name, &c.name, spec, options, events, started).await?,
+                _ => {}
             }
         }
     }
@@ -319,7 +321,16 @@ pub async fn image_digests<E: Engine>(engine: &E, state: &DesiredState) -> Resul
     let mut images = Vec::new();
     for service in &state.services {
         for c in service.plan.tasks.iter().chain(&service.plan.containers) {
-            let Image::Pull(run) = &c.image else { continue };
+            let run = match &c.image {
+                Image::Pull(run) => run,
+                Image::Build(spec) => {
+                    let reference = format!("build:{}/{}", service.name, c.name);
+                    if !images.iter().any(|i: &LockedImage| i.reference == reference) {
+                        images.push(LockedImage { reference, substitute: None, digest: format!("inputs:sha256:{}", spec.input_hash) });
+                    }
+                    continue;
+                }
+            };
             let original = state.substitutes.iter().find(|(_, s)| *s == run).map(|(o, _)| o.clone());
             let reference = original.clone().unwrap_or_else(|| run.clone());
             if images.iter().any(|i: &LockedImage| i.reference == reference) {
@@ -331,6 +342,33 @@ pub async fn image_digests<E: Engine>(engine: &E, state: &DesiredState) -> Resul
         }
     }
     Ok(images)
+}
+
+/// Build an image from its Dockerfile unless an image with its input hash
+/// is already there; build output streams into the progress display.
+#[allow(clippy::too_many_arguments)]
+async fn build<E: Engine>(
+    engine: &E,
+    state: &DesiredState,
+    service: &str,
+    container: &str,
+    spec: &BuildSpec,
+    options: &UpOptions,
+    events: &dyn Events,
+    started: Instant,
+) -> Result<(), ApplyError> {
+    let tag = spec.tag(&state.project, service, container);
+    if engine.image_digest(&tag).await?.is_some() {
+        return Ok(());
+    }
+    let context = crate::build_context::Context::load(&options.project_dir, spec).map_err(|message| EngineError::Build { tag: tag.clone(), message })?;
+    let tar = context.tar().map_err(|e| EngineError::Build { tag: tag.clone(), message: e.to_string() })?;
+    let emit = |line: &str| {
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        events.emit(Event { service: service.to_string(), phase: Phase::Building(line.to_string()), elapsed_ms });
+    };
+    engine.build_image(&tag, spec, tar, &emit).await?;
+    Ok(())
 }
 
 /// Host ports a new container would publish must be free, unless the
@@ -603,7 +641,7 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
             name: names.container(&service.name, &c.name),
             image: match &c.image {
                 Image::Pull(reference) => reference.clone(),
-                Image::Build(_) => format!("{}-{}-{}:{}", self.state.project, service.name, c.name, c.spec_hash()),
+                Image::Build(spec) => spec.tag(&self.state.project, &service.name, &c.name),
             },
             command: c.command.clone(),
             entrypoint: c.entrypoint.clone(),

@@ -121,6 +121,18 @@ pub struct BuildSpec {
     pub dockerfile: Option<String>,
     pub target: Option<String>,
     pub args: BTreeMap<String, String>,
+    /// sha256 of the build's settings and the context's files (after
+    /// .dockerignore), filled in by the host: part of the spec hash, so a
+    /// changed input rebuilds the image and recreates its containers.
+    #[serde(default)]
+    pub input_hash: String,
+}
+
+impl BuildSpec {
+    /// The tag a built image gets: named for its container, versioned by its inputs.
+    pub fn tag(&self, project: &str, service: &str, container: &str) -> String {
+        format!("provision-build/{project}-{service}-{container}:{}", &self.input_hash[..16.min(self.input_hash.len())])
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

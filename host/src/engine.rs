@@ -19,7 +19,7 @@ use bollard::{
 };
 use futures_util::{Stream, StreamExt, TryStreamExt};
 
-use crate::desired::{File, HealthCheck, Port, Privileges, Probe, Protocol, Resources, RestartPolicy};
+use crate::desired::{BuildSpec, File, HealthCheck, Port, Privileges, Probe, Protocol, Resources, RestartPolicy};
 
 /// Every label the project sets starts with this.
 pub const LABEL_PREFIX: &str = "dev.provision.";
@@ -97,6 +97,8 @@ pub enum EngineError {
     Unreachable { endpoint: String, source: bollard::errors::Error },
     #[error("image {image} is not on the engine and could not be pulled: {message}. If no registry is reachable, map it to a local image in [images] or with --images")]
     Image { image: String, message: String },
+    #[error("building {tag} failed: {message}")]
+    Build { tag: String, message: String },
     #[error("{0}")]
     Api(#[from] bollard::errors::Error),
 }
@@ -113,6 +115,8 @@ pub trait Engine {
     /// The digest an image reference resolves to on the engine (its
     /// registry digest when it was pulled, else its image id).
     async fn image_digest(&self, image: &str) -> Result<Option<String>>;
+    /// Build `tag` from a context tar, reporting each output line.
+    async fn build_image(&self, tag: &str, spec: &BuildSpec, context: Vec<u8>, progress: &(dyn Fn(&str) + Sync)) -> Result<()>;
     async fn create(&self, spec: &ContainerSpec) -> Result<String>;
     async fn put_files(&self, id: &str, files: &[File]) -> Result<()>;
     async fn start(&self, id: &str) -> Result<()>;
@@ -280,6 +284,28 @@ impl Engine for Docker {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn build_image(&self, tag: &str, spec: &BuildSpec, context: Vec<u8>, progress: &(dyn Fn(&str) + Sync)) -> Result<()> {
+        let mut options = bollard::query_parameters::BuildImageOptionsBuilder::default()
+            .dockerfile(spec.dockerfile.as_deref().unwrap_or("Dockerfile"))
+            .t(tag)
+            .rm(true)
+            .buildargs(&spec.args.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        if let Some(target) = &spec.target {
+            options = options.target(target);
+        }
+        let mut stream = self.client.build_image(options.build(), None, Some(bollard::body_full(context.into())));
+        while let Some(info) = stream.next().await {
+            let info = info.map_err(|e| EngineError::Build { tag: tag.to_string(), message: e.to_string() })?;
+            if let Some(detail) = info.error_detail {
+                return Err(EngineError::Build { tag: tag.to_string(), message: detail.message.unwrap_or_default() });
+            }
+            for line in info.stream.unwrap_or_default().lines().filter(|l| !l.trim().is_empty()) {
+                progress(line.trim());
+            }
+        }
+        Ok(())
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {

@@ -15,3 +15,4 @@ pub mod ui;
 pub mod engine;
 pub mod apply;
 pub mod author;
+pub mod build_context;

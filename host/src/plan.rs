@@ -153,6 +153,12 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
             });
             stack.error_at(&format!("services.{name}"), format!("{who} is refused: {}", refusal.message), "planned here", help)
         })?;
+        for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
+            if let d::Image::Build(spec) = &mut c.image {
+                let hash = crate::build_context::Context::load(&stack.dir, spec).and_then(|ctx| ctx.input_hash(spec));
+                spec.input_hash = hash.map_err(|e| stack.error_at(&format!("services.{name}"), format!("{who}: {e}"), "planned here", None))?;
+            }
+        }
         services.push(name);
         planned.insert(
             name,

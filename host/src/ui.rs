@@ -213,6 +213,7 @@ fn describe(phase: &crate::apply::Phase) -> String {
     use crate::apply::Phase::*;
     match phase {
         Waiting(dep) => format!("waiting for {dep}"),
+        Building(line) => format!("building: {}", line.chars().take(80).collect::<String>()),
         Task(name) => format!("running task {name}"),
         Creating(name) => format!("creating {name}"),
         Starting => "starting".into(),
@@ -230,7 +231,7 @@ impl crate::apply::Events for Progress {
         let text = describe(&event.phase);
         let done = matches!(event.phase, Phase::Ready | Phase::Kept | Phase::Failed(_));
         if self.plain {
-            if done || !matches!(event.phase, Phase::Waiting(_)) {
+            if done || !matches!(event.phase, Phase::Waiting(_) | Phase::Building(_)) {
                 eprintln!("{:>7.2}s  {}  {text}", event.elapsed_ms as f64 / 1000.0, event.service);
             }
             return;

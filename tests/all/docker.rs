@@ -261,3 +261,42 @@ fn up_writes_the_lock_and_up_locked_refuses_a_changed_image_before_creating_anyt
     assert!(run.message().contains("image redis:7-alpine is locked at sha256:0000, but the engine has"), "{}", run.stderr);
     assert!(stack.ps().is_empty(), "nothing was created");
 }
+
+#[test]
+fn images_are_built_from_the_context_rebuilt_only_when_their_inputs_change() {
+    let stack = app_stack("e2e-build", "build = \"web\"\ncommand = [\"sleep\", \"infinity\"]\n");
+    let ctx = stack.project.path().join("web");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM provision-standin/redis:7\nARG GREETING\nCOPY . /app/\nRUN echo \"$GREETING\" > /app/arg.txt\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("greeting.txt"), "one").unwrap();
+    std::fs::write(ctx.join("secret.env"), "TOKEN=do-not-ship").unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "*.env\n").unwrap();
+
+    let run = stack.provision(&["up", "--json"]).ok();
+    assert!(run.stdout.contains("\"phase\":\"building\""), "build output streams as events: {}", run.stdout);
+    let cat = |file: &str| stack.provision(&["exec", "web", "--", "cat", file]).stdout;
+    assert_eq!(cat("/app/greeting.txt"), "one");
+    assert_eq!(cat("/app/arg.txt").trim(), "built", "build args reach the build");
+    assert!(stack.provision(&["exec", "web", "--", "ls", "/app"]).ok().stdout.lines().all(|f| f != "secret.env"), ".dockerignore is honoured");
+    let lock = std::fs::read_to_string(stack.project.path().join("stack.lock")).unwrap();
+    assert!(lock.contains("reference = \"build:web/server\"") && lock.contains("digest = \"inputs:sha256:"), "{lock}");
+
+    // Unchanged inputs (an ignored file changing does not count): no build, nothing recreated.
+    std::fs::write(ctx.join("secret.env"), "TOKEN=changed").unwrap();
+    let id = stack.container_id("web");
+    let run = stack.provision(&["up", "--json"]).ok();
+    assert!(!run.stdout.contains("\"phase\":\"building\""), "{}", run.stdout);
+    assert_eq!(stack.container_id("web"), id);
+
+    // A changed input: rebuilt and recreated, and `plan` said why first.
+    std::fs::write(ctx.join("greeting.txt"), "two").unwrap();
+    let plan = stack.provision(&["plan"]).ok();
+    assert!(plan.stdout.contains("web/server (container): recreate (changed: image)"), "{}", plan.stdout);
+    stack.provision(&["up"]).ok();
+    assert_ne!(stack.container_id("web"), id);
+    assert_eq!(cat("/app/greeting.txt"), "two");
+}

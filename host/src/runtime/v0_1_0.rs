@@ -132,6 +132,7 @@ fn container(c: t::Container) -> d::Container {
                 dockerfile: b.dockerfile,
                 target: b.target,
                 args: b.args.into_iter().collect(),
+                input_hash: String::new(),
             }),
         },
         command: c.command,

@@ -14,6 +14,9 @@ struct Config {
     task: Option<Vec<String>>,
     /// Text placed in the server at /etc/app/greeting.
     greeting: Option<String>,
+    /// Build the server's image from this context (with its Dockerfile)
+    /// instead of running `image`.
+    build: Option<String>,
 }
 
 fn default_image() -> String {
@@ -32,6 +35,9 @@ impl Plugin for App {
     }
     fn plan(request: &Request, config: Config) -> Result<ServicePlan, PlanError> {
         let mut server = Container::new("server", config.image.clone());
+        if let Some(context) = config.build {
+            server.image = ImageSource::Build(BuildSpec { context, dockerfile: None, target: None, args: vec![("GREETING".into(), "built".into())] });
+        }
         if let Some(command) = config.command {
             server = server.command(command);
         }

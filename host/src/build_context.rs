@@ -1,0 +1,166 @@
+//! Dockerfile build contexts: the files `.dockerignore` lets through, hashed
+//! (so an image is rebuilt, and its containers recreated, only when its
+//! inputs change) and packed as the tar the engine's build API takes.
+
+use std::path::{Path, PathBuf};
+
+use globset::{GlobSet, GlobSetBuilder};
+use sha2::{Digest, Sha256};
+
+use crate::desired::BuildSpec;
+
+pub struct Context {
+    root: PathBuf,
+    /// Relative paths (with `/`), sorted.
+    files: Vec<String>,
+}
+
+impl Context {
+    /// The context of `spec`, relative to the stack's folder.
+    pub fn load(project_dir: &Path, spec: &BuildSpec) -> Result<Context, String> {
+        let root = project_dir.join(&spec.context);
+        if !root.is_dir() {
+            return Err(format!("build context `{}` is not a folder ({})", spec.context, root.display()));
+        }
+        let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
+        if !root.join(dockerfile).is_file() {
+            return Err(format!("build context `{}` has no {dockerfile}", spec.context));
+        }
+        let ignore = DockerIgnore::read(&root)?;
+        let mut files = Vec::new();
+        walk(&root, &root, &ignore, dockerfile, &mut files).map_err(|e| format!("cannot read build context `{}`: {e}", spec.context))?;
+        files.sort();
+        Ok(Context { root, files })
+    }
+
+    /// sha256 over the build's settings and every file's path, mode and bytes.
+    pub fn input_hash(&self, spec: &BuildSpec) -> Result<String, String> {
+        let mut hasher = Sha256::new();
+        let settings = serde_json::json!([spec.dockerfile, spec.target, spec.args]);
+        hasher.update(settings.to_string().as_bytes());
+        for file in &self.files {
+            let path = self.root.join(file);
+            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            hasher.update((file.len() as u64).to_be_bytes());
+            hasher.update(file.as_bytes());
+            hasher.update(mode(&path).to_be_bytes());
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(&bytes);
+        }
+        Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn tar(&self) -> std::io::Result<Vec<u8>> {
+        let mut archive = tar::Builder::new(Vec::new());
+        archive.follow_symlinks(false);
+        for file in &self.files {
+            archive.append_path_with_name(self.root.join(file), file)?;
+        }
+        archive.into_inner()
+    }
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path).map(|m| m.permissions().mode()).unwrap_or(0)
+}
+
+#[cfg(not(unix))]
+fn mode(_: &Path) -> u32 {
+    0
+}
+
+fn walk(root: &Path, dir: &Path, ignore: &DockerIgnore, dockerfile: &str, files: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let relative = path.strip_prefix(root).expect("inside the root").to_string_lossy().replace('\\', "/");
+        // The Dockerfile and .dockerignore always go (Docker's own rule).
+        let always = relative == dockerfile || relative == ".dockerignore";
+        if !always && ignore.excludes(&relative) {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            walk(root, &path, ignore, dockerfile, files)?;
+        } else {
+            files.push(relative);
+        }
+    }
+    Ok(())
+}
+
+/// `.dockerignore`: patterns relative to the context root, `*`, `?`, `**`,
+/// later `!` patterns re-including; a pattern that matches a folder matches
+/// everything in it.
+struct DockerIgnore {
+    rules: Vec<(GlobSet, bool)>,
+}
+
+impl DockerIgnore {
+    fn read(root: &Path) -> Result<DockerIgnore, String> {
+        let text = std::fs::read_to_string(root.join(".dockerignore")).unwrap_or_default();
+        let mut rules = Vec::new();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let (pattern, include) = match line.strip_prefix('!') {
+                Some(p) => (p.trim(), true),
+                None => (line, false),
+            };
+            let pattern = pattern.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/');
+            let mut set = GlobSetBuilder::new();
+            for p in [pattern.to_string(), format!("{pattern}/**")] {
+                let glob = globset::GlobBuilder::new(&p).literal_separator(true).build().map_err(|e| format!(".dockerignore: {e}"))?;
+                set.add(glob);
+            }
+            rules.push((set.build().map_err(|e| format!(".dockerignore: {e}"))?, include));
+        }
+        Ok(DockerIgnore { rules })
+    }
+
+    fn excludes(&self, relative: &str) -> bool {
+        let mut excluded = false;
+        for (set, include) in &self.rules {
+            if set.is_match(relative) {
+                excluded = !include;
+            }
+        }
+        excluded
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(files: &[(&str, &str)], ignore: &str) -> (tempfile::TempDir, Context) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join("ctx").join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        std::fs::write(dir.path().join("ctx/.dockerignore"), ignore).unwrap();
+        let spec = BuildSpec { context: "ctx".into(), dockerfile: None, target: None, args: Default::default(), input_hash: String::new() };
+        let ctx = Context::load(dir.path(), &spec).unwrap();
+        (dir, ctx)
+    }
+
+    #[test]
+    fn dockerignore_excludes_files_and_folders_and_reincludes() {
+        let files = [("Dockerfile", "FROM x"), ("app.rb", ""), ("log/dev.log", ""), ("tmp/a/b", ""), ("secret.key", ""), ("keep.key", "")];
+        let (_dir, ctx) = context(&files, "# comment\nlog\n**/b\n*.key\n!keep.key\n");
+        assert_eq!(ctx.files, [".dockerignore", "Dockerfile", "app.rb", "keep.key"]);
+    }
+
+    #[test]
+    fn the_input_hash_follows_content_not_ignored_files() {
+        let spec = BuildSpec { context: "ctx".into(), dockerfile: None, target: None, args: Default::default(), input_hash: String::new() };
+        let (dir, ctx) = context(&[("Dockerfile", "FROM x"), ("a.txt", "1"), ("junk.log", "1")], "*.log\n");
+        let before = ctx.input_hash(&spec).unwrap();
+        std::fs::write(dir.path().join("ctx/junk.log"), "2").unwrap();
+        assert_eq!(Context::load(dir.path(), &spec).unwrap().input_hash(&spec).unwrap(), before, "ignored files do not count");
+        std::fs::write(dir.path().join("ctx/a.txt"), "2").unwrap();
+        assert_ne!(Context::load(dir.path(), &spec).unwrap().input_hash(&spec).unwrap(), before);
+    }
+}
