@@ -246,7 +246,7 @@ pub async fn up<E: Engine + Sync>(engine: &E, state: &DesiredState, options: &Up
             let changing = diff.step(&service.name, &c.name).is_some_and(|s| s.change != Change::Keep);
             match (&c.image, changing) {
                 (Image::Pull(image), true) if !images.contains(&image.as_str()) => images.push(image),
-                (Image::Build(spec), true) => build(engine, state, &service.name, &c.name, spec, options, events, started).await?,
+                (Image::Build(spec), true) => build(engine, state, &service.name, spec, options, events, started).await?,
                 _ => {}
             }
         }
@@ -346,18 +346,16 @@ pub async fn image_digests<E: Engine>(engine: &E, state: &DesiredState) -> Resul
 
 /// Build an image from its Dockerfile unless an image with its input hash
 /// is already there; build output streams into the progress display.
-#[allow(clippy::too_many_arguments)]
 async fn build<E: Engine>(
     engine: &E,
     state: &DesiredState,
     service: &str,
-    container: &str,
     spec: &BuildSpec,
     options: &UpOptions,
     events: &dyn Events,
     started: Instant,
 ) -> Result<(), ApplyError> {
-    let tag = spec.tag(&state.project, service, container);
+    let tag = spec.tag(&state.project);
     if engine.image_digest(&tag).await?.is_some() {
         return Ok(());
     }
@@ -641,7 +639,7 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
             name: names.container(&service.name, &c.name),
             image: match &c.image {
                 Image::Pull(reference) => reference.clone(),
-                Image::Build(spec) => spec.tag(&self.state.project, &service.name, &c.name),
+                Image::Build(spec) => spec.tag(&self.state.project),
             },
             command: c.command.clone(),
             entrypoint: c.entrypoint.clone(),

@@ -129,9 +129,11 @@ pub struct BuildSpec {
 }
 
 impl BuildSpec {
-    /// The tag a built image gets: named for its container, versioned by its inputs.
-    pub fn tag(&self, project: &str, service: &str, container: &str) -> String {
-        format!("provision-build/{project}-{service}-{container}:{}", &self.input_hash[..16.min(self.input_hash.len())])
+    /// The tag a built image gets: the project's, versioned by its inputs, so
+    /// services built from the same context (an app and its worker) share
+    /// one build.
+    pub fn tag(&self, project: &str) -> String {
+        format!("provision-build/{project}:{}", &self.input_hash[..16.min(self.input_hash.len())])
     }
 }
 
