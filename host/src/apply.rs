@@ -164,7 +164,7 @@ pub enum ApplyError {
          If the new image is intended, run `provision lock` (and commit stack.lock)"
     )]
     LockedImage { reference: String, expected: String, actual: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
     #[error("{}", failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n\n"))]
     Failed { failures: Vec<Failure> },
@@ -205,6 +205,10 @@ pub struct UpOptions {
     pub timeout: Duration,
     /// `up --locked`: images must resolve to these digests.
     pub locked_images: Option<Vec<LockedImage>>,
+    /// Containers a previous `up` saw ready: id → the start it saw. One that
+    /// has not restarted since needs no probe (the engine's own check may
+    /// not have run yet).
+    pub seen_ready: HashMap<String, String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -215,6 +219,9 @@ pub struct Summary {
     pub removed: usize,
     /// What every image of the plan resolved to, for stack.lock.
     pub images: Vec<LockedImage>,
+    /// Containers seen ready by this `up`: id → start time (see `UpOptions::seen_ready`).
+    #[serde(skip)]
+    pub ready: HashMap<String, String>,
 }
 
 /// How far a service has come, for its dependents.
@@ -301,7 +308,14 @@ pub async fn up<E: Engine + Sync>(engine: &E, state: &DesiredState, options: &Up
     }))
     .await;
 
-    let failures: Vec<Failure> = results.into_iter().filter_map(Result::err).collect();
+    let mut failures = Vec::new();
+    let mut ready = HashMap::new();
+    for result in results {
+        match result {
+            Ok(seen) => ready.extend(seen),
+            Err(failure) => failures.push(failure),
+        }
+    }
     if !failures.is_empty() {
         return Err(ApplyError::Failed { failures });
     }
@@ -312,6 +326,7 @@ pub async fn up<E: Engine + Sync>(engine: &E, state: &DesiredState, options: &Up
         kept: count(|c| *c == Change::Keep),
         removed: diff.orphans.len(),
         images: resolved_images,
+        ready,
     })
 }
 
@@ -404,7 +419,13 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
         self.events.emit(Event { service: service.to_string(), phase, elapsed_ms });
     }
 
-    async fn service(&self, service: &ServiceState, deps: Vec<(WaitFor, String, watch::Receiver<Reached>)>, tx: &watch::Sender<Reached>) -> Result<(), Failure> {
+    /// Bring one service up; returns its containers seen ready (id → start).
+    async fn service(
+        &self,
+        service: &ServiceState,
+        deps: Vec<(WaitFor, String, watch::Receiver<Reached>)>,
+        tx: &watch::Sender<Reached>,
+    ) -> Result<HashMap<String, String>, Failure> {
         let name = &service.name;
         let fail = |waiting_for: &str, reason: String| Failure {
             service: name.clone(),
@@ -442,12 +463,15 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
         let _ = tx.send(Reached::Started);
 
         let readies = service.plan.containers.iter().zip(&ids).map(|(c, (id, fresh))| self.ready(service, c, id, *fresh, deadline));
-        for result in join_all(readies).await {
-            result.map_err(|f| self.failed(name, f))?;
+        let mut seen = HashMap::new();
+        for (result, (id, _)) in join_all(readies).await.into_iter().zip(&ids) {
+            if let Some(started_at) = result.map_err(|f| self.failed(name, f))? {
+                seen.insert(id.clone(), started_at);
+            }
         }
         let all_kept = ids.iter().all(|(_, fresh)| !fresh) && !service.plan.containers.is_empty();
         self.emit(name, if all_kept { Phase::Kept } else { Phase::Ready });
-        Ok(())
+        Ok(seen)
     }
 
     fn failed(&self, service: &str, failure: Failure) -> Failure {
@@ -529,7 +553,8 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
 
     /// Wait until the container passes its probe, then run its hooks (only
     /// when it was just started: hooks belong to a container's first start).
-    async fn ready(&self, service: &ServiceState, c: &Container, id: &str, fresh: bool, deadline: Instant) -> Result<(), Failure> {
+    /// Returns the start time it was seen ready in.
+    async fn ready(&self, service: &ServiceState, c: &Container, id: &str, fresh: bool, deadline: Instant) -> Result<Option<String>, Failure> {
         let name = &service.name;
         let container_name = self.names.container(name, &c.name);
         let mut failure = Failure {
@@ -540,14 +565,18 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
             container: Some(container_name.clone()),
             log_tail: None,
         };
+        let mut started_at = None;
         if let Some(health) = &c.health {
             self.emit(name, Phase::Probing(c.name.clone()));
             let mut backoff = Backoff::new();
             loop {
                 let status = self.engine.status(id).await.map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?;
-                // A kept container the engine already finds healthy needs no
-                // probe: that keeps a no-op `up` to a few engine calls.
-                if !fresh && status.running && status.health.as_deref() == Some("healthy") {
+                started_at = status.started_at.clone();
+                // A kept container that the engine finds healthy, or that was
+                // seen ready in this same start, needs no probe: that keeps a
+                // no-op `up` to a few engine calls.
+                let seen = started_at.is_some() && self.options.seen_ready.get(id) == started_at.as_ref();
+                if !fresh && status.running && (status.health.as_deref() == Some("healthy") || (seen && status.health.as_deref() != Some("unhealthy"))) {
                     break;
                 }
                 if !status.running {
@@ -585,7 +614,7 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
                 }
             }
         }
-        Ok(())
+        Ok(started_at)
     }
 
     /// One readiness probe: (ready, output worth showing if not).

@@ -86,6 +86,8 @@ pub struct Status {
     /// The engine's own healthcheck status (`starting`, `healthy`,
     /// `unhealthy`), when the container has a healthcheck.
     pub health: Option<String>,
+    /// When the container last started (so a restart can be told apart).
+    pub started_at: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -99,7 +101,7 @@ pub enum EngineError {
     Image { image: String, message: String },
     #[error("building {tag} failed: {message}")]
     Build { tag: String, message: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Api(#[from] bollard::errors::Error),
 }
 
@@ -435,7 +437,7 @@ impl Engine for Docker {
             .and_then(|n| n.networks)
             .and_then(|n| n.into_values().find_map(|e| e.ip_address.filter(|ip| !ip.is_empty())));
         let health = state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none");
-        Ok(Status { running: state.running.unwrap_or(false), exit_code: state.exit_code, ip, health })
+        Ok(Status { running: state.running.unwrap_or(false), exit_code: state.exit_code, ip, health, started_at: state.started_at })
     }
 
     async fn exec(&self, id: &str, command: &[String], user: Option<&str>, env: &[String]) -> Result<(i64, String)> {

@@ -351,7 +351,10 @@ async fn up_command(args: UpArgs) -> miette::Result<ExitCode> {
     let docker = connect().await?;
     let state = &planned.state;
     let locked_images = if args.stack.locked { lock.as_ref().map(|l| l.images.clone()) } else { None };
-    let options = UpOptions { project_dir: stack.dir.clone(), timeout: Duration::from_secs(args.timeout), locked_images };
+    // Which containers earlier runs saw ready (see UpOptions::seen_ready).
+    let seen_path = stack.dir.join(".provision").join(format!("ready-{}.json", state.project));
+    let seen_ready = std::fs::read(&seen_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let options = UpOptions { project_dir: stack.dir.clone(), timeout: Duration::from_secs(args.timeout), locked_images, seen_ready };
     let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
     let progress = ui::Progress::new(&names);
     let events: &dyn apply::Events = if args.json { &ui::JsonEvents } else { &progress };
@@ -368,6 +371,8 @@ async fn up_command(args: UpArgs) -> miette::Result<ExitCode> {
     progress.finish();
     match result {
         Ok(summary) => {
+            // Only a cache: losing it costs one probe per container next time.
+            let _ = std::fs::write(&seen_path, serde_json::to_vec(&summary.ready).expect("JSON"));
             let lock_path = stack.dir.join(LOCK_FILE);
             match &lock {
                 None => {
