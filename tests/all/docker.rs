@@ -264,6 +264,11 @@ fn up_writes_the_lock_and_up_locked_refuses_a_changed_image_before_creating_anyt
 
 #[test]
 fn images_are_built_from_the_context_rebuilt_only_when_their_inputs_change() {
+    // Built images outlive the project (they are keyed by their inputs):
+    // start from none, so this run really builds.
+    for image in docker(&["images", "-q", "provision-build/e2e-build"]).lines() {
+        docker(&["rmi", "-f", image]);
+    }
     let stack = app_stack("e2e-build", "build = \"web\"\ncommand = [\"sleep\", \"infinity\"]\n");
     let ctx = stack.project.path().join("web");
     std::fs::create_dir_all(&ctx).unwrap();
