@@ -33,9 +33,6 @@ use provision_registry::{Requirement, RequirementSource};
 use semver::VersionReq;
 use toml::Value;
 
-/// Keys of a service table that the host reads; the rest is plugin config.
-pub const HOST_KEYS: &[&str] = &["plugin", "uses", "allow"];
-
 /// What a service may be granted with `allow = [...]`.
 pub const PERMISSIONS: &[&str] =
     &["privileged", "cap-add", "host-network", "host-pid", "devices", "docker-socket", "bind-outside-project"];
@@ -140,7 +137,8 @@ impl Stack {
             }
         };
         index_spans(&mut stack.spans, "", doc.get_ref());
-        let table: toml::Table = toml::from_str(&source).map_err(|e| {
+        // The parsed document, turned into values without parsing the text again.
+        let table = <toml::Table as serde::Deserialize>::deserialize(toml::de::Deserializer::from(doc)).map_err(|e| {
             stack.error_at_span(e.span().unwrap_or(0..0), "not valid TOML", e.message(), None)
         })?;
         stack.read(table, contents)?;

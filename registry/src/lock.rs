@@ -83,7 +83,4 @@ impl Lock {
         self.plugins.iter().find(|p| p.name == name)
     }
 
-    pub fn image(&self, reference: &str) -> Option<&LockedImage> {
-        self.images.iter().find(|i| i.reference == reference)
-    }
 }

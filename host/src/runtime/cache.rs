@@ -33,14 +33,6 @@ impl CompileCache {
         Some(CompileCache { dir: cache_base()?.join("compiled") })
     }
 
-    pub fn at(dir: impl Into<PathBuf>) -> Self {
-        CompileCache { dir: dir.into() }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The component, and whether it came from the cache.
     pub fn load_or_compile(&self, engine: &Engine, sha256: &str, wasm: &[u8]) -> wasmtime::Result<(Component, bool)> {
         let mut hasher = DefaultHasher::new();

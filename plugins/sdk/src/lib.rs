@@ -36,9 +36,6 @@ pub use exports::provision::provider::provider::Guest;
 pub use provision::provider::host;
 pub use provision::provider::types;
 
-/// The contract version this SDK builds plugins against.
-pub const CONTRACT_VERSION: &str = "0.1.0";
-
 /// What a plugin implements. [`export!`] turns it into the contract's exports.
 pub trait Plugin {
     /// The service's table from stack.toml. Derive `Deserialize` with
