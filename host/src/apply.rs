@@ -676,7 +676,7 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
             working_dir: c.working_dir.clone(),
             user: c.user.clone(),
             ports: c.ports.clone(),
-            mounts: c.mounts.iter().map(|m| mount_spec(m, &names.volume_for(&service.name), &self.options.project_dir)).collect(),
+            mounts: c.mounts.iter().map(|m| mount_spec(m, names, &service.name, &self.options.project_dir)).collect(),
             health: c.health.clone(),
             read_only: c.read_only,
             init: c.init,
@@ -691,16 +691,11 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
     }
 }
 
-impl Names<'_> {
-    fn volume_for<'s>(&'s self, service: &'s str) -> impl Fn(&str) -> String + 's {
-        move |name| self.volume(service, name)
-    }
-}
-
-fn mount_spec(m: &crate::desired::Mount, volume: &dyn Fn(&str) -> String, project_dir: &Path) -> MountSpec {
+/// A mount of `service`'s container in engine terms.
+fn mount_spec(m: &crate::desired::Mount, names: &Names, service: &str, project_dir: &Path) -> MountSpec {
     let target = m.target.clone();
     match &m.source {
-        MountSource::Volume(name) => MountSpec::Volume { name: volume(name), target, read_only: m.read_only },
+        MountSource::Volume(name) => MountSpec::Volume { name: names.volume(service, name), target, read_only: m.read_only },
         MountSource::Bind(path) => MountSpec::Bind { source: project_dir.join(path).display().to_string(), target, read_only: m.read_only },
         MountSource::Tmpfs { size_bytes, mode } => MountSpec::Tmpfs { target, size_bytes: *size_bytes, mode: *mode },
         MountSource::Anonymous => MountSpec::Anonymous { target },

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use provision_registry::{Requirement, RequirementSource, Resolver};
+use provision_registry::{Requirement, RequirementSource, Resolved};
 
 use crate::{
     desired::{Binding, PlanError, ServiceRequest},
@@ -21,8 +21,7 @@ const CONTRACT_WIT: &str = include_str!("../../wit/v0.1.0/provider.wit");
 
 /// Write a new plugin crate NAME in `dir` (which must not exist).
 pub fn scaffold(dir: &Path, name: &str) -> anyhow::Result<()> {
-    let mut chars = name.chars();
-    if !matches!(chars.next(), Some(c) if c.is_ascii_lowercase()) || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+    if !valid_plugin_name(name) {
         bail!("plugin name {name:?}: use lower-case letters, digits and `-`, starting with a letter");
     }
     if dir.exists() {
@@ -74,17 +73,25 @@ pub fn build(dir: &Path, runtime: &Runtime) -> anyhow::Result<Built> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| dir.join("target"));
     let target = std::path::absolute(&target)?;
     let wasm = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
-    let bytes = std::fs::read(&wasm).with_context(|| format!("cargo built no {}; is the crate type cdylib?", wasm.display()))?;
+    if !wasm.is_file() {
+        bail!("cargo built no {}; is the crate type cdylib?", wasm.display());
+    }
+    let (resolved, plugin) = load_component(&wasm, runtime)?;
+    Ok(Built { wasm, sha256: resolved.sha256.clone(), size: resolved.wasm.len(), plugin })
+}
 
+/// Read a component file, load it as a plugin and check its info: what
+/// `plugin build` and `plugin push` both start from.
+pub fn load_component(path: &Path, runtime: &Runtime) -> anyhow::Result<(Resolved, Plugin)> {
     let requirement = Requirement {
-        name: name.to_string(),
+        name: path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default(),
         version: semver::VersionReq::STAR,
-        source: RequirementSource::Path { path: wasm.clone(), sha256: None },
+        source: RequirementSource::Path { path: path.to_path_buf(), sha256: None },
     };
-    let resolved = Resolver::new(dir, None, None, false).resolve(&requirement)?;
-    let plugin = runtime.load(&resolved).map_err(|e| anyhow::anyhow!("{}: {e}", wasm.display()))?;
+    let resolved = provision_registry::resolve(&requirement, Path::new("."))?;
+    let plugin = runtime.load(&resolved).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     check_info(&plugin)?;
-    Ok(Built { wasm, sha256: resolved.sha256.clone(), size: bytes.len(), plugin })
+    Ok((resolved, plugin))
 }
 
 fn ensure_wasm_target() -> anyhow::Result<()> {
@@ -104,11 +111,17 @@ fn ensure_wasm_target() -> anyhow::Result<()> {
     }
 }
 
+/// Plugin names: lower-case letters, digits and `-`, starting with a letter.
+fn valid_plugin_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 fn check_info(plugin: &Plugin) -> anyhow::Result<()> {
     let info = &plugin.info;
     let problem = |what: String| anyhow::anyhow!("the plugin's info is not well formed: {what}");
-    if info.name.is_empty() || !info.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        return Err(problem(format!("name {:?} must be lower-case letters, digits and `-`", info.name)));
+    if !valid_plugin_name(&info.name) {
+        return Err(problem(format!("name {:?} must be lower-case letters, digits and `-`, starting with a letter", info.name)));
     }
     semver::Version::parse(&info.version).map_err(|_| problem(format!("version {:?} is not semver", info.version)))?;
     if info.summary.trim().is_empty() {

@@ -147,10 +147,6 @@ impl Docker {
         Ok(Docker { client })
     }
 
-    pub fn client(&self) -> &Bollard {
-        &self.client
-    }
-
     /// Stream a container's log (stdout and stderr) as text chunks.
     pub fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> impl Stream<Item = Result<String>> + use<> {
         let mut options = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow);
@@ -178,15 +174,37 @@ impl Docker {
     /// returns its exit code.
     pub async fn exec_streaming(&self, id: &str, command: &[String]) -> Result<i64> {
         use std::io::Write;
-        let config = ExecConfig { attach_stdout: Some(true), attach_stderr: Some(true), cmd: Some(command.to_vec()), ..Default::default() };
+        self.run_exec(id, command, None, &[], |chunk| {
+            let _ = match chunk {
+                bollard::container::LogOutput::StdErr { message } => std::io::stderr().write_all(&message),
+                other => std::io::stdout().write_all(&other.into_bytes()),
+            };
+        })
+        .await
+    }
+
+    /// Run a command in a container, handing each chunk of its output to
+    /// `on_output`; returns its exit code.
+    async fn run_exec(
+        &self,
+        id: &str,
+        command: &[String],
+        user: Option<&str>,
+        env: &[String],
+        mut on_output: impl FnMut(bollard::container::LogOutput),
+    ) -> Result<i64> {
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(command.to_vec()),
+            user: user.map(str::to_string),
+            env: Some(env.to_vec()),
+            ..Default::default()
+        };
         let exec = self.client.create_exec(id, config).await?;
         if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } = self.client.start_exec(&exec.id, None).await? {
             while let Some(chunk) = stream.next().await {
-                match chunk? {
-                    bollard::container::LogOutput::StdErr { message } => std::io::stderr().write_all(&message),
-                    other => std::io::stdout().write_all(&other.into_bytes()),
-                }
-                .ok();
+                on_output(chunk?);
             }
         }
         self.exit_code(&exec.id).await
@@ -259,9 +277,7 @@ impl Engine for Docker {
     }
 
     async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<()> {
-        if self.client.inspect_volume(name).await.is_ok() {
-            return Ok(());
-        }
+        // Creating a volume that exists returns it unchanged: one call either way.
         let request = VolumeCreateRequest { name: Some(name.to_string()), labels: Some(labels), ..Default::default() };
         self.client.create_volume(request).await?;
         Ok(())
@@ -441,22 +457,9 @@ impl Engine for Docker {
     }
 
     async fn exec(&self, id: &str, command: &[String], user: Option<&str>, env: &[String]) -> Result<(i64, String)> {
-        let config = ExecConfig {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(command.to_vec()),
-            user: user.map(str::to_string),
-            env: Some(env.to_vec()),
-            ..Default::default()
-        };
-        let exec = self.client.create_exec(id, config).await?;
         let mut output = String::new();
-        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } = self.client.start_exec(&exec.id, None).await? {
-            while let Some(chunk) = stream.next().await {
-                output.push_str(&chunk?.to_string());
-            }
-        }
-        Ok((self.exit_code(&exec.id).await?, output))
+        let code = self.run_exec(id, command, user, env, |chunk| output.push_str(&chunk.to_string())).await?;
+        Ok((code, output))
     }
 
     async fn log_tail(&self, id: &str, lines: usize) -> Result<String> {

@@ -298,11 +298,15 @@ fn prepare_here(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
     Ok(Prepared { stack, planned, secrets, lock })
 }
 
-/// The project name without planning: from -p, else the stack's name.
-fn project_name(args: &ProjectArgs) -> miette::Result<String> {
+/// The project's name without planning: from -p, else the stack's name,
+/// with the stack's folder (what the project belongs to) in that case.
+fn project_of(args: &ProjectArgs) -> miette::Result<(String, Option<PathBuf>)> {
     match &args.project {
-        Some(name) => Ok(name.clone()),
-        None => Ok(Stack::load(&args.file)?.name),
+        Some(name) => Ok((name.clone(), None)),
+        None => {
+            let stack = Stack::load(&args.file)?;
+            Ok((stack.name, Some(stack.dir)))
+        }
     }
 }
 
@@ -311,9 +315,9 @@ async fn connect() -> miette::Result<Docker> {
 }
 
 /// The project's name, an engine connection and the project's containers:
-/// what `down`, `ps`, `logs` and `exec` start from.
+/// what `ps`, `logs` and `exec` start from.
 async fn project_containers(args: &ProjectArgs) -> miette::Result<(String, Docker, Vec<provision::engine::Actual>)> {
-    let project = project_name(args)?;
+    let (project, _) = project_of(args)?;
     let docker = connect().await?;
     let containers = docker.containers(&project).await?;
     Ok((project, docker, containers))
@@ -328,11 +332,7 @@ async fn plan_command(args: PlanArgs) -> miette::Result<ExitCode> {
         _ => None,
     };
     if args.json {
-        let mut json: serde_json::Value = serde_json::from_str(&ui::plan_json(&planned.state, &masker)).expect("JSON");
-        if let Some(diff) = &diff {
-            json["changes"] = serde_json::to_value(diff).expect("a diff serializes");
-        }
-        println!("{}", serde_json::to_string_pretty(&json).expect("JSON"));
+        println!("{}", ui::plan_json(&planned.state, diff.as_ref(), &masker));
     } else {
         print!("{}", ui::plan_summary(&planned.state, &stack.name, &masker));
         match &diff {
@@ -356,19 +356,23 @@ async fn up_command(args: UpArgs) -> miette::Result<ExitCode> {
     let seen_ready = std::fs::read(&seen_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     let options = UpOptions { project_dir: stack.dir.clone(), timeout: Duration::from_secs(args.timeout), locked_images, seen_ready };
     let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
-    let progress = ui::Progress::new(&names);
-    let events: &dyn apply::Events = if args.json { &ui::JsonEvents } else { &progress };
+    // Live progress only without --json, so CI output is JSON alone.
+    let progress = (!args.json).then(|| ui::Progress::new(&names));
+    let events: &dyn apply::Events = match &progress {
+        Some(progress) => progress,
+        None => &ui::JsonEvents,
+    };
     let started = std::time::Instant::now();
 
     let result = tokio::select! {
         result = apply::up(&docker, state, &options, events) => result,
         _ = tokio::signal::ctrl_c() => {
-            progress.finish();
+            progress.iter().for_each(ui::Progress::finish);
             eprintln!("interrupted: what was created so far is labeled with project `{}`; `provision down` removes it", state.project);
             return Ok(ExitCode::from(130));
         }
     };
-    progress.finish();
+    progress.iter().for_each(ui::Progress::finish);
     match result {
         Ok(summary) => {
             // Only a cache: losing it costs one probe per container next time.
@@ -411,11 +415,13 @@ async fn up_command(args: UpArgs) -> miette::Result<ExitCode> {
 
 async fn down_command(args: DownArgs) -> miette::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let (project, docker, containers) = project_containers(&args.project).await?;
+    let (project, stack_dir) = project_of(&args.project)?;
+    let docker = connect().await?;
+    let containers = docker.containers(&project).await?;
     // A project named after the stack may belong to another checkout; only
     // an explicit -p may take down what another folder brought up.
-    if args.project.project.is_none() {
-        let ours = Stack::load(&args.project.file)?.dir.display().to_string();
+    if let Some(dir) = stack_dir {
+        let ours = dir.display().to_string();
         if let Some(other) = containers.iter().filter_map(|c| c.label("project-dir")).find(|d| *d != ours) {
             return Err(miette::miette!(
                 "project `{project}` was brought up from {other}, not from {ours}; run `provision down` there, or pass -p {project} to take it down from here"
@@ -584,8 +590,9 @@ fn plugin_command_here(command: PluginCommand) -> miette::Result<ExitCode> {
             }
         }
         PluginCommand::Push { file, reference } => {
-            let wasm = std::fs::read(&file).map_err(|e| miette::miette!("cannot read {}: {e}", file.display()))?;
-            let (name, version, contract) = describe_component(&wasm, &file.display().to_string())?;
+            let (resolved, plugin) = provision::author::load_component(&file, &runtime()?).map_err(|e| miette::miette!("{e:#}"))?;
+            let (name, contract, wasm) = (plugin.info.name, resolved.contract, resolved.wasm);
+            let version = semver::Version::parse(&plugin.info.version).expect("checked by load_component");
             let tag = reference.rsplit_once(':').map(|(_, t)| t).filter(|t| !t.contains('/'));
             let reference = match tag {
                 Some(tag) if tag == version.to_string() => reference,
@@ -625,23 +632,4 @@ fn plugin_command_here(command: PluginCommand) -> miette::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Name, version and contract of a component, from its own `info`.
-fn describe_component(wasm: &[u8], what: &str) -> miette::Result<(String, semver::Version, semver::Version)> {
-    let contract = provision_registry::contract_version(wasm).map_err(|e| miette::miette!("{what}: {e}"))?;
-    let runtime = Runtime::new(CompileCache::default_location(), Limits::default()).map_err(|e| miette::miette!("{e:#}"))?;
-    let resolved = provision_registry::Resolved {
-        name: String::new(),
-        version: None,
-        requirement: semver::VersionReq::STAR,
-        contract: contract.clone(),
-        source: provision_registry::Source::Path(what.into()),
-        sha256: provision_registry::sha256_hex(wasm),
-        wasm: std::borrow::Cow::Owned(wasm.to_vec()),
-    };
-    let plugin = runtime.load(&resolved).map_err(|e| miette::miette!("{what}: {e}"))?;
-    let version = semver::Version::parse(&plugin.info.version)
-        .map_err(|_| miette::miette!("{what}: its info says version {:?}, which is not semver", plugin.info.version))?;
-    Ok((plugin.info.name.clone(), version, contract))
 }

@@ -37,7 +37,8 @@ impl<'a> Masker<'a> {
     }
 }
 
-pub fn plan_json(state: &DesiredState, masker: &Masker) -> String {
+/// The desired state as JSON, with what `up` would change when known.
+pub fn plan_json(state: &DesiredState, changes: Option<&crate::apply::Diff>, masker: &Masker) -> String {
     let mut value = serde_json::to_value(state).expect("the desired state serializes");
     // Each container's spec hash is part of the desired state's contract.
     for (service, json) in state.services.iter().zip(value["services"].as_array_mut().expect("services")) {
@@ -46,6 +47,9 @@ pub fn plan_json(state: &DesiredState, masker: &Masker) -> String {
                 cjson["spec_hash"] = container.spec_hash().into();
             }
         }
+    }
+    if let Some(changes) = changes {
+        value["changes"] = serde_json::to_value(changes).expect("a diff serializes");
     }
     masker.mask(&serde_json::to_string_pretty(&value).expect("JSON"))
 }
