@@ -93,10 +93,10 @@ pub struct Status {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum EngineError {
     #[error(
-        "no container engine answers at {endpoint} ({source}). Start Docker (e.g. `sudo systemctl start docker`, \
+        "no container engine answers at {endpoint} ({error}). Start Docker (e.g. `sudo systemctl start docker`, \
          or `sudo dockerd &`), or point DOCKER_HOST at a running engine"
     )]
-    Unreachable { endpoint: String, source: bollard::errors::Error },
+    Unreachable { endpoint: String, error: bollard::errors::Error },
     #[error("image {image} is not on the engine and could not be pulled: {message}. If no registry is reachable, map it to a local image in [images] or with --images")]
     Image { image: String, message: String },
     #[error("building {tag} failed: {message}")]
@@ -140,7 +140,7 @@ impl Docker {
     /// agree on an API version the engine speaks.
     pub async fn connect() -> Result<Docker> {
         let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-        let unreachable = |source| EngineError::Unreachable { endpoint: endpoint.clone(), source };
+        let unreachable = |error| EngineError::Unreachable { endpoint: endpoint.clone(), error };
         let client = Bollard::connect_with_defaults().map_err(unreachable)?;
         // Asking the version is also the check that an engine answers.
         let client = client.negotiate_version().await.map_err(unreachable)?;

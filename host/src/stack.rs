@@ -97,16 +97,16 @@ pub struct StackError {
 
 /// Reading the file itself failed.
 #[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("cannot read {}: {source}", path.display())]
+#[error("cannot read {}: {error}", path.display())]
 #[diagnostic(help("run provision in a folder with a stack.toml, or point at one with -f FILE"))]
 pub struct ReadError {
     path: PathBuf,
-    source: std::io::Error,
+    error: std::io::Error,
 }
 
 impl Stack {
     pub fn load(path: &Path) -> miette::Result<Stack> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReadError { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ReadError { path: path.into(), error })?;
         let dir = std::path::absolute(path).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
         Ok(Stack::parse(path, dir, text)?)
     }
@@ -350,7 +350,7 @@ impl Stack {
     /// Image substitutes from a file with an `[images]` table (`--images`),
     /// the same format as in stack.toml.
     pub fn load_images_file(path: &Path) -> miette::Result<BTreeMap<String, String>> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReadError { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ReadError { path: path.into(), error })?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let file = Stack::parse_file(path, dir, text, Contents::ImagesOnly)?;
         Ok(file.images)
