@@ -378,9 +378,11 @@ impl Engine for Docker {
             test: Some(match &h.probe {
                 Probe::Exec(cmd) => std::iter::once("CMD".to_string()).chain(cmd.iter().cloned()).collect(),
                 // The engine's check runs inside the container, where no HTTP
-                // client can be assumed; the host probes HTTP itself.
+                // client can be assumed (the host probes HTTP itself): a TCP
+                // connect by bash, as `sh` may be dash or busybox without
+                // /dev/tcp.
                 Probe::Http { port, .. } | Probe::Tcp(port) => {
-                    vec!["CMD-SHELL".into(), format!("exec 3<>/dev/tcp/127.0.0.1/{port} 2>/dev/null || exit 1")]
+                    ["CMD", "bash", "-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")].map(String::from).to_vec()
                 }
             }),
             interval: Some(nanos(h.interval_ms)),
