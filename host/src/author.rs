@@ -12,12 +12,12 @@ use anyhow::{Context, bail};
 use provision_registry::{Requirement, RequirementSource, Resolved};
 
 use crate::{
-    desired::{Binding, PlanError, ServiceRequest},
+    desired::{Binding, MetricsTarget, PlanError, ServiceRequest},
     runtime::{CallContext, Plugin, Runtime},
     secrets::Secrets,
 };
 
-const CONTRACT_WIT: &str = include_str!("../../wit/v0.1.0/provider.wit");
+const CONTRACT_WIT: &str = include_str!("../../wit/v0.1.1/provider.wit");
 
 /// Write a new plugin crate NAME in `dir` (which must not exist).
 pub fn scaffold(dir: &Path, name: &str) -> anyhow::Result<()> {
@@ -242,8 +242,8 @@ fn read_fixture(path: &Path) -> anyhow::Result<ServiceRequest> {
     let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
     let string = |key: &str, default: &str| table.get(key).and_then(|v| v.as_str()).unwrap_or(default).to_string();
     for key in table.keys() {
-        if !["profile", "service", "project", "config", "bindings"].contains(&key.as_str()) {
-            bail!("{}: unknown key `{key}` (a fixture has profile, service, project, [config] and [[bindings]])", path.display());
+        if !["profile", "service", "project", "collected", "config", "bindings"].contains(&key.as_str()) {
+            bail!("{}: unknown key `{key}` (a fixture has profile, service, project, collected, [config] and [[bindings]])", path.display());
         }
     }
     let config = serde_json::to_value(table.get("config").cloned().unwrap_or(toml::Value::Table(Default::default())))?;
@@ -255,9 +255,20 @@ fn read_fixture(path: &Path) -> anyhow::Result<ServiceRequest> {
             .and_then(|o| o.as_table())
             .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
             .unwrap_or_default();
-        bindings.push(Binding { role: field("role")?, service: field("service")?, plugin: field("plugin")?, outputs });
+        let metrics = b
+            .get("metrics")
+            .and_then(|m| m.as_array())
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                let target: Option<MetricsTarget> = m.clone().try_into().ok();
+                target.with_context(|| format!("{}: a metrics entry is {{ host, port, path, container }}", path.display()))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        bindings.push(Binding { role: field("role")?, service: field("service")?, plugin: field("plugin")?, outputs, metrics });
     }
-    Ok(ServiceRequest { project: string("project", "test"), service: string("service", "web"), profile: string("profile", "dev"), config, bindings })
+    let collected = table.get("collected").and_then(|v| v.as_bool()).unwrap_or(false);
+    Ok(ServiceRequest { project: string("project", "test"), service: string("service", "web"), profile: string("profile", "dev"), config, bindings, collected })
 }
 
 fn first_difference(expected: &str, actual: &str) -> String {

@@ -52,10 +52,12 @@ pub struct Dependency {
 pub enum WaitFor {
     Started,
     Ready,
+    /// Planned after it, started independently (monitoring its targets).
+    Planned,
 }
 
 /// What one plugin call returned. Field meanings are documented in the
-/// contract (wit/v0.1.0/provider.wit).
+/// contract (wit/v0.1.1/provider.wit).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ServicePlan {
     pub containers: Vec<Container>,
@@ -126,6 +128,10 @@ pub struct BuildSpec {
     /// changed input rebuilds the image and recreates its containers.
     #[serde(default)]
     pub input_hash: String,
+    /// Base images of `FROM` lines → what the build uses instead ([images]),
+    /// applied to the Dockerfile as it is sent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub from_substitutes: BTreeMap<String, String>,
 }
 
 impl BuildSpec {
@@ -265,6 +271,8 @@ pub struct RoleInfo {
     pub plugins: Vec<String>,
     pub optional: bool,
     pub wait: WaitFor,
+    /// Filled by the host with every other service (contract 0.1.1).
+    pub collect: bool,
 }
 
 /// The request for one plugin call.
@@ -275,6 +283,8 @@ pub struct ServiceRequest {
     pub profile: String,
     pub config: serde_json::Value,
     pub bindings: Vec<Binding>,
+    /// Some service collects this one's metrics: plan its exporters.
+    pub collected: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +293,16 @@ pub struct Binding {
     pub service: String,
     pub plugin: String,
     pub outputs: Vec<(String, String)>,
+    pub metrics: Vec<MetricsTarget>,
+}
+
+/// A used service's metrics endpoint, by its address on the project network.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsTarget {
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    pub container: String,
 }
 
 /// A plugin's `plan-error`.

@@ -87,6 +87,11 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
     }
 
     let dependencies = wire(stack, &plugins)?;
+    // Services some collector uses are asked to plan their metrics.
+    let collected: Vec<&str> = dependencies
+        .iter()
+        .flat_map(|(user, deps)| deps.iter().filter(|d| is_collect_role(stack, &plugins, user, &d.role)).map(|d| d.service.as_str()))
+        .collect();
     let order = start_order(stack, &dependencies)?;
 
     let locked_plugins = requirements
@@ -114,6 +119,18 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
                     service: dep.service.clone(),
                     plugin: used.plugin.clone(),
                     outputs: used.plan.outputs.iter().map(|o| (o.name.clone(), o.value.clone())).collect(),
+                    metrics: used
+                        .plan
+                        .metrics
+                        .iter()
+                        .map(|m| d::MetricsTarget {
+                            // Every container has this alias on every network it joins.
+                            host: format!("{}-{}", dep.service, m.container),
+                            port: m.port,
+                            path: m.path.clone(),
+                            container: m.container.clone(),
+                        })
+                        .collect(),
                 }
             })
             .collect();
@@ -123,6 +140,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
             profile: options.profile.clone(),
             config: service.config.clone(),
             bindings,
+            collected: collected.contains(&name),
         };
         let context = Arc::new(CallContext { project: options.project.clone(), service: name.to_string(), secrets: secrets.clone() });
         let who = format!("plugin `{}` {} (service `{name}`)", info.name, info.version);
@@ -155,7 +173,16 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         })?;
         for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
             if let d::Image::Build(spec) = &mut c.image {
-                let hash = crate::build_context::Context::load(&stack.dir, spec).and_then(|ctx| ctx.input_hash(spec));
+                // [images] also covers the base images a Dockerfile names.
+                let hash = crate::build_context::Context::load(&stack.dir, spec).and_then(|ctx| {
+                    for base in ctx.base_images()? {
+                        if let Some(substitute) = options.images.get(&base) {
+                            substitutes.insert(base.clone(), substitute.clone());
+                            spec.from_substitutes.insert(base, substitute.clone());
+                        }
+                    }
+                    ctx.input_hash(spec)
+                });
                 spec.input_hash = hash.map_err(|e| stack.error_at(&format!("services.{name}"), format!("{who}: {e}"), "planned here", None))?;
             }
         }
@@ -266,13 +293,16 @@ fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<HashM
                         let plugin = &stack.service(used).expect("known").plugin;
                         return Err(stack.error_at(&format!("{uses_key}.{role_name}"), format!("role `{role_name}` of service `{name}` needs a service of plugin {}; `{used}` is `{plugin}`", role.plugins.join(" or ")), "cannot fill this role", None));
                     }
+                    if role.collect {
+                        return Err(stack.error_at(&format!("{uses_key}.{role_name}"), format!("role `{role_name}` of service `{name}` is filled by the stack itself: every other service, with its metrics"), "not named in uses", Some("remove this entry".into())));
+                    }
                     bind(&mut deps, role, used);
                 }
             }
             Uses::Services(list) => {
                 for (i, used) in list.iter().enumerate() {
                     known(used, &format!("{uses_key}.{i}"))?;
-                    let open: Vec<&d::RoleInfo> = roles.iter().filter(|r| !deps.iter().any(|d| d.role == r.name) && fits(r, used)).collect();
+                    let open: Vec<&d::RoleInfo> = roles.iter().filter(|r| !r.collect && !deps.iter().any(|d| d.role == r.name) && fits(r, used)).collect();
                     match open[..] {
                         [role] => bind(&mut deps, role, used),
                         [] => {
@@ -288,7 +318,7 @@ fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<HashM
             }
         }
         // Roles still open are filled by the one service that fits.
-        let open: Vec<&d::RoleInfo> = roles.iter().filter(|r| !deps.iter().any(|d| d.role == r.name)).collect();
+        let open: Vec<&d::RoleInfo> = roles.iter().filter(|r| !r.collect && !deps.iter().any(|d| d.role == r.name)).collect();
         for role in open {
             if role.plugins.is_empty() {
                 // Any plugin could fill it, so only the user can say which.
@@ -311,7 +341,47 @@ fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<HashM
         }
         all.insert(name.as_str(), deps);
     }
+    collect(stack, plugins, &mut all);
     Ok(all)
+}
+
+/// Fill `collect` roles: each collector uses every other service except
+/// those that use it (directly or not) and other collectors, so no cycle.
+fn collect<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, all: &mut HashMap<&'s str, Vec<Dependency>>) {
+    let collect_roles = |plugin: &str| -> Vec<d::RoleInfo> { plugins[plugin].plugin.info.uses.iter().filter(|r| r.collect).cloned().collect() };
+    let collectors: Vec<&str> = stack.services.iter().filter(|s| !collect_roles(&s.plugin).is_empty()).map(|s| s.name.as_str()).collect();
+    for collector in &collectors {
+        let plugin = &stack.service(collector).expect("known").plugin;
+        for role in collect_roles(plugin) {
+            let used: Vec<&str> = stack
+                .services
+                .iter()
+                .map(|s| s.name.as_str())
+                .filter(|s| !collectors.contains(s) && !reaches(all, s, collector))
+                .collect();
+            let deps = all.get_mut(collector).expect("wired");
+            deps.extend(used.into_iter().map(|s| Dependency { role: role.name.clone(), service: s.to_string(), wait: role.wait }));
+        }
+    }
+}
+
+/// Whether `from` uses `to`, directly or through other services.
+fn reaches(all: &HashMap<&str, Vec<Dependency>>, from: &str, to: &str) -> bool {
+    let mut seen = vec![from];
+    let mut next = vec![from];
+    while let Some(at) = next.pop() {
+        for dep in &all[at] {
+            let s = dep.service.as_str();
+            if s == to {
+                return true;
+            }
+            if !seen.contains(&s) {
+                seen.push(s);
+                next.push(s);
+            }
+        }
+    }
+    false
 }
 
 /// Services ordered so each comes after what it uses; ties keep file order.
@@ -369,6 +439,11 @@ fn check_volume_references(stack: &Stack, planned: &BTreeMap<&str, ServiceState>
         }
     }
     Ok(())
+}
+
+fn is_collect_role(stack: &Stack, plugins: &HashMap<String, Loaded>, service: &str, role: &str) -> bool {
+    let plugin = &stack.service(service).expect("wired services exist").plugin;
+    plugins[plugin].plugin.info.uses.iter().any(|r| r.name == role && r.collect)
 }
 
 fn plugin_ref(loaded: &Loaded) -> PluginRef {

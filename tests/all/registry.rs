@@ -15,7 +15,7 @@ fn app_wasm() -> Vec<u8> {
 /// claiming `claimed` as its version for tags other than 0.1.0.
 fn publish(registry: &RegistryServer, repository: &str, tags: &[&str]) {
     let client = Registry::new();
-    let contract = Version::new(0, 1, 0);
+    let contract = Version::new(0, 1, 1);
     for tag in tags {
         let version = Version::parse(tag).unwrap_or(Version::new(0, 1, 0));
         client.push(&app_wasm(), &format!("{}/{repository}:{tag}", registry.address), "app", &version, &contract).unwrap();
@@ -32,7 +32,7 @@ fn push_with_the_cli_then_resolve_the_highest_match_ignoring_other_tags() {
     let project = Project::new("[services.db]\nplugin = \"postgres\"\n");
     let repo = format!("{}/acme/app", registry.address);
     let run = project.provision(&["plugin", "push", artifacts::APP, &repo]).ok();
-    assert!(run.stdout.contains(&format!("pushed app 0.1.0 (contract 0.1.0, sha256:")), "{}", run.stdout);
+    assert!(run.stdout.contains(&format!("pushed app 0.1.0 (contract 0.1.1, sha256:")), "{}", run.stdout);
     // A non-semver tag and a newer, non-matching major are ignored by ^0.1.
     publish(&registry, "acme/app", &["latest", "1.0.0"]);
 
@@ -140,5 +140,5 @@ fn locked_digests_that_differ_are_refused_naming_both() {
 #[test]
 fn the_host_reports_the_contract_versions_it_loads() {
     let run = Project::new("[services.db]\nplugin = \"postgres\"\n").provision(&["version"]).ok();
-    assert!(run.stdout.contains("plugin contracts: 0.1.0"), "{}", run.stdout);
+    assert!(run.stdout.contains("plugin contracts: 0.1.1, 0.1.0"), "{}", run.stdout);
 }

@@ -91,7 +91,7 @@ fn a_plugin_that_is_not_what_was_asked_for_is_refused() {
 fn a_plugin_for_an_unsupported_contract_is_refused_before_compiling() {
     let run = hostile("future", artifacts::FUTURE_CONTRACT, "").provision(&["plan"]).failed();
     assert!(
-        run.message().contains("is built against contract 9.0.0, which this provision does not support (it loads 0.1.x)"),
+        run.message().contains("is built against contract 9.0.0, which this provision does not support (it loads 0.1.1, 0.1.0)"),
         "{}",
         run.stderr
     );
@@ -173,7 +173,7 @@ fn the_host_carries_on_after_a_hostile_call() {
         runtime.load(&resolve(&req, std::path::Path::new("/")).unwrap()).unwrap()
     };
     let context = || Arc::new(CallContext { project: "p".into(), service: "x".into(), secrets: Arc::new(Secrets::from_key([7; 32])) });
-    let request = ServiceRequest { project: "p".into(), service: "x".into(), profile: "dev".into(), config: json!({}), bindings: vec![] };
+    let request = ServiceRequest { project: "p".into(), service: "x".into(), profile: "dev".into(), config: json!({}), bindings: vec![], collected: false };
 
     let looper = load("looper", artifacts::LOOPER);
     let started = std::time::Instant::now();
@@ -208,8 +208,25 @@ fn the_released_contract_is_frozen() {
 fn plugins_built_for_0_1_load_and_the_version_comes_from_the_export_name() {
     for (name, path) in [("app", artifacts::APP), ("looper", artifacts::LOOPER)] {
         let wasm = std::fs::read(path).unwrap();
-        assert_eq!(provision_registry::contract_version(&wasm).unwrap(), semver::Version::new(0, 1, 0), "{name}");
+        assert_eq!(provision_registry::contract_version(&wasm).unwrap(), semver::Version::new(0, 1, 1), "{name}");
     }
+    let legacy = std::fs::read(artifacts::LEGACY).unwrap();
+    assert_eq!(provision_registry::contract_version(&legacy).unwrap(), semver::Version::new(0, 1, 0));
     let future = std::fs::read(artifacts::FUTURE_CONTRACT).unwrap();
     assert_eq!(provision_registry::contract_version(&future).unwrap(), semver::Version::new(9, 0, 0));
+}
+
+/// A plugin of the first contract still loads, is wired and plans next to
+/// plugins of the newest one.
+#[test]
+fn a_plugin_of_contract_0_1_0_still_plans_beside_0_1_1_plugins() {
+    let project = hostile("legacy", artifacts::LEGACY, "[services.cache]\nplugin = \"redis\"\n");
+    let state = project.provision(&["plan", "--json"]).ok().json();
+    let plugins = state["plugins"].as_array().unwrap();
+    let contract = |name: &str| plugins.iter().find(|p| p["name"] == name).unwrap()["contract"].clone();
+    assert_eq!(contract("legacy"), "0.1.0");
+    assert_eq!(contract("redis"), "0.1.1");
+    let x = state["services"].as_array().unwrap().iter().find(|s| s["name"] == "x").unwrap();
+    let greeting = x["plan"]["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "greeting").unwrap();
+    assert_eq!(greeting["value"], "hello from x using redis://cache:6379/0");
 }

@@ -7,6 +7,7 @@
 
 mod cache;
 mod v0_1_0;
+mod v0_1_1;
 
 use std::{
     sync::Arc,
@@ -23,7 +24,7 @@ use crate::{desired as d, secrets::Secrets};
 pub use cache::{CompileCache, cache_base};
 
 /// Contract versions this host can load, newest first.
-pub const SUPPORTED_CONTRACTS: &[Version] = &[v0_1_0::VERSION];
+pub const SUPPORTED_CONTRACTS: &[Version] = &[v0_1_1::VERSION, v0_1_0::VERSION];
 
 /// How often the epoch advances; the unit of call deadlines.
 const TICK: Duration = Duration::from_millis(10);
@@ -62,6 +63,7 @@ pub struct Plugin {
 /// One variant per supported contract version.
 enum Provider {
     V0_1_0(v0_1_0::PluginPre<Sandbox>),
+    V0_1_1(v0_1_1::PluginPre<Sandbox>),
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -231,14 +233,18 @@ impl Runtime {
         // context above grants nothing through it.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         v0_1_0::add_to_linker(&mut linker)?;
+        v0_1_1::add_to_linker(&mut linker)?;
         Ok(Runtime { engine, linker, cache, limits })
     }
 
     /// Compile (or load from the cache), link, and ask the plugin its info.
     pub fn load(&self, resolved: &Resolved) -> Result<Plugin, PluginError> {
         let contract = resolved.contract.clone();
-        if !SUPPORTED_CONTRACTS.iter().any(|v| compatible(v, &contract)) {
-            let supported = SUPPORTED_CONTRACTS.iter().map(|v| format!("{}.{}.x", v.major, v.minor)).collect::<Vec<_>>();
+        // Each version has its own bindings, so a plugin is bound by exactly
+        // the version it was built against (semver-compatible names would
+        // otherwise link a 0.1.0 plugin to 0.1.1's differently shaped types).
+        if !SUPPORTED_CONTRACTS.contains(&contract) {
+            let supported = SUPPORTED_CONTRACTS.iter().map(Version::to_string).collect::<Vec<_>>();
             return Err(PluginError::UnsupportedContract { found: contract, supported: supported.join(", ") });
         }
 
@@ -252,9 +258,15 @@ impl Runtime {
 
         let started = Instant::now();
         let pre = self.linker.instantiate_pre(&component).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
-        let pre = Provider::V0_1_0(v0_1_0::PluginPre::new(pre).map_err(|e| PluginError::Invalid(format!("{e:#}")))?);
+        let invalid = |e: wasmtime::Error| PluginError::Invalid(format!("{e:#}"));
+        let pre = if contract == v0_1_0::VERSION {
+            Provider::V0_1_0(v0_1_0::PluginPre::new(pre).map_err(invalid)?)
+        } else {
+            Provider::V0_1_1(v0_1_1::PluginPre::new(pre).map_err(invalid)?)
+        };
         let info = self.call(&pre, None, |provider, store| match provider {
             Bound::V0_1_0(p) => v0_1_0::info(p, store),
+            Bound::V0_1_1(p) => v0_1_1::info(p, store),
         })?;
         let instantiate = started.elapsed();
         Ok(Plugin { info, contract, pre, stats: LoadStats { compile, cached, instantiate } })
@@ -271,6 +283,7 @@ impl Runtime {
         let mut stats = CallStats::default();
         let result = self.call_timed(&plugin.pre, Some(context), &mut stats, |provider, store| match provider {
             Bound::V0_1_0(p) => v0_1_0::plan(p, store, request),
+            Bound::V0_1_1(p) => v0_1_1::plan(p, store, request),
         })?;
         Ok((result, stats))
     }
@@ -299,6 +312,7 @@ impl Runtime {
         store.set_epoch_deadline((self.limits.deadline.as_millis() / TICK.as_millis()).max(1) as u64 + 1);
         let result = match pre {
             Provider::V0_1_0(pre) => pre.instantiate(&mut store).map(Bound::V0_1_0),
+            Provider::V0_1_1(pre) => pre.instantiate(&mut store).map(Bound::V0_1_1),
         }
         .and_then(|bound| {
             stats.instantiate = started.elapsed();
@@ -331,12 +345,7 @@ impl Runtime {
 /// An instance, for the duration of one call.
 enum Bound {
     V0_1_0(v0_1_0::Plugin),
-}
-
-/// Whether a plugin built against `found` loads through the bindings for
-/// `ours`: same major, and for 0.x the same minor (semver's rule).
-fn compatible(ours: &Version, found: &Version) -> bool {
-    ours.major == found.major && (ours.major > 0 || ours.minor == found.minor) && found <= ours
+    V0_1_1(v0_1_1::Plugin),
 }
 
 #[cfg(test)]
@@ -344,13 +353,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_host_loads_every_compatible_earlier_contract() {
-        let v = |s: &str| Version::parse(s).unwrap();
-        assert!(compatible(&v("0.1.0"), &v("0.1.0")));
-        assert!(compatible(&v("0.1.3"), &v("0.1.0")), "0.1.x hosts load 0.1.0 plugins");
-        assert!(!compatible(&v("0.1.0"), &v("0.1.1")), "a plugin needing newer additions is refused");
-        assert!(!compatible(&v("0.1.0"), &v("0.2.0")), "0.x minors are breaking");
-        assert!(compatible(&v("1.4.0"), &v("1.0.2")));
-        assert!(!compatible(&v("2.0.0"), &v("1.9.0")));
+    fn every_supported_contract_has_bindings_and_a_wit_folder() {
+        for version in SUPPORTED_CONTRACTS {
+            let wit = format!("{}/../wit/v{version}/provider.wit", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&wit).unwrap_or_else(|e| panic!("{wit}: {e}"));
+            assert!(text.contains(&format!("package provision:provider@{version};")), "{wit} declares {version}");
+        }
     }
 }

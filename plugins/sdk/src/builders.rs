@@ -42,6 +42,22 @@ impl Info {
             plugins: plugins.iter().map(|p| p.to_string()).collect(),
             optional,
             wait,
+            collect: false,
+        });
+        self
+    }
+
+    /// A role the host fills with every other service of the stack (those
+    /// that do not use this one), each binding carrying its metrics
+    /// endpoints; planned after them, started without waiting for them.
+    pub fn collects(mut self, role: &str, description: &str) -> Self {
+        self.info.uses.push(RoleInfo {
+            name: role.into(),
+            description: description.into(),
+            plugins: Vec::new(),
+            optional: true,
+            wait: WaitFor::Planned,
+            collect: true,
         });
         self
     }
@@ -87,6 +103,11 @@ impl Container {
 
     pub fn command<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
         self.command = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    pub fn entrypoint<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.entrypoint = Some(args.into_iter().map(Into::into).collect());
         self
     }
 
@@ -177,5 +198,10 @@ impl ServicePlan {
 
     pub fn volume(&mut self, name: impl Into<String>) {
         self.volumes.push(Volume { name: name.into() });
+    }
+
+    /// Declare that `container` serves Prometheus metrics at `port` `path`.
+    pub fn metrics(&mut self, container: impl Into<String>, port: u16, path: impl Into<String>) {
+        self.metrics.push(MetricsEndpoint { container: container.into(), port, path: path.into() });
     }
 }

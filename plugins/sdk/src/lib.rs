@@ -1,6 +1,6 @@
 //! Write `provision` plugins in Rust.
 //!
-//! The contract's bindings (generated from `wit/v0.1.0`) plus a few helpers
+//! The contract's bindings (generated from `wit/v0.1.1`) plus a few helpers
 //! that keep a plugin short and declarative:
 //!
 //! ```ignore
@@ -23,10 +23,11 @@
 //! ```
 
 mod builders;
+pub mod workload;
 
 wit_bindgen::generate!({
     world: "plugin",
-    path: "../../wit/v0.1.0",
+    path: "../../wit/v0.1.1",
     pub_export_macro: true,
     export_macro_name: "export_provider",
     default_bindings_module: "provision_sdk",
@@ -118,9 +119,10 @@ impl types::Binding {
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {
     pub use crate::builders::{HealthCheck, Info};
+    pub use crate::workload::Workload;
     pub use crate::types::{
-        Binding, BuildSpec, ConfigError, Container, File, Hook, ImageSource, MetricsEndpoint, Mount, MountSource,
-        Network, PlanError, Port, Probe, Protocol, ServicePlan, ServiceRequest as Request, Tmpfs, Volume, WaitFor,
+        Binding, BuildSpec, ConfigError, Container, File, Hook, ImageSource, MetricsEndpoint, MetricsTarget, Mount, MountSource,
+        Network, PlanError, Port, Probe, Protocol, RestartPolicy, ServicePlan, ServiceRequest as Request, Tmpfs, Volume, WaitFor,
     };
     pub use crate::{Plugin, binding, config_error, host, parse_config};
     pub use schemars::JsonSchema;
