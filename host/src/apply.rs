@@ -298,8 +298,13 @@ pub async fn up<E: Engine + Sync>(engine: &E, state: &DesiredState, options: &Up
         let run = &run;
         let channels = &channels;
         async move {
-            let deps: Vec<(WaitFor, String, watch::Receiver<Reached>)> =
-                service.depends_on.iter().map(|d| (d.wait, d.service.clone(), channels[d.service.as_str()].1.clone())).collect();
+            // `planned` dependencies only ordered the plugin calls.
+            let deps: Vec<(WaitFor, String, watch::Receiver<Reached>)> = service
+                .depends_on
+                .iter()
+                .filter(|d| d.wait != WaitFor::Planned)
+                .map(|d| (d.wait, d.service.clone(), channels[d.service.as_str()].1.clone()))
+                .collect();
             let tx = &channels[service.name.as_str()].0;
             let result = run.service(service, deps, tx).await;
             let _ = tx.send(if result.is_ok() { Reached::Ready } else { Reached::Failed });
@@ -375,7 +380,7 @@ async fn build<E: Engine>(
         return Ok(());
     }
     let context = crate::build_context::Context::load(&options.project_dir, spec).map_err(|message| EngineError::Build { tag: tag.clone(), message })?;
-    let tar = context.tar().map_err(|e| EngineError::Build { tag: tag.clone(), message: e.to_string() })?;
+    let tar = context.tar(spec).map_err(|e| EngineError::Build { tag: tag.clone(), message: e.to_string() })?;
     let emit = |line: &str| {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         events.emit(Event { service: service.to_string(), phase: Phase::Building(line.to_string()), elapsed_ms });
@@ -442,6 +447,7 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
             let needed = |r: &Reached| match wait {
                 WaitFor::Started => matches!(r, Reached::Started | Reached::Ready | Reached::Failed),
                 WaitFor::Ready => matches!(r, Reached::Ready | Reached::Failed),
+                WaitFor::Planned => true,
             };
             let reached = tokio::time::timeout_at(deadline.into(), rx.wait_for(needed)).await;
             match reached {
@@ -722,7 +728,7 @@ async fn http_get(ip: &str, port: u16, path: &str) -> (bool, String) {
     }
 }
 
-/// Probe delays: start at 25 ms, grow by half each time, cap at 500 ms —
+/// Probe delays: start at 25 ms, grow by half each time, cap at 250 ms —
 /// fast enough that readiness is seen within tens of milliseconds.
 struct Backoff(Duration);
 
@@ -732,7 +738,7 @@ impl Backoff {
     }
     async fn sleep(&mut self) {
         tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 3 / 2).min(Duration::from_millis(500));
+        self.0 = (self.0 * 3 / 2).min(Duration::from_millis(250));
     }
 }
 

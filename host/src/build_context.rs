@@ -11,6 +11,7 @@ use crate::desired::BuildSpec;
 
 pub struct Context {
     root: PathBuf,
+    dockerfile: String,
     /// Relative paths (with `/`), sorted.
     files: Vec<String>,
 }
@@ -30,13 +31,31 @@ impl Context {
         let mut files = Vec::new();
         walk(&root, &root, &ignore, dockerfile, &mut files).map_err(|e| format!("cannot read build context `{}`: {e}", spec.context))?;
         files.sort();
-        Ok(Context { root, files })
+        Ok(Context { root, dockerfile: dockerfile.to_string(), files })
+    }
+
+    /// The images the Dockerfile's `FROM` lines name (not earlier stages,
+    /// not ones made of build arguments).
+    pub fn base_images(&self) -> Result<Vec<String>, String> {
+        let path = self.root.join(&self.dockerfile);
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut stages = Vec::new();
+        let mut bases = Vec::new();
+        for line in text.lines() {
+            if let Some((image, stage)) = from_line(line) {
+                if !stages.contains(&image.to_ascii_lowercase()) && !image.contains('$') && !bases.contains(&image.to_string()) {
+                    bases.push(image.to_string());
+                }
+                stages.extend(stage.map(str::to_ascii_lowercase));
+            }
+        }
+        Ok(bases)
     }
 
     /// sha256 over the build's settings and every file's path, mode and bytes.
     pub fn input_hash(&self, spec: &BuildSpec) -> Result<String, String> {
         let mut hasher = Sha256::new();
-        let settings = serde_json::json!([spec.dockerfile, spec.target, spec.args]);
+        let settings = serde_json::json!([spec.dockerfile, spec.target, spec.args, spec.from_substitutes]);
         hasher.update(settings.to_string().as_bytes());
         for file in &self.files {
             let path = self.root.join(file);
@@ -50,14 +69,52 @@ impl Context {
         Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
 
-    pub fn tar(&self) -> std::io::Result<Vec<u8>> {
+    /// The context as a tar, with the Dockerfile's base images substituted.
+    pub fn tar(&self, spec: &BuildSpec) -> std::io::Result<Vec<u8>> {
         let mut archive = tar::Builder::new(Vec::new());
         archive.follow_symlinks(false);
         for file in &self.files {
-            archive.append_path_with_name(self.root.join(file), file)?;
+            let path = self.root.join(file);
+            if *file == self.dockerfile && !spec.from_substitutes.is_empty() {
+                let text = substitute_from(&std::fs::read_to_string(&path)?, &spec.from_substitutes);
+                let mut header = tar::Header::new_gnu();
+                header.set_size(text.len() as u64);
+                header.set_mode(0o644);
+                header.set_cksum();
+                archive.append_data(&mut header, file, text.as_bytes())?;
+            } else {
+                archive.append_path_with_name(path, file)?;
+            }
         }
         archive.into_inner()
     }
+}
+
+/// `FROM [--platform=…] IMAGE [AS NAME]` → (IMAGE, NAME).
+fn from_line(line: &str) -> Option<(&str, Option<&str>)> {
+    let mut words = line.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("FROM") {
+        return None;
+    }
+    let mut words = words.skip_while(|w| w.starts_with("--"));
+    let image = words.next()?;
+    let stage = match (words.next(), words.next()) {
+        (Some(r#as), Some(name)) if r#as.eq_ignore_ascii_case("AS") => Some(name),
+        _ => None,
+    };
+    Some((image, stage))
+}
+
+fn substitute_from(dockerfile: &str, substitutes: &std::collections::BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(dockerfile.len());
+    for line in dockerfile.lines() {
+        match from_line(line).and_then(|(image, _)| substitutes.get(image).map(|s| (image, s))) {
+            Some((image, substitute)) => out.push_str(&line.replacen(image, substitute, 1)),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(unix)]
@@ -141,7 +198,7 @@ mod tests {
             std::fs::write(path, text).unwrap();
         }
         std::fs::write(dir.path().join("ctx/.dockerignore"), ignore).unwrap();
-        let spec = BuildSpec { context: "ctx".into(), dockerfile: None, target: None, args: Default::default(), input_hash: String::new() };
+        let spec = BuildSpec { context: "ctx".into(), dockerfile: None, target: None, args: Default::default(), input_hash: String::new(), from_substitutes: Default::default() };
         let ctx = Context::load(dir.path(), &spec).unwrap();
         (dir, ctx)
     }
@@ -154,8 +211,19 @@ mod tests {
     }
 
     #[test]
+    fn from_lines_name_base_images_and_take_substitutes() {
+        let dockerfile = "FROM --platform=linux/amd64 ruby:3.1-slim AS base\nRUN x\nfrom base\nFROM ${IMAGE}\nFROM nginx:1 as web\n";
+        let (_dir, ctx) = context(&[("Dockerfile", dockerfile)], "");
+        assert_eq!(ctx.base_images().unwrap(), ["ruby:3.1-slim", "nginx:1"]);
+        let map = [("ruby:3.1-slim".to_string(), "standin/ruby:3".to_string())].into_iter().collect();
+        let out = substitute_from(dockerfile, &map);
+        assert_eq!(out.lines().next().unwrap(), "FROM --platform=linux/amd64 standin/ruby:3 AS base");
+        assert_eq!(out.lines().skip(1).collect::<Vec<_>>(), dockerfile.lines().skip(1).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn the_input_hash_follows_content_not_ignored_files() {
-        let spec = BuildSpec { context: "ctx".into(), dockerfile: None, target: None, args: Default::default(), input_hash: String::new() };
+        let spec = BuildSpec { context: "ctx".into(), dockerfile: None, target: None, args: Default::default(), input_hash: String::new(), from_substitutes: Default::default() };
         let (dir, ctx) = context(&[("Dockerfile", "FROM x"), ("a.txt", "1"), ("junk.log", "1")], "*.log\n");
         let before = ctx.input_hash(&spec).unwrap();
         std::fs::write(dir.path().join("ctx/junk.log"), "2").unwrap();
