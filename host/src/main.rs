@@ -206,7 +206,7 @@ struct ExecArgs {
     #[command(flatten)]
     project: ProjectArgs,
     service: String,
-    /// The container of the service (default: its first).
+    /// The container of the service (default: `server`, else the first by name).
     #[arg(short, long)]
     container: Option<String>,
     /// The command and its arguments, after `--`.
@@ -515,7 +515,8 @@ async fn exec_command(args: ExecArgs) -> miette::Result<ExitCode> {
         .filter(|c| c.label("service") == Some(args.service.as_str()) && c.label("role") == Some("container"))
         .filter(|c| args.container.as_deref().is_none_or(|name| c.label("container") == Some(name)))
         .collect();
-    candidates.sort_by(|a, b| a.name.cmp(&b.name));
+    // The main container (plugins call it `server`) unless one is named.
+    candidates.sort_by_key(|c| (c.label("container") != Some("server"), c.name.clone()));
     let Some(target) = candidates.first() else {
         return Err(miette::miette!("service `{}` of project {project} has no such container; `provision ps` lists them", args.service));
     };

@@ -39,6 +39,10 @@ struct Config {
     /// Keep data in memory with fsync off (fast, lost on stop). Default: on
     /// in the test and ci profiles.
     ephemeral: Option<bool>,
+    /// Image of the Prometheus exporter run beside the server when a
+    /// monitoring service collects this one.
+    #[serde(default = "default_exporter_image")]
+    exporter_image: String,
 }
 
 #[derive(Deserialize, JsonSchema, Default)]
@@ -64,6 +68,10 @@ enum Setting {
 
 fn default_version() -> u32 {
     16
+}
+
+fn default_exporter_image() -> String {
+    "prometheuscommunity/postgres-exporter:v0.15.0".into()
 }
 
 fn default_name() -> String {
@@ -137,6 +145,15 @@ impl Plugin for Postgres {
         plan.containers.push(server);
 
         let service = &request.service;
+        if request.collected {
+            // Scrapes retry on their own, so it needs no wait for the server.
+            let source = format!("postgresql://{}:{}@{service}:5432/{}?sslmode=disable", config.user, password, config.database);
+            let exporter = Container::new("exporter", &config.exporter_image)
+                .env("DATA_SOURCE_NAME", source)
+                .health(HealthCheck::http(9187, "/metrics"));
+            plan.containers.push(exporter);
+            plan.metrics("exporter", 9187, "/metrics");
+        }
         plan.output("host", service);
         plan.output("port", "5432");
         plan.output("user", &config.user);

@@ -27,6 +27,10 @@ struct Config {
     /// `persistence = "rdb"`); Redis's own defaults when absent.
     #[serde(default)]
     save: Vec<String>,
+    /// Image of the Prometheus exporter run beside the server when a
+    /// monitoring service collects this one.
+    #[serde(default = "default_exporter_image")]
+    exporter_image: String,
 }
 
 #[derive(Deserialize, JsonSchema, Clone, Copy, PartialEq)]
@@ -35,6 +39,10 @@ enum Persistence {
     Rdb,
     Aof,
     None,
+}
+
+fn default_exporter_image() -> String {
+    "oliver006/redis_exporter:v1.55.0".into()
 }
 
 fn default_version() -> u32 {
@@ -113,6 +121,13 @@ impl Plugin for Redis {
         plan.containers.push(server);
 
         let service = &request.service;
+        if request.collected {
+            let exporter = Container::new("exporter", &config.exporter_image)
+                .env("REDIS_ADDR", format!("redis://{service}:6379"))
+                .health(HealthCheck::http(9121, "/metrics"));
+            plan.containers.push(exporter);
+            plan.metrics("exporter", 9121, "/metrics");
+        }
         plan.output("host", service);
         plan.output("port", "6379");
         plan.output("url", format!("redis://{service}:6379/0"));
