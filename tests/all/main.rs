@@ -5,6 +5,7 @@
 mod author;
 mod docker;
 mod plan;
+mod rails;
 mod registry;
 mod sandbox;
 mod support;

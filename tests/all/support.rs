@@ -126,6 +126,18 @@ impl Stack {
         Stack { project, name: name.to_string() }
     }
 
+    /// A copy of an example folder (examples/NAME) as project `name`, its
+    /// stack.toml passed through `edit`.
+    pub fn from_example(example: &str, name: &str, edit: impl FnOnce(String) -> String) -> Stack {
+        let project = Project::new("");
+        copy_dir(&repo_root().join("examples").join(example), project.path());
+        let _ = std::fs::remove_file(project.path().join("stack.lock"));
+        let text = std::fs::read_to_string(project.path().join("stack.toml")).unwrap();
+        let text = text.replacen(&format!("name = \"{example}\""), &format!("name = \"{name}\""), 1);
+        project.write("stack.toml", &edit(text));
+        Stack { project, name: name.to_string() }
+    }
+
     pub fn provision(&self, args: &[&str]) -> Run {
         let images = repo_root().join("tests/images/standins.toml");
         self.project.provision_with_env(args, &[("PROVISION_IMAGES", images.to_str().unwrap())])
@@ -146,9 +158,11 @@ impl Stack {
         row["id"].as_str().unwrap().to_string()
     }
 
+    /// The first published port of the service's main (`server`) container.
     pub fn host_port(&self, service: &str) -> u16 {
         let ps = self.ps();
-        let row = ps.iter().find(|r| r["service"] == service).unwrap();
+        let main = ps.iter().find(|r| r["service"] == service && r["container"] == "server");
+        let row = main.or_else(|| ps.iter().find(|r| r["service"] == service)).unwrap_or_else(|| panic!("no container for {service}: {ps:?}"));
         row["ports"][0].as_u64().unwrap() as u16
     }
 }
@@ -157,6 +171,49 @@ impl Drop for Stack {
     fn drop(&mut self) {
         let _ = self.provision(&["down", "-v"]);
     }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A plain HTTP/1.1 request to 127.0.0.1:`port`: (status, headers, body).
+pub fn http(port: u16, method: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect to :{port}: {e}"));
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    (status, headers, if chunked { dechunk(body) } else { body.to_string() })
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 /// `docker` CLI output, to look at the engine independently of provision.

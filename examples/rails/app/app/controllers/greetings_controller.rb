@@ -1,0 +1,6 @@
+# Edited by the hot-reload test: the next response shows the change.
+class GreetingsController < ApplicationController
+  def show
+    render plain: "hello"
+  end
+end

@@ -1,0 +1,3 @@
+# "db:prepare" and "server" rows, one per run, in order.
+class BootEvent < ApplicationRecord
+end
