@@ -361,6 +361,8 @@ pub async fn image_digests<E: Engine>(engine: &E, state: &DesiredState) -> Resul
             }
         }
     }
+    // In stack.lock's order, so the two compare equal when nothing changed.
+    images.sort_by(|a, b| a.reference.cmp(&b.reference));
     Ok(images)
 }
 
@@ -535,26 +537,16 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
         let id = self.engine.create(&spec).await.map_err(|e| failure(e.to_string()))?;
         self.engine.put_files(&id, &task.files).await.map_err(|e| failure(e.to_string()))?;
         self.engine.start(&id).await.map_err(|e| failure(e.to_string()))?;
-        let mut backoff = Backoff::new();
-        loop {
-            let status = self.engine.status(&id).await.map_err(|e| failure(e.to_string()))?;
-            if !status.running {
-                if status.exit_code == Some(0) {
-                    return Ok(());
-                }
-                let mut f = failure(format!("it exited with code {}", status.exit_code.unwrap_or(-1)));
-                f.log_tail = self.engine.log_tail(&id, 20).await.ok();
-                f.container = Some(spec.name.clone());
-                return Err(f);
-            }
-            if Instant::now() > deadline {
-                let mut f = failure("timed out".into());
-                f.log_tail = self.engine.log_tail(&id, 20).await.ok();
-                f.container = Some(spec.name.clone());
-                return Err(f);
-            }
-            backoff.sleep().await;
-        }
+        // The engine says when it exits: no polling delay between steps.
+        let mut f = match tokio::time::timeout_at(deadline.into(), self.engine.wait_exit(&id)).await {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(code)) => failure(format!("it exited with code {code}")),
+            Ok(Err(e)) => failure(e.to_string()),
+            Err(_) => failure("timed out".into()),
+        };
+        f.log_tail = self.engine.log_tail(&id, 20).await.ok();
+        f.container = Some(spec.name.clone());
+        Err(f)
     }
 
     /// Wait until the container passes its probe, then run its hooks (only

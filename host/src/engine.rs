@@ -123,6 +123,8 @@ pub trait Engine {
     async fn put_files(&self, id: &str, files: &[File]) -> Result<()>;
     async fn start(&self, id: &str) -> Result<()>;
     async fn status(&self, id: &str) -> Result<Status>;
+    /// Wait until the container is not running; returns its exit code.
+    async fn wait_exit(&self, id: &str) -> Result<i64>;
     /// Run a command inside; returns its exit code and combined output.
     async fn exec(&self, id: &str, command: &[String], user: Option<&str>, env: &[String]) -> Result<(i64, String)>;
     async fn log_tail(&self, id: &str, lines: usize) -> Result<String>;
@@ -445,6 +447,18 @@ impl Engine for Docker {
     async fn start(&self, id: &str) -> Result<()> {
         self.client.start_container(id, None).await?;
         Ok(())
+    }
+
+    async fn wait_exit(&self, id: &str) -> Result<i64> {
+        let options = bollard::query_parameters::WaitContainerOptionsBuilder::new().condition("not-running").build();
+        let mut stream = self.client.wait_container(id, Some(options));
+        match stream.next().await {
+            Some(Ok(response)) => Ok(response.status_code),
+            // bollard reports a non-zero exit as an error.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(self.status(id).await?.exit_code.unwrap_or(-1)),
+        }
     }
 
     async fn status(&self, id: &str) -> Result<Status> {

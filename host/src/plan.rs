@@ -94,13 +94,15 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         .collect();
     let order = start_order(stack, &dependencies)?;
 
-    let locked_plugins = requirements
+    let mut locked_plugins: Vec<LockedPlugin> = requirements
         .iter()
         .map(|r| {
             let loaded = &plugins[&r.name];
             loaded.resolved.lock_entry(&r.source, &loaded.plugin.info.version)
         })
         .collect();
+    // In stack.lock's order, so the two compare equal when nothing changed.
+    locked_plugins.sort_by(|a, b| a.name.cmp(&b.name));
 
     let mut logs = Vec::new();
     let mut substitutes = BTreeMap::new();
@@ -247,8 +249,12 @@ fn plan_error(stack: &Stack, service: &str, who: &str, error: d::PlanError) -> S
     match error {
         d::PlanError::InvalidConfig { key, message } => {
             let path = if key.is_empty() { format!("services.{service}") } else { format!("services.{service}.{key}") };
-            let label = if key.is_empty() { "in this service".to_string() } else { format!("`{key}`") };
-            stack.error_at(&path, format!("{who}: invalid `{key}`: {message}"), label, None)
+            let (label, message) = if key.is_empty() {
+                ("in this service".to_string(), format!("{who}: {message}"))
+            } else {
+                (format!("`{key}`"), format!("{who}: invalid `{key}`: {message}"))
+            };
+            stack.error_at(&path, message, label, None)
         }
         d::PlanError::UnusableBinding(message) => {
             stack.error_at(&format!("services.{service}.uses"), format!("{who}: {message}"), "check what this service uses", None)
