@@ -129,3 +129,128 @@ fn warm_runs_load_compiled_code_from_the_cache() {
     let repaired = run(());
     assert!(repaired.contains("(compiled)"), "{repaired}");
 }
+
+fn container<'a>(service: &'a Value, name: &str) -> &'a Value {
+    let all = service["plan"]["containers"].as_array().unwrap();
+    all.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no container {name} in {}", service["name"]))
+}
+
+fn file<'a>(container: &'a Value, path: &str) -> &'a str {
+    let files = container["files"].as_array().unwrap();
+    files.iter().find(|f| f["path"] == path).unwrap_or_else(|| panic!("no file {path}"))["contents"].as_str().unwrap()
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect()
+}
+
+#[test]
+fn the_rails_example_is_wired_by_its_plugins() {
+    let state = provision_in_repo(&["plan", "-f", "examples/rails/stack.toml", "--json", "--show-secrets"]).ok().json();
+    let order: Vec<&str> = state["services"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(order, ["db", "cache", "web", "worker", "proxy", "metrics"], "start order");
+
+    // web: wired to db and cache, env from the profile, a project secret,
+    // the code mounted in dev, bundle then db:prepare before the server.
+    let web = service(&state, "web");
+    let server = container(web, "server");
+    let env = &server["env"];
+    assert_eq!(env["DATABASE_URL"], output(service(&state, "db"), "url"));
+    assert_eq!(env["REDIS_URL"], "redis://cache:6379/0");
+    assert_eq!(env["RAILS_ENV"], "development");
+    assert_eq!(env["SECRET_KEY_BASE"].as_str().unwrap().len(), 32);
+    assert_eq!(server["image"]["build"]["context"], "app");
+    assert_eq!(server["health"]["probe"], json!({"http": {"port": 3000, "path": "/up"}}));
+    let mounts: Vec<String> = server["mounts"].as_array().unwrap().iter().map(|m| format!("{} {}", m["source"], m["target"])).collect();
+    assert_eq!(
+        mounts,
+        [r#"{"bind":"app"} "/app""#, r#"{"volume":"bundle"} "/usr/local/bundle""#, r#"{"volume":"node_modules"} "/app/node_modules""#, r#""anonymous" "/app/tmp""#, r#""anonymous" "/app/log""#]
+    );
+    let tasks: Vec<(&str, Vec<&str>)> = web["plan"]["tasks"].as_array().unwrap().iter().map(|t| (t["name"].as_str().unwrap(), strings(&t["command"]))).collect();
+    assert_eq!(tasks, [("bundle", vec!["sh", "-c", "bundle check || bundle install"]), ("db-prepare", vec!["bin/rails", "db:prepare"])]);
+    assert!(web["plan"]["outputs"].as_array().unwrap().iter().any(|o| o["name"] == "workload" && o["secret"] == true));
+
+    // worker: the same image, env and code, its own command and concurrency.
+    let worker = container(service(&state, "worker"), "worker");
+    assert_eq!(worker["image"], server["image"]);
+    assert_eq!(worker["env"]["DATABASE_URL"], env["DATABASE_URL"]);
+    assert_eq!(worker["env"]["SECRET_KEY_BASE"], env["SECRET_KEY_BASE"]);
+    assert_eq!(worker["env"]["SIDEKIQ_CONCURRENCY"], "5");
+    assert_eq!(strings(&worker["command"]), ["bundle", "exec", "sidekiq", "-C", "config/sidekiq.yml"]);
+    assert_eq!(worker["mounts"][1]["source"], json!({"volume": "web/bundle"}), "the app's bundle volume, shared");
+    assert_eq!(service(&state, "worker")["depends_on"], json!([{"role": "app", "service": "web", "wait": "started"}]));
+
+    // proxy: the generated config.
+    let nginx = container(service(&state, "proxy"), "server");
+    let site = file(nginx, "/etc/nginx/conf.d/default.conf");
+    for line in [
+        "server web:3000;",
+        "limit_req_zone $binary_remote_addr zone=api:10m rate=100r/m;",
+        "limit_req_zone $binary_remote_addr zone=auth:10m rate=5r/m;",
+        "limit_req zone=api burst=20 nodelay;",
+        "limit_req zone=auth burst=10 nodelay;",
+        "limit_req_status 429;",
+        "client_max_body_size 10m;",
+        "add_header X-Frame-Options \"DENY\" always;",
+        "add_header X-Content-Type-Options \"nosniff\" always;",
+        "add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;",
+        "location = /health {",
+        "stub_status;",
+    ] {
+        assert!(site.contains(line), "nginx config lacks `{line}`:\n{site}");
+    }
+    let proxy = file(nginx, "/etc/nginx/conf.d/proxy.inc");
+    assert!(proxy.contains("proxy_set_header Upgrade $http_upgrade;") && proxy.contains("proxy_set_header X-Forwarded-For"), "{proxy}");
+
+    // metrics: every service with metrics is a target, none listed by hand.
+    let metrics = service(&state, "metrics");
+    let prometheus = file(container(metrics, "server"), "/etc/prometheus/prometheus.yml");
+    for target in ["job_name: db", "'db-exporter:9187'", "job_name: cache", "'cache-exporter:9121'", "job_name: proxy", "'proxy-exporter:9113'"] {
+        assert!(prometheus.contains(target), "prometheus.yml lacks `{target}`:\n{prometheus}");
+    }
+    assert!(!prometheus.contains("job_name: web") && !prometheus.contains("job_name: worker"), "no metrics, no target:\n{prometheus}");
+    assert!(strings(&container(metrics, "server")["command"]).contains(&"--storage.tsdb.retention.time=7d"));
+    assert!(metrics["depends_on"].as_array().unwrap().iter().all(|d| d["wait"] == "planned"), "monitoring starts without waiting");
+}
+
+#[test]
+fn exporters_run_only_when_something_collects() {
+    let project = Project::new("[services.db]\nplugin = \"postgres\"\n[services.cache]\nplugin = \"redis\"\n");
+    let state = project.provision(&["plan", "--json"]).ok().json();
+    for name in ["db", "cache"] {
+        let containers = service(&state, name)["plan"]["containers"].as_array().unwrap().len();
+        assert_eq!(containers, 1, "{name} has no exporter when nothing collects it");
+    }
+}
+
+#[test]
+fn the_test_profile_runs_the_app_as_built_and_grafana_gets_its_data_source() {
+    let project = Project::new(
+        r#"
+[services.db]
+plugin = "postgres"
+[services.web]
+plugin = "rails"
+image = "example/app:1"
+metrics_path = "/metrics"
+[services.metrics]
+plugin = "monitoring"
+grafana = {}
+"#,
+    );
+    let state = project.provision(&["plan", "--json", "--profile", "test"]).ok().json();
+    let web = service(&state, "web");
+    let server = container(web, "server");
+    assert_eq!(server["env"]["RAILS_ENV"], "test");
+    assert_eq!(server["image"], json!({"pull": "example/app:1"}));
+    assert!(server["mounts"].as_array().unwrap().is_empty(), "no code mount outside dev");
+    assert_eq!(web["plan"]["tasks"].as_array().unwrap().len(), 1, "db:prepare only");
+    assert!(server.get("env").unwrap().get("REDIS_URL").is_none(), "no redis, no REDIS_URL");
+
+    let metrics = service(&state, "metrics");
+    let prometheus = file(container(metrics, "server"), "/etc/prometheus/prometheus.yml");
+    assert!(prometheus.contains("job_name: web") && prometheus.contains("'web-server:3000'"), "the app's own /metrics:\n{prometheus}");
+    let grafana = container(metrics, "grafana");
+    let datasource = file(grafana, "/etc/grafana/provisioning/datasources/provision.yml");
+    assert!(datasource.contains("type: prometheus") && datasource.contains("url: http://metrics:9090"), "{datasource}");
+}

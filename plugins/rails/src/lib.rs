@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use provision_sdk::{export, prelude::*};
+use provision_sdk::{export, prelude::*, types::LogLevel};
 
 /// A Rails application.
 #[derive(Deserialize, JsonSchema)]
@@ -18,7 +18,7 @@ struct Config {
     image: Option<String>,
     /// Folder of the app's code (relative to stack.toml), bind-mounted over
     /// `workdir` in the dev profile for hot reload. Default: the build
-    /// context.
+    /// context; with `image` and no `code`, nothing is mounted.
     code: Option<String>,
     /// Where the code lives in the image.
     #[serde(default = "default_workdir")]
@@ -132,16 +132,15 @@ impl Plugin for Rails {
         if dev {
             // Code from the project folder, so edits show without a rebuild;
             // caches in named volumes; scratch folders kept out of the code.
-            let code = match (&config.code, &config.build) {
-                (Some(code), _) => code.clone(),
-                (None, Some(b)) => b.context.clone(),
-                (None, None) => return Err(config_error("code", "the dev profile bind-mounts the app's code: set `code = \"PATH\"`")),
-            };
+            let code = config.code.clone().or_else(|| config.build.as_ref().map(|b| b.context.clone()));
             let workdir = &config.workdir;
+            match code {
+                Some(code) => app = app.mount(MountSource::Bind(code), workdir.clone(), false),
+                None => host::log(LogLevel::Info, "no `code` folder to mount: the image's code runs as built (no hot reload)"),
+            }
             plan.volume("bundle");
             plan.volume("node_modules");
             app = app
-                .mount(MountSource::Bind(code), workdir.clone(), false)
                 .mount(MountSource::Volume("bundle".into()), "/usr/local/bundle", false)
                 .mount(MountSource::Volume("node_modules".into()), format!("{workdir}/node_modules"), false)
                 .mount(MountSource::Anonymous, format!("{workdir}/tmp"), false)
