@@ -566,7 +566,7 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
         let mut started_at = None;
         if let Some(health) = &c.health {
             self.emit(name, Phase::Probing(c.name.clone()));
-            let mut backoff = Backoff::new();
+            let mut backoff = Backoff::for_probe(&health.probe);
             loop {
                 let status = self.engine.status(id).await.map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?;
                 started_at = status.started_at.clone();
@@ -720,17 +720,25 @@ async fn http_get(ip: &str, port: u16, path: &str) -> (bool, String) {
     }
 }
 
-/// Probe delays: start at 25 ms, grow by half each time, cap at 250 ms —
-/// fast enough that readiness is seen within tens of milliseconds.
-struct Backoff(Duration);
+/// Probe delays: start small and grow by half each time, so readiness is
+/// seen within tens of milliseconds. HTTP and TCP probes come from the host
+/// and cost nothing: up to 250 ms apart. An exec probe starts a process in
+/// the container through the engine, which costs CPU the services starting
+/// beside it need: up to 500 ms apart.
+struct Backoff {
+    delay: Duration,
+    cap: Duration,
+}
 
 impl Backoff {
-    fn new() -> Self {
-        Backoff(Duration::from_millis(25))
+    fn for_probe(probe: &Probe) -> Self {
+        let cap = if matches!(probe, Probe::Exec(_)) { 500 } else { 250 };
+        Backoff { delay: Duration::from_millis(25), cap: Duration::from_millis(cap) }
     }
+
     async fn sleep(&mut self) {
-        tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 3 / 2).min(Duration::from_millis(250));
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 3 / 2).min(self.cap);
     }
 }
 

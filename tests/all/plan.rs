@@ -178,7 +178,14 @@ fn the_rails_example_is_wired_by_its_plugins() {
     assert_eq!(worker["env"]["SIDEKIQ_CONCURRENCY"], "5");
     assert_eq!(strings(&worker["command"]), ["bundle", "exec", "sidekiq", "-C", "config/sidekiq.yml"]);
     assert_eq!(worker["mounts"][1]["source"], json!({"volume": "web/bundle"}), "the app's bundle volume, shared");
-    assert_eq!(service(&state, "worker")["depends_on"], json!([{"role": "app", "service": "web", "wait": "started"}]));
+    assert_eq!(
+        service(&state, "worker")["depends_on"],
+        json!([
+            {"role": "app", "service": "web", "wait": "started"},
+            {"role": "database", "service": "db", "wait": "ready"},
+            {"role": "cache", "service": "cache", "wait": "ready"}
+        ])
+    );
 
     // proxy: the generated config.
     let nginx = container(service(&state, "proxy"), "server");
@@ -253,4 +260,30 @@ grafana = {}
     let grafana = container(metrics, "grafana");
     let datasource = file(grafana, "/etc/grafana/provisioning/datasources/provision.yml");
     assert!(datasource.contains("type: prometheus") && datasource.contains("url: http://metrics:9090"), "{datasource}");
+}
+
+#[test]
+fn nginx_serves_tls_from_project_files_with_hsts() {
+    let project = Project::new(
+        r#"
+[services.web]
+plugin = "rails"
+image = "example/app:1"
+[services.proxy]
+plugin = "nginx"
+uses = ["web"]
+client_max_body_size = "25m"
+tls = { cert = "certs/dev.crt", key = "certs/dev.key", port = 0 }
+"#,
+    );
+    let state = project.provision(&["plan", "--json"]).ok().json();
+    let nginx = container(service(&state, "proxy"), "server");
+    let site = file(nginx, "/etc/nginx/conf.d/default.conf");
+    for line in ["listen 443 ssl;", "ssl_certificate /etc/nginx/tls/cert.pem;", "Strict-Transport-Security", "client_max_body_size 25m;"] {
+        assert!(site.contains(line), "nginx config lacks `{line}`:\n{site}");
+    }
+    let mounts: Vec<(&str, &str)> =
+        nginx["mounts"].as_array().unwrap().iter().map(|m| (m["source"]["bind"].as_str().unwrap(), m["target"].as_str().unwrap())).collect();
+    assert_eq!(mounts, [("certs/dev.crt", "/etc/nginx/tls/cert.pem"), ("certs/dev.key", "/etc/nginx/tls/key.pem")]);
+    assert!(nginx["ports"].as_array().unwrap().iter().any(|p| p["container"] == 443));
 }

@@ -94,9 +94,8 @@ impl Plugin for Nginx {
 
     fn info() -> Info {
         Info::new("nginx", env!("CARGO_PKG_VERSION"), "nginx reverse proxy with security headers and rate limits")
-            // Started, not ready: nginx needs the upstream's name to resolve,
-            // and answers 502 until the app is up, which `up` waits for too.
-            .uses("upstream", "The HTTP service to proxy to (its `url` output)", &[], WaitFor::Started, false)
+            // Ready: starting beside a booting app only takes CPU from it.
+            .uses("upstream", "The HTTP service to proxy to (its `url` output)", &[], WaitFor::Ready, false)
             .output("url", "http:// URL of the proxy on the project network")
     }
 

@@ -44,10 +44,12 @@ impl Plugin for Sidekiq {
     type Config = Config;
 
     fn info() -> Info {
-        // The app waits for its database and Redis to be ready before it
-        // starts, so "the app has started" implies both.
+        // Its env (DATABASE_URL, REDIS_URL) comes with the app's workload;
+        // the database and cache roles say what it waits for.
         Info::new("sidekiq", env!("CARGO_PKG_VERSION"), "Sidekiq workers running a rails service's app")
             .uses("app", "The rails service whose app the workers run", &["rails"], WaitFor::Started, false)
+            .uses("database", "The app's PostgreSQL, ready first", &["postgres"], WaitFor::Ready, true)
+            .uses("cache", "The app's Redis, ready first", &["redis"], WaitFor::Ready, true)
     }
 
     fn plan(request: &Request, config: Config) -> Result<ServicePlan, PlanError> {
