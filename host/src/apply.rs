@@ -463,10 +463,15 @@ impl<E: Engine + Sync> ServiceRun<'_, E> {
             self.run_task(service, task, deadline).await.map_err(|f| self.failed(name, f))?;
         }
 
-        let starts = service.plan.containers.iter().map(|c| self.start_container(service, c));
+        // The first container is the service's main one; the others (an
+        // exporter, say) start once it has, so their first connection to it
+        // finds it on the network instead of waiting out a TCP retry (1 s).
         let mut ids = Vec::new();
-        for result in join_all(starts).await {
-            ids.push(result.map_err(|f| self.failed(name, f))?);
+        if let Some((main, sidecars)) = service.plan.containers.split_first() {
+            ids.push(self.start_container(service, main).await.map_err(|f| self.failed(name, f))?);
+            for result in join_all(sidecars.iter().map(|c| self.start_container(service, c))).await {
+                ids.push(result.map_err(|f| self.failed(name, f))?);
+            }
         }
         let _ = tx.send(Reached::Started);
 

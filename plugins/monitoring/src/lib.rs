@@ -109,10 +109,11 @@ fn scrape_config(request: &Request, config: &Config) -> String {
     writeln!(yml, "  - job_name: {}\n    static_configs:\n      - targets: ['localhost:9090']", request.service).unwrap();
     for binding in request.bindings.iter().filter(|b| b.role == "targets") {
         let mut paths: Vec<&str> = binding.metrics.iter().map(|m| m.path.as_str()).collect();
+        paths.sort();
         paths.dedup();
-        for path in paths {
-            let targets: Vec<String> = binding.metrics.iter().filter(|m| m.path == path).map(|m| format!("'{}:{}'", m.host, m.port)).collect();
-            let job = if binding.metrics.iter().any(|m| m.path != path) { format!("{}{}", binding.service, path.replace('/', "-")) } else { binding.service.clone() };
+        for path in &paths {
+            let targets: Vec<String> = binding.metrics.iter().filter(|m| m.path == *path).map(|m| format!("'{}:{}'", m.host, m.port)).collect();
+            let job = if paths.len() > 1 { format!("{}{}", binding.service, path.replace('/', "-")) } else { binding.service.clone() };
             writeln!(yml, "  - job_name: {job}\n    metrics_path: {path}\n    static_configs:\n      - targets: [{}]\n        labels:\n          plugin: {}", targets.join(", "), binding.plugin).unwrap();
         }
     }
