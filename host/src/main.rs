@@ -22,7 +22,7 @@ use provision_registry::{LOCK_FILE, Lock, Resolver};
     about = "Stand up whole development, test and CI environments from one stack.toml",
     long_about = "Stand up whole development, test and CI environments from one stack.toml.\n\n\
         Each service in stack.toml is planned by a plugin (a sandboxed WebAssembly component): \
-        postgres and redis are built in; load your own from a path or an OCI registry (pinned in stack.lock). \
+        postgres, redis, rails, sidekiq, nginx and monitoring are built in; load your own from a path or an OCI registry (pinned in stack.lock). \
         `up` applies the plan to a Docker engine (DOCKER_HOST, or the default socket).",
     after_help = "Examples:\n  provision up                        bring up ./stack.toml and wait until every service is ready\n  \
         provision plan                      show what the stack needs and what `up` would change\n  \
