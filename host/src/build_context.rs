@@ -11,7 +11,9 @@ use crate::desired::BuildSpec;
 
 pub struct Context {
     root: PathBuf,
+    /// The Dockerfile's path in the context, and its text (read once).
     dockerfile: String,
+    dockerfile_text: String,
     /// Relative paths (with `/`), sorted.
     files: Vec<String>,
 }
@@ -24,24 +26,22 @@ impl Context {
             return Err(format!("build context `{}` is not a folder ({})", spec.context, root.display()));
         }
         let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
-        if !root.join(dockerfile).is_file() {
+        let Ok(dockerfile_text) = std::fs::read_to_string(root.join(dockerfile)) else {
             return Err(format!("build context `{}` has no {dockerfile}", spec.context));
-        }
+        };
         let ignore = DockerIgnore::read(&root)?;
         let mut files = Vec::new();
         walk(&root, &root, &ignore, dockerfile, &mut files).map_err(|e| format!("cannot read build context `{}`: {e}", spec.context))?;
         files.sort();
-        Ok(Context { root, dockerfile: dockerfile.to_string(), files })
+        Ok(Context { root, dockerfile: dockerfile.to_string(), dockerfile_text, files })
     }
 
     /// The images the Dockerfile's `FROM` lines name (not earlier stages,
     /// not ones made of build arguments).
-    pub fn base_images(&self) -> Result<Vec<String>, String> {
-        let path = self.root.join(&self.dockerfile);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    pub fn base_images(&self) -> Vec<String> {
         let mut stages = Vec::new();
         let mut bases = Vec::new();
-        for line in text.lines() {
+        for line in self.dockerfile_text.lines() {
             if let Some((image, stage)) = from_line(line) {
                 if !stages.contains(&image.to_ascii_lowercase()) && !image.contains('$') && !bases.contains(&image.to_string()) {
                     bases.push(image.to_string());
@@ -49,7 +49,7 @@ impl Context {
                 stages.extend(stage.map(str::to_ascii_lowercase));
             }
         }
-        Ok(bases)
+        bases
     }
 
     /// sha256 over the build's settings and every file's path, mode and bytes.
@@ -76,7 +76,7 @@ impl Context {
         for file in &self.files {
             let path = self.root.join(file);
             if *file == self.dockerfile && !spec.from_substitutes.is_empty() {
-                let text = substitute_from(&std::fs::read_to_string(&path)?, &spec.from_substitutes);
+                let text = substitute_from(&self.dockerfile_text, &spec.from_substitutes);
                 let mut header = tar::Header::new_gnu();
                 header.set_size(text.len() as u64);
                 header.set_mode(0o644);
@@ -214,7 +214,7 @@ mod tests {
     fn from_lines_name_base_images_and_take_substitutes() {
         let dockerfile = "FROM --platform=linux/amd64 ruby:3.1-slim AS base\nRUN x\nfrom base\nFROM ${IMAGE}\nFROM nginx:1 as web\n";
         let (_dir, ctx) = context(&[("Dockerfile", dockerfile)], "");
-        assert_eq!(ctx.base_images().unwrap(), ["ruby:3.1-slim", "nginx:1"]);
+        assert_eq!(ctx.base_images(), ["ruby:3.1-slim", "nginx:1"]);
         let map = [("ruby:3.1-slim".to_string(), "standin/ruby:3".to_string())].into_iter().collect();
         let out = substitute_from(dockerfile, &map);
         assert_eq!(out.lines().next().unwrap(), "FROM --platform=linux/amd64 standin/ruby:3 AS base");

@@ -177,7 +177,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
             if let d::Image::Build(spec) = &mut c.image {
                 // [images] also covers the base images a Dockerfile names.
                 let hash = crate::build_context::Context::load(&stack.dir, spec).and_then(|ctx| {
-                    for base in ctx.base_images()? {
+                    for base in ctx.base_images() {
                         if let Some(substitute) = options.images.get(&base) {
                             substitutes.insert(base.clone(), substitute.clone());
                             spec.from_substitutes.insert(base, substitute.clone());
