@@ -86,12 +86,8 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         plugins.insert(requirement.name.clone(), Loaded { resolved, plugin });
     }
 
-    let dependencies = wire(stack, &plugins)?;
-    // Services some collector uses are asked to plan their metrics.
-    let collected: Vec<&str> = dependencies
-        .iter()
-        .flat_map(|(user, deps)| deps.iter().filter(|d| is_collect_role(stack, &plugins, user, &d.role)).map(|d| d.service.as_str()))
-        .collect();
+    // `collected`: services some collector uses, asked to plan their metrics.
+    let (dependencies, collected) = wire(stack, &plugins)?;
     let order = start_order(stack, &dependencies)?;
 
     let mut locked_plugins: Vec<LockedPlugin> = requirements
@@ -263,8 +259,11 @@ fn plan_error(stack: &Stack, service: &str, who: &str, error: d::PlanError) -> S
     }
 }
 
-/// For each service, the services that fill its plugin's roles.
-fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<HashMap<&'s str, Vec<Dependency>>, StackError> {
+/// For each service, the services that fill its plugin's roles; and the
+/// services that fill collect roles.
+type Wiring<'s> = (HashMap<&'s str, Vec<Dependency>>, Vec<&'s str>);
+
+fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<Wiring<'s>, StackError> {
     let mut all = HashMap::new();
     for service in &stack.services {
         let roles = &plugins[&service.plugin].plugin.info.uses;
@@ -347,13 +346,15 @@ fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<HashM
         }
         all.insert(name.as_str(), deps);
     }
-    collect(stack, plugins, &mut all);
-    Ok(all)
+    let collected = collect(stack, plugins, &mut all);
+    Ok((all, collected))
 }
 
 /// Fill `collect` roles: each collector uses every other service except
 /// those that use it (directly or not) and other collectors, so no cycle.
-fn collect<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, all: &mut HashMap<&'s str, Vec<Dependency>>) {
+/// Returns the services collected.
+fn collect<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, all: &mut HashMap<&'s str, Vec<Dependency>>) -> Vec<&'s str> {
+    let mut collected = Vec::new();
     let collect_roles = |plugin: &str| -> Vec<d::RoleInfo> { plugins[plugin].plugin.info.uses.iter().filter(|r| r.collect).cloned().collect() };
     let collectors: Vec<&str> = stack.services.iter().filter(|s| !collect_roles(&s.plugin).is_empty()).map(|s| s.name.as_str()).collect();
     for collector in &collectors {
@@ -366,9 +367,11 @@ fn collect<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, all: &mut Ha
                 .filter(|s| !collectors.contains(s) && !reaches(all, s, collector))
                 .collect();
             let deps = all.get_mut(collector).expect("wired");
-            deps.extend(used.into_iter().map(|s| Dependency { role: role.name.clone(), service: s.to_string(), wait: role.wait }));
+            deps.extend(used.iter().map(|s| Dependency { role: role.name.clone(), service: s.to_string(), wait: role.wait }));
+            collected.extend(used);
         }
     }
+    collected
 }
 
 /// Whether `from` uses `to`, directly or through other services.
@@ -445,11 +448,6 @@ fn check_volume_references(stack: &Stack, planned: &BTreeMap<&str, ServiceState>
         }
     }
     Ok(())
-}
-
-fn is_collect_role(stack: &Stack, plugins: &HashMap<String, Loaded>, service: &str, role: &str) -> bool {
-    let plugin = &stack.service(service).expect("wired services exist").plugin;
-    plugins[plugin].plugin.info.uses.iter().any(|r| r.name == role && r.collect)
 }
 
 fn plugin_ref(loaded: &Loaded) -> PluginRef {
