@@ -235,7 +235,8 @@ impl crate::apply::Events for Progress {
         let text = describe(&event.phase);
         let done = matches!(event.phase, Phase::Ready | Phase::Kept | Phase::Failed(_));
         if self.plain {
-            if done || !matches!(event.phase, Phase::Waiting(_) | Phase::Building(_)) {
+            // Build output too: in a CI log it is the only sign of a long build.
+            if done || !matches!(event.phase, Phase::Waiting(_)) {
                 eprintln!("{:>7.2}s  {}  {text}", event.elapsed_ms as f64 / 1000.0, event.service);
             }
             return;
