@@ -4,21 +4,26 @@
 #[path = "guest_build.rs"]
 mod guest_build;
 
-use std::{env, fmt::Write as _, fs, path::PathBuf};
+use std::{
+    env,
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+/// registry/builtin.toml
 #[derive(Deserialize)]
 struct Index {
-    plugin: Vec<Entry>,
+    plugins: Vec<String>,
 }
 
+/// wit/contracts.toml
 #[derive(Deserialize)]
-struct Entry {
-    name: String,
-    version: String,
-    contract: String,
+struct Contracts {
+    released: Vec<semver::Version>,
 }
 
 fn main() {
@@ -26,30 +31,29 @@ fn main() {
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
 
+    let current = contracts(&root, &out);
+
     let index_path = manifest_dir.join("builtin.toml");
     let index: Index = toml::from_str(&fs::read_to_string(&index_path).unwrap()).expect("registry/builtin.toml");
     println!("cargo::rerun-if-changed={}", index_path.display());
-    for dir in ["wit", "plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/sdk"] {
+    for dir in ["wit", "plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/sdk", "plugins/wit"] {
         println!("cargo::rerun-if-changed={}", root.join(dir).display());
     }
-
-    let crates: Vec<String> = index.plugin.iter().map(|p| p.name.clone()).collect();
-    for name in &crates {
+    for name in &index.plugins {
         println!("cargo::rerun-if-changed={}", root.join("plugins").join(name).display());
     }
-    let wasm_dir = guest_build::build_guests(&root, &root.join("plugins/Cargo.toml"), &crates);
+    let wasm_dir = guest_build::build_guests(&root, &root.join("plugins/Cargo.toml"), &index.plugins);
 
     let mut code = String::from("pub(crate) static BUILTIN: &[Builtin] = &[\n");
-    for entry in &index.plugin {
-        check_crate_version(&root, entry);
-        let bytes = fs::read(wasm_dir.join(format!("{}.wasm", entry.name))).unwrap();
-        let sha256 = hex(&Sha256::digest(&bytes));
-        let embedded = out.join(format!("{}.wasm", entry.name));
+    for name in &index.plugins {
+        let version = crate_version(&root.join("plugins").join(name).join("Cargo.toml"));
+        let bytes = fs::read(wasm_dir.join(format!("{name}.wasm"))).unwrap();
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let embedded = out.join(format!("{name}.wasm"));
         fs::write(&embedded, &bytes).unwrap();
         writeln!(
             code,
-            "    Builtin {{ name: {:?}, version: {:?}, contract: {:?}, sha256: {:?}, wasm: include_bytes!({:?}) }},",
-            entry.name, entry.version, entry.contract, sha256, embedded
+            "    Builtin {{ name: {name:?}, version: {version:?}, contract: {current:?}, sha256: {sha256:?}, wasm: include_bytes!({embedded:?}) }},",
         )
         .unwrap();
     }
@@ -57,7 +61,42 @@ fn main() {
     fs::write(out.join("builtin.rs"), code).unwrap();
 }
 
-fn check_crate_version(root: &std::path::Path, entry: &Entry) {
+/// Generate `contract.rs` from wit/contracts.toml; returns the current
+/// version. The SDK's plugins/wit must link to the current version's folder.
+fn contracts(root: &Path, out: &Path) -> String {
+    let path = root.join("wit/contracts.toml");
+    println!("cargo::rerun-if-changed={}", path.display());
+    let contracts: Contracts = toml::from_str(&fs::read_to_string(&path).unwrap()).expect("wit/contracts.toml");
+    let current = contracts.released.last().expect("wit/contracts.toml lists at least one version");
+    for v in &contracts.released {
+        let folder = root.join(format!("wit/v{v}"));
+        assert!(folder.join("provider.wit").is_file(), "wit/contracts.toml lists {v}, but {} has no provider.wit", folder.display());
+    }
+    let sdk_wit = fs::canonicalize(root.join("plugins/wit")).expect("plugins/wit (a link to the current contract's folder)");
+    let current_dir = fs::canonicalize(root.join(format!("wit/v{current}"))).unwrap();
+    assert_eq!(
+        sdk_wit, current_dir,
+        "plugins/wit must link to the current contract's folder (the last in wit/contracts.toml): `ln -sfn ../wit/v{current} plugins/wit`"
+    );
+    let list: Vec<String> = contracts.released.iter().map(|v| format!("Version::new({}, {}, {})", v.major, v.minor, v.patch)).collect();
+    let code = format!(
+        "/// Every released contract version, oldest first (wit/contracts.toml).\n\
+         pub const RELEASED: &[Version] = &[{}];\n\
+         /// The current version: what the SDK, `plugin new` and the built-ins target.\n\
+         pub const CURRENT: Version = Version::new({}, {}, {});\n\
+         /// The current version's WIT, written into new plugin crates.\n\
+         pub const CURRENT_WIT: &str = include_str!({:?});\n",
+        list.join(", "),
+        current.major,
+        current.minor,
+        current.patch,
+        current_dir.join("provider.wit"),
+    );
+    fs::write(out.join("contracts.rs"), code).unwrap();
+    current.to_string()
+}
+
+fn crate_version(manifest: &Path) -> String {
     #[derive(Deserialize)]
     struct Manifest {
         package: Package,
@@ -66,15 +105,7 @@ fn check_crate_version(root: &std::path::Path, entry: &Entry) {
     struct Package {
         version: String,
     }
-    let path = root.join("plugins").join(&entry.name).join("Cargo.toml");
-    let manifest: Manifest = toml::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(
-        manifest.package.version, entry.version,
-        "registry/builtin.toml says {} is version {}, but {} says {}",
-        entry.name, entry.version, path.display(), manifest.package.version
-    );
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let text = fs::read_to_string(manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let manifest: Manifest = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    manifest.package.version
 }

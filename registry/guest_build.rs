@@ -18,15 +18,23 @@ pub fn build_guests(workspace_root: &Path, manifest: &Path, packages: &[String])
     };
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(manifest)
-        .arg("--target-dir")
-        .arg(&target_dir);
+    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"]).arg(manifest).arg("--target-dir").arg(&target_dir);
     for p in packages {
         cmd.args(["-p", p]);
     }
-    // The host build's flags (and its target) must not leak into the guests'.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "CARGO_BUILD_RUSTFLAGS"] {
+    // The host build's flags, target and wrappers (`cargo clippy` runs
+    // through one) must not leak into the guests': they are built the same
+    // way every time, and linted on their own (scripts/test).
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CLIPPY_ARGS",
+        "CLIPPY_CONF_DIR",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("run cargo to build the built-in plugins");
@@ -38,4 +46,3 @@ pub fn build_guests(workspace_root: &Path, manifest: &Path, packages: &[String])
     }
     target_dir.join("wasm32-wasip2/release")
 }
-

@@ -8,7 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use anyhow::{Context, bail};
+use miette::{Context, IntoDiagnostic, Result, bail, miette};
 use provision_registry::{Requirement, RequirementSource, Resolved};
 
 use crate::{
@@ -17,10 +17,20 @@ use crate::{
     secrets::Secrets,
 };
 
-const CONTRACT_WIT: &str = include_str!("../../wit/v0.1.1/provider.wit");
+/// The SDK every built-in plugin is written with, carried by the binary so
+/// that a new plugin gets exactly it with no network but the crate registry.
+const SDK: &[(&str, &str)] = &[
+    ("provision-sdk/Cargo.toml", include_str!("../../plugins/sdk/Cargo.toml")),
+    ("provision-sdk/src/lib.rs", include_str!("../../plugins/sdk/src/lib.rs")),
+    ("provision-sdk/src/builders.rs", include_str!("../../plugins/sdk/src/builders.rs")),
+    ("provision-sdk/src/workload.rs", include_str!("../../plugins/sdk/src/workload.rs")),
+];
 
-/// Write a new plugin crate NAME in `dir` (which must not exist).
-pub fn scaffold(dir: &Path, name: &str) -> anyhow::Result<()> {
+/// Write a new plugin crate NAME in `dir` (which must not exist): the
+/// plugin, its SDK (`provision-sdk/`, reading the contract from `wit/`),
+/// the current contract's WIT, a Cargo.lock with the versions the built-ins
+/// are tested with, a README and a test fixture.
+pub fn scaffold(dir: &Path, name: &str) -> Result<()> {
     if !valid_plugin_name(name) {
         bail!("plugin name {name:?}: use lower-case letters, digits and `-`, starting with a letter");
     }
@@ -33,13 +43,15 @@ pub fn scaffold(dir: &Path, name: &str) -> anyhow::Result<()> {
         ("src/lib.rs", fill(include_str!("author/template/lib.rs.tmpl"))),
         ("README.md", fill(include_str!("author/template/README.md.tmpl"))),
         ("tests/basic.toml", fill(include_str!("author/template/fixture.toml.tmpl"))),
-        ("wit/provider.wit", CONTRACT_WIT.to_string()),
+        ("wit/provider.wit", provision_registry::contract::CURRENT_WIT.to_string()),
+        ("Cargo.lock", include_str!("../../plugins/Cargo.lock").to_string()),
         (".gitignore", "/target\n".to_string()),
     ];
-    for (path, text) in files {
+    let sdk = SDK.iter().map(|(path, text)| (*path, text.to_string()));
+    for (path, text) in files.into_iter().chain(sdk) {
         let path = dir.join(path);
         std::fs::create_dir_all(path.parent().expect("files are in folders"))?;
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, text).into_diagnostic().with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
@@ -55,18 +67,18 @@ pub struct Built {
 /// `cargo build --release --target wasm32-wasip2` in `dir`, then load the
 /// component and check it: it exports the contract, its info is well formed
 /// and its config schema is a JSON Schema object.
-pub fn build(dir: &Path, runtime: &Runtime) -> anyhow::Result<Built> {
+pub fn build(dir: &Path, runtime: &Runtime) -> Result<Built> {
     let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).with_context(|| format!("no plugin crate in {} (no Cargo.toml)", dir.display()))?;
-    let package: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", manifest.display()))?;
-    let name = package.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()).context("Cargo.toml has no [package] name")?;
+    let text = std::fs::read_to_string(&manifest).into_diagnostic().with_context(|| format!("no plugin crate in {} (no Cargo.toml)", dir.display()))?;
+    let package: toml::Table = toml::from_str(&text).into_diagnostic().with_context(|| format!("{} is not valid TOML", manifest.display()))?;
+    let name = package.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()).ok_or_else(|| miette!("Cargo.toml has no [package] name"))?;
 
     ensure_wasm_target()?;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
         .arg(&manifest)
         .status()
-        .context("cannot run cargo")?;
+        .into_diagnostic().context("cannot run cargo")?;
     if !status.success() {
         bail!("cargo build failed (see above)");
     }
@@ -82,19 +94,19 @@ pub fn build(dir: &Path, runtime: &Runtime) -> anyhow::Result<Built> {
 
 /// Read a component file, load it as a plugin and check its info: what
 /// `plugin build` and `plugin push` both start from.
-pub fn load_component(path: &Path, runtime: &Runtime) -> anyhow::Result<(Resolved, Plugin)> {
+pub fn load_component(path: &Path, runtime: &Runtime) -> Result<(Resolved, Plugin)> {
     let requirement = Requirement {
         name: path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default(),
         version: semver::VersionReq::STAR,
         source: RequirementSource::Path { path: path.to_path_buf(), sha256: None },
     };
     let resolved = provision_registry::resolve(&requirement, Path::new("."))?;
-    let plugin = runtime.load(&resolved).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let plugin = runtime.load(&resolved).map_err(|e| miette!("{}: {e}", path.display()))?;
     check_info(&plugin)?;
     Ok((resolved, plugin))
 }
 
-fn ensure_wasm_target() -> anyhow::Result<()> {
+fn ensure_wasm_target() -> Result<()> {
     let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
     match installed {
         Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l == "wasm32-wasip2") => Ok(()),
@@ -117,9 +129,9 @@ fn valid_plugin_name(name: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-fn check_info(plugin: &Plugin) -> anyhow::Result<()> {
+fn check_info(plugin: &Plugin) -> Result<()> {
     let info = &plugin.info;
-    let problem = |what: String| anyhow::anyhow!("the plugin's info is not well formed: {what}");
+    let problem = |what: String| miette!("the plugin's info is not well formed: {what}");
     if !valid_plugin_name(&info.name) {
         return Err(problem(format!("name {:?} must be lower-case letters, digits and `-`, starting with a letter", info.name)));
     }
@@ -183,10 +195,10 @@ pub struct Outcome {
 
 /// Plan every `tests/*.toml` fixture and compare with `tests/*.plan.json`
 /// (`bless`: write them instead).
-pub fn test(dir: &Path, runtime: &Runtime, plugin: &Plugin, bless: bool) -> anyhow::Result<Vec<Outcome>> {
+pub fn test(dir: &Path, runtime: &Runtime, plugin: &Plugin, bless: bool) -> Result<Vec<Outcome>> {
     let tests = dir.join("tests");
     let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&tests)
-        .with_context(|| format!("no fixtures: {} does not exist", tests.display()))?
+        .into_diagnostic().with_context(|| format!("no fixtures: {} does not exist", tests.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
@@ -237,9 +249,9 @@ fn plan_error_json(error: &PlanError) -> serde_json::Value {
     }
 }
 
-fn read_fixture(path: &Path) -> anyhow::Result<ServiceRequest> {
+fn read_fixture(path: &Path) -> Result<ServiceRequest> {
     let text = std::fs::read_to_string(path)?;
-    let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let table: toml::Table = toml::from_str(&text).into_diagnostic().with_context(|| format!("{} is not valid TOML", path.display()))?;
     let string = |key: &str, default: &str| table.get(key).and_then(|v| v.as_str()).unwrap_or(default).to_string();
     for key in table.keys() {
         if !["profile", "service", "project", "collected", "config", "bindings"].contains(&key.as_str()) {
@@ -249,7 +261,7 @@ fn read_fixture(path: &Path) -> anyhow::Result<ServiceRequest> {
     let config = serde_json::to_value(table.get("config").cloned().unwrap_or(toml::Value::Table(Default::default())))?;
     let mut bindings = Vec::new();
     for b in table.get("bindings").and_then(|b| b.as_array()).into_iter().flatten() {
-        let field = |k: &str| b.get(k).and_then(|v| v.as_str()).map(str::to_string).with_context(|| format!("{}: a binding needs `{k}`", path.display()));
+        let field = |k: &str| b.get(k).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| miette!("{}: a binding needs `{k}`", path.display()));
         let outputs = b
             .get("outputs")
             .and_then(|o| o.as_table())
@@ -262,9 +274,9 @@ fn read_fixture(path: &Path) -> anyhow::Result<ServiceRequest> {
             .flatten()
             .map(|m| {
                 let target: Option<MetricsTarget> = m.clone().try_into().ok();
-                target.with_context(|| format!("{}: a metrics entry is {{ host, port, path, container }}", path.display()))
+                target.ok_or_else(|| miette!("{}: a metrics entry is {{ host, port, path, container }}", path.display()))
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<Result<_>>()?;
         bindings.push(Binding { role: field("role")?, service: field("service")?, plugin: field("plugin")?, outputs, metrics });
     }
     let collected = table.get("collected").and_then(|v| v.as_bool()).unwrap_or(false);

@@ -106,7 +106,7 @@ impl Container {
     pub fn spec_hash(&self) -> String {
         let json = serde_json::to_vec(self).expect("a container serializes");
         let digest = Sha256::digest(json);
-        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(&digest[..8])
     }
 }
 

@@ -1,18 +1,31 @@
 //! provision: stand up whole development, test and CI environments from one
-//! stack.toml. The modules follow the data path:
+//! stack.toml. The modules are the steps of the data path, in order:
 //!
 //! ```text
-//! stack.toml ─► stack ─► (registry: resolve) ─► runtime ─► plan ─► desired ─► policy ─► ui
+//! stack.toml ─► stack      typed model with spans, so errors point at a line and key
+//!            ─► plan       resolve (provision_registry) → runtime (sandboxed plugins)
+//!                          → wire (roles) → policy → build contexts
+//!            ─► desired    the desired state, in the host's own types
+//!            ─► reconcile  labels, engine names, spec hashes, diff against the engine
+//!            ─► apply      schedule → lifecycle → readiness, reporting events
+//!            ─► engine     the `Engine` trait; Docker (bollard) behind it
+//!            ─► ui         plan summaries, progress, tables
 //! ```
+//!
+//! `cli` holds one small module per command, each calling into this path;
+//! `author` is the plugin author's kit; `secrets` derives per-project secrets.
+//! To follow `provision up`: cli/up.rs → cli/mod.rs (`prepare`) → plan/mod.rs
+//! → apply/mod.rs → apply/schedule.rs → apply/lifecycle.rs and
+//! apply/readiness.rs → engine/docker.rs.
 
+pub mod apply;
+pub mod author;
+pub mod cli;
 pub mod desired;
+pub mod engine;
 pub mod plan;
-pub mod policy;
+pub mod reconcile;
 pub mod runtime;
 pub mod secrets;
 pub mod stack;
 pub mod ui;
-pub mod engine;
-pub mod apply;
-pub mod author;
-pub mod build_context;

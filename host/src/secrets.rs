@@ -12,6 +12,7 @@ use std::{
 };
 
 use hmac::{Hmac, Mac};
+use miette::{IntoDiagnostic, WrapErr, miette};
 use sha2::Sha256;
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -25,15 +26,15 @@ pub struct Secrets {
 impl Secrets {
     /// The key in `DIR/.provision/secret-key`, created on first use (mode
     /// 0600, with a .gitignore so it is never committed).
-    pub fn for_project_dir(dir: &Path) -> anyhow::Result<Self> {
+    pub fn for_project_dir(dir: &Path) -> miette::Result<Self> {
         let state = dir.join(".provision");
         let path = state.join("secret-key");
         let key = match fs::read_to_string(&path) {
             Ok(text) => parse_key(&text).ok_or_else(|| {
-                anyhow::anyhow!("{} is damaged; delete it to generate a new key (generated passwords will change)", path.display())
+                miette!(help = "delete it to generate a new key (generated passwords will change)", "{} is damaged", path.display())
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key(&state, &path)?,
-            Err(e) => anyhow::bail!("cannot read the project's secret key {}: {e}", path.display()),
+            Err(e) => return Err(e).into_diagnostic().wrap_err_with(|| format!("cannot read the project's secret key {}", path.display())),
         };
         Ok(Secrets::from_key(key))
     }
@@ -65,34 +66,29 @@ impl Secrets {
 }
 
 fn parse_key(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim();
-    if text.len() != 64 {
-        return None;
-    }
     let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
+    hex::decode_to_slice(text.trim(), &mut key).ok()?;
     Some(key)
 }
 
-fn create_key(state: &Path, path: &PathBuf) -> anyhow::Result<[u8; 32]> {
+fn create_key(state: &Path, path: &PathBuf) -> miette::Result<[u8; 32]> {
     let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
-    fs::create_dir_all(state).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", state.display()))?;
+    getrandom::fill(&mut key).into_diagnostic().wrap_err("no system randomness")?;
+    fs::create_dir_all(state).into_diagnostic().wrap_err_with(|| format!("cannot create {}", state.display()))?;
     let _ = fs::write(state.join(".gitignore"), "# provision's local state; never commit it\n*\n");
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let write_error = || format!("cannot write the project's secret key {}", path.display());
     match options.open(path) {
-        Ok(mut file) => file.write_all(hex.as_bytes())?,
+        Ok(mut file) => file.write_all(hex::encode(key).as_bytes()).into_diagnostic().wrap_err_with(write_error)?,
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return parse_key(&fs::read_to_string(path)?).ok_or_else(|| anyhow::anyhow!("{} is damaged", path.display()));
+            let text = fs::read_to_string(path).into_diagnostic().wrap_err_with(write_error)?;
+            return parse_key(&text).ok_or_else(|| miette!("{} is damaged", path.display()));
         }
-        Err(e) => anyhow::bail!("cannot write the project's secret key {}: {e}", path.display()),
+        Err(e) => return Err(e).into_diagnostic().wrap_err_with(write_error),
     }
     Ok(key)
 }

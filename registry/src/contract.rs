@@ -1,9 +1,13 @@
-//! Which contract version a component was built against, read from the name
-//! of the interface it exports (`provision:provider/provider@0.1.0`) by
-//! parsing its bytes, before anything is compiled.
+//! The plugin contract's versions: which are released and which is current
+//! (generated from wit/contracts.toml, the one place that says so), and
+//! which version a component was built against, read from the name of the
+//! interface it exports (`provision:provider/provider@0.1.0`) by parsing
+//! its bytes, before anything is compiled.
 
 use semver::Version;
 use wasmparser::{Parser, Payload};
+
+include!(concat!(env!("OUT_DIR"), "/contracts.rs"));
 
 /// The WIT package and interface every plugin exports.
 pub const CONTRACT_PACKAGE: &str = "provision:provider/provider@";
@@ -48,4 +52,19 @@ pub fn contract_version(wasm: &[u8]) -> Result<Version, ContractError> {
         return Err(ContractError::NoProvider(list));
     };
     Version::parse(&name[CONTRACT_PACKAGE.len()..]).map_err(|_| ContractError::BadVersion(name.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_is_built_against_the_current_contract() {
+        for builtin in crate::builtins() {
+            assert_eq!(contract_version(builtin.wasm).unwrap(), CURRENT, "{}", builtin.name);
+            assert_eq!(builtin.contract, CURRENT.to_string(), "{}", builtin.name);
+        }
+        assert_eq!(RELEASED.last(), Some(&CURRENT));
+        assert!(CURRENT_WIT.contains(&format!("package provision:provider@{CURRENT};")));
+    }
 }

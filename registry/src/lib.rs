@@ -4,7 +4,7 @@
 //! matching entry, and keeps downloaded components in a content-addressed
 //! cache so a second run needs no network.
 
-mod contract;
+pub mod contract;
 pub mod lock;
 pub mod oci;
 
@@ -103,7 +103,9 @@ pub struct Resolved {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
-    #[error("no plugin named `{name}`: the built-in plugins are {known}; for a plugin of your own add `{name} = {{ path = \"path/to/{name}.wasm\" }}` under [plugins]")]
+    #[error(
+        "no plugin named `{name}`: the built-in plugins are {known}; for a plugin of your own add `{name} = {{ path = \"path/to/{name}.wasm\" }}` under [plugins]"
+    )]
     Unknown { name: String, known: String },
     #[error("no version of built-in plugin `{name}` matches `{requirement}`: this provision carries {available}")]
     NoMatchingVersion { name: String, requirement: VersionReq, available: String },
@@ -114,7 +116,7 @@ pub enum ResolveError {
     #[error("plugin `{name}` at {}: {error}", path.display())]
     Contract { name: String, path: PathBuf, error: ContractError },
     #[error("plugin `{name}`: {error}{hint}")]
-    Oci { name: String, error: oci::OciError, hint: &'static str },
+    Oci { name: String, error: Box<oci::OciError>, hint: &'static str },
     #[error("plugin `{name}` from {repository}:{tag} calls itself `{found}`; refusing a plugin that is not what was asked for")]
     WrongName { name: String, repository: String, tag: String, found: String },
     #[error("stack.lock does not match the stack: {detail}. Run `provision lock` to update it (and commit it)")]
@@ -200,15 +202,13 @@ impl Resolver {
                 oci::OciError::Unreachable { .. } => "; with a stack.lock entry and the component in the local cache, provision works offline",
                 _ => "",
             };
-            ResolveError::Oci { name: name.clone(), error, hint }
+            ResolveError::Oci { name: name.clone(), error: Box::new(error), hint }
         };
         // Locked and cached: no network at all.
-        if let Some(entry) = entry {
-            if let Some(wasm) = self.cached(&entry.sha256) {
-                self.note(format!("plugin `{name}` {} from the local cache (locked; {repository} not contacted)", entry.version));
-                let version = Version::parse(&entry.version).ok();
-                return self.oci_resolved(req, repository, &entry.version, version, wasm);
-            }
+        if let Some((entry, wasm)) = entry.and_then(|e| Some((e, self.cached(&e.sha256)?))) {
+            self.note(format!("plugin `{name}` {} from the local cache (locked; {repository} not contacted)", entry.version));
+            let version = Version::parse(&entry.version).ok();
+            return self.oci_resolved(req, repository, &entry.version, version, wasm);
         }
         let release = match entry {
             Some(entry) => self.registry().release(repository, &entry.version).map_err(oci_error)?,
@@ -228,7 +228,14 @@ impl Resolver {
         self.oci_resolved(req, repository, &release.tag, Some(release.version), wasm)
     }
 
-    fn oci_resolved(&self, req: &Requirement, repository: &str, tag: &str, version: Option<Version>, wasm: Vec<u8>) -> Result<Resolved, ResolveError> {
+    fn oci_resolved(
+        &self,
+        req: &Requirement,
+        repository: &str,
+        tag: &str,
+        version: Option<Version>,
+        wasm: Vec<u8>,
+    ) -> Result<Resolved, ResolveError> {
         let contract = contract_version(&wasm).map_err(|error| ResolveError::Contract {
             name: req.name.clone(),
             path: PathBuf::from(format!("{repository}:{tag}")),
@@ -252,12 +259,24 @@ impl Resolver {
     }
 
     fn store(&self, sha256: &str, wasm: &[u8]) {
-        let Some(dir) = &self.cache_dir else { return };
-        let path = dir.join(format!("{sha256}.wasm"));
-        let tmp = dir.join(format!("{sha256}.tmp{}", std::process::id()));
         // A cache: failing to write it only costs a download next time.
-        let _ = fs::create_dir_all(dir).and_then(|()| fs::write(&tmp, wasm)).and_then(|()| fs::rename(&tmp, &path));
+        if let Some(dir) = &self.cache_dir {
+            let _ = store_in_cache(dir, sha256, wasm);
+        }
     }
+}
+
+/// Put a component into the content-addressed cache `dir` as
+/// `SHA256.wasm`, atomically (temp file + rename, the temp file removed on
+/// failure), so a concurrent reader never sees half a file.
+pub fn store_in_cache(dir: &Path, sha256: &str, wasm: &[u8]) -> std::io::Result<PathBuf> {
+    let path = dir.join(format!("{sha256}.wasm"));
+    let tmp = dir.join(format!("{sha256}.tmp{}", std::process::id()));
+    let written = fs::create_dir_all(dir).and_then(|()| fs::write(&tmp, wasm)).and_then(|()| fs::rename(&tmp, &path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map(|()| path)
 }
 
 /// Resolve one requirement without a lock or cache. Relative paths are
@@ -293,11 +312,7 @@ fn resolve_builtin(req: &Requirement) -> Result<Resolved, ResolveError> {
         .max_by(|a, b| a.0.cmp(&b.0));
     let Some((version, builtin)) = best else {
         let available = candidates.iter().map(|b| b.version).collect::<Vec<_>>().join(", ");
-        return Err(ResolveError::NoMatchingVersion {
-            name: req.name.clone(),
-            requirement: req.version.clone(),
-            available,
-        });
+        return Err(ResolveError::NoMatchingVersion { name: req.name.clone(), requirement: req.version.clone(), available });
     };
     Ok(Resolved {
         name: req.name.clone(),
@@ -335,5 +350,5 @@ fn resolve_path(req: &Requirement, written: &Path, path: &Path, pinned: Option<&
 
 /// Lower-case hex sha256, the digest form used in stack.toml and the lock.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(bytes))
 }

@@ -48,12 +48,20 @@ pub struct LockedImage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("cannot read {path}: {message}")]
-    Read { path: String, message: String },
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid lock file: {message}; delete it and run `provision lock`")]
     Invalid { path: String, message: String },
-    #[error("cannot write {path}: {message}")]
-    Write { path: String, message: String },
+    #[error("cannot write {path}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Lock {
@@ -61,7 +69,7 @@ impl Lock {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(LockError::Read { path: path.display().to_string(), message: e.to_string() }),
+            Err(source) => return Err(LockError::Read { path: path.display().to_string(), source }),
         };
         toml::from_str(&text).map(Some).map_err(|e| LockError::Invalid { path: path.display().to_string(), message: e.message().to_string() })
     }
@@ -76,11 +84,10 @@ impl Lock {
         let tmp = path.with_extension("lock.tmp");
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| LockError::Write { path: path.display().to_string(), message: e.to_string() })
+            .map_err(|source| LockError::Write { path: path.display().to_string(), source })
     }
 
     pub fn plugin(&self, name: &str) -> Option<&LockedPlugin> {
         self.plugins.iter().find(|p| p.name == name)
     }
-
 }

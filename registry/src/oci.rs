@@ -83,6 +83,9 @@ impl Registry {
         let registry = reference.resolve_registry().to_string();
         let mut clients = self.clients.lock().unwrap();
         let client = clients.entry(registry.clone()).or_insert_with(|| {
+            // rustls's crypto is ring (see Cargo.toml); installing it twice
+            // is harmless, so no once-cell is needed.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let http = if is_local(&registry) { vec![registry] } else { Vec::new() };
             Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(http), ..Default::default() })
         });
@@ -94,13 +97,8 @@ impl Registry {
     pub fn resolve(&self, repository: &str, requirement: &VersionReq) -> Result<Release, OciError> {
         let reference = parse(repository)?;
         let client = self.client_for(&reference);
-        let tags = self
-            .runtime
-            .block_on(client.list_tags(&reference, &auth(), None, None))
-            .map_err(|e| unreachable(&reference, e))?
-            .tags;
-        let mut versions: Vec<(Version, String)> =
-            tags.into_iter().filter_map(|t| Version::parse(&t).ok().map(|v| (v, t))).collect();
+        let tags = self.runtime.block_on(client.list_tags(&reference, &auth(), None, None)).map_err(|e| unreachable(&reference, e))?.tags;
+        let mut versions: Vec<(Version, String)> = tags.into_iter().filter_map(|t| Version::parse(&t).ok().map(|v| (v, t))).collect();
         versions.sort();
         let Some((_, tag)) = versions.iter().rev().find(|(v, _)| requirement.matches(v)) else {
             let available = versions.iter().map(|(v, _)| v.to_string()).collect::<Vec<_>>();
@@ -134,9 +132,7 @@ impl Registry {
         let client = self.client_for(&reference);
         let mut wasm = Vec::new();
         let digest = format!("sha256:{}", release.sha256);
-        self.runtime
-            .block_on(client.pull_blob(&reference, digest.as_str(), &mut wasm))
-            .map_err(|e| unreachable(&reference, e))?;
+        self.runtime.block_on(client.pull_blob(&reference, digest.as_str(), &mut wasm)).map_err(|e| unreachable(&reference, e))?;
         let actual = sha256_hex(&wasm);
         if actual != release.sha256 {
             return Err(OciError::DigestMismatch {
@@ -215,4 +211,3 @@ fn release_from(repository: &str, tag: &str, manifest: &OciImageManifest) -> Res
         sha256: layer.digest.strip_prefix("sha256:").unwrap_or(&layer.digest).to_string(),
     })
 }
-

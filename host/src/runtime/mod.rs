@@ -6,6 +6,8 @@
 //! the next. Compiled code is cached on disk (see `cache`).
 
 mod cache;
+mod dispatch;
+mod sandbox;
 mod v0_1_0;
 mod v0_1_1;
 
@@ -17,14 +19,13 @@ use std::{
 use provision_registry::Resolved;
 use semver::Version;
 use wasmtime::{Engine, Store, Trap, component::Linker};
-use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView, p2::pipe::MemoryOutputPipe};
 
 use crate::{desired as d, secrets::Secrets};
+use dispatch::{Bound, Provider};
+use sandbox::Sandbox;
 
 pub use cache::{CompileCache, cache_base};
-
-/// Contract versions this host can load, newest first.
-pub const SUPPORTED_CONTRACTS: &[Version] = &[v0_1_1::VERSION, v0_1_0::VERSION];
+pub use sandbox::LogLevel;
 
 /// How often the epoch advances; the unit of call deadlines.
 const TICK: Duration = Duration::from_millis(10);
@@ -60,12 +61,6 @@ pub struct Plugin {
     pub stats: LoadStats,
 }
 
-/// One variant per supported contract version.
-enum Provider {
-    V0_1_0(v0_1_0::PluginPre<Sandbox>),
-    V0_1_1(v0_1_1::PluginPre<Sandbox>),
-}
-
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadStats {
     /// Compiling, or loading the cached compiled code.
@@ -90,6 +85,11 @@ pub struct CallContext {
     pub secrets: Arc<Secrets>,
 }
 
+/// wasmtime's engine or linker could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the plugin runtime")]
+pub struct StartError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error(
@@ -107,113 +107,12 @@ pub enum PluginError {
     Trap(String),
 }
 
-/// The store data of one call: an empty WASI context (no files, sockets,
-/// environment or arguments; frozen clocks; fixed-seed random) and the
-/// contract's host state.
-pub struct Sandbox {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    memory: MemoryCap,
-    stderr: MemoryOutputPipe,
-    context: Option<Arc<CallContext>>,
-    logs: Vec<(LogLevel, String)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-}
-
-impl WasiView for Sandbox {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-impl Sandbox {
-    fn new(limits: &Limits, context: Option<Arc<CallContext>>) -> Self {
-        // A panicking guest writes its message here; keep a little of it.
-        let stderr = MemoryOutputPipe::new(4096);
-        let wasi = WasiCtx::builder()
-            .stderr(stderr.clone())
-            .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            .secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a, 0x17, 0xc3, 0x88]))
-            .insecure_random(wasmtime_wasi::Deterministic::new(vec![0x3c, 0x91, 0x4e, 0x06]))
-            .insecure_random_seed(0)
-            .build();
-        Sandbox {
-            wasi,
-            table: ResourceTable::new(),
-            memory: MemoryCap { cap: limits.memory_bytes, refused: None },
-            stderr,
-            context,
-            logs: Vec::new(),
-        }
-    }
-
-    fn log(&mut self, level: LogLevel, message: String) {
-        // Bounded: a chatty plugin must not grow the host without limit.
-        if self.logs.len() < 1000 {
-            self.logs.push((level, message.chars().take(2000).collect()));
-        }
-    }
-
-    fn secret(&mut self, name: &str) -> String {
-        match &self.context {
-            Some(ctx) => ctx.secrets.derive(&ctx.project, &ctx.service, name),
-            // `info` has no service to derive a secret for.
-            None => String::new(),
-        }
-    }
-}
-
-/// Clocks for a pure function: always zero.
-struct FrozenClock;
-
-impl wasmtime_wasi::HostWallClock for FrozenClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
-/// Refuses memory growth past the cap and remembers that it did, so the
-/// trap that follows is reported as what it is.
-struct MemoryCap {
-    cap: usize,
-    refused: Option<usize>,
-}
-
-impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.cap {
-            self.refused = Some(desired);
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
 impl Runtime {
-    pub fn new(cache: Option<CompileCache>, limits: Limits) -> anyhow::Result<Self> {
+    pub fn new(cache: Option<CompileCache>, limits: Limits) -> Result<Self, StartError> {
+        Self::start(cache, limits).map_err(|e| StartError(e.into()))
+    }
+
+    fn start(cache: Option<CompileCache>, limits: Limits) -> wasmtime::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
@@ -232,20 +131,19 @@ impl Runtime {
         // WASI is linked so that components built with std instantiate; the
         // context above grants nothing through it.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        v0_1_0::add_to_linker(&mut linker)?;
-        v0_1_1::add_to_linker(&mut linker)?;
+        dispatch::add_to_linker(&mut linker)?;
         Ok(Runtime { engine, linker, cache, limits })
     }
 
     /// Compile (or load from the cache), link, and ask the plugin its info.
     pub fn load(&self, resolved: &Resolved) -> Result<Plugin, PluginError> {
         let contract = resolved.contract.clone();
-        // Each version has its own bindings, so a plugin is bound by exactly
-        // the version it was built against (semver-compatible names would
-        // otherwise link a 0.1.0 plugin to 0.1.1's differently shaped types).
-        if !SUPPORTED_CONTRACTS.contains(&contract) {
-            let supported = SUPPORTED_CONTRACTS.iter().map(Version::to_string).collect::<Vec<_>>();
-            return Err(PluginError::UnsupportedContract { found: contract, supported: supported.join(", ") });
+        let unsupported = || {
+            let supported = provision_registry::contract::RELEASED.iter().map(Version::to_string).collect::<Vec<_>>();
+            PluginError::UnsupportedContract { found: contract.clone(), supported: supported.join(", ") }
+        };
+        if !provision_registry::contract::RELEASED.contains(&contract) {
+            return Err(unsupported());
         }
 
         let started = Instant::now();
@@ -258,16 +156,8 @@ impl Runtime {
 
         let started = Instant::now();
         let pre = self.linker.instantiate_pre(&component).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
-        let invalid = |e: wasmtime::Error| PluginError::Invalid(format!("{e:#}"));
-        let pre = if contract == v0_1_0::VERSION {
-            Provider::V0_1_0(v0_1_0::PluginPre::new(pre).map_err(invalid)?)
-        } else {
-            Provider::V0_1_1(v0_1_1::PluginPre::new(pre).map_err(invalid)?)
-        };
-        let info = self.call(&pre, None, |provider, store| match provider {
-            Bound::V0_1_0(p) => v0_1_0::info(p, store),
-            Bound::V0_1_1(p) => v0_1_1::info(p, store),
-        })?;
+        let pre = Provider::new(&contract, pre).ok_or_else(unsupported)?.map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let info = self.call(&pre, None, |bound, store| bound.info(store))?;
         let instantiate = started.elapsed();
         Ok(Plugin { info, contract, pre, stats: LoadStats { compile, cached, instantiate } })
     }
@@ -281,10 +171,7 @@ impl Runtime {
         context: Arc<CallContext>,
     ) -> Result<(Result<d::ServicePlan, d::PlanError>, CallStats), PluginError> {
         let mut stats = CallStats::default();
-        let result = self.call_timed(&plugin.pre, Some(context), &mut stats, |provider, store| match provider {
-            Bound::V0_1_0(p) => v0_1_0::plan(p, store, request),
-            Bound::V0_1_1(p) => v0_1_1::plan(p, store, request),
-        })?;
+        let result = self.call_timed(&plugin.pre, Some(context), &mut stats, |bound, store| bound.plan(store, request))?;
         Ok((result, stats))
     }
 
@@ -310,11 +197,7 @@ impl Runtime {
         let mut store = Store::new(&self.engine, Sandbox::new(&self.limits, context));
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline((self.limits.deadline.as_millis() / TICK.as_millis()).max(1) as u64 + 1);
-        let result = match pre {
-            Provider::V0_1_0(pre) => pre.instantiate(&mut store).map(Bound::V0_1_0),
-            Provider::V0_1_1(pre) => pre.instantiate(&mut store).map(Bound::V0_1_1),
-        }
-        .and_then(|bound| {
+        let result = pre.instantiate(&mut store).and_then(|bound| {
             stats.instantiate = started.elapsed();
             let started = Instant::now();
             let r = f(&bound, &mut store);
@@ -342,19 +225,14 @@ impl Runtime {
     }
 }
 
-/// An instance, for the duration of one call.
-enum Bound {
-    V0_1_0(v0_1_0::Plugin),
-    V0_1_1(v0_1_1::Plugin),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_supported_contract_has_bindings_and_a_wit_folder() {
-        for version in SUPPORTED_CONTRACTS {
+    fn every_released_contract_has_bindings_and_a_wit_folder() {
+        assert_eq!(dispatch::VERSIONS, provision_registry::contract::RELEASED, "wit/contracts.toml and runtime/dispatch.rs disagree");
+        for version in dispatch::VERSIONS {
             let wit = format!("{}/../wit/v{version}/provider.wit", env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(&wit).unwrap_or_else(|e| panic!("{wit}: {e}"));
             assert!(text.contains(&format!("package provision:provider@{version};")), "{wit} declares {version}");

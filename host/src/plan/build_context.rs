@@ -66,7 +66,7 @@ impl Context {
             hasher.update((bytes.len() as u64).to_be_bytes());
             hasher.update(&bytes);
         }
-        Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        Ok(hex::encode(hasher.finalize()))
     }
 
     /// The context as a tar, with the Dockerfile's base images substituted.
@@ -135,29 +135,36 @@ fn walk(root: &Path, dir: &Path, ignore: &DockerIgnore, dockerfile: &str, files:
         let relative = path.strip_prefix(root).expect("inside the root").to_string_lossy().replace('\\', "/");
         // The Dockerfile and .dockerignore always go (Docker's own rule).
         let always = relative == dockerfile || relative == ".dockerignore";
-        if !always && ignore.excludes(&relative) {
-            continue;
-        }
+        let excluded = !always && ignore.excludes(&relative);
         if entry.file_type()?.is_dir() {
-            walk(root, &path, ignore, dockerfile, files)?;
-        } else {
+            // Docker still looks inside an excluded folder when a later `!`
+            // pattern could re-include something in it.
+            if !excluded || ignore.may_reinclude_under(&relative) {
+                walk(root, &path, ignore, dockerfile, files)?;
+            }
+        } else if !excluded {
             files.push(relative);
         }
     }
     Ok(())
 }
 
-/// `.dockerignore`: patterns relative to the context root, `*`, `?`, `**`,
-/// later `!` patterns re-including; a pattern that matches a folder matches
-/// everything in it.
+/// `.dockerignore` as Docker reads it: patterns relative to the context
+/// root, `*`, `?`, `**`; the last pattern that matches a path decides, so a
+/// later `!` pattern re-includes; a pattern that matches a folder matches
+/// everything in it (and `!dir/keep` re-includes a file in it).
 struct DockerIgnore {
     rules: Vec<(GlobSet, bool)>,
+    /// The literal folder prefix of each `!` pattern (up to its first
+    /// wildcard), to know which excluded folders to walk into.
+    reinclude_prefixes: Vec<String>,
 }
 
 impl DockerIgnore {
     fn read(root: &Path) -> Result<DockerIgnore, String> {
         let text = std::fs::read_to_string(root.join(".dockerignore")).unwrap_or_default();
         let mut rules = Vec::new();
+        let mut reinclude_prefixes = Vec::new();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
             let (pattern, include) = match line.strip_prefix('!') {
                 Some(p) => (p.trim(), true),
@@ -170,8 +177,18 @@ impl DockerIgnore {
                 set.add(glob);
             }
             rules.push((set.build().map_err(|e| format!(".dockerignore: {e}"))?, include));
+            if include {
+                let literal = pattern.find(['*', '?', '[', '{']).map_or(pattern, |wild| &pattern[..wild]);
+                reinclude_prefixes.push(literal.to_string());
+            }
         }
-        Ok(DockerIgnore { rules })
+        Ok(DockerIgnore { rules, reinclude_prefixes })
+    }
+
+    /// Whether some `!` pattern could match a path inside `dir`.
+    fn may_reinclude_under(&self, dir: &str) -> bool {
+        let dir = format!("{dir}/");
+        self.reinclude_prefixes.iter().any(|prefix| prefix.starts_with(&dir) || dir.starts_with(prefix.as_str()))
     }
 
     fn excludes(&self, relative: &str) -> bool {
@@ -208,6 +225,13 @@ mod tests {
         let files = [("Dockerfile", "FROM x"), ("app.rb", ""), ("log/dev.log", ""), ("tmp/a/b", ""), ("secret.key", ""), ("keep.key", "")];
         let (_dir, ctx) = context(&files, "# comment\nlog\n**/b\n*.key\n!keep.key\n");
         assert_eq!(ctx.files, [".dockerignore", "Dockerfile", "app.rb", "keep.key"]);
+    }
+
+    #[test]
+    fn dockerignore_reincludes_inside_an_excluded_folder_as_docker_does() {
+        let files = [("Dockerfile", "FROM x"), ("vendor/a.rb", ""), ("vendor/keep/b.rb", ""), ("vendor/deep/c.rb", ""), ("log/x", "")];
+        let (_dir, ctx) = context(&files, "vendor\n!vendor/keep\n!**/c.rb\nlog\n");
+        assert_eq!(ctx.files, [".dockerignore", "Dockerfile", "vendor/deep/c.rb", "vendor/keep/b.rb"]);
     }
 
     #[test]

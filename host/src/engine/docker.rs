@@ -1,6 +1,6 @@
-//! Container engines. `apply` speaks to the small `Engine` trait in the
-//! host's terms; `Docker` implements it with bollard (Docker, and Podman's
-//! compatible socket). A Kubernetes backend would be another implementation.
+//! The Docker backend (bollard): Docker, and Podman's compatible socket.
+//! Owns the translation of engine-boundary types into Docker API calls;
+//! must not decide anything about the project (apply does).
 
 use std::{collections::HashMap, time::Duration};
 
@@ -17,122 +17,10 @@ use bollard::{
         UploadToContainerOptionsBuilder,
     },
 };
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
 
-use crate::desired::{BuildSpec, File, HealthCheck, Port, Privileges, Probe, Protocol, Resources, RestartPolicy};
-
-/// Every label the project sets starts with this.
-pub const LABEL_PREFIX: &str = "dev.provision.";
-
-pub type Labels = HashMap<String, String>;
-
-/// A container in engine terms: names resolved, paths absolute.
-#[derive(Debug, Clone)]
-pub struct ContainerSpec {
-    pub name: String,
-    pub image: String,
-    pub command: Option<Vec<String>>,
-    pub entrypoint: Option<Vec<String>>,
-    pub env: Vec<String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-    pub ports: Vec<Port>,
-    pub mounts: Vec<MountSpec>,
-    pub health: Option<HealthCheck>,
-    pub read_only: bool,
-    pub init: bool,
-    pub no_new_privileges: bool,
-    pub resources: Resources,
-    pub restart: RestartPolicy,
-    pub privileges: Privileges,
-    pub labels: Labels,
-    /// Networks to join, each with the DNS aliases the container has there.
-    pub networks: Vec<(String, Vec<String>)>,
-    /// Seconds the engine waits after SIGTERM before SIGKILL.
-    pub stop_timeout: i64,
-}
-
-#[derive(Debug, Clone)]
-pub enum MountSpec {
-    Volume { name: String, target: String, read_only: bool },
-    Bind { source: String, target: String, read_only: bool },
-    Tmpfs { target: String, size_bytes: Option<u64>, mode: Option<u32> },
-    Anonymous { target: String },
-}
-
-/// A container the engine has, as far as the project is concerned.
-#[derive(Debug, Clone)]
-pub struct Actual {
-    pub id: String,
-    pub name: String,
-    pub labels: Labels,
-    pub running: bool,
-    /// Host ports it publishes.
-    pub host_ports: Vec<u16>,
-}
-
-impl Actual {
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.get(&format!("{LABEL_PREFIX}{key}")).map(String::as_str)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Status {
-    pub running: bool,
-    pub exit_code: Option<i64>,
-    /// Address on the project network, for probes from the host.
-    pub ip: Option<String>,
-    /// The engine's own healthcheck status (`starting`, `healthy`,
-    /// `unhealthy`), when the container has a healthcheck.
-    pub health: Option<String>,
-    /// When the container last started (so a restart can be told apart).
-    pub started_at: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-pub enum EngineError {
-    #[error(
-        "no container engine answers at {endpoint} ({error}). Start Docker (e.g. `sudo systemctl start docker`, \
-         or `sudo dockerd &`), or point DOCKER_HOST at a running engine"
-    )]
-    Unreachable { endpoint: String, error: bollard::errors::Error },
-    #[error("image {image} is not on the engine and could not be pulled: {message}. If no registry is reachable, map it to a local image in [images] or with --images")]
-    Image { image: String, message: String },
-    #[error("building {tag} failed: {message}")]
-    Build { tag: String, message: String },
-    #[error(transparent)]
-    Api(#[from] bollard::errors::Error),
-}
-
-pub type Result<T> = std::result::Result<T, EngineError>;
-
-/// What `apply` and the CLI need from an engine.
-#[allow(async_fn_in_trait)]
-pub trait Engine {
-    async fn containers(&self, project: &str) -> Result<Vec<Actual>>;
-    async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<()>;
-    async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<()>;
-    async fn ensure_image(&self, image: &str) -> Result<()>;
-    /// The digest an image reference resolves to on the engine (its
-    /// registry digest when it was pulled, else its image id).
-    async fn image_digest(&self, image: &str) -> Result<Option<String>>;
-    /// Build `tag` from a context tar, reporting each output line.
-    async fn build_image(&self, tag: &str, spec: &BuildSpec, context: Vec<u8>, progress: &(dyn Fn(&str) + Sync)) -> Result<()>;
-    async fn create(&self, spec: &ContainerSpec) -> Result<String>;
-    async fn put_files(&self, id: &str, files: &[File]) -> Result<()>;
-    async fn start(&self, id: &str) -> Result<()>;
-    async fn status(&self, id: &str) -> Result<Status>;
-    /// Wait until the container is not running; returns its exit code.
-    async fn wait_exit(&self, id: &str) -> Result<i64>;
-    /// Run a command inside; returns its exit code and combined output.
-    async fn exec(&self, id: &str, command: &[String], user: Option<&str>, env: &[String]) -> Result<(i64, String)>;
-    async fn log_tail(&self, id: &str, lines: usize) -> Result<String>;
-    async fn remove(&self, id: &str) -> Result<()>;
-    async fn remove_networks(&self, project: &str) -> Result<Vec<String>>;
-    async fn remove_volumes(&self, project: &str) -> Result<Vec<String>>;
-}
-
+use super::{Actual, ContainerSpec, Engine, EngineError, ExecCommand, LABEL_PREFIX, Labels, MountSpec, OutputStream, Result, Status};
+use crate::desired::{BuildSpec, File, Probe, Protocol, RestartPolicy};
 pub struct Docker {
     client: Bollard,
 }
@@ -142,74 +30,11 @@ impl Docker {
     /// agree on an API version the engine speaks.
     pub async fn connect() -> Result<Docker> {
         let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-        let unreachable = |error| EngineError::Unreachable { endpoint: endpoint.clone(), error };
+        let unreachable = |e: bollard::errors::Error| EngineError::Unreachable { endpoint: endpoint.clone(), source: e.into() };
         let client = Bollard::connect_with_defaults().map_err(unreachable)?;
         // Asking the version is also the check that an engine answers.
         let client = client.negotiate_version().await.map_err(unreachable)?;
         Ok(Docker { client })
-    }
-
-    /// Stream a container's log (stdout and stderr) as text chunks.
-    pub fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> impl Stream<Item = Result<String>> + use<> {
-        let mut options = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow);
-        options = options.tail(&tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()));
-        self.client.logs(id, Some(options.build())).map(|chunk| Ok(chunk?.to_string()))
-    }
-}
-
-impl Docker {
-    /// Stop (SIGTERM, then SIGKILL after the container's stop timeout), then
-    /// remove with its anonymous volumes.
-    pub async fn remove_gracefully(&self, id: &str) -> Result<()> {
-        let options = bollard::query_parameters::StopContainerOptionsBuilder::default().t(STOP_GRACE_SECS).build();
-        match self.client.stop_container(id, Some(options)).await {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => return Ok(()),
-            // 304: already stopped.
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        self.remove(id).await
-    }
-
-    /// Run a command in a container with its output streamed to ours;
-    /// returns its exit code.
-    pub async fn exec_streaming(&self, id: &str, command: &[String]) -> Result<i64> {
-        use std::io::Write;
-        self.run_exec(id, command, None, &[], |chunk| {
-            let _ = match chunk {
-                bollard::container::LogOutput::StdErr { message } => std::io::stderr().write_all(&message),
-                other => std::io::stdout().write_all(&other.into_bytes()),
-            };
-        })
-        .await
-    }
-
-    /// Run a command in a container, handing each chunk of its output to
-    /// `on_output`; returns its exit code.
-    async fn run_exec(
-        &self,
-        id: &str,
-        command: &[String],
-        user: Option<&str>,
-        env: &[String],
-        mut on_output: impl FnMut(bollard::container::LogOutput),
-    ) -> Result<i64> {
-        let config = ExecConfig {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(command.to_vec()),
-            user: user.map(str::to_string),
-            env: Some(env.to_vec()),
-            ..Default::default()
-        };
-        let exec = self.client.create_exec(id, config).await?;
-        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } = self.client.start_exec(&exec.id, None).await? {
-            while let Some(chunk) = stream.next().await {
-                on_output(chunk?);
-            }
-        }
-        self.exit_code(&exec.id).await
     }
 
     /// The exit code is set a moment after an exec's output stream closes.
@@ -225,8 +50,11 @@ impl Docker {
     }
 }
 
-/// Seconds `down` waits for a container to stop before killing it.
-const STOP_GRACE_SECS: i32 = 3;
+impl From<bollard::errors::Error> for EngineError {
+    fn from(e: bollard::errors::Error) -> Self {
+        EngineError::api(e)
+    }
+}
 
 fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![format!("{LABEL_PREFIX}project={project}")])])
@@ -244,6 +72,7 @@ fn nanos(ms: u32) -> i64 {
     i64::from(ms) * 1_000_000
 }
 
+#[async_trait::async_trait]
 impl Engine for Docker {
     async fn containers(&self, project: &str) -> Result<Vec<Actual>> {
         let options = ListContainersOptionsBuilder::default().all(true).filters(&project_filter(project)).build();
@@ -294,7 +123,7 @@ impl Engine for Docker {
             .create_image(Some(options), None, None)
             .try_collect::<Vec<_>>()
             .await
-            .map_err(|e| EngineError::Image { image: image.to_string(), message: e.to_string() })?;
+            .map_err(|e| EngineError::Image { image: image.to_string(), source: e.into() })?;
         Ok(())
     }
 
@@ -436,9 +265,9 @@ impl Engine for Docker {
             header.set_mtime(0);
             header.set_cksum();
             let path = file.path.trim_start_matches('/');
-            archive.append_data(&mut header, path, file.contents.as_bytes()).map_err(|e| EngineError::Api(e.into()))?;
+            archive.append_data(&mut header, path, file.contents.as_bytes()).map_err(|e| EngineError::api(e))?;
         }
-        let bytes = archive.into_inner().map_err(|e| EngineError::Api(e.into()))?;
+        let bytes = archive.into_inner().map_err(|e| EngineError::api(e))?;
         let options = UploadToContainerOptionsBuilder::default().path("/").build();
         self.client.upload_to_container(id, Some(options), bollard::body_full(bytes.into())).await?;
         Ok(())
@@ -472,15 +301,43 @@ impl Engine for Docker {
         Ok(Status { running: state.running.unwrap_or(false), exit_code: state.exit_code, ip, health, started_at: state.started_at })
     }
 
-    async fn exec(&self, id: &str, command: &[String], user: Option<&str>, env: &[String]) -> Result<(i64, String)> {
-        let mut output = String::new();
-        let code = self.run_exec(id, command, user, env, |chunk| output.push_str(&chunk.to_string())).await?;
-        Ok((code, output))
+    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn FnMut(OutputStream, &[u8]) + Send)) -> Result<i64> {
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(command.command.to_vec()),
+            user: command.user.map(str::to_string),
+            env: Some(command.env.to_vec()),
+            ..Default::default()
+        };
+        let exec = self.client.create_exec(id, config).await?;
+        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } = self.client.start_exec(&exec.id, None).await? {
+            while let Some(chunk) = stream.next().await {
+                match chunk? {
+                    bollard::container::LogOutput::StdErr { message } => on_output(OutputStream::Stderr, &message),
+                    other => on_output(OutputStream::Stdout, &other.into_bytes()),
+                }
+            }
+        }
+        self.exit_code(&exec.id).await
     }
 
-    async fn log_tail(&self, id: &str, lines: usize) -> Result<String> {
-        let chunks: Vec<String> = self.logs(id, false, Some(lines)).try_collect().await?;
-        Ok(chunks.concat())
+    fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<String>> {
+        let mut options = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow);
+        options = options.tail(&tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()));
+        self.client.logs(id, Some(options.build())).map(|chunk| Ok(chunk?.to_string())).boxed()
+    }
+
+    async fn stop_and_remove(&self, id: &str, grace_secs: u32) -> Result<()> {
+        let options = bollard::query_parameters::StopContainerOptionsBuilder::default().t(grace_secs as i32).build();
+        match self.client.stop_container(id, Some(options)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.remove(id).await
     }
 
     async fn remove(&self, id: &str) -> Result<()> {

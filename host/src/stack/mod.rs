@@ -1,5 +1,6 @@
 //! stack.toml: the typed model of a stack, with the source spans that let
-//! every error point at a file, line and key.
+//! every error point at a file, line and key (`diagnostic`). Must not know
+//! what a plugin's config means: that is the plugin's to check.
 //!
 //! ```toml
 //! [stack]
@@ -28,10 +29,14 @@ use std::{
     sync::Arc,
 };
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
 use provision_registry::{Requirement, RequirementSource};
 use semver::VersionReq;
 use toml::Value;
+
+mod diagnostic;
+
+use diagnostic::index_spans;
+pub use diagnostic::{ReadError, StackError};
 
 /// What a service may be granted with `allow = [...]`.
 pub const PERMISSIONS: &[&str] =
@@ -79,29 +84,6 @@ pub enum Uses {
     Services(Vec<String>),
     /// `uses = { database = "db" }`.
     Roles(Vec<(String, String)>),
-}
-
-/// An error at a place in stack.toml, shown with the line it is on.
-#[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("{message}")]
-pub struct StackError {
-    pub message: String,
-    #[source_code]
-    src: NamedSource<Arc<String>>,
-    #[label("{label}")]
-    span: SourceSpan,
-    label: String,
-    #[help]
-    help: Option<String>,
-}
-
-/// Reading the file itself failed.
-#[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("cannot read {}: {error}", path.display())]
-#[diagnostic(help("run provision in a folder with a stack.toml, or point at one with -f FILE"))]
-pub struct ReadError {
-    path: PathBuf,
-    error: std::io::Error,
 }
 
 impl Stack {
@@ -379,32 +361,6 @@ impl Stack {
         self.services.iter().find(|s| s.name == name)
     }
 
-    /// An error about `key` (a dotted path); points at the nearest enclosing
-    /// key that is written in the file when `key` itself is not.
-    pub fn error_at(&self, key: &str, message: impl Into<String>, label: impl Into<String>, help: Option<String>) -> StackError {
-        let mut path = key;
-        let span = loop {
-            if let Some(span) = self.spans.get(path) {
-                break span.clone();
-            }
-            match path.rfind('.') {
-                Some(dot) => path = &path[..dot],
-                None => break 0..0,
-            }
-        };
-        self.error_at_span(span, message, label, help)
-    }
-
-    fn error_at_span(&self, span: Range<usize>, message: impl Into<String>, label: impl Into<String>, help: Option<String>) -> StackError {
-        StackError {
-            message: message.into(),
-            src: NamedSource::new(self.path.display().to_string(), self.source.clone()),
-            span: span.into(),
-            label: label.into(),
-            help,
-        }
-    }
-
     fn unknown_key(&self, path: &str, help: &str) -> StackError {
         let key = path.rsplit('.').next().unwrap_or(path);
         self.error_at(path, format!("unknown key `{key}`"), "not expected here", Some(help.into()))
@@ -428,38 +384,6 @@ impl Stack {
         VersionReq::parse(req).map_err(|e| {
             self.error_at(path, format!("{req:?} is not a version requirement: {e}"), "invalid requirement", Some("e.g. \"^0.1\", \"~1.2.3\", \">=1, <3\"".into()))
         })
-    }
-}
-
-/// Record the span of every key, descending into tables and arrays.
-fn index_spans(spans: &mut HashMap<String, Range<usize>>, prefix: &str, table: &toml::de::DeTable<'_>) {
-    for (key, value) in table {
-        let path = if prefix.is_empty() { key.get_ref().to_string() } else { format!("{prefix}.{}", key.get_ref()) };
-        let (k, v) = (key.span(), value.span());
-        // `key = value` when both are on one line; the key alone for tables
-        // whose body (or header) is elsewhere.
-        let span = match value.get_ref() {
-            toml::de::DeValue::Table(_) => k.clone(),
-            _ if v.start >= k.end => k.start..v.end,
-            _ => k.clone(),
-        };
-        // A key written twice ([a.b] then [a.b.c]) keeps its first place.
-        spans.entry(path.clone()).or_insert(span);
-        index_value(spans, &path, value.get_ref());
-    }
-}
-
-fn index_value(spans: &mut HashMap<String, Range<usize>>, path: &str, value: &toml::de::DeValue<'_>) {
-    match value {
-        toml::de::DeValue::Table(t) => index_spans(spans, path, t),
-        toml::de::DeValue::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                let item_path = format!("{path}.{i}");
-                spans.entry(item_path.clone()).or_insert(item.span());
-                index_value(spans, &item_path, item.get_ref());
-            }
-        }
-        _ => {}
     }
 }
 

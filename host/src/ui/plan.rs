@@ -1,44 +1,17 @@
-//! What the user sees: the plan as a readable summary or as JSON.
+//! `provision plan`'s output: a readable summary, the JSON desired state,
+//! what `up` would change, and where the time went.
 
 use std::fmt::Write as _;
 
+use super::Masker;
 use crate::{
     desired::{Container, DesiredState, Image, MountSource, Probe},
     plan::Timings,
-    secrets::Secrets,
+    reconcile::{Change, Diff},
 };
 
-/// Hides secrets in everything printed, unless the user asked to see them.
-pub struct Masker<'a> {
-    values: Vec<String>,
-    secrets: Option<&'a Secrets>,
-}
-
-impl<'a> Masker<'a> {
-    pub fn new(state: &DesiredState, secrets: &'a Secrets, show: bool) -> Self {
-        if show {
-            return Masker { values: Vec::new(), secrets: None };
-        }
-        // Secret outputs the user wrote themselves (not generated) too.
-        let values = state
-            .services
-            .iter()
-            .flat_map(|s| &s.plan.outputs)
-            .filter(|o| o.secret && o.value.len() >= 4)
-            .map(|o| o.value.clone())
-            .collect();
-        Masker { values, secrets: Some(secrets) }
-    }
-
-    pub fn mask(&self, text: &str) -> String {
-        let Some(secrets) = self.secrets else { return text.to_string() };
-        let text = secrets.mask(text);
-        self.values.iter().fold(text, |t, v| t.replace(v.as_str(), "••••••"))
-    }
-}
-
 /// The desired state as JSON, with what `up` would change when known.
-pub fn plan_json(state: &DesiredState, changes: Option<&crate::apply::Diff>, masker: &Masker) -> String {
+pub fn json(state: &DesiredState, changes: Option<&Diff>, masker: &Masker) -> String {
     let mut value = serde_json::to_value(state).expect("the desired state serializes");
     // Each container's spec hash is part of the desired state's contract.
     for (service, json) in state.services.iter().zip(value["services"].as_array_mut().expect("services")) {
@@ -54,7 +27,7 @@ pub fn plan_json(state: &DesiredState, changes: Option<&crate::apply::Diff>, mas
     masker.mask(&serde_json::to_string_pretty(&value).expect("JSON"))
 }
 
-pub fn plan_summary(state: &DesiredState, stack_name: &str, masker: &Masker) -> String {
+pub fn summary(state: &DesiredState, stack_name: &str, masker: &Masker) -> String {
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(w, "Stack {stack_name} · project {} · profile {}\n", state.project, state.profile);
@@ -150,7 +123,7 @@ fn shell_words(words: &[String]) -> String {
     quoted.join(" ")
 }
 
-pub fn timings_report(timings: &Timings) -> String {
+pub fn timings(timings: &Timings) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "resolve {:>9.3} ms", ms(timings.resolve));
     for t in &timings.plugins {
@@ -173,102 +146,8 @@ fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Live progress of `up`: a line per service with its phase and elapsed
-/// time on a terminal; plain lines otherwise.
-pub struct Progress {
-    bars: indicatif::MultiProgress,
-    services: std::sync::Mutex<Vec<(String, indicatif::ProgressBar)>>,
-    plain: bool,
-}
-
-impl Progress {
-    pub fn new(services: &[&str]) -> Self {
-        use std::io::IsTerminal;
-        let plain = !std::io::stderr().is_terminal();
-        let bars = indicatif::MultiProgress::new();
-        let width = services.iter().map(|s| s.len()).max().unwrap_or(0);
-        let style = indicatif::ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{msg}} {{elapsed:.dim}}"))
-            .expect("a valid template");
-        let list = services
-            .iter()
-            .map(|s| {
-                let bar = if plain { indicatif::ProgressBar::hidden() } else { bars.add(indicatif::ProgressBar::new_spinner()) };
-                bar.set_style(style.clone());
-                bar.set_prefix(s.to_string());
-                bar.set_message("pending");
-                bar.enable_steady_tick(std::time::Duration::from_millis(100));
-                (s.to_string(), bar)
-            })
-            .collect();
-        Progress { bars, services: std::sync::Mutex::new(list), plain }
-    }
-
-    pub fn finish(&self) {
-        for (_, bar) in self.services.lock().unwrap().iter() {
-            if !bar.is_finished() {
-                bar.abandon();
-            }
-        }
-        let _ = self.bars.clear();
-    }
-}
-
-fn describe(phase: &crate::apply::Phase) -> String {
-    use crate::apply::Phase::*;
-    match phase {
-        Waiting(dep) => format!("waiting for {dep}"),
-        Building(line) => format!("building: {}", line.chars().take(80).collect::<String>()),
-        Task(name) => format!("running task {name}"),
-        Creating(name) => format!("creating {name}"),
-        Starting => "starting".into(),
-        Probing(name) => format!("waiting for {name} to be ready"),
-        Hook(name) => format!("hook: {name}"),
-        Ready => "ready".into(),
-        Kept => "up to date".into(),
-        Failed(reason) => format!("failed: {reason}"),
-    }
-}
-
-impl crate::apply::Events for Progress {
-    fn emit(&self, event: crate::apply::Event) {
-        use crate::apply::Phase;
-        let text = describe(&event.phase);
-        let done = matches!(event.phase, Phase::Ready | Phase::Kept | Phase::Failed(_));
-        if self.plain {
-            // Build output too: in a CI log it is the only sign of a long build.
-            if done || !matches!(event.phase, Phase::Waiting(_)) {
-                eprintln!("{:>7.2}s  {}  {text}", event.elapsed_ms as f64 / 1000.0, event.service);
-            }
-            return;
-        }
-        let services = self.services.lock().unwrap();
-        if let Some((_, bar)) = services.iter().find(|(s, _)| *s == event.service) {
-            if done {
-                let mark = if matches!(event.phase, Phase::Failed(_)) { "✗" } else { "✓" };
-                bar.set_style(indicatif::ProgressStyle::with_template("{prefix} {msg}").expect("a valid template"));
-                bar.set_prefix(format!("{mark} {}", event.service));
-                bar.finish_with_message(format!(" {text} ({:.2}s)", event.elapsed_ms as f64 / 1000.0));
-            } else {
-                bar.set_message(text);
-            }
-        }
-    }
-}
-
-/// `up --json`: one JSON object per line on stdout.
-pub struct JsonEvents;
-
-impl crate::apply::Events for JsonEvents {
-    fn emit(&self, event: crate::apply::Event) {
-        let mut value = serde_json::to_value(&event).expect("an event serializes");
-        value["event"] = "service".into();
-        println!("{value}");
-    }
-}
-
 /// The diff section of `plan`: what `up` would do.
-pub fn diff_summary(diff: &crate::apply::Diff) -> String {
-    use crate::apply::Change;
+pub fn diff_summary(diff: &Diff) -> String {
     let mut out = String::from("\nAgainst the engine\n");
     for step in &diff.steps {
         let what = if step.task { "task" } else { "container" };

@@ -1,0 +1,164 @@
+//! A container's life on the engine: create (or keep), place its files,
+//! start; one-shot tasks run to exit 0; and `down`. Owns the translation of
+//! a planned container into an engine spec (names, labels, networks,
+//! mounts). Must not decide order (the scheduler does) or readiness.
+
+use std::path::Path;
+
+use futures_util::future::join_all;
+
+use super::{Failure, schedule::ServiceRun};
+use crate::{
+    desired::{Container, Image, Mount, MountSource, ServiceState},
+    engine::{ContainerSpec, Engine, EngineError, Labels, MountSpec},
+    reconcile::{Change, Names, label},
+};
+
+/// Seconds a container gets to stop before it is killed: with an init as
+/// PID 1, services shut down promptly, so `down` takes about a second.
+pub const STOP_TIMEOUT_SECS: u32 = 3;
+
+impl ServiceRun<'_> {
+    /// Start (creating if needed) one container. Returns its id and whether
+    /// it was (re)created or (re)started now.
+    pub(super) async fn start_container(&self, service: &ServiceState, c: &Container) -> Result<(String, bool), Failure> {
+        let step = self.diff.step(&service.name, &c.name).expect("every container has a step");
+        let failure = |what: &str, e: &dyn std::fmt::Display| Failure {
+            service: service.name.clone(),
+            waiting_for: what.to_string(),
+            reason: e.to_string(),
+            last_probe: None,
+            container: None,
+            log_tail: None,
+        };
+        if let (Change::Keep, Some(actual)) = (&step.change, &step.actual) {
+            if actual.running {
+                return Ok((actual.id.clone(), false));
+            }
+            self.emit(&service.name, Phase::Starting);
+            self.engine.start(&actual.id).await.map_err(|e| failure("starting", &e))?;
+            return Ok((actual.id.clone(), true));
+        }
+        if let Some(actual) = &step.actual {
+            self.engine.remove(&actual.id).await.map_err(|e| failure("removing the old container", &e))?;
+        }
+        self.emit(&service.name, Phase::Creating(c.name.clone()));
+        let spec = self.spec(service, c, false);
+        let id = self.engine.create(&spec).await.map_err(|e| failure("creating", &e))?;
+        self.engine.put_files(&id, &c.files).await.map_err(|e| failure("placing files", &e))?;
+        self.emit(&service.name, Phase::Starting);
+        self.engine.start(&id).await.map_err(|e| failure("starting", &e))?;
+        Ok((id, true))
+    }
+
+    pub(super) async fn run_task(&self, service: &ServiceState, task: &Container, deadline: Instant) -> Result<(), Failure> {
+        let name = &service.name;
+        let step = self.diff.step(name, &task.name).expect("every task has a step");
+        let waiting_for = format!("running task `{}`", task.name);
+        let failure = |reason: String| Failure { service: name.clone(), waiting_for: waiting_for.clone(), reason, last_probe: None, container: None, log_tail: None };
+        if let Some(actual) = &step.actual {
+            // An unchanged task that already succeeded is not run again.
+            let done = self.engine.status(&actual.id).await.map_err(|e| failure(e.to_string()))?;
+            if step.change == Change::Keep && !done.running && done.exit_code == Some(0) {
+                return Ok(());
+            }
+            self.engine.remove(&actual.id).await.map_err(|e| failure(e.to_string()))?;
+        }
+        self.emit(name, Phase::Task(task.name.clone()));
+        let spec = self.spec(service, task, true);
+        let id = self.engine.create(&spec).await.map_err(|e| failure(e.to_string()))?;
+        self.engine.put_files(&id, &task.files).await.map_err(|e| failure(e.to_string()))?;
+        self.engine.start(&id).await.map_err(|e| failure(e.to_string()))?;
+        // The engine says when it exits: no polling delay between steps.
+        let mut f = match tokio::time::timeout_at(deadline.into(), self.engine.wait_exit(&id)).await {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(code)) => failure(format!("it exited with code {code}")),
+            Ok(Err(e)) => failure(e.to_string()),
+            Err(_) => failure("timed out".into()),
+        };
+        f.log_tail = self.engine.log_tail(&id, 20).await.ok();
+        f.container = Some(spec.name.clone());
+        Err(f)
+    }
+
+    fn spec(&self, service: &ServiceState, c: &Container, task: bool) -> ContainerSpec {
+        let names = self.names;
+        let plugin = self.state.plugins.iter().find(|p| p.name == service.plugin);
+        let mut labels: Labels = c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (key, value) in [
+            ("project", self.state.project.clone()),
+            ("project-dir", self.options.project_dir.display().to_string()),
+            ("service", service.name.clone()),
+            ("container", c.name.clone()),
+            ("role", if task { "task" } else { "container" }.to_string()),
+            ("spec-hash", c.spec_hash()),
+            ("spec", serde_json::to_string(c).expect("a container serializes")),
+            ("plugin", plugin.map(|p| format!("{}@{}+sha256:{}", p.name, p.version, &p.sha256[..12])).unwrap_or_default()),
+        ] {
+            labels.insert(label(key), value);
+        }
+        let first = service.plan.containers.first().is_some_and(|f| f.name == c.name);
+        let mut aliases = vec![format!("{}-{}", service.name, c.name)];
+        if first && !task {
+            aliases.push(service.name.clone());
+        }
+        let networks = if c.networks.is_empty() {
+            vec![(names.network("default"), aliases)]
+        } else {
+            c.networks.iter().map(|n| (names.network(n), aliases.clone())).collect()
+        };
+        ContainerSpec {
+            name: names.container(&service.name, &c.name),
+            image: match &c.image {
+                Image::Pull(reference) => reference.clone(),
+                Image::Build(spec) => spec.tag(&self.state.project),
+            },
+            command: c.command.clone(),
+            entrypoint: c.entrypoint.clone(),
+            env: c.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            working_dir: c.working_dir.clone(),
+            user: c.user.clone(),
+            ports: c.ports.clone(),
+            mounts: c.mounts.iter().map(|m| mount_spec(m, names, &service.name, &self.options.project_dir)).collect(),
+            health: c.health.clone(),
+            read_only: c.read_only,
+            init: c.init,
+            no_new_privileges: c.no_new_privileges,
+            resources: c.resources.clone(),
+            restart: c.restart,
+            privileges: c.privileges.clone(),
+            labels,
+            networks,
+            stop_timeout: i64::from(STOP_TIMEOUT_SECS),
+        }
+    }
+}
+
+/// A mount of `service`'s container in engine terms.
+fn mount_spec(m: &Mount, names: &Names, service: &str, project_dir: &Path) -> MountSpec {
+    let target = m.target.clone();
+    match &m.source {
+        MountSource::Volume(name) => MountSpec::Volume { name: names.volume(service, name), target, read_only: m.read_only },
+        MountSource::Bind(path) => MountSpec::Bind { source: project_dir.join(path).display().to_string(), target, read_only: m.read_only },
+        MountSource::Tmpfs { size_bytes, mode } => MountSpec::Tmpfs { target, size_bytes: *size_bytes, mode: *mode },
+        MountSource::Anonymous => MountSpec::Anonymous { target },
+    }
+}
+
+/// What `down` removed.
+pub struct Removed {
+    pub containers: usize,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+/// Remove the project's containers (stopped gracefully, in parallel), then
+/// its networks, and its named volumes only when asked.
+pub async fn down(engine: &dyn Engine, project: &str, containers: &[crate::engine::Actual], volumes: bool) -> Result<Removed, EngineError> {
+    for result in join_all(containers.iter().map(|c| engine.stop_and_remove(&c.id, STOP_TIMEOUT_SECS))).await {
+        result?;
+    }
+    let networks = engine.remove_networks(project).await?;
+    let volumes = if volumes { engine.remove_volumes(project).await? } else { Vec::new() };
+    Ok(Removed { containers: containers.len(), networks, volumes })
+}

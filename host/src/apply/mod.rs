@@ -1,0 +1,265 @@
+//! Apply: converge the engine to the desired state. Owns `up`'s outline:
+//! diff, check what must hold before anything is created (ownership, host
+//! ports, images, locked digests), networks and volumes, then hand the
+//! services to the scheduler. The steps live in submodules:
+//!
+//! - `schedule`: services in dependency order, in parallel where nothing orders them
+//! - `lifecycle`: create / files / start / tasks / remove, and `down`
+//! - `readiness`: probes from the host, then hooks
+//! - `events`: what is reported as it goes
+
+mod events;
+mod lifecycle;
+mod readiness;
+mod schedule;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use futures_util::future::join_all;
+use provision_registry::LockedImage;
+use serde::Serialize;
+
+use crate::{
+    desired::{BuildSpec, DesiredState, Image},
+    engine::{Actual, Engine, EngineError, Labels},
+    reconcile::{self, Change, Diff, Names, label},
+};
+
+pub use events::{Event, Events, Phase};
+pub use lifecycle::{Removed, STOP_TIMEOUT_SECS, down};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ApplyError {
+    #[error("project `{project}` is already running from {other}; this stack is in {ours}")]
+    #[diagnostic(help("choose another project name with -p NAME, or run `provision down` in {other} first"))]
+    Collision { project: String, other: String, ours: String },
+    #[error("service `{service}` wants host port {port}, which is already in use on 127.0.0.1; nothing was created. Free the port, or set another one in stack.toml")]
+    PortTaken { service: String, port: u16 },
+    #[error(
+        "image {reference} is locked at {expected}, but the engine has {actual}; nothing was created. \
+         If the new image is intended, run `provision lock` (and commit stack.lock)"
+    )]
+    LockedImage { reference: String, expected: String, actual: String },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{}", failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n\n"))]
+    Failed { failures: Vec<Failure> },
+}
+
+/// Why one service did not come up, with what is needed to see why.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub service: String,
+    pub waiting_for: String,
+    pub reason: String,
+    pub last_probe: Option<String>,
+    pub container: Option<String>,
+    pub log_tail: Option<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "service `{}` failed while {}: {}", self.service, self.waiting_for, self.reason)?;
+        if let Some(probe) = self.last_probe.as_deref().filter(|p| !p.trim().is_empty()) {
+            write!(f, "\n  last probe output: {}", probe.trim())?;
+        }
+        if let Some(tail) = self.log_tail.as_deref().filter(|t| !t.trim().is_empty()) {
+            write!(f, "\n  last lines of its log:")?;
+            for line in tail.trim_end().lines() {
+                write!(f, "\n    | {line}")?;
+            }
+        }
+        if let Some(container) = &self.container {
+            write!(f, "\n  the container `{container}` is kept for inspection (`provision logs {}`, `docker inspect {container}`)", self.service)?;
+        }
+        Ok(())
+    }
+}
+
+pub struct UpOptions {
+    pub project_dir: PathBuf,
+    pub timeout: Duration,
+    /// `up --locked`: images must resolve to these digests.
+    pub locked_images: Option<Vec<LockedImage>>,
+    /// Containers a previous `up` saw ready: id → the start it saw. One that
+    /// has not restarted since needs no probe (the engine's own check may
+    /// not have run yet).
+    pub seen_ready: HashMap<String, String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub created: usize,
+    pub recreated: usize,
+    pub kept: usize,
+    pub removed: usize,
+    /// What every image of the plan resolved to, for stack.lock.
+    pub images: Vec<LockedImage>,
+    /// Containers seen ready by this `up`: id → start time (see `UpOptions::seen_ready`).
+    #[serde(skip)]
+    pub ready: HashMap<String, String>,
+}
+
+/// Bring the project to the desired state. Returns when every service is
+/// ready, or with every failure found.
+pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, events: &dyn Events) -> Result<Summary, ApplyError> {
+    let started = Instant::now();
+    let names = Names { project: &state.project };
+    let actual = engine.containers(&state.project).await?;
+    let ours = options.project_dir.display().to_string();
+    if let Some(other) = reconcile::other_owner(&options.project_dir, &actual) {
+        return Err(ApplyError::Collision { project: state.project.clone(), other: other.to_string(), ours });
+    }
+    let diff = reconcile::diff(state, &actual);
+    check_ports(state, &diff, &actual)?;
+
+    // Images first: a missing one fails before anything is created.
+    let mut images: Vec<&str> = Vec::new();
+    for service in &state.services {
+        for c in service.plan.tasks.iter().chain(&service.plan.containers) {
+            let changing = diff.step(&service.name, &c.name).is_some_and(|s| s.change != Change::Keep);
+            match (&c.image, changing) {
+                (Image::Pull(image), true) if !images.contains(&image.as_str()) => images.push(image),
+                (Image::Build(spec), true) => build(engine, state, &service.name, spec, options, events, started).await?,
+                _ => {}
+            }
+        }
+    }
+    for result in join_all(images.iter().map(|i| engine.ensure_image(i))).await {
+        result?;
+    }
+    let resolved_images = image_digests(engine, state).await?;
+    if let Some(locked) = &options.locked_images {
+        for image in &resolved_images {
+            let expected = locked.iter().find(|l| l.reference == image.reference).map(|l| l.digest.as_str());
+            if expected != Some(image.digest.as_str()) {
+                return Err(ApplyError::LockedImage {
+                    reference: image.reference.clone(),
+                    expected: expected.unwrap_or("(not in stack.lock)").to_string(),
+                    actual: image.digest.clone(),
+                });
+            }
+        }
+    }
+
+    for id in &diff.orphan_ids {
+        engine.remove(id).await?;
+    }
+    let project_labels = || Labels::from([(label("project"), state.project.clone()), (label("project-dir"), ours.clone())]);
+    engine.ensure_network(&names.network("default"), false, project_labels()).await?;
+    for service in &state.services {
+        for network in &service.plan.networks {
+            engine.ensure_network(&names.network(&network.name), network.internal, project_labels()).await?;
+        }
+        for volume in &service.plan.volumes {
+            let mut labels = project_labels();
+            labels.insert(label("service"), service.name.clone());
+            engine.ensure_volume(&names.volume(&service.name, volume), labels).await?;
+        }
+    }
+
+    let run = schedule::ServiceRun { engine, state, diff: &diff, options, events, started, names: &names };
+    let results = run.all().await;
+
+    let mut failures = Vec::new();
+    let mut ready = HashMap::new();
+    for result in results {
+        match result {
+            Ok(seen) => ready.extend(seen),
+            Err(failure) => failures.push(failure),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(ApplyError::Failed { failures });
+    }
+    let count = |f: fn(&Change) -> bool| diff.steps.iter().filter(|s| f(&s.change)).count();
+    Ok(Summary {
+        created: count(|c| *c == Change::Create),
+        recreated: count(|c| matches!(c, Change::Recreate { .. })),
+        kept: count(|c| *c == Change::Keep),
+        removed: diff.orphans.len(),
+        images: resolved_images,
+        ready,
+    })
+}
+
+/// Every pulled image of the plan with the digest the engine has for it,
+/// keyed by the reference the plugin asked for.
+pub async fn image_digests(engine: &dyn Engine, state: &DesiredState) -> Result<Vec<LockedImage>, ApplyError> {
+    let mut images = Vec::new();
+    for service in &state.services {
+        for c in service.plan.tasks.iter().chain(&service.plan.containers) {
+            let run = match &c.image {
+                Image::Pull(run) => run,
+                Image::Build(spec) => {
+                    let reference = format!("build:{}/{}", service.name, c.name);
+                    if !images.iter().any(|i: &LockedImage| i.reference == reference) {
+                        images.push(LockedImage { reference, substitute: None, digest: format!("inputs:sha256:{}", spec.input_hash) });
+                    }
+                    continue;
+                }
+            };
+            let original = state.substitutes.iter().find(|(_, s)| *s == run).map(|(o, _)| o.clone());
+            let reference = original.clone().unwrap_or_else(|| run.clone());
+            if images.iter().any(|i: &LockedImage| i.reference == reference) {
+                continue;
+            }
+            if let Some(digest) = engine.image_digest(run).await? {
+                images.push(LockedImage { reference, substitute: original.map(|_| run.clone()), digest });
+            }
+        }
+    }
+    // In stack.lock's order, so the two compare equal when nothing changed.
+    images.sort_by(|a, b| a.reference.cmp(&b.reference));
+    Ok(images)
+}
+
+/// Build an image from its Dockerfile unless an image with its input hash
+/// is already there; build output streams into the progress display.
+async fn build(
+    engine: &dyn Engine,
+    state: &DesiredState,
+    service: &str,
+    spec: &BuildSpec,
+    options: &UpOptions,
+    events: &dyn Events,
+    started: Instant,
+) -> Result<(), ApplyError> {
+    let tag = spec.tag(&state.project);
+    if engine.image_digest(&tag).await?.is_some() {
+        return Ok(());
+    }
+    let context = crate::plan::build_context::Context::load(&options.project_dir, spec).map_err(|message| EngineError::Build { tag: tag.clone(), message })?;
+    let tar = context.tar(spec).map_err(|e| EngineError::Build { tag: tag.clone(), message: e.to_string() })?;
+    let emit = |line: &str| {
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        events.emit(Event { service: service.to_string(), phase: Phase::Building(line.to_string()), elapsed_ms });
+    };
+    engine.build_image(&tag, spec, tar, &emit).await?;
+    Ok(())
+}
+
+/// Host ports a new container would publish must be free, unless the
+/// project's own container that holds them is about to be replaced.
+fn check_ports(state: &DesiredState, diff: &Diff, actual: &[Actual]) -> Result<(), ApplyError> {
+    let ours: Vec<u16> = actual.iter().flat_map(|a| a.host_ports.iter().copied()).collect();
+    for service in &state.services {
+        for c in service.plan.containers.iter().chain(&service.plan.tasks) {
+            if diff.step(&service.name, &c.name).is_some_and(|s| s.change == Change::Keep) {
+                continue;
+            }
+            for port in c.ports.iter().filter_map(|p| p.host).filter(|p| *p != 0) {
+                if !ours.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                    return Err(ApplyError::PortTaken { service: service.name.clone(), port });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+

@@ -1,0 +1,135 @@
+//! The scheduler: every service of the plan runs as its own future, gated
+//! on what its dependencies have reached (started / ready), so independent
+//! services start in parallel and each starts the moment it may. Owns the
+//! ordering; must not talk to the engine except through `lifecycle` and
+//! `readiness`.
+
+use std::{collections::HashMap, time::Instant};
+
+use futures_util::future::join_all;
+use tokio::sync::watch;
+
+use super::{Failure, UpOptions, events::{Event, Events, Phase}};
+use crate::{
+    desired::{DesiredState, ServiceState, WaitFor},
+    engine::Engine,
+    reconcile::{Diff, Names},
+};
+
+/// How far a service has come, for its dependents.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Reached {
+    Pending,
+    Started,
+    Ready,
+    Failed,
+}
+
+/// What one `up` shares between its services.
+pub(super) struct ServiceRun<'a> {
+    pub engine: &'a dyn Engine,
+    pub state: &'a DesiredState,
+    pub diff: &'a Diff,
+    pub options: &'a UpOptions,
+    pub events: &'a dyn Events,
+    pub started: Instant,
+    pub names: &'a Names<'a>,
+}
+
+implServiceRun<'_> {
+    pub(super) fn emit(&self, service: &str, phase: Phase) {
+        let elapsed_ms = self.started.elapsed().as_millis() as u64;
+        self.events.emit(Event { service: service.to_string(), phase, elapsed_ms });
+    }
+
+    /// Run every service; one result per service, in the plan's order:
+    /// the containers it saw ready (id → start), or why it failed.
+    pub(super) async fn all(&self) -> Vec<Result<HashMap<String, String>, Failure>> {
+        let state = self.state;
+        let channels: HashMap<&str, (watch::Sender<Reached>, watch::Receiver<Reached>)> =
+            state.services.iter().map(|s| (s.name.as_str(), watch::channel(Reached::Pending))).collect();
+        join_all(state.services.iter().map(|service| {
+            let channels = &channels;
+            async move {
+                // `planned` dependencies only ordered the plugin calls.
+                let deps: Vec<(WaitFor, String, watch::Receiver<Reached>)> = service
+                    .depends_on
+                    .iter()
+                    .filter(|d| d.wait != WaitFor::Planned)
+                    .map(|d| (d.wait, d.service.clone(), channels[d.service.as_str()].1.clone()))
+                    .collect();
+                let tx = &channels[service.name.as_str()].0;
+                let result = self.service(service, deps, tx).await;
+                let _ = tx.send(if result.is_ok() { Reached::Ready } else { Reached::Failed });
+                result
+            }
+        }))
+        .await
+    }
+
+/// Bring one service up; returns its containers seen ready (id → start).
+    async fn service(
+        &self,
+        service: &ServiceState,
+        deps: Vec<(WaitFor, String, watch::Receiver<Reached>)>,
+        tx: &watch::Sender<Reached>,
+    ) -> Result<HashMap<String, String>, Failure> {
+        let name = &service.name;
+        let fail = |waiting_for: &str, reason: String| Failure {
+            service: name.clone(),
+            waiting_for: waiting_for.to_string(),
+            reason,
+            last_probe: None,
+            container: None,
+            log_tail: None,
+        };
+        let deadline = self.started + self.options.timeout;
+
+        for (wait, dep, mut rx) in deps {
+            self.emit(name, Phase::Waiting(dep.clone()));
+            let needed = |r: &Reached| match wait {
+                WaitFor::Started => matches!(r, Reached::Started | Reached::Ready | Reached::Failed),
+                WaitFor::Ready => matches!(r, Reached::Ready | Reached::Failed),
+                WaitFor::Planned => true,
+            };
+            let reached = tokio::time::timeout_at(deadline.into(), rx.wait_for(needed)).await;
+            match reached {
+                Ok(Ok(r)) if *r != Reached::Failed => {}
+                Ok(_) => return Err(self.failed(name, fail(&format!("waiting for `{dep}`"), format!("`{dep}` did not come up")))),
+                Err(_) => return Err(self.failed(name, fail(&format!("waiting for `{dep}`"), "timed out".into()))),
+            }
+        }
+
+        for task in &service.plan.tasks {
+            self.run_task(service, task, deadline).await.map_err(|f| self.failed(name, f))?;
+        }
+
+        // The first container is the service's main one; the others (an
+        // exporter, say) start once it has, so their first connection to it
+        // finds it on the network instead of waiting out a TCP retry (1 s).
+        let mut ids = Vec::new();
+        if let Some((main, sidecars)) = service.plan.containers.split_first() {
+            ids.push(self.start_container(service, main).await.map_err(|f| self.failed(name, f))?);
+            for result in join_all(sidecars.iter().map(|c| self.start_container(service, c))).await {
+                ids.push(result.map_err(|f| self.failed(name, f))?);
+            }
+        }
+        let _ = tx.send(Reached::Started);
+
+        let readies = service.plan.containers.iter().zip(&ids).map(|(c, (id, fresh))| self.ready(service, c, id, *fresh, deadline));
+        let mut seen = HashMap::new();
+        for (result, (id, _)) in join_all(readies).await.into_iter().zip(&ids) {
+            if let Some(started_at) = result.map_err(|f| self.failed(name, f))? {
+                seen.insert(id.clone(), started_at);
+            }
+        }
+        let all_kept = ids.iter().all(|(_, fresh)| !fresh) && !service.plan.containers.is_empty();
+        self.emit(name, if all_kept { Phase::Kept } else { Phase::Ready });
+        Ok(seen)
+    }
+
+    pub(super) fn failed(&self, service: &str, failure: Failure) -> Failure {
+        self.emit(service, Phase::Failed(failure.reason.clone()));
+        failure
+    }
+}

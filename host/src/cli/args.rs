@@ -1,0 +1,211 @@
+//! The command line's shape: every command, flag and its help text (clap).
+//! Must not do anything: each command's module does.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::EngineKind;
+
+#[derive(Parser)]
+#[command(
+    name = "provision",
+    version,
+    about = "Stand up whole development, test and CI environments from one stack.toml",
+    long_about = "Stand up whole development, test and CI environments from one stack.toml.\n\n\
+        Each service in stack.toml is planned by a plugin (a sandboxed WebAssembly component): \
+        postgres, redis, rails, sidekiq, nginx and monitoring are built in; load your own from a path or an OCI registry (pinned in stack.lock). \
+        `up` applies the plan to a Docker engine (DOCKER_HOST, or the default socket).",
+    after_help = "Examples:\n  provision up                        bring up ./stack.toml and wait until every service is ready\n  \
+        provision plan                      show what the stack needs and what `up` would change\n  \
+        provision up --profile test --json  for CI: test profile, one JSON event per line\n  \
+        provision exec db -- psql -U app -c 'select 1'\n  \
+        provision down -v                   remove everything, named volumes too"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Show the desired state (every container, task, volume and output the
+    /// plugins ask for) and, when an engine answers, what `up` would create,
+    /// recreate (and why) or keep.
+    Plan(PlanArgs),
+    /// Create or update the environment and wait until every service is
+    /// ready. Unchanged services are kept; services removed from the stack
+    /// are removed.
+    Up(UpArgs),
+    /// Remove the project's containers and networks. Named volumes (your
+    /// data) are kept unless you pass -v.
+    Down(DownArgs),
+    /// List the project's containers with their state.
+    Ps(PsArgs),
+    /// Print the logs of the project's containers (or one service's).
+    Logs(LogsArgs),
+    /// Resolve every plugin (and, when an engine answers, every image) and
+    /// write stack.lock next to stack.toml. Commit it; CI runs `up --locked`.
+    Lock(LockArgs),
+    /// Publish, fetch and inspect plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Run a command in a service's container, e.g. `provision exec db -- psql -c 'select 1'`.
+    /// Output is streamed; stdin and TTYs are not attached.
+    Exec(ExecArgs),
+    /// Print provision's version and the plugin contract versions it loads.
+    Version,
+}
+
+#[derive(Args)]
+pub struct ProjectArgs {
+    /// The stack file.
+    #[arg(short = 'f', long = "file", default_value = "stack.toml", value_name = "FILE", global = true)]
+    pub file: PathBuf,
+    /// Project name: identifies this environment on the engine. Default: the
+    /// stack's name.
+    #[arg(short = 'p', long = "project", value_name = "NAME", global = true)]
+    pub project: Option<String>,
+    /// The container engine to run the stack on.
+    #[arg(long, value_enum, default_value_t, env = "PROVISION_ENGINE", global = true)]
+    pub engine: EngineKind,
+}
+
+#[derive(Args)]
+pub struct StackArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// Profile to plan for: dev, test, ci, prod or your own. Default: the
+    /// stack's `profile`, else dev.
+    #[arg(long, value_name = "NAME", env = "PROVISION_PROFILE")]
+    pub profile: Option<String>,
+    /// A file with an [images] table mapping image references to substitutes
+    /// (added to the stack's own [images]), e.g. for mirrors or air-gapped CI.
+    #[arg(long, value_name = "FILE", env = "PROVISION_IMAGES")]
+    pub images: Option<PathBuf>,
+    /// Also print what plugins logged below warning level.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Refuse to go on unless stack.lock matches the stack: plugins and their
+    /// digests (checked before the engine is touched), then images. For CI.
+    #[arg(long)]
+    pub locked: bool,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Print the full desired state as JSON (with each container's spec hash).
+    #[arg(long)]
+    pub json: bool,
+    /// Print secrets (generated passwords, secret outputs) instead of masking them.
+    #[arg(long)]
+    pub show_secrets: bool,
+    /// Print how long resolving, loading and calling each plugin took (to stderr).
+    #[arg(long)]
+    pub timings: bool,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Give up when the stack is not ready after this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
+    /// One JSON event per line on stdout instead of live progress (for CI).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Start a new plugin: a standalone Rust crate with the contract's WIT,
+    /// a typed config, a README and a test fixture.
+    New {
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build a plugin crate for wasm32-wasip2 (adding the target if missing)
+    /// and check the component: contract export, info, config schema.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build, then plan every tests/*.toml fixture without Docker and compare
+    /// with tests/*.plan.json.
+    Test {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Write the golden files from the current plans.
+        #[arg(long)]
+        bless: bool,
+    },
+    /// Publish a component to an OCI registry as REPOSITORY:VERSION (the tag
+    /// must be the plugin's own semver version).
+    Push {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// e.g. ghcr.io/acme/postgres:1.2.0
+        reference: String,
+    },
+    /// Fetch a plugin (REPOSITORY:VERSION, or REPOSITORY@REQUIREMENT) into
+    /// the local cache, checking its digest, and print where it is.
+    Pull { reference: String },
+    /// Show what the stack's plugins resolve to and from where.
+    Ls(LockArgs),
+}
+
+#[derive(Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// Also remove the project's named volumes (its data).
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// Only this service.
+    pub service: Option<String>,
+    /// Keep printing new lines.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines of each container.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    pub service: String,
+    /// The container of the service (default: `server`, else the first by name).
+    #[arg(short, long)]
+    pub container: Option<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+

@@ -1,0 +1,35 @@
+//! `provision down [-v]`: remove the project's containers and networks
+//! (and named volumes with -v), never another checkout's.
+
+use std::process::ExitCode;
+
+use super::{args::DownArgs, connect, project_of};
+use crate::{apply, reconcile};
+
+pub async fn run(args: DownArgs) -> miette::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let (project, stack_dir) = project_of(&args.project)?;
+    let engine = connect(&args.project).await?;
+    let containers = engine.containers(&project).await?;
+    // A project named after the stack may belong to another checkout; only
+    // an explicit -p may take down what another folder brought up.
+    if let Some(dir) = stack_dir {
+        if let Some(other) = reconcile::other_owner(&dir, &containers) {
+            return Err(miette::miette!(
+                help = format!("run `provision down` there, or pass -p {project} to take it down from here"),
+                "project `{project}` was brought up from {other}, not from {}",
+                dir.display()
+            ));
+        }
+    }
+    let removed = apply::down(engine.as_ref(), &project, &containers, args.volumes).await?;
+    let kept = if args.volumes { "" } else { "; named volumes kept (down -v removes them)" };
+    eprintln!(
+        "{project} is down in {:.2}s: removed {} containers, {} networks, {} volumes{kept}",
+        started.elapsed().as_secs_f64(),
+        removed.containers,
+        removed.networks.len(),
+        removed.volumes.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,99 @@
+//! `provision ps`, `logs` and `exec`: look at and into a running project.
+
+use std::{io::Write, process::ExitCode};
+
+use futures_util::StreamExt;
+
+use super::{
+    args::{ExecArgs, LogsArgs, PsArgs},
+    project_containers,
+};
+use crate::{
+    engine::{ExecCommand, OutputStream},
+    reconcile, ui,
+};
+
+pub async fn ps(args: PsArgs) -> miette::Result<ExitCode> {
+    let (project, engine, containers) = project_containers(&args.project).await?;
+    let mut rows = Vec::new();
+    for (service, list) in reconcile::by_service(containers) {
+        for c in list {
+            let status = engine.status(&c.id).await?;
+            let state = if status.running { "running".to_string() } else { format!("exited ({})", status.exit_code.unwrap_or(-1)) };
+            rows.push(ui::table::PsRow {
+                container: c.label("container").unwrap_or("").to_string(),
+                role: c.label("role").unwrap_or("").to_string(),
+                service: service.clone(),
+                name: c.name.clone(),
+                state,
+                health: status.health.unwrap_or_else(|| "-".into()),
+                ports: c.host_ports.clone(),
+                id: c.id[..12.min(c.id.len())].to_string(),
+            });
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("JSON"));
+    } else if rows.is_empty() {
+        eprintln!("project {project} has no containers");
+    } else {
+        print!("{}", ui::table::ps(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn logs(args: LogsArgs) -> miette::Result<ExitCode> {
+    let (project, engine, containers) = project_containers(&args.project).await?;
+    let mut streams = Vec::new();
+    for (service, list) in reconcile::by_service(containers) {
+        if args.service.as_ref().is_some_and(|s| *s != service) {
+            continue;
+        }
+        for c in list {
+            let prefix = format!("{service}/{}", c.label("container").unwrap_or(""));
+            streams.push(engine.logs(&c.id, args.follow, args.tail).map(move |chunk| (prefix.clone(), chunk)).boxed());
+        }
+    }
+    if streams.is_empty() {
+        return Err(miette::miette!(
+            help = "`provision ps` lists what the project runs",
+            "project {project} has no containers{}",
+            args.service.map(|s| format!(" for service `{s}`")).unwrap_or_default()
+        ));
+    }
+    let mut all = futures_util::stream::select_all(streams);
+    while let Some((prefix, chunk)) = all.next().await {
+        for line in chunk?.lines() {
+            println!("{prefix} | {line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn exec(args: ExecArgs) -> miette::Result<ExitCode> {
+    let (project, engine, containers) = project_containers(&args.project).await?;
+    let mut candidates: Vec<_> = containers
+        .into_iter()
+        .filter(|c| c.label("service") == Some(args.service.as_str()) && c.label("role") == Some("container"))
+        .filter(|c| args.container.as_deref().is_none_or(|name| c.label("container") == Some(name)))
+        .collect();
+    // The main container (plugins call it `server`) unless one is named.
+    candidates.sort_by_key(|c| (c.label("container") != Some("server"), c.name.clone()));
+    let Some(target) = candidates.first() else {
+        return Err(miette::miette!(
+            help = "`provision ps` lists them",
+            "service `{}` of project {project} has no such container",
+            args.service
+        ));
+    };
+    let command = ExecCommand { command: &args.command, ..ExecCommand::default() };
+    let code = engine
+        .exec_with(&target.id, command, &mut |stream, chunk| {
+            let _ = match stream {
+                OutputStream::Stdout => std::io::stdout().write_all(chunk),
+                OutputStream::Stderr => std::io::stderr().write_all(chunk),
+            };
+        })
+        .await?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}

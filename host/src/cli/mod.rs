@@ -1,0 +1,151 @@
+//! The `provision` command line: one module per command, each a thin layer
+//! that reads its arguments, calls into the data path and prints. Shared
+//! here: turning a stack file into a plan (`prepare`) and finding the
+//! project and its engine.
+
+mod args;
+mod down;
+mod inspect;
+mod lock;
+mod plan;
+mod plugin;
+mod up;
+
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use clap::Parser;
+use miette::IntoDiagnostic;
+use provision_registry::{LOCK_FILE, Lock, Resolver};
+
+use crate::{
+    engine::{self, Actual, Engine},
+    plan::{Options, Planned},
+    runtime::{CompileCache, Limits, LogLevel, Runtime, cache_base},
+    secrets::Secrets,
+    stack::Stack,
+    ui,
+};
+use args::{Cli, Command, ProjectArgs, StackArgs};
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().terminal_links(false).unicode(true).build())))
+        .expect("the hook is set once");
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> miette::Result<ExitCode> {
+    match cli.command {
+        Command::Plan(args) => plan::run(args).await,
+        Command::Up(args) => up::run(args).await,
+        Command::Down(args) => down::run(args).await,
+        Command::Ps(args) => inspect::ps(args).await,
+        Command::Logs(args) => inspect::logs(args).await,
+        Command::Exec(args) => inspect::exec(args).await,
+        Command::Lock(args) => lock::run(args).await,
+        Command::Plugin(command) => plugin::run(command),
+        Command::Version => {
+            let contracts: Vec<String> = provision_registry::contract::RELEASED.iter().rev().map(|v| v.to_string()).collect();
+            println!("provision {}", env!("CARGO_PKG_VERSION"));
+            println!("plugin contracts: {}", contracts.join(", "));
+            for b in provision_registry::builtins() {
+                println!("builtin plugin {} {} (contract {}, sha256:{})", b.name, b.version, b.contract, b.sha256);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+struct Prepared {
+    stack: Stack,
+    planned: Planned,
+    secrets: Arc<Secrets>,
+    /// stack.lock as it was before this run.
+    lock: Option<Lock>,
+}
+
+/// stack.toml → desired state: shared by `plan`, `up`, `lock` and `plugin
+/// ls`. Plugins run on a plain thread: the sandbox's WASI (and the registry
+/// client) are synchronous and must not block a tokio worker.
+fn prepare(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
+    std::thread::scope(|scope| scope.spawn(|| prepare_here(args, locked)).join().expect("planning does not panic"))
+}
+
+fn prepare_here(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
+    let stack = Stack::load(&args.project.file)?;
+    let lock_path = stack.dir.join(LOCK_FILE);
+    let lock = Lock::load(&lock_path).into_diagnostic()?;
+    if locked && lock.is_none() {
+        return Err(miette::miette!(
+            help = "run `provision lock` and commit the file",
+            "--locked, but there is no {}",
+            lock_path.display()
+        ));
+    }
+    let mut images: BTreeMap<String, String> = stack.images.clone();
+    if let Some(file) = &args.images {
+        images.extend(Stack::load_images_file(file)?);
+    }
+    let options = Options {
+        project: args.project.project.clone().unwrap_or_else(|| stack.name.clone()),
+        profile: args.profile.clone().or_else(|| stack.profile.clone()).unwrap_or_else(|| "dev".into()),
+        images,
+    };
+    let secrets = Arc::new(Secrets::for_project_dir(&stack.dir).into_diagnostic()?);
+    let runtime = plugin_runtime()?;
+    let resolver = Resolver::new(&stack.dir, cache_base().map(|b| b.join("plugins")), lock.clone(), locked);
+    let planned = crate::plan::plan(&stack, &resolver, &runtime, secrets.clone(), &options)?;
+    for note in resolver.notes() {
+        eprintln!("note: {note}");
+    }
+    let masker = ui::Masker::new(&planned.state, &secrets, false);
+    for (level, message) in &planned.logs {
+        if *level == LogLevel::Warn || args.verbose {
+            eprintln!("{}: {}", format!("{level:?}").to_lowercase(), masker.mask(message));
+        }
+    }
+    Ok(Prepared { stack, planned, secrets, lock })
+}
+
+fn plugin_runtime() -> miette::Result<Runtime> {
+    Runtime::new(CompileCache::default_location(), Limits::default()).into_diagnostic()
+}
+
+/// The project's name without planning: from -p, else the stack's name,
+/// with the stack's folder (what the project belongs to) in that case.
+fn project_of(args: &ProjectArgs) -> miette::Result<(String, Option<PathBuf>)> {
+    match &args.project {
+        Some(name) => Ok((name.clone(), None)),
+        None => {
+            let stack = Stack::load(&args.file)?;
+            Ok((stack.name, Some(stack.dir)))
+        }
+    }
+}
+
+async fn connect(args: &ProjectArgs) -> miette::Result<Box<dyn Engine>> {
+    Ok(engine::connect(args.engine).await?)
+}
+
+/// The engine when one answers within 2 s, for commands that also work
+/// without one (`plan`, `lock`).
+async fn try_connect(args: &ProjectArgs) -> Option<Box<dyn Engine>> {
+    tokio::time::timeout(Duration::from_secs(2), engine::connect(args.engine)).await.ok()?.ok()
+}
+
+/// The project's name, an engine connection and the project's containers:
+/// what `ps`, `logs` and `exec` start from.
+async fn project_containers(args: &ProjectArgs) -> miette::Result<(String, Box<dyn Engine>, Vec<Actual>)> {
+    let (project, _) = project_of(args)?;
+    let engine = connect(args).await?;
+    let containers = engine.containers(&project).await?;
+    Ok((project, engine, containers))
+}

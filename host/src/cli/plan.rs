@@ -1,0 +1,30 @@
+//! `provision plan`: the desired state, and what `up` would change when an
+//! engine answers.
+
+use std::process::ExitCode;
+
+use super::{Prepared, args::PlanArgs, prepare, try_connect};
+use crate::{reconcile, ui};
+
+pub async fn run(args: PlanArgs) -> miette::Result<ExitCode> {
+    let Prepared { stack, planned, secrets, .. } = prepare(&args.stack, args.stack.locked)?;
+    let masker = ui::Masker::new(&planned.state, &secrets, args.show_secrets);
+    // What `up` would change, when an engine answers; the plan stands without one.
+    let diff = match try_connect(&args.stack.project).await {
+        Some(engine) => engine.containers(&planned.state.project).await.ok().map(|actual| reconcile::diff(&planned.state, &actual)),
+        None => None,
+    };
+    if args.json {
+        println!("{}", ui::plan::json(&planned.state, diff.as_ref(), &masker));
+    } else {
+        print!("{}", ui::plan::summary(&planned.state, &stack.name, &masker));
+        match &diff {
+            Some(diff) => print!("{}", ui::plan::diff_summary(diff)),
+            None => println!("\n(no container engine answers: showing the desired state only)"),
+        }
+    }
+    if args.timings {
+        eprint!("{}", ui::plan::timings(&planned.timings));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,208 @@
+//! The engine boundary. Owns: the `Engine` trait, the only way any command
+//! or `apply` reaches a container engine, and the engine-side types
+//! (`ContainerSpec`, `Actual`, `Status`). Must not know about plugins,
+//! stacks or plans: it speaks in resolved names and absolute paths.
+//!
+//! A backend is one module here (`docker` today) plus a variant of
+//! [`EngineKind`]; `connect` is the one place that chooses.
+
+mod docker;
+
+use std::collections::HashMap;
+
+use futures_util::stream::BoxStream;
+
+use crate::desired::{BuildSpec, File, HealthCheck, Port, Privileges, Resources, RestartPolicy};
+
+pub use docker::Docker;
+
+/// Every label the project sets starts with this.
+pub const LABEL_PREFIX: &str = "dev.provision.";
+
+pub type Labels = HashMap<String, String>;
+
+/// Which backend runs the stack (`--engine`, `PROVISION_ENGINE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EngineKind {
+    /// One Docker engine (or Podman's Docker-compatible socket), found
+    /// through DOCKER_HOST or the default socket.
+    #[default]
+    Docker,
+}
+
+/// Connect to the engine of that kind.
+pub async fn connect(kind: EngineKind) -> Result<Box<dyn Engine>> {
+    match kind {
+        EngineKind::Docker => Ok(Box::new(Docker::connect().await?)),
+    }
+}
+
+/// A container in engine terms: names resolved, paths absolute.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub ports: Vec<Port>,
+    pub mounts: Vec<MountSpec>,
+    pub health: Option<HealthCheck>,
+    pub read_only: bool,
+    pub init: bool,
+    pub no_new_privileges: bool,
+    pub resources: Resources,
+    pub restart: RestartPolicy,
+    pub privileges: Privileges,
+    pub labels: Labels,
+    /// Networks to join, each with the DNS aliases the container has there.
+    pub networks: Vec<(String, Vec<String>)>,
+    /// Seconds the engine waits after SIGTERM before SIGKILL.
+    pub stop_timeout: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum MountSpec {
+    Volume { name: String, target: String, read_only: bool },
+    Bind { source: String, target: String, read_only: bool },
+    Tmpfs { target: String, size_bytes: Option<u64>, mode: Option<u32> },
+    Anonymous { target: String },
+}
+
+/// A container the engine has, as far as the project is concerned.
+#[derive(Debug, Clone)]
+pub struct Actual {
+    pub id: String,
+    pub name: String,
+    pub labels: Labels,
+    pub running: bool,
+    /// Host ports it publishes.
+    pub host_ports: Vec<u16>,
+}
+
+impl Actual {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(&format!("{LABEL_PREFIX}{key}")).map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    /// Address on the project network, for probes from the host.
+    pub ip: Option<String>,
+    /// The engine's own healthcheck status (`starting`, `healthy`,
+    /// `unhealthy`), when the container has a healthcheck.
+    pub health: Option<String>,
+    /// When the container last started (so a restart can be told apart).
+    pub started_at: Option<String>,
+}
+
+/// A command to run inside a container.
+#[derive(Debug, Clone, Default)]
+pub struct ExecCommand<'a> {
+    pub command: &'a [String],
+    pub user: Option<&'a str>,
+    /// `KEY=value` entries.
+    pub env: &'a [String],
+}
+
+/// One chunk of a command's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum EngineError {
+    #[error("no container engine answers at {endpoint}")]
+    #[diagnostic(help("start Docker (e.g. `sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST at a running engine"))]
+    Unreachable {
+        endpoint: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("image {image} is not on the engine and could not be pulled")]
+    #[diagnostic(help("if no registry is reachable, map it to a local image in [images] or with --images"))]
+    Image {
+        image: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("building {tag} failed: {message}")]
+    Build { tag: String, message: String },
+    #[error("the engine refused the request")]
+    Api(#[source] BoxError),
+}
+
+impl EngineError {
+    pub fn api(e: impl Into<BoxError>) -> Self {
+        EngineError::Api(e.into())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// What `apply` and the CLI need from an engine. Everything is keyed by the
+/// engine's own ids, except project-wide listings, which go by the
+/// `dev.provision.project` label.
+#[async_trait::async_trait]
+pub trait Engine: Send + Sync {
+    // What the project has.
+    async fn containers(&self, project: &str) -> Result<Vec<Actual>>;
+    async fn status(&self, id: &str) -> Result<Status>;
+
+    // Networks and volumes: ensured by name, removed by project.
+    async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<()>;
+    async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<()>;
+    /// Returns the names removed.
+    async fn remove_networks(&self, project: &str) -> Result<Vec<String>>;
+    async fn remove_volumes(&self, project: &str) -> Result<Vec<String>>;
+
+    // Images.
+    async fn ensure_image(&self, image: &str) -> Result<()>;
+    /// The digest an image reference resolves to on the engine (its
+    /// registry digest when it was pulled, else its image id).
+    async fn image_digest(&self, image: &str) -> Result<Option<String>>;
+    /// Build `tag` from a context tar, reporting each output line.
+    async fn build_image(&self, tag: &str, spec: &BuildSpec, context: Vec<u8>, progress: &(dyn Fn(&str) + Sync)) -> Result<()>;
+
+    // A container's life.
+    async fn create(&self, spec: &ContainerSpec) -> Result<String>;
+    /// Place files in a created container (before it starts).
+    async fn put_files(&self, id: &str, files: &[File]) -> Result<()>;
+    async fn start(&self, id: &str) -> Result<()>;
+    /// Wait until the container is not running; returns its exit code.
+    async fn wait_exit(&self, id: &str) -> Result<i64>;
+    /// Remove at once (killing it if it runs), with its anonymous volumes.
+    async fn remove(&self, id: &str) -> Result<()>;
+    /// Stop (SIGTERM, then SIGKILL after `grace_secs`), then remove.
+    async fn stop_and_remove(&self, id: &str, grace_secs: u32) -> Result<()>;
+
+    // Inside a container.
+    /// Run a command, handing each chunk of its output to `on_output`;
+    /// returns its exit code.
+    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn FnMut(OutputStream, &[u8]) + Send)) -> Result<i64>;
+    /// A container's log (stdout and stderr) as text chunks.
+    fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<String>>;
+
+    /// Run a command; returns its exit code and combined output.
+    async fn exec(&self, id: &str, command: ExecCommand<'_>) -> Result<(i64, String)> {
+        let mut output = Vec::new();
+        let code = self.exec_with(id, command, &mut |_, chunk| output.extend_from_slice(chunk)).await?;
+        Ok((code, String::from_utf8_lossy(&output).into_owned()))
+    }
+
+    /// The last `lines` lines of a container's log.
+    async fn log_tail(&self, id: &str, lines: usize) -> Result<String> {
+        use futures_util::TryStreamExt;
+        let chunks: Vec<String> = self.logs(id, false, Some(lines)).try_collect().await?;
+        Ok(chunks.concat())
+    }
+}

@@ -1,0 +1,182 @@
+//! Wiring: which service fills which role of each plugin (named in `uses`,
+//! inferred when only one service fits, every other service for `collect`
+//! roles), and the order that puts each service after what it uses. Must
+//! not call plugins: it reads their info.
+
+use std::collections::HashMap;
+
+use super::Loaded;
+use crate::{
+    desired::{self as d, Dependency},
+    stack::{Stack, StackError, Uses},
+};
+
+/// For each service, the services that fill its plugin's roles; and the
+/// services that fill collect roles.
+pub(super) type Wiring<'s> = (HashMap<&'s str, Vec<Dependency>>, Vec<&'s str>);
+
+pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<Wiring<'s>, StackError> {
+    let mut all = HashMap::new();
+    for service in &stack.services {
+        let roles = &plugins[&service.plugin].plugin.info.uses;
+        let name = &service.name;
+        let uses_key = format!("services.{name}.uses");
+        let fits = |role: &d::RoleInfo, used: &str| -> bool {
+            stack.service(used).is_some_and(|s| role.plugins.is_empty() || role.plugins.contains(&s.plugin))
+        };
+        let known = |used: &str, key: &str| -> Result<(), StackError> {
+            if stack.service(used).is_none() || used == name {
+                let others: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).filter(|s| s != name).collect();
+                let help = if others.is_empty() { "the stack has no other service".to_string() } else { format!("services it can use: {}", others.join(", ")) };
+                return Err(stack.error_at(key, format!("service `{name}` uses `{used}`, which is not another service of this stack"), "unknown service", Some(help)));
+            }
+            Ok(())
+        };
+
+        let mut deps: Vec<Dependency> = Vec::new();
+        let bind = |deps: &mut Vec<Dependency>, role: &d::RoleInfo, used: &str| {
+            deps.push(Dependency { role: role.name.clone(), service: used.to_string(), wait: role.wait });
+        };
+        match &service.uses {
+            Uses::Infer => {}
+            Uses::Roles(pairs) => {
+                for (role_name, used) in pairs {
+                    known(used, &format!("{uses_key}.{role_name}"))?;
+                    let Some(role) = roles.iter().find(|r| &r.name == role_name) else {
+                        let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+                        return Err(stack.error_at(&format!("{uses_key}.{role_name}"), format!("plugin `{}` has no role `{role_name}`", service.plugin), "unknown role", Some(format!("its roles are: {}", if names.is_empty() { "none".into() } else { names.join(", ") }))));
+                    };
+                    if !fits(role, used) {
+                        let plugin = &stack.service(used).expect("known").plugin;
+                        return Err(stack.error_at(&format!("{uses_key}.{role_name}"), format!("role `{role_name}` of service `{name}` needs a service of plugin {}; `{used}` is `{plugin}`", role.plugins.join(" or ")), "cannot fill this role", None));
+                    }
+                    if role.collect {
+                        return Err(stack.error_at(&format!("{uses_key}.{role_name}"), format!("role `{role_name}` of service `{name}` is filled by the stack itself: every other service, with its metrics"), "not named in uses", Some("remove this entry".into())));
+                    }
+                    bind(&mut deps, role, used);
+                }
+            }
+            Uses::Services(list) => {
+                for (i, used) in list.iter().enumerate() {
+                    known(used, &format!("{uses_key}.{i}"))?;
+                    let open: Vec<&d::RoleInfo> = roles.iter().filter(|r| !r.collect && !deps.iter().any(|d| d.role == r.name) && fits(r, used)).collect();
+                    match open[..] {
+                        [role] => bind(&mut deps, role, used),
+                        [] => {
+                            let plugin = &stack.service(used).expect("known").plugin;
+                            return Err(stack.error_at(&format!("{uses_key}.{i}"), format!("plugin `{}` of service `{name}` has no open role that `{used}` (plugin `{plugin}`) can fill", service.plugin), "cannot be used", None));
+                        }
+                        ref several => {
+                            let names: Vec<&str> = several.iter().map(|r| r.name.as_str()).collect();
+                            return Err(stack.error_at(&format!("{uses_key}.{i}"), format!("`{used}` could fill roles {} of service `{name}`", names.join(", ")), "ambiguous", Some(format!("name the role: uses = {{ {} = \"{used}\" }}", names[0]))));
+                        }
+                    }
+                }
+            }
+        }
+        // Roles still open are filled by the one service that fits.
+        let open: Vec<&d::RoleInfo> = roles.iter().filter(|r| !r.collect && !deps.iter().any(|d| d.role == r.name)).collect();
+        for role in open {
+            if role.plugins.is_empty() {
+                // Any plugin could fill it, so only the user can say which.
+                if role.optional {
+                    continue;
+                }
+                return Err(stack.error_at(&format!("services.{name}"), format!("service `{name}` needs a `{}` ({}), which any service can be", role.name, role.description), "role unfilled", Some(format!("name it: uses = {{ {} = \"SERVICE\" }}", role.name))));
+            }
+            let candidates: Vec<&str> = stack.services.iter().filter(|s| &s.name != name && fits(role, &s.name)).map(|s| s.name.as_str()).collect();
+            match candidates.as_slice() {
+                [used] => bind(&mut deps, role, used),
+                [] if role.optional => {}
+                [] => {
+                    return Err(stack.error_at(&format!("services.{name}"), format!("service `{name}` needs a `{}` ({}), and no service of the stack can be one", role.name, role.description), "role unfilled", Some(format!("add a service with plugin {}", role.plugins.join(" or ")))));
+                }
+                several => {
+                    return Err(stack.error_at(&format!("services.{name}"), format!("service `{name}` needs one `{}`, and {} could be it", role.name, several.join(", ")), "ambiguous", Some(format!("choose one: uses = {{ {} = \"{}\" }}", role.name, several[0]))));
+                }
+            }
+        }
+        all.insert(name.as_str(), deps);
+    }
+    let collected = collect(stack, plugins, &mut all);
+    Ok((all, collected))
+}
+
+/// Fill `collect` roles: each collector uses every other service except
+/// those that use it (directly or not) and other collectors, so no cycle.
+/// Returns the services collected.
+fn collect<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, all: &mut HashMap<&'s str, Vec<Dependency>>) -> Vec<&'s str> {
+    let mut collected = Vec::new();
+    let collect_roles = |plugin: &str| -> Vec<d::RoleInfo> { plugins[plugin].plugin.info.uses.iter().filter(|r| r.collect).cloned().collect() };
+    let collectors: Vec<&str> = stack.services.iter().filter(|s| !collect_roles(&s.plugin).is_empty()).map(|s| s.name.as_str()).collect();
+    for collector in &collectors {
+        let plugin = &stack.service(collector).expect("known").plugin;
+        for role in collect_roles(plugin) {
+            let used: Vec<&str> = stack
+                .services
+                .iter()
+                .map(|s| s.name.as_str())
+                .filter(|s| !collectors.contains(s) && !reaches(all, s, collector))
+                .collect();
+            let deps = all.get_mut(collector).expect("wired");
+            deps.extend(used.iter().map(|s| Dependency { role: role.name.clone(), service: s.to_string(), wait: role.wait }));
+            collected.extend(used);
+        }
+    }
+    collected
+}
+
+/// Whether `from` uses `to`, directly or through other services.
+fn reaches(all: &HashMap<&str, Vec<Dependency>>, from: &str, to: &str) -> bool {
+    let mut seen = vec![from];
+    let mut next = vec![from];
+    while let Some(at) = next.pop() {
+        for dep in &all[at] {
+            let s = dep.service.as_str();
+            if s == to {
+                return true;
+            }
+            if !seen.contains(&s) {
+                seen.push(s);
+                next.push(s);
+            }
+        }
+    }
+    false
+}
+
+/// Services ordered so each comes after what it uses; ties keep file order.
+pub(super) fn start_order<'s>(stack: &'s Stack, deps: &HashMap<&'s str, Vec<Dependency>>) -> Result<Vec<&'s str>, StackError> {
+    let mut order: Vec<&str> = Vec::new();
+    while order.len() < stack.services.len() {
+        let next = stack
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .find(|s| !order.contains(s) && deps[s].iter().all(|d| order.contains(&d.service.as_str())));
+        match next {
+            Some(s) => order.push(s),
+            None => {
+                let cycle = find_cycle(stack, deps, &order);
+                return Err(stack.error_at(&format!("services.{}.uses", cycle[0]), format!("services use each other in a cycle: {}", cycle.join(" → ")), "part of the cycle", Some("a service can only use services that do not use it back; remove one `uses` entry".into())));
+            }
+        }
+    }
+    Ok(order)
+}
+
+fn find_cycle<'s>(stack: &'s Stack, deps: &HashMap<&'s str, Vec<Dependency>>, done: &[&str]) -> Vec<&'s str> {
+    // Every unplaced service has an unplaced dependency: walk them until one repeats.
+    let mut path: Vec<&str> = Vec::new();
+    let mut at = stack.services.iter().map(|s| s.name.as_str()).find(|s| !done.contains(s)).expect("some service is unplaced");
+    loop {
+        if let Some(i) = path.iter().position(|p| *p == at) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(at);
+            return cycle;
+        }
+        path.push(at);
+        let next = deps[at].iter().find(|d| !done.contains(&d.service.as_str())).expect("blocked by an unplaced service");
+        at = stack.service(&next.service).map(|s| s.name.as_str()).expect("known service");
+    }
+}

@@ -1,0 +1,127 @@
+//! Reconcile: what the engine has against what the plan wants. Owns the
+//! engine names of a project's resources, the labels that mark them, and
+//! the diff (create / recreate, naming the changed fields / keep / orphan).
+//! Must not touch the engine: it reads what `apply` listed.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{
+    desired::{Container, DesiredState},
+    engine::{Actual, LABEL_PREFIX},
+};
+
+/// Engine names of the project's resources.
+pub struct Names<'a> {
+    pub project: &'a str,
+}
+
+impl Names<'_> {
+    pub fn container(&self, service: &str, container: &str) -> String {
+        format!("{}-{service}-{container}", self.project)
+    }
+    pub fn network(&self, name: &str) -> String {
+        format!("{}_{name}", self.project)
+    }
+    /// `NAME` is the service's own volume; `SERVICE/NAME` another's.
+    pub fn volume(&self, service: &str, name: &str) -> String {
+        match name.split_once('/') {
+            Some((owner, name)) => format!("{}_{owner}_{name}", self.project),
+            None => format!("{}_{service}_{name}", self.project),
+        }
+    }
+}
+
+pub fn label(key: &str) -> String {
+    format!("{LABEL_PREFIX}{key}")
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "change", rename_all = "kebab-case")]
+pub enum Change {
+    Create,
+    /// With the top-level spec fields that differ.
+    Recreate { fields: Vec<String> },
+    Keep,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub service: String,
+    pub container: String,
+    pub task: bool,
+    #[serde(flatten)]
+    pub change: Change,
+    #[serde(skip)]
+    pub actual: Option<Actual>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Diff {
+    pub steps: Vec<Step>,
+    /// Containers of the project no longer in the stack: removed by `up`.
+    pub orphans: Vec<String>,
+    #[serde(skip)]
+    orphan_ids: Vec<String>,
+}
+
+impl Diff {
+    pub fn step(&self, service: &str, container: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.service == service && s.container == container)
+    }
+}
+
+/// Compare the plan with what the engine runs for the project.
+pub fn diff(state: &DesiredState, actual: &[Actual]) -> Diff {
+    let mut steps = Vec::new();
+    let mut matched = Vec::new();
+    for service in &state.services {
+        let all = service.plan.tasks.iter().map(|c| (c, true)).chain(service.plan.containers.iter().map(|c| (c, false)));
+        for (container, task) in all {
+            let found = actual.iter().find(|a| a.label("service") == Some(&service.name) && a.label("container") == Some(&container.name));
+            let change = match found {
+                None => Change::Create,
+                Some(a) if a.label("spec-hash") == Some(&container.spec_hash()) => Change::Keep,
+                Some(a) => Change::Recreate { fields: changed_fields(container, a.label("spec")) },
+            };
+            if let Some(a) = found {
+                matched.push(a.id.clone());
+            }
+            steps.push(Step { service: service.name.clone(), container: container.name.clone(), task, change, actual: found.cloned() });
+        }
+    }
+    let orphans: Vec<&Actual> = actual.iter().filter(|a| !matched.contains(&a.id)).collect();
+    Diff {
+        steps,
+        orphans: orphans.iter().map(|a| a.name.clone()).collect(),
+        orphan_ids: orphans.iter().map(|a| a.id.clone()).collect(),
+    }
+}
+
+/// Which spec fields differ from the spec recorded on the running container.
+fn changed_fields(desired: &Container, recorded: Option<&str>) -> Vec<String> {
+    let desired = serde_json::to_value(desired).expect("a container serializes");
+    let Some(recorded) = recorded.and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok()) else {
+        return vec!["(spec not recorded)".into()];
+    };
+    let (Some(new), Some(old)) = (desired.as_object(), recorded.as_object()) else { return vec![] };
+    new.iter().filter(|(k, v)| old.get(*k) != Some(v)).map(|(k, _)| k.clone()).collect()
+}
+
+/// The project's containers by service, for `ps`, `logs` and `exec`.
+pub fn by_service(actual: Vec<Actual>) -> BTreeMap<String, Vec<Actual>> {
+    let mut map: BTreeMap<String, Vec<Actual>> = BTreeMap::new();
+    for a in actual {
+        map.entry(a.label("service").unwrap_or("?").to_string()).or_default().push(a);
+    }
+    map
+}
+
+/// The folder of another checkout of the stack that brought this project
+/// up, if any: two checkouts must not share (and `down` remove) each
+/// other's containers.
+pub fn other_owner<'a>(project_dir: &std::path::Path, actual: &'a [Actual]) -> Option<&'a str> {
+    let ours = project_dir.display().to_string();
+    actual.iter().filter_map(|a| a.label("project-dir")).find(|d| *d != ours)
+}

@@ -1,0 +1,69 @@
+//! Contract versions, dispatched in one place: a plugin is bound by the
+//! bindings of exactly the version it was built against (semver-compatible
+//! names would otherwise link a 0.1.0 plugin to 0.1.1's differently shaped
+//! types). A new contract version is a new module beside this one and a
+//! variant in each enum here.
+
+use semver::Version;
+use wasmtime::{
+    Store,
+    component::{InstancePre, Linker},
+};
+
+use super::{sandbox::Sandbox, v0_1_0, v0_1_1};
+use crate::desired as d;
+
+/// Bindings of every contract version into one linker.
+pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+    v0_1_0::add_to_linker(linker)?;
+    v0_1_1::add_to_linker(linker)
+}
+
+/// The versions that have bindings here.
+pub const VERSIONS: &[Version] = &[v0_1_0::VERSION, v0_1_1::VERSION];
+
+/// One variant per supported contract version.
+pub enum Provider {
+    V0_1_0(v0_1_0::PluginPre<Sandbox>),
+    V0_1_1(v0_1_1::PluginPre<Sandbox>),
+}
+
+impl Provider {
+    /// `None` when no bindings of `contract` exist.
+    pub fn new(contract: &Version, pre: InstancePre<Sandbox>) -> Option<wasmtime::Result<Self>> {
+        Some(match *contract {
+            v0_1_0::VERSION => v0_1_0::PluginPre::new(pre).map(Provider::V0_1_0),
+            v0_1_1::VERSION => v0_1_1::PluginPre::new(pre).map(Provider::V0_1_1),
+            _ => return None,
+        })
+    }
+
+    pub fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<Bound> {
+        match self {
+            Provider::V0_1_0(pre) => pre.instantiate(store).map(Bound::V0_1_0),
+            Provider::V0_1_1(pre) => pre.instantiate(store).map(Bound::V0_1_1),
+        }
+    }
+}
+
+/// An instance, for the duration of one call.
+pub enum Bound {
+    V0_1_0(v0_1_0::Plugin),
+    V0_1_1(v0_1_1::Plugin),
+}
+
+impl Bound {
+    pub fn info(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<d::PluginInfo> {
+        match self {
+            Bound::V0_1_0(p) => v0_1_0::info(p, store),
+            Bound::V0_1_1(p) => v0_1_1::info(p, store),
+        }
+    }
+
+    pub fn plan(&self, store: &mut Store<Sandbox>, request: &d::ServiceRequest) -> wasmtime::Result<Result<d::ServicePlan, d::PlanError>> {
+        match self {
+            Bound::V0_1_0(p) => v0_1_0::plan(p, store, request),
+            Bound::V0_1_1(p) => v0_1_1::plan(p, store, request),
+        }
+    }
+}
