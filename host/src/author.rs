@@ -50,7 +50,7 @@ pub fn scaffold(dir: &Path, name: &str) -> Result<()> {
     let sdk = SDK.iter().map(|(path, text)| (*path, text.to_string()));
     for (path, text) in files.into_iter().chain(sdk) {
         let path = dir.join(path);
-        std::fs::create_dir_all(path.parent().expect("files are in folders"))?;
+        std::fs::create_dir_all(path.parent().expect("files are in folders")).into_diagnostic()?;
         std::fs::write(&path, text).into_diagnostic().with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
@@ -69,21 +69,24 @@ pub struct Built {
 /// and its config schema is a JSON Schema object.
 pub fn build(dir: &Path, runtime: &Runtime) -> Result<Built> {
     let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).into_diagnostic().with_context(|| format!("no plugin crate in {} (no Cargo.toml)", dir.display()))?;
+    let text =
+        std::fs::read_to_string(&manifest).into_diagnostic().with_context(|| format!("no plugin crate in {} (no Cargo.toml)", dir.display()))?;
     let package: toml::Table = toml::from_str(&text).into_diagnostic().with_context(|| format!("{} is not valid TOML", manifest.display()))?;
-    let name = package.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()).ok_or_else(|| miette!("Cargo.toml has no [package] name"))?;
+    let name =
+        package.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()).ok_or_else(|| miette!("Cargo.toml has no [package] name"))?;
 
     ensure_wasm_target()?;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
         .arg(&manifest)
         .status()
-        .into_diagnostic().context("cannot run cargo")?;
+        .into_diagnostic()
+        .context("cannot run cargo")?;
     if !status.success() {
         bail!("cargo build failed (see above)");
     }
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| dir.join("target"));
-    let target = std::path::absolute(&target)?;
+    let target = std::path::absolute(&target).into_diagnostic()?;
     let wasm = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
     if !wasm.is_file() {
         bail!("cargo built no {}; is the crate type cdylib?", wasm.display());
@@ -100,7 +103,7 @@ pub fn load_component(path: &Path, runtime: &Runtime) -> Result<(Resolved, Plugi
         version: semver::VersionReq::STAR,
         source: RequirementSource::Path { path: path.to_path_buf(), sha256: None },
     };
-    let resolved = provision_registry::resolve(&requirement, Path::new("."))?;
+    let resolved = provision_registry::resolve(&requirement, Path::new(".")).into_diagnostic()?;
     let plugin = runtime.load(&resolved).map_err(|e| miette!("{}: {e}", path.display()))?;
     check_info(&plugin)?;
     Ok((resolved, plugin))
@@ -112,7 +115,7 @@ fn ensure_wasm_target() -> Result<()> {
         Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l == "wasm32-wasip2") => Ok(()),
         Ok(_) => {
             eprintln!("adding the wasm32-wasip2 target (rustup target add wasm32-wasip2)");
-            let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status()?;
+            let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status().into_diagnostic()?;
             if !status.success() {
                 bail!("`rustup target add wasm32-wasip2` failed");
             }
@@ -170,10 +173,10 @@ fn check_schema(schema: &serde_json::Value) -> Result<(), String> {
             check_schema(sub).map_err(|e| format!("properties.{key}: {e}"))?;
         }
     }
-    if let Some(required) = object.get("required") {
-        if !required.as_array().is_some_and(|r| r.iter().all(|k| k.is_string())) {
-            return Err("`required` must be a list of strings".into());
-        }
+    if let Some(required) = object.get("required")
+        && !required.as_array().is_some_and(|r| r.iter().all(|k| k.is_string()))
+    {
+        return Err("`required` must be a list of strings".into());
     }
     for key in ["$defs", "definitions"] {
         if let Some(defs) = object.get(key).and_then(|d| d.as_object()) {
@@ -198,7 +201,8 @@ pub struct Outcome {
 pub fn test(dir: &Path, runtime: &Runtime, plugin: &Plugin, bless: bool) -> Result<Vec<Outcome>> {
     let tests = dir.join("tests");
     let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&tests)
-        .into_diagnostic().with_context(|| format!("no fixtures: {} does not exist", tests.display()))?
+        .into_diagnostic()
+        .with_context(|| format!("no fixtures: {} does not exist", tests.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
@@ -221,10 +225,10 @@ pub fn test(dir: &Path, runtime: &Runtime, plugin: &Plugin, bless: bool) -> Resu
             Ok((Err(error), _)) => serde_json::json!({ "error": plan_error_json(&error) }),
             Err(e) => serde_json::json!({ "crash": e.to_string() }),
         };
-        let actual = serde_json::to_string_pretty(&actual)? + "\n";
+        let actual = serde_json::to_string_pretty(&actual).into_diagnostic()? + "\n";
         let golden = tests.join(format!("{name}.plan.json"));
         if bless {
-            std::fs::write(&golden, &actual)?;
+            std::fs::write(&golden, &actual).into_diagnostic()?;
             outcomes.push(Outcome { fixture: name, passed: true, detail: "blessed".into() });
             continue;
         }
@@ -250,7 +254,7 @@ fn plan_error_json(error: &PlanError) -> serde_json::Value {
 }
 
 fn read_fixture(path: &Path) -> Result<ServiceRequest> {
-    let text = std::fs::read_to_string(path)?;
+    let text = std::fs::read_to_string(path).into_diagnostic()?;
     let table: toml::Table = toml::from_str(&text).into_diagnostic().with_context(|| format!("{} is not valid TOML", path.display()))?;
     let string = |key: &str, default: &str| table.get(key).and_then(|v| v.as_str()).unwrap_or(default).to_string();
     for key in table.keys() {
@@ -258,10 +262,11 @@ fn read_fixture(path: &Path) -> Result<ServiceRequest> {
             bail!("{}: unknown key `{key}` (a fixture has profile, service, project, collected, [config] and [[bindings]])", path.display());
         }
     }
-    let config = serde_json::to_value(table.get("config").cloned().unwrap_or(toml::Value::Table(Default::default())))?;
+    let config = serde_json::to_value(table.get("config").cloned().unwrap_or(toml::Value::Table(Default::default()))).into_diagnostic()?;
     let mut bindings = Vec::new();
     for b in table.get("bindings").and_then(|b| b.as_array()).into_iter().flatten() {
-        let field = |k: &str| b.get(k).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| miette!("{}: a binding needs `{k}`", path.display()));
+        let field =
+            |k: &str| b.get(k).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| miette!("{}: a binding needs `{k}`", path.display()));
         let outputs = b
             .get("outputs")
             .and_then(|o| o.as_table())
@@ -280,7 +285,14 @@ fn read_fixture(path: &Path) -> Result<ServiceRequest> {
         bindings.push(Binding { role: field("role")?, service: field("service")?, plugin: field("plugin")?, outputs, metrics });
     }
     let collected = table.get("collected").and_then(|v| v.as_bool()).unwrap_or(false);
-    Ok(ServiceRequest { project: string("project", "test"), service: string("service", "web"), profile: string("profile", "dev"), config, bindings, collected })
+    Ok(ServiceRequest {
+        project: string("project", "test"),
+        service: string("service", "web"),
+        profile: string("profile", "dev"),
+        config,
+        bindings,
+        collected,
+    })
 }
 
 fn first_difference(expected: &str, actual: &str) -> String {

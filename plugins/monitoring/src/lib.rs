@@ -114,7 +114,13 @@ fn scrape_config(request: &Request, config: &Config) -> String {
         for path in &paths {
             let targets: Vec<String> = binding.metrics.iter().filter(|m| m.path == *path).map(|m| format!("'{}:{}'", m.host, m.port)).collect();
             let job = if paths.len() > 1 { format!("{}{}", binding.service, path.replace('/', "-")) } else { binding.service.clone() };
-            writeln!(yml, "  - job_name: {job}\n    metrics_path: {path}\n    static_configs:\n      - targets: [{}]\n        labels:\n          plugin: {}", targets.join(", "), binding.plugin).unwrap();
+            writeln!(
+                yml,
+                "  - job_name: {job}\n    metrics_path: {path}\n    static_configs:\n      - targets: [{}]\n        labels:\n          plugin: {}",
+                targets.join(", "),
+                binding.plugin
+            )
+            .unwrap();
         }
     }
     yml

@@ -134,11 +134,7 @@ impl Plugin for Postgres {
             server = server.mount(MountSource::Bind(path.clone()), target, true);
         }
         if !config.extensions.is_empty() {
-            let sql: String = config
-                .extensions
-                .iter()
-                .map(|e| format!("CREATE EXTENSION IF NOT EXISTS \"{e}\";"))
-                .collect();
+            let sql: String = config.extensions.iter().map(|e| format!("CREATE EXTENSION IF NOT EXISTS \"{e}\";")).collect();
             let psql = ["psql", "-v", "ON_ERROR_STOP=1", "-U", &config.user, "-d", &config.database, "-c", &sql];
             server = server.hook("create extensions", psql);
         }
@@ -148,9 +144,8 @@ impl Plugin for Postgres {
         if request.collected {
             // Scrapes retry on their own, so it needs no wait for the server.
             let source = format!("postgresql://{}:{}@{service}:5432/{}?sslmode=disable", config.user, password, config.database);
-            let exporter = Container::new("exporter", &config.exporter_image)
-                .env("DATA_SOURCE_NAME", source)
-                .health(HealthCheck::http(9187, "/metrics"));
+            let exporter =
+                Container::new("exporter", &config.exporter_image).env("DATA_SOURCE_NAME", source).health(HealthCheck::http(9187, "/metrics"));
             plan.containers.push(exporter);
             plan.metrics("exporter", 9187, "/metrics");
         }
@@ -196,8 +191,7 @@ fn server_settings(config: &Config, ephemeral: bool) -> Result<BTreeMap<String, 
             return Err(config_error(format!("extensions.{i}"), format!("{name:?} is not an extension name")));
         }
     }
-    let preload: Vec<&str> =
-        config.extensions.iter().map(String::as_str).filter(|e| PRELOADED.contains(e)).collect();
+    let preload: Vec<&str> = config.extensions.iter().map(String::as_str).filter(|e| PRELOADED.contains(e)).collect();
     if !preload.is_empty() && !settings.contains_key("shared_preload_libraries") {
         settings.insert("shared_preload_libraries".into(), preload.join(","));
     }

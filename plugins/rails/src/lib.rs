@@ -112,10 +112,8 @@ impl Plugin for Rails {
         let mut app = Container::new("server", "");
         app.image = image;
         app.working_dir = Some(config.workdir.clone());
-        app = app
-            .env("RAILS_ENV", rails_env(&request.profile))
-            .env("RAILS_LOG_TO_STDOUT", "1")
-            .env("SECRET_KEY_BASE", host::secret("secret_key_base"));
+        app =
+            app.env("RAILS_ENV", rails_env(&request.profile)).env("RAILS_LOG_TO_STDOUT", "1").env("SECRET_KEY_BASE", host::secret("secret_key_base"));
         if let Some(db) = database {
             let url = db.output("url").ok_or_else(|| PlanError::UnusableBinding(format!("database `{}` has no `url` output", db.service)))?;
             app = app.env("DATABASE_URL", url);

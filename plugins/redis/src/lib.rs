@@ -49,16 +49,8 @@ fn default_version() -> u32 {
     7
 }
 
-const POLICIES: &[&str] = &[
-    "noeviction",
-    "allkeys-lru",
-    "allkeys-lfu",
-    "allkeys-random",
-    "volatile-lru",
-    "volatile-lfu",
-    "volatile-random",
-    "volatile-ttl",
-];
+const POLICIES: &[&str] =
+    &["noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"];
 
 struct Redis;
 
@@ -109,10 +101,7 @@ impl Plugin for Redis {
             Persistence::None => args.extend(["--appendonly".into(), "no".into(), "--save".into(), String::new()]),
         }
 
-        let mut server = Container::new("server", image)
-            .command(args)
-            .port(6379, Some(host_port))
-            .health(HealthCheck::exec(["redis-cli", "ping"]));
+        let mut server = Container::new("server", image).command(args).port(6379, Some(host_port)).health(HealthCheck::exec(["redis-cli", "ping"]));
         let mut plan = ServicePlan::default();
         if persistence != Persistence::None {
             plan.volume("data");
@@ -140,8 +129,7 @@ fn check_size(value: &str) -> Result<(), String> {
     let lower = value.to_ascii_lowercase();
     let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = &lower[digits.len()..];
-    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) || !["", "b", "k", "kb", "m", "mb", "g", "gb"].contains(&unit)
-    {
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) || !["", "b", "k", "kb", "m", "mb", "g", "gb"].contains(&unit) {
         return Err(format!("expected a size such as \"256mb\", found {value:?}"));
     }
     Ok(())

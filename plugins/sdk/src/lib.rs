@@ -1,7 +1,9 @@
 //! Write `provision` plugins in Rust.
 //!
-//! The contract's bindings (generated from `wit/v0.1.1`) plus a few helpers
-//! that keep a plugin short and declarative:
+//! The contract's bindings, generated from `../wit` (in this repository a
+//! link to the current contract's folder, see wit/contracts.toml; in a crate
+//! made by `provision plugin new`, the contract's WIT written beside this
+//! SDK), plus a few helpers that keep a plugin short and declarative:
 //!
 //! ```ignore
 //! use provision_sdk::{prelude::*, export};
@@ -27,7 +29,7 @@ pub mod workload;
 
 wit_bindgen::generate!({
     world: "plugin",
-    path: "../../wit/v0.1.1",
+    path: "../wit",
     pub_export_macro: true,
     export_macro_name: "export_provider",
     default_bindings_module: "provision_sdk",
@@ -119,11 +121,11 @@ impl types::Binding {
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {
     pub use crate::builders::{HealthCheck, Info};
-    pub use crate::workload::Workload;
     pub use crate::types::{
-        Binding, BuildSpec, ConfigError, Container, File, Hook, ImageSource, MetricsEndpoint, MetricsTarget, Mount, MountSource,
-        Network, PlanError, Port, Probe, Protocol, RestartPolicy, ServicePlan, ServiceRequest as Request, Tmpfs, Volume, WaitFor,
+        Binding, BuildSpec, ConfigError, Container, File, Hook, ImageSource, LogLevel, MetricsEndpoint, MetricsTarget, Mount, MountSource, Network,
+        PlanError, Port, Probe, Protocol, RestartPolicy, ServicePlan, ServiceRequest as Request, Tmpfs, Volume, WaitFor,
     };
+    pub use crate::workload::Workload;
     pub use crate::{Plugin, binding, config_error, host, parse_config};
     pub use schemars::JsonSchema;
     pub use serde::Deserialize;

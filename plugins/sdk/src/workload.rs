@@ -44,10 +44,9 @@ impl Workload {
     pub fn of(service: &str, container: &Container) -> Workload {
         let (image, build) = match &container.image {
             ImageSource::Pull(reference) => (Some(reference.clone()), None),
-            ImageSource::Build(b) => (
-                None,
-                Some(Build { context: b.context.clone(), dockerfile: b.dockerfile.clone(), target: b.target.clone(), args: b.args.clone() }),
-            ),
+            ImageSource::Build(b) => {
+                (None, Some(Build { context: b.context.clone(), dockerfile: b.dockerfile.clone(), target: b.target.clone(), args: b.args.clone() }))
+            }
         };
         let mounts = container
             .mounts

@@ -15,7 +15,13 @@ impl Guest for Legacy {
             summary: "A plugin of contract 0.1.0".into(),
             config_schema: "{}".into(),
             outputs: vec![OutputInfo { name: "greeting".into(), description: "Hello".into(), secret: false }],
-            uses: vec![RoleInfo { name: "cache".into(), description: "A cache".into(), plugins: vec!["redis".into()], optional: true, wait: WaitFor::Ready }],
+            uses: vec![RoleInfo {
+                name: "cache".into(),
+                description: "A cache".into(),
+                plugins: vec!["redis".into()],
+                optional: true,
+                wait: WaitFor::Ready,
+            }],
         }
     }
 

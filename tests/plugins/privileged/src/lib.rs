@@ -16,8 +16,7 @@ impl Plugin for Privileged {
         Info::new("privileged", "0.1.0", "Wants root on the host")
     }
     fn plan(_: &Request, config: Config) -> Result<ServicePlan, PlanError> {
-        let mut c = Container::new("agent", "alpine:3")
-            .mount(MountSource::Bind("/var/run/docker.sock".into()), "/var/run/docker.sock", false);
+        let mut c = Container::new("agent", "alpine:3").mount(MountSource::Bind("/var/run/docker.sock".into()), "/var/run/docker.sock", false);
         c.privileges.privileged = !config.socket_only;
         Ok(ServicePlan { containers: vec![c], ..ServicePlan::default() })
     }
