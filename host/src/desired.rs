@@ -58,7 +58,7 @@ pub enum WaitFor {
 
 /// What one plugin call returned. Field meanings are documented in the
 /// contract (wit/v0.1.1/provider.wit).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ServicePlan {
     pub containers: Vec<Container>,
     pub tasks: Vec<Container>,
@@ -100,6 +100,33 @@ pub struct Container {
 }
 
 impl Container {
+    /// A container running `image` with an init and nothing else, for
+    /// building plans by hand (the SDK's `Container::new` for the host).
+    pub fn new(name: impl Into<String>, image: Image) -> Self {
+        Container {
+            name: name.into(),
+            image,
+            command: None,
+            entrypoint: None,
+            env: BTreeMap::new(),
+            working_dir: None,
+            ports: Vec::new(),
+            mounts: Vec::new(),
+            files: Vec::new(),
+            health: None,
+            hooks: Vec::new(),
+            user: None,
+            read_only: false,
+            init: true,
+            no_new_privileges: false,
+            resources: Resources::default(),
+            restart: RestartPolicy::No,
+            networks: Vec::new(),
+            labels: BTreeMap::new(),
+            privileges: Privileges::default(),
+        }
+    }
+
     /// Hash of everything that defines the container: when it changes, the
     /// container must be recreated. Canonical JSON (fields in declaration
     /// order, maps sorted) makes it stable across runs and hosts.
@@ -172,7 +199,10 @@ pub enum MountSource {
     Volume(String),
     /// As written by the plugin, relative to the stack's folder.
     Bind(String),
-    Tmpfs { size_bytes: Option<u64>, mode: Option<u32> },
+    Tmpfs {
+        size_bytes: Option<u64>,
+        mode: Option<u32>,
+    },
     Anonymous,
 }
 

@@ -42,7 +42,9 @@ pub fn label(key: &str) -> String {
 pub enum Change {
     Create,
     /// With the top-level spec fields that differ.
-    Recreate { fields: Vec<String> },
+    Recreate {
+        fields: Vec<String>,
+    },
     Keep,
 }
 
@@ -63,7 +65,7 @@ pub struct Diff {
     /// Containers of the project no longer in the stack: removed by `up`.
     pub orphans: Vec<String>,
     #[serde(skip)]
-    orphan_ids: Vec<String>,
+    pub orphan_ids: Vec<String>,
 }
 
 impl Diff {
@@ -92,11 +94,7 @@ pub fn diff(state: &DesiredState, actual: &[Actual]) -> Diff {
         }
     }
     let orphans: Vec<&Actual> = actual.iter().filter(|a| !matched.contains(&a.id)).collect();
-    Diff {
-        steps,
-        orphans: orphans.iter().map(|a| a.name.clone()).collect(),
-        orphan_ids: orphans.iter().map(|a| a.id.clone()).collect(),
-    }
+    Diff { steps, orphans: orphans.iter().map(|a| a.name.clone()).collect(), orphan_ids: orphans.iter().map(|a| a.id.clone()).collect() }
 }
 
 /// Which spec fields differ from the spec recorded on the running container.

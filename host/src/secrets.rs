@@ -73,7 +73,7 @@ fn parse_key(text: &str) -> Option<[u8; 32]> {
 
 fn create_key(state: &Path, path: &PathBuf) -> miette::Result<[u8; 32]> {
     let mut key = [0u8; 32];
-    getrandom::fill(&mut key).into_diagnostic().wrap_err("no system randomness")?;
+    getrandom::fill(&mut key).map_err(|e| miette!("no system randomness: {e}"))?;
     fs::create_dir_all(state).into_diagnostic().wrap_err_with(|| format!("cannot create {}", state.display()))?;
     let _ = fs::write(state.join(".gitignore"), "# provision's local state; never commit it\n*\n");
     let mut options = fs::OpenOptions::new();

@@ -27,13 +27,16 @@ fn the_author_walk_through_works_end_to_end() {
     let wasm = format!("{target}/wasm32-wasip2/release/greeter.wasm");
 
     // use it from a stack by path
-    workspace.write(
-        "stack.toml",
-        &format!("[plugins]\ngreeter = {{ path = \"{wasm}\" }}\n[services.web]\nplugin = \"greeter\"\ngreeting = \"hi\"\n"),
-    );
+    workspace
+        .write("stack.toml", &format!("[plugins]\ngreeter = {{ path = \"{wasm}\" }}\n[services.web]\nplugin = \"greeter\"\ngreeting = \"hi\"\n"));
     let state = provision(&["plan", "--json"]).ok().json();
     assert_eq!(state["services"][0]["plan"]["containers"][0]["env"]["GREETING"], "hi");
-    workspace.write("stack.toml", "[plugins]\ngreeter = { path = \"x\" }\n[services.web]\nplugin = \"greeter\"\ngreting = \"typo\"\n".replace("\"x\"", &format!("\"{wasm}\"")).as_str());
+    workspace.write(
+        "stack.toml",
+        "[plugins]\ngreeter = { path = \"x\" }\n[services.web]\nplugin = \"greeter\"\ngreting = \"typo\"\n"
+            .replace("\"x\"", &format!("\"{wasm}\""))
+            .as_str(),
+    );
     let run = provision(&["plan"]).failed();
     assert!(run.message().contains("invalid `greting`: unknown field `greting`"), "config errors point at the key: {}", run.stderr);
 
@@ -60,14 +63,20 @@ fn the_author_walk_through_works_end_to_end() {
     assert!(run.stdout.contains("pushed greeter 0.2.0"), "{}", run.stdout);
 
     // require it by version, lock, and run locked
-    workspace.write("stack.toml", &format!("[plugins]\ngreeter = {{ registry = \"{repo}\", version = \"^0.1\" }}\n[services.web]\nplugin = \"greeter\"\n"));
+    workspace.write(
+        "stack.toml",
+        &format!("[plugins]\ngreeter = {{ registry = \"{repo}\", version = \"^0.1\" }}\n[services.web]\nplugin = \"greeter\"\n"),
+    );
     provision(&["lock"]).ok();
     let lock = std::fs::read_to_string(workspace.path().join("stack.lock")).unwrap();
     assert!(lock.contains("version = \"0.1.0\"") && lock.contains(&format!("source = \"oci:{repo}\"")), "{lock}");
     let state = provision(&["plan", "--locked", "--json"]).ok().json();
     assert_eq!(state["plugins"][0]["version"], "0.1.0");
 
-    workspace.write("stack.toml", &format!("[plugins]\ngreeter = {{ registry = \"{repo}\", version = \"^0.2\" }}\n[services.web]\nplugin = \"greeter\"\n"));
+    workspace.write(
+        "stack.toml",
+        &format!("[plugins]\ngreeter = {{ registry = \"{repo}\", version = \"^0.2\" }}\n[services.web]\nplugin = \"greeter\"\n"),
+    );
     provision(&["plan", "--locked"]).failed();
     provision(&["lock"]).ok();
     let state = provision(&["plan", "--locked", "--json"]).ok().json();

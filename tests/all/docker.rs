@@ -137,7 +137,11 @@ fn a_taken_host_port_is_reported_before_anything_is_created() {
     let port = listener.local_addr().unwrap().port();
     let stack = Stack::new("e2e-port", &format!("{CACHE}\n[services.db]\nplugin = \"postgres\"\nport = {port}\n"));
     let run = stack.provision(&["up"]).failed();
-    assert!(run.message().contains(&format!("service `db` wants host port {port}, which is already in use on 127.0.0.1; nothing was created")), "{}", run.stderr);
+    assert!(
+        run.message().contains(&format!("service `db` wants host port {port}, which is already in use on 127.0.0.1; nothing was created")),
+        "{}",
+        run.stderr
+    );
     assert!(stack.ps().is_empty(), "nothing was created");
     drop(listener);
 }
@@ -213,7 +217,9 @@ fn tasks_run_to_completion_first_and_files_are_placed_before_start() {
     let stack = app_stack("e2e-task", &format!("{IDLE}{marker}"));
     let run = stack.provision(&["up", "--json"]).ok();
     let events: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let at = |phase: &str| events.iter().position(|e| e["service"] == "web" && e["phase"] == phase).unwrap_or_else(|| panic!("no {phase} event: {}", run.stdout));
+    let at = |phase: &str| {
+        events.iter().position(|e| e["service"] == "web" && e["phase"] == phase).unwrap_or_else(|| panic!("no {phase} event: {}", run.stdout))
+    };
     assert!(at("task") < at("creating"), "the task ran before the server was created");
     let logs = stack.provision(&["logs", "web"]).ok();
     assert!(logs.stdout.contains("web/migrate | migrated"), "{}", logs.stdout);
@@ -272,11 +278,8 @@ fn images_are_built_from_the_context_rebuilt_only_when_their_inputs_change() {
     let stack = app_stack("e2e-build", "build = \"web\"\ncommand = [\"sleep\", \"infinity\"]\n");
     let ctx = stack.project.path().join("web");
     std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM provision-standin/redis:7\nARG GREETING\nCOPY . /app/\nRUN echo \"$GREETING\" > /app/arg.txt\n",
-    )
-    .unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM provision-standin/redis:7\nARG GREETING\nCOPY . /app/\nRUN echo \"$GREETING\" > /app/arg.txt\n")
+        .unwrap();
     std::fs::write(ctx.join("greeting.txt"), "one").unwrap();
     std::fs::write(ctx.join("secret.env"), "TOKEN=do-not-ship").unwrap();
     std::fs::write(ctx.join(".dockerignore"), "*.env\n").unwrap();

@@ -4,6 +4,7 @@
 
 mod author;
 mod docker;
+mod engine;
 mod plan;
 mod rails;
 mod registry;

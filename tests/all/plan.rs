@@ -57,7 +57,24 @@ fn quickstart_plans_as_configured() {
     assert_eq!(server["image"], json!({"pull": "redis:7-alpine"}));
     assert_eq!(
         server["command"],
-        json!(["redis-server", "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru", "--save", "900", "1", "--save", "300", "10", "--save", "60", "10000", "--appendonly", "no"])
+        json!([
+            "redis-server",
+            "--maxmemory",
+            "256mb",
+            "--maxmemory-policy",
+            "allkeys-lru",
+            "--save",
+            "900",
+            "1",
+            "--save",
+            "300",
+            "10",
+            "--save",
+            "60",
+            "10000",
+            "--appendonly",
+            "no"
+        ])
     );
     assert_eq!(server["health"]["probe"], json!({"exec": ["redis-cli", "ping"]}));
     assert_eq!(server["mounts"][0]["target"], "/data");
@@ -164,9 +181,16 @@ fn the_rails_example_is_wired_by_its_plugins() {
     let mounts: Vec<String> = server["mounts"].as_array().unwrap().iter().map(|m| format!("{} {}", m["source"], m["target"])).collect();
     assert_eq!(
         mounts,
-        [r#"{"bind":"app"} "/app""#, r#"{"volume":"bundle"} "/usr/local/bundle""#, r#"{"volume":"node_modules"} "/app/node_modules""#, r#""anonymous" "/app/tmp""#, r#""anonymous" "/app/log""#]
+        [
+            r#"{"bind":"app"} "/app""#,
+            r#"{"volume":"bundle"} "/usr/local/bundle""#,
+            r#"{"volume":"node_modules"} "/app/node_modules""#,
+            r#""anonymous" "/app/tmp""#,
+            r#""anonymous" "/app/log""#
+        ]
     );
-    let tasks: Vec<(&str, Vec<&str>)> = web["plan"]["tasks"].as_array().unwrap().iter().map(|t| (t["name"].as_str().unwrap(), strings(&t["command"]))).collect();
+    let tasks: Vec<(&str, Vec<&str>)> =
+        web["plan"]["tasks"].as_array().unwrap().iter().map(|t| (t["name"].as_str().unwrap(), strings(&t["command"]))).collect();
     assert_eq!(tasks, [("bundle", vec!["sh", "-c", "bundle check || bundle install"]), ("db-prepare", vec!["bin/rails", "db:prepare"])]);
     assert!(web["plan"]["outputs"].as_array().unwrap().iter().any(|o| o["name"] == "workload" && o["secret"] == true));
 

@@ -119,10 +119,7 @@ fn the_rails_stack_processes_a_job_through_nginx_into_postgres() {
     stack.provision(&["down"]).ok();
     stack.provision(&["up"]).ok();
     assert_eq!(psql(&stack, &format!("select count(*) from job_runs where token = '{token}'")), "1");
-    assert_eq!(
-        psql(&stack, "select string_agg(kind, ',' order by created_at) from boot_events"),
-        "db:prepare,server,db:prepare,server"
-    );
+    assert_eq!(psql(&stack, "select string_agg(kind, ',' order by created_at) from boot_events"), "db:prepare,server,db:prepare,server");
     let token = enqueue(stack.host_port("proxy"));
     eventually(Duration::from_secs(10), "a job after down and up", || {
         (psql(&stack, &format!("select count(*) from job_runs where token = '{token}'")) == "1").then_some(())

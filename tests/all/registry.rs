@@ -32,7 +32,7 @@ fn push_with_the_cli_then_resolve_the_highest_match_ignoring_other_tags() {
     let project = Project::new("[services.db]\nplugin = \"postgres\"\n");
     let repo = format!("{}/acme/app", registry.address);
     let run = project.provision(&["plugin", "push", artifacts::APP, &repo]).ok();
-    assert!(run.stdout.contains(&format!("pushed app 0.1.0 (contract 0.1.1, sha256:")), "{}", run.stdout);
+    assert!(run.stdout.contains("pushed app 0.1.0 (contract 0.1.1, sha256:"), "{}", run.stdout);
     // A non-semver tag and a newer, non-matching major are ignored by ^0.1.
     publish(&registry, "acme/app", &["latest", "1.0.0"]);
 
@@ -66,7 +66,8 @@ fn a_component_whose_version_differs_from_its_tag_is_refused() {
 fn a_component_published_under_another_name_is_refused() {
     let registry = RegistryServer::start(false);
     publish(&registry, "acme/app", &["0.1.0"]);
-    let project = Project::new(&format!("[plugins]\nnotapp = {{ registry = \"{}/acme/app\" }}\n[services.x]\nplugin = \"notapp\"\n", registry.address));
+    let project =
+        Project::new(&format!("[plugins]\nnotapp = {{ registry = \"{}/acme/app\" }}\n[services.x]\nplugin = \"notapp\"\n", registry.address));
     let run = project.provision(&["plan"]).failed();
     assert!(run.message().contains("calls itself `app`; refusing a plugin that is not what was asked for"), "{}", run.stderr);
 }

@@ -169,11 +169,13 @@ fn the_host_carries_on_after_a_hostile_call() {
     let limits = Limits { deadline: Duration::from_millis(300), memory_bytes: 16 << 20 };
     let runtime = Runtime::new(None, limits).unwrap();
     let load = |name: &str, path: &str| {
-        let req = Requirement { name: name.into(), version: semver::VersionReq::STAR, source: RequirementSource::Path { path: path.into(), sha256: None } };
+        let req =
+            Requirement { name: name.into(), version: semver::VersionReq::STAR, source: RequirementSource::Path { path: path.into(), sha256: None } };
         runtime.load(&resolve(&req, std::path::Path::new("/")).unwrap()).unwrap()
     };
     let context = || Arc::new(CallContext { project: "p".into(), service: "x".into(), secrets: Arc::new(Secrets::from_key([7; 32])) });
-    let request = ServiceRequest { project: "p".into(), service: "x".into(), profile: "dev".into(), config: json!({}), bindings: vec![], collected: false };
+    let request =
+        ServiceRequest { project: "p".into(), service: "x".into(), profile: "dev".into(), config: json!({}), bindings: vec![], collected: false };
 
     let looper = load("looper", artifacts::LOOPER);
     let started = std::time::Instant::now();
@@ -185,7 +187,15 @@ fn the_host_carries_on_after_a_hostile_call() {
 
     // Same runtime, same plugin, new call: fresh store, works again (and the
     // loop is stopped again: no state carried over).
-    let postgres = runtime.load(&resolve(&Requirement { name: "postgres".into(), version: semver::VersionReq::STAR, source: RequirementSource::Builtin }, std::path::Path::new("/")).unwrap()).unwrap();
+    let postgres = runtime
+        .load(
+            &resolve(
+                &Requirement { name: "postgres".into(), version: semver::VersionReq::STAR, source: RequirementSource::Builtin },
+                std::path::Path::new("/"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
     let (plan, _) = runtime.plan(&postgres, &request, context()).unwrap();
     assert_eq!(plan.unwrap().containers.len(), 1);
     assert!(matches!(runtime.plan(&looper, &request, context()), Err(PluginError::Timeout(_))));

@@ -8,11 +8,8 @@ use crate::support::{provision_in_repo, repo_root};
 fn bad_stacks_give_their_golden_errors() {
     let dir = repo_root().join("tests/ui");
     let bless = std::env::var_os("BLESS").is_some();
-    let mut cases: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
+    let mut cases: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
     cases.sort();
     assert!(cases.len() >= 15, "the golden cases are missing");
 

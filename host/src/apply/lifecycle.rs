@@ -3,11 +3,11 @@
 //! a planned container into an engine spec (names, labels, networks,
 //! mounts). Must not decide order (the scheduler does) or readiness.
 
-use std::path::Path;
+use std::{path::Path, time::Instant};
 
 use futures_util::future::join_all;
 
-use super::{Failure, schedule::ServiceRun};
+use super::{Failure, events::Phase, schedule::ServiceRun};
 use crate::{
     desired::{Container, Image, Mount, MountSource, ServiceState},
     engine::{ContainerSpec, Engine, EngineError, Labels, MountSpec},
@@ -55,7 +55,14 @@ impl ServiceRun<'_> {
         let name = &service.name;
         let step = self.diff.step(name, &task.name).expect("every task has a step");
         let waiting_for = format!("running task `{}`", task.name);
-        let failure = |reason: String| Failure { service: name.clone(), waiting_for: waiting_for.clone(), reason, last_probe: None, container: None, log_tail: None };
+        let failure = |reason: String| Failure {
+            service: name.clone(),
+            waiting_for: waiting_for.clone(),
+            reason,
+            last_probe: None,
+            container: None,
+            log_tail: None,
+        };
         if let Some(actual) = &step.actual {
             // An unchanged task that already succeeded is not run again.
             let done = self.engine.status(&actual.id).await.map_err(|e| failure(e.to_string()))?;

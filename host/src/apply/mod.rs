@@ -37,7 +37,9 @@ pub enum ApplyError {
     #[error("project `{project}` is already running from {other}; this stack is in {ours}")]
     #[diagnostic(help("choose another project name with -p NAME, or run `provision down` in {other} first"))]
     Collision { project: String, other: String, ours: String },
-    #[error("service `{service}` wants host port {port}, which is already in use on 127.0.0.1; nothing was created. Free the port, or set another one in stack.toml")]
+    #[error(
+        "service `{service}` wants host port {port}, which is already in use on 127.0.0.1; nothing was created. Free the port, or set another one in stack.toml"
+    )]
     PortTaken { service: String, port: u16 },
     #[error(
         "image {reference} is locked at {expected}, but the engine has {actual}; nothing was created. \
@@ -234,7 +236,8 @@ async fn build(
     if engine.image_digest(&tag).await?.is_some() {
         return Ok(());
     }
-    let context = crate::plan::build_context::Context::load(&options.project_dir, spec).map_err(|message| EngineError::Build { tag: tag.clone(), message })?;
+    let context =
+        crate::plan::build_context::Context::load(&options.project_dir, spec).map_err(|message| EngineError::Build { tag: tag.clone(), message })?;
     let tar = context.tar(spec).map_err(|e| EngineError::Build { tag: tag.clone(), message: e.to_string() })?;
     let emit = |line: &str| {
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -262,4 +265,3 @@ fn check_ports(state: &DesiredState, diff: &Diff, actual: &[Actual]) -> Result<(
     }
     Ok(())
 }
-

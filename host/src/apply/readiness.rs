@@ -14,7 +14,14 @@ impl ServiceRun<'_> {
     /// Wait until the container passes its probe, then run its hooks (only
     /// when it was just started: hooks belong to a container's first start).
     /// Returns the start time it was seen ready in.
-    pub(super) async fn ready(&self, service: &ServiceState, c: &Container, id: &str, fresh: bool, deadline: Instant) -> Result<Option<String>, Failure> {
+    pub(super) async fn ready(
+        &self,
+        service: &ServiceState,
+        c: &Container,
+        id: &str,
+        fresh: bool,
+        deadline: Instant,
+    ) -> Result<Option<String>, Failure> {
         let name = &service.name;
         let container_name = self.names.container(name, &c.name);
         let mut failure = Failure {
@@ -36,7 +43,10 @@ impl ServiceRun<'_> {
                 // seen ready in this same start, needs no probe: that keeps a
                 // no-op `up` to a few engine calls.
                 let seen = started_at.is_some() && self.options.seen_ready.get(id) == started_at.as_ref();
-                if !fresh && status.running && (status.health.as_deref() == Some("healthy") || (seen && status.health.as_deref() != Some("unhealthy"))) {
+                if !fresh
+                    && status.running
+                    && (status.health.as_deref() == Some("healthy") || (seen && status.health.as_deref() != Some("unhealthy")))
+                {
                     break;
                 }
                 if !status.running {
@@ -63,7 +73,7 @@ impl ServiceRun<'_> {
                 let env: Vec<String> = hook.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let (code, output) = self
                     .engine
-                    .exec(id, &hook.command, hook.user.as_deref(), &env)
+                    .exec(id, ExecCommand { command: &hook.command, user: hook.user.as_deref(), env: &env })
                     .await
                     .map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?;
                 if code != 0 {
@@ -80,7 +90,7 @@ impl ServiceRun<'_> {
     /// One readiness probe: (ready, output worth showing if not).
     async fn probe(&self, id: &str, probe: &Probe, ip: Option<&str>) -> (bool, String) {
         match probe {
-            Probe::Exec(cmd) => match self.engine.exec(id, cmd, None, &[]).await {
+            Probe::Exec(cmd) => match self.engine.exec(id, ExecCommand { command: cmd, ..ExecCommand::default() }).await {
                 Ok((code, output)) => (code == 0, format!("exit {code}: {output}")),
                 Err(e) => (false, e.to_string()),
             },

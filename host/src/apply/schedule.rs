@@ -9,7 +9,10 @@ use std::{collections::HashMap, time::Instant};
 use futures_util::future::join_all;
 use tokio::sync::watch;
 
-use super::{Failure, UpOptions, events::{Event, Events, Phase}};
+use super::{
+    Failure, UpOptions,
+    events::{Event, Events, Phase},
+};
 use crate::{
     desired::{DesiredState, ServiceState, WaitFor},
     engine::Engine,
@@ -36,7 +39,7 @@ pub(super) struct ServiceRun<'a> {
     pub names: &'a Names<'a>,
 }
 
-implServiceRun<'_> {
+impl ServiceRun<'_> {
     pub(super) fn emit(&self, service: &str, phase: Phase) {
         let elapsed_ms = self.started.elapsed().as_millis() as u64;
         self.events.emit(Event { service: service.to_string(), phase, elapsed_ms });
@@ -67,7 +70,7 @@ implServiceRun<'_> {
         .await
     }
 
-/// Bring one service up; returns its containers seen ready (id → start).
+    /// Bring one service up; returns its containers seen ready (id → start).
     async fn service(
         &self,
         service: &ServiceState,

@@ -208,4 +208,3 @@ pub struct ExecArgs {
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
-

@@ -13,14 +13,14 @@ pub async fn run(args: DownArgs) -> miette::Result<ExitCode> {
     let containers = engine.containers(&project).await?;
     // A project named after the stack may belong to another checkout; only
     // an explicit -p may take down what another folder brought up.
-    if let Some(dir) = stack_dir {
-        if let Some(other) = reconcile::other_owner(&dir, &containers) {
-            return Err(miette::miette!(
-                help = format!("run `provision down` there, or pass -p {project} to take it down from here"),
-                "project `{project}` was brought up from {other}, not from {}",
-                dir.display()
-            ));
-        }
+    if let Some(dir) = stack_dir
+        && let Some(other) = reconcile::other_owner(&dir, &containers)
+    {
+        return Err(miette::miette!(
+            help = format!("run `provision down` there, or pass -p {project} to take it down from here"),
+            "project `{project}` was brought up from {other}, not from {}",
+            dir.display()
+        ));
     }
     let removed = apply::down(engine.as_ref(), &project, &containers, args.volumes).await?;
     let kept = if args.volumes { "" } else { "; named volumes kept (down -v removes them)" };

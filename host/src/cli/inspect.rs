@@ -80,11 +80,7 @@ pub async fn exec(args: ExecArgs) -> miette::Result<ExitCode> {
     // The main container (plugins call it `server`) unless one is named.
     candidates.sort_by_key(|c| (c.label("container") != Some("server"), c.name.clone()));
     let Some(target) = candidates.first() else {
-        return Err(miette::miette!(
-            help = "`provision ps` lists them",
-            "service `{}` of project {project} has no such container",
-            args.service
-        ));
+        return Err(miette::miette!(help = "`provision ps` lists them", "service `{}` of project {project} has no such container", args.service));
     };
     let command = ExecCommand { command: &args.command, ..ExecCommand::default() };
     let code = engine

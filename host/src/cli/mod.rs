@@ -84,11 +84,7 @@ fn prepare_here(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
     let lock_path = stack.dir.join(LOCK_FILE);
     let lock = Lock::load(&lock_path).into_diagnostic()?;
     if locked && lock.is_none() {
-        return Err(miette::miette!(
-            help = "run `provision lock` and commit the file",
-            "--locked, but there is no {}",
-            lock_path.display()
-        ));
+        return Err(miette::miette!(help = "run `provision lock` and commit the file", "--locked, but there is no {}", lock_path.display()));
     }
     let mut images: BTreeMap<String, String> = stack.images.clone();
     if let Some(file) = &args.images {
@@ -99,7 +95,7 @@ fn prepare_here(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
         profile: args.profile.clone().or_else(|| stack.profile.clone()).unwrap_or_else(|| "dev".into()),
         images,
     };
-    let secrets = Arc::new(Secrets::for_project_dir(&stack.dir).into_diagnostic()?);
+    let secrets = Arc::new(Secrets::for_project_dir(&stack.dir)?);
     let runtime = plugin_runtime()?;
     let resolver = Resolver::new(&stack.dir, cache_base().map(|b| b.join("plugins")), lock.clone(), locked);
     let planned = crate::plan::plan(&stack, &resolver, &runtime, secrets.clone(), &options)?;

@@ -41,7 +41,11 @@ fn run_here(command: PluginCommand) -> miette::Result<ExitCode> {
             let failed = outcomes.iter().filter(|o| !o.passed).count();
             for o in &outcomes {
                 let mark = if o.passed { "ok" } else { "FAILED" };
-                println!("fixture {} ... {mark}{}", o.fixture, if o.passed && o.detail.is_empty() { String::new() } else { format!(" ({})", o.detail) });
+                println!(
+                    "fixture {} ... {mark}{}",
+                    o.fixture,
+                    if o.passed && o.detail.is_empty() { String::new() } else { format!(" ({})", o.detail) }
+                );
             }
             println!("{} passed, {failed} failed", outcomes.len() - failed);
             if failed > 0 {
@@ -68,7 +72,8 @@ fn run_here(command: PluginCommand) -> miette::Result<ExitCode> {
             let registry = provision_registry::oci::Registry::new();
             let release = match reference.rsplit_once('@') {
                 Some((repository, req)) => {
-                    let req = semver::VersionReq::parse(req).into_diagnostic().map_err(|e| e.wrap_err(format!("`{req}` is not a version requirement")))?;
+                    let req =
+                        semver::VersionReq::parse(req).into_diagnostic().map_err(|e| e.wrap_err(format!("`{req}` is not a version requirement")))?;
                     registry.resolve(repository, &req)
                 }
                 None => match reference.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {

@@ -7,14 +7,12 @@ use std::{collections::HashMap, time::Duration};
 use bollard::{
     Docker as Bollard,
     models::{
-        ContainerCreateBody, EndpointSettings, ExecConfig, HealthConfig, HostConfig, Mount as BollardMount,
-        MountTmpfsOptions, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy as BollardRestart,
-        RestartPolicyNameEnum, VolumeCreateRequest,
+        ContainerCreateBody, EndpointSettings, ExecConfig, HealthConfig, HostConfig, Mount as BollardMount, MountTmpfsOptions, MountType,
+        NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy as BollardRestart, RestartPolicyNameEnum, VolumeCreateRequest,
     },
     query_parameters::{
         CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-        ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
-        UploadToContainerOptionsBuilder,
+        ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions, UploadToContainerOptionsBuilder,
     },
 };
 use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
@@ -94,12 +92,7 @@ impl Engine for Docker {
         if self.client.inspect_network(name, None).await.is_ok() {
             return Ok(());
         }
-        let request = NetworkCreateRequest {
-            name: name.to_string(),
-            internal: Some(internal),
-            labels: Some(labels),
-            ..Default::default()
-        };
+        let request = NetworkCreateRequest { name: name.to_string(), internal: Some(internal), labels: Some(labels), ..Default::default() };
         match self.client.create_network(request).await {
             Ok(_) => Ok(()),
             Err(e) if is_conflict(&e) => Ok(()),
@@ -135,7 +128,7 @@ impl Engine for Docker {
         }
     }
 
-    async fn build_image(&self, tag: &str, spec: &BuildSpec, context: Vec<u8>, progress: &(dyn Fn(&str) + Sync)) -> Result<()> {
+    async fn build_image(&self, tag: &str, spec: &BuildSpec, context: Vec<u8>, progress: &(dyn for<'a> Fn(&'a str) + Sync)) -> Result<()> {
         let mut options = bollard::query_parameters::BuildImageOptionsBuilder::default()
             .dockerfile(spec.dockerfile.as_deref().unwrap_or("Dockerfile"))
             .t(tag)
@@ -150,8 +143,9 @@ impl Engine for Docker {
             if let Some(detail) = info.error_detail {
                 return Err(EngineError::Build { tag: tag.to_string(), message: detail.message.unwrap_or_default() });
             }
-            for line in info.stream.unwrap_or_default().lines().filter(|l| !l.trim().is_empty()) {
-                progress(line.trim());
+            let text = info.stream.unwrap_or_default();
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                progress(line);
             }
         }
         Ok(())
@@ -165,7 +159,8 @@ impl Engine for Docker {
             let key = format!("{}/{}", port.container, if port.protocol == Protocol::Udp { "udp" } else { "tcp" });
             exposed.push(key.clone());
             if let Some(host) = port.host {
-                let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(if host == 0 { String::new() } else { host.to_string() }) };
+                let binding =
+                    PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(if host == 0 { String::new() } else { host.to_string() }) };
                 port_bindings.insert(key, Some(vec![binding]));
             }
         }
@@ -265,9 +260,9 @@ impl Engine for Docker {
             header.set_mtime(0);
             header.set_cksum();
             let path = file.path.trim_start_matches('/');
-            archive.append_data(&mut header, path, file.contents.as_bytes()).map_err(|e| EngineError::api(e))?;
+            archive.append_data(&mut header, path, file.contents.as_bytes()).map_err(EngineError::api)?;
         }
-        let bytes = archive.into_inner().map_err(|e| EngineError::api(e))?;
+        let bytes = archive.into_inner().map_err(EngineError::api)?;
         let options = UploadToContainerOptionsBuilder::default().path("/").build();
         self.client.upload_to_container(id, Some(options), bollard::body_full(bytes.into())).await?;
         Ok(())
@@ -293,15 +288,12 @@ impl Engine for Docker {
     async fn status(&self, id: &str) -> Result<Status> {
         let info = self.client.inspect_container(id, None).await?;
         let state = info.state.unwrap_or_default();
-        let ip = info
-            .network_settings
-            .and_then(|n| n.networks)
-            .and_then(|n| n.into_values().find_map(|e| e.ip_address.filter(|ip| !ip.is_empty())));
+        let ip = info.network_settings.and_then(|n| n.networks).and_then(|n| n.into_values().find_map(|e| e.ip_address.filter(|ip| !ip.is_empty())));
         let health = state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none");
         Ok(Status { running: state.running.unwrap_or(false), exit_code: state.exit_code, ip, health, started_at: state.started_at })
     }
 
-    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn FnMut(OutputStream, &[u8]) + Send)) -> Result<i64> {
+    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send)) -> Result<i64> {
         let config = ExecConfig {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -378,16 +370,17 @@ impl Engine for Docker {
 }
 
 fn mount(m: &MountSpec) -> BollardMount {
-    let base = |typ, target: &str, read_only| BollardMount { typ: Some(typ), target: Some(target.to_string()), read_only: Some(read_only), ..Default::default() };
+    let base = |typ, target: &str, read_only| BollardMount {
+        typ: Some(typ),
+        target: Some(target.to_string()),
+        read_only: Some(read_only),
+        ..Default::default()
+    };
     match m {
         MountSpec::Volume { name, target, read_only } => BollardMount { source: Some(name.clone()), ..base(MountType::VOLUME, target, *read_only) },
         MountSpec::Bind { source, target, read_only } => BollardMount { source: Some(source.clone()), ..base(MountType::BIND, target, *read_only) },
         MountSpec::Tmpfs { target, size_bytes, mode } => BollardMount {
-            tmpfs_options: Some(MountTmpfsOptions {
-                size_bytes: size_bytes.map(|s| s as i64),
-                mode: mode.map(i64::from),
-                ..Default::default()
-            }),
+            tmpfs_options: Some(MountTmpfsOptions { size_bytes: size_bytes.map(|s| s as i64), mode: mode.map(i64::from), ..Default::default() }),
             ..base(MountType::TMPFS, target, false)
         },
         MountSpec::Anonymous { target } => base(MountType::VOLUME, target, false),

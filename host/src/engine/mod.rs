@@ -137,8 +137,9 @@ pub enum EngineError {
     },
     #[error("building {tag} failed: {message}")]
     Build { tag: String, message: String },
-    #[error("the engine refused the request")]
-    Api(#[source] BoxError),
+    /// What the engine answered (its message says it all).
+    #[error("{0}")]
+    Api(BoxError),
 }
 
 impl EngineError {
@@ -171,7 +172,7 @@ pub trait Engine: Send + Sync {
     /// registry digest when it was pulled, else its image id).
     async fn image_digest(&self, image: &str) -> Result<Option<String>>;
     /// Build `tag` from a context tar, reporting each output line.
-    async fn build_image(&self, tag: &str, spec: &BuildSpec, context: Vec<u8>, progress: &(dyn Fn(&str) + Sync)) -> Result<()>;
+    async fn build_image(&self, tag: &str, spec: &BuildSpec, context: Vec<u8>, progress: &(dyn for<'a> Fn(&'a str) + Sync)) -> Result<()>;
 
     // A container's life.
     async fn create(&self, spec: &ContainerSpec) -> Result<String>;
@@ -188,7 +189,7 @@ pub trait Engine: Send + Sync {
     // Inside a container.
     /// Run a command, handing each chunk of its output to `on_output`;
     /// returns its exit code.
-    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn FnMut(OutputStream, &[u8]) + Send)) -> Result<i64>;
+    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send)) -> Result<i64>;
     /// A container's log (stdout and stderr) as text chunks.
     fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<String>>;
 

@@ -202,7 +202,6 @@ impl DockerIgnore {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +214,14 @@ mod tests {
             std::fs::write(path, text).unwrap();
         }
         std::fs::write(dir.path().join("ctx/.dockerignore"), ignore).unwrap();
-        let spec = BuildSpec { context: "ctx".into(), dockerfile: None, target: None, args: Default::default(), input_hash: String::new(), from_substitutes: Default::default() };
+        let spec = BuildSpec {
+            context: "ctx".into(),
+            dockerfile: None,
+            target: None,
+            args: Default::default(),
+            input_hash: String::new(),
+            from_substitutes: Default::default(),
+        };
         let ctx = Context::load(dir.path(), &spec).unwrap();
         (dir, ctx)
     }
@@ -247,7 +253,14 @@ mod tests {
 
     #[test]
     fn the_input_hash_follows_content_not_ignored_files() {
-        let spec = BuildSpec { context: "ctx".into(), dockerfile: None, target: None, args: Default::default(), input_hash: String::new(), from_substitutes: Default::default() };
+        let spec = BuildSpec {
+            context: "ctx".into(),
+            dockerfile: None,
+            target: None,
+            args: Default::default(),
+            input_hash: String::new(),
+            from_substitutes: Default::default(),
+        };
         let (dir, ctx) = context(&[("Dockerfile", "FROM x"), ("a.txt", "1"), ("junk.log", "1")], "*.log\n");
         let before = ctx.input_hash(&spec).unwrap();
         std::fs::write(dir.path().join("ctx/junk.log"), "2").unwrap();

@@ -158,20 +158,18 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
 
         let mut plan = result.map_err(|e| plan_error(stack, name, &who, e))?;
         for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
-            if let d::Image::Pull(reference) = &mut c.image {
-                if let Some(substitute) = options.images.get(reference.as_str()) {
-                    substitutes.insert(reference.clone(), substitute.clone());
-                    *reference = substitute.clone();
-                }
+            if let d::Image::Pull(reference) = &mut c.image
+                && let Some(substitute) = options.images.get(reference.as_str())
+            {
+                substitutes.insert(reference.clone(), substitute.clone());
+                *reference = substitute.clone();
             }
         }
         for output in &mut plan.outputs {
             output.secret = info.outputs.iter().any(|o| o.name == output.name && o.secret);
         }
         policy::check(&plan, info, &service.allow, &stack.dir).map_err(|refusal| {
-            let help = refusal.permission.map(|p| {
-                format!("if you trust this plugin with it, add `allow = [\"{p}\"]` to [services.{name}]")
-            });
+            let help = refusal.permission.map(|p| format!("if you trust this plugin with it, add `allow = [\"{p}\"]` to [services.{name}]"));
             stack.error_at(&format!("services.{name}"), format!("{who} is refused: {}", refusal.message), "planned here", help)
         })?;
         for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
@@ -190,10 +188,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
             }
         }
         services.push(name);
-        planned.insert(
-            name,
-            ServiceState { name: name.to_string(), plugin: service.plugin.clone(), depends_on: dependencies[name].clone(), plan },
-        );
+        planned.insert(name, ServiceState { name: name.to_string(), plugin: service.plugin.clone(), depends_on: dependencies[name].clone(), plan });
     }
     check_volume_references(stack, &planned)?;
 
@@ -210,9 +205,8 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
 
 fn load(stack: &Stack, runtime: &Runtime, requirement: &Requirement, resolved: &Resolved) -> Result<Plugin, StackError> {
     let name = &requirement.name;
-    let plugin = runtime
-        .load(resolved)
-        .map_err(|e| requirement_error(stack, requirement, format!("plugin `{name}` (from {}) {e}", resolved.source)))?;
+    let plugin =
+        runtime.load(resolved).map_err(|e| requirement_error(stack, requirement, format!("plugin `{name}` (from {}) {e}", resolved.source)))?;
     let info = &plugin.info;
     if &info.name != name {
         return Err(requirement_error(
@@ -260,7 +254,9 @@ fn plan_error(stack: &Stack, service: &str, who: &str, error: d::PlanError) -> S
         d::PlanError::UnusableBinding(message) => {
             stack.error_at(&format!("services.{service}.uses"), format!("{who}: {message}"), "check what this service uses", None)
         }
-        d::PlanError::Failed(message) => stack.error_at(&format!("services.{service}"), format!("{who} failed: {message}"), "while planning this service", None),
+        d::PlanError::Failed(message) => {
+            stack.error_at(&format!("services.{service}"), format!("{who} failed: {message}"), "while planning this service", None)
+        }
     }
 }
 

@@ -68,10 +68,10 @@ fn check_container(
         needs("devices", "privileges.devices".into(), &format!("host devices {}", p.devices.join(", ")))?;
     }
 
-    if let crate::desired::Image::Build(build) = &c.image {
-        if !normalize(&project_dir.join(&build.context)).starts_with(normalize(project_dir)) {
-            needs("bind-outside-project", "image.build.context".into(), &format!("build context {} outside the project folder", build.context))?;
-        }
+    if let crate::desired::Image::Build(build) = &c.image
+        && !normalize(&project_dir.join(&build.context)).starts_with(normalize(project_dir))
+    {
+        needs("bind-outside-project", "image.build.context".into(), &format!("build context {} outside the project folder", build.context))?;
     }
     for (i, mount) in c.mounts.iter().enumerate() {
         if !mount.target.starts_with('/') {

@@ -27,8 +27,17 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> R
         let known = |used: &str, key: &str| -> Result<(), StackError> {
             if stack.service(used).is_none() || used == name {
                 let others: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).filter(|s| s != name).collect();
-                let help = if others.is_empty() { "the stack has no other service".to_string() } else { format!("services it can use: {}", others.join(", ")) };
-                return Err(stack.error_at(key, format!("service `{name}` uses `{used}`, which is not another service of this stack"), "unknown service", Some(help)));
+                let help = if others.is_empty() {
+                    "the stack has no other service".to_string()
+                } else {
+                    format!("services it can use: {}", others.join(", "))
+                };
+                return Err(stack.error_at(
+                    key,
+                    format!("service `{name}` uses `{used}`, which is not another service of this stack"),
+                    "unknown service",
+                    Some(help),
+                ));
             }
             Ok(())
         };
@@ -44,14 +53,32 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> R
                     known(used, &format!("{uses_key}.{role_name}"))?;
                     let Some(role) = roles.iter().find(|r| &r.name == role_name) else {
                         let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
-                        return Err(stack.error_at(&format!("{uses_key}.{role_name}"), format!("plugin `{}` has no role `{role_name}`", service.plugin), "unknown role", Some(format!("its roles are: {}", if names.is_empty() { "none".into() } else { names.join(", ") }))));
+                        return Err(stack.error_at(
+                            &format!("{uses_key}.{role_name}"),
+                            format!("plugin `{}` has no role `{role_name}`", service.plugin),
+                            "unknown role",
+                            Some(format!("its roles are: {}", if names.is_empty() { "none".into() } else { names.join(", ") })),
+                        ));
                     };
                     if !fits(role, used) {
                         let plugin = &stack.service(used).expect("known").plugin;
-                        return Err(stack.error_at(&format!("{uses_key}.{role_name}"), format!("role `{role_name}` of service `{name}` needs a service of plugin {}; `{used}` is `{plugin}`", role.plugins.join(" or ")), "cannot fill this role", None));
+                        return Err(stack.error_at(
+                            &format!("{uses_key}.{role_name}"),
+                            format!(
+                                "role `{role_name}` of service `{name}` needs a service of plugin {}; `{used}` is `{plugin}`",
+                                role.plugins.join(" or ")
+                            ),
+                            "cannot fill this role",
+                            None,
+                        ));
                     }
                     if role.collect {
-                        return Err(stack.error_at(&format!("{uses_key}.{role_name}"), format!("role `{role_name}` of service `{name}` is filled by the stack itself: every other service, with its metrics"), "not named in uses", Some("remove this entry".into())));
+                        return Err(stack.error_at(
+                            &format!("{uses_key}.{role_name}"),
+                            format!("role `{role_name}` of service `{name}` is filled by the stack itself: every other service, with its metrics"),
+                            "not named in uses",
+                            Some("remove this entry".into()),
+                        ));
                     }
                     bind(&mut deps, role, used);
                 }
@@ -59,16 +86,30 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> R
             Uses::Services(list) => {
                 for (i, used) in list.iter().enumerate() {
                     known(used, &format!("{uses_key}.{i}"))?;
-                    let open: Vec<&d::RoleInfo> = roles.iter().filter(|r| !r.collect && !deps.iter().any(|d| d.role == r.name) && fits(r, used)).collect();
+                    let open: Vec<&d::RoleInfo> =
+                        roles.iter().filter(|r| !r.collect && !deps.iter().any(|d| d.role == r.name) && fits(r, used)).collect();
                     match open[..] {
                         [role] => bind(&mut deps, role, used),
                         [] => {
                             let plugin = &stack.service(used).expect("known").plugin;
-                            return Err(stack.error_at(&format!("{uses_key}.{i}"), format!("plugin `{}` of service `{name}` has no open role that `{used}` (plugin `{plugin}`) can fill", service.plugin), "cannot be used", None));
+                            return Err(stack.error_at(
+                                &format!("{uses_key}.{i}"),
+                                format!(
+                                    "plugin `{}` of service `{name}` has no open role that `{used}` (plugin `{plugin}`) can fill",
+                                    service.plugin
+                                ),
+                                "cannot be used",
+                                None,
+                            ));
                         }
                         ref several => {
                             let names: Vec<&str> = several.iter().map(|r| r.name.as_str()).collect();
-                            return Err(stack.error_at(&format!("{uses_key}.{i}"), format!("`{used}` could fill roles {} of service `{name}`", names.join(", ")), "ambiguous", Some(format!("name the role: uses = {{ {} = \"{used}\" }}", names[0]))));
+                            return Err(stack.error_at(
+                                &format!("{uses_key}.{i}"),
+                                format!("`{used}` could fill roles {} of service `{name}`", names.join(", ")),
+                                "ambiguous",
+                                Some(format!("name the role: uses = {{ {} = \"{used}\" }}", names[0])),
+                            ));
                         }
                     }
                 }
@@ -82,17 +123,32 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> R
                 if role.optional {
                     continue;
                 }
-                return Err(stack.error_at(&format!("services.{name}"), format!("service `{name}` needs a `{}` ({}), which any service can be", role.name, role.description), "role unfilled", Some(format!("name it: uses = {{ {} = \"SERVICE\" }}", role.name))));
+                return Err(stack.error_at(
+                    &format!("services.{name}"),
+                    format!("service `{name}` needs a `{}` ({}), which any service can be", role.name, role.description),
+                    "role unfilled",
+                    Some(format!("name it: uses = {{ {} = \"SERVICE\" }}", role.name)),
+                ));
             }
             let candidates: Vec<&str> = stack.services.iter().filter(|s| &s.name != name && fits(role, &s.name)).map(|s| s.name.as_str()).collect();
             match candidates.as_slice() {
                 [used] => bind(&mut deps, role, used),
                 [] if role.optional => {}
                 [] => {
-                    return Err(stack.error_at(&format!("services.{name}"), format!("service `{name}` needs a `{}` ({}), and no service of the stack can be one", role.name, role.description), "role unfilled", Some(format!("add a service with plugin {}", role.plugins.join(" or ")))));
+                    return Err(stack.error_at(
+                        &format!("services.{name}"),
+                        format!("service `{name}` needs a `{}` ({}), and no service of the stack can be one", role.name, role.description),
+                        "role unfilled",
+                        Some(format!("add a service with plugin {}", role.plugins.join(" or "))),
+                    ));
                 }
                 several => {
-                    return Err(stack.error_at(&format!("services.{name}"), format!("service `{name}` needs one `{}`, and {} could be it", role.name, several.join(", ")), "ambiguous", Some(format!("choose one: uses = {{ {} = \"{}\" }}", role.name, several[0]))));
+                    return Err(stack.error_at(
+                        &format!("services.{name}"),
+                        format!("service `{name}` needs one `{}`, and {} could be it", role.name, several.join(", ")),
+                        "ambiguous",
+                        Some(format!("choose one: uses = {{ {} = \"{}\" }}", role.name, several[0])),
+                    ));
                 }
             }
         }
@@ -112,12 +168,8 @@ fn collect<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, all: &mut Ha
     for collector in &collectors {
         let plugin = &stack.service(collector).expect("known").plugin;
         for role in collect_roles(plugin) {
-            let used: Vec<&str> = stack
-                .services
-                .iter()
-                .map(|s| s.name.as_str())
-                .filter(|s| !collectors.contains(s) && !reaches(all, s, collector))
-                .collect();
+            let used: Vec<&str> =
+                stack.services.iter().map(|s| s.name.as_str()).filter(|s| !collectors.contains(s) && !reaches(all, s, collector)).collect();
             let deps = all.get_mut(collector).expect("wired");
             deps.extend(used.iter().map(|s| Dependency { role: role.name.clone(), service: s.to_string(), wait: role.wait }));
             collected.extend(used);
@@ -158,7 +210,12 @@ pub(super) fn start_order<'s>(stack: &'s Stack, deps: &HashMap<&'s str, Vec<Depe
             Some(s) => order.push(s),
             None => {
                 let cycle = find_cycle(stack, deps, &order);
-                return Err(stack.error_at(&format!("services.{}.uses", cycle[0]), format!("services use each other in a cycle: {}", cycle.join(" → ")), "part of the cycle", Some("a service can only use services that do not use it back; remove one `uses` entry".into())));
+                return Err(stack.error_at(
+                    &format!("services.{}.uses", cycle[0]),
+                    format!("services use each other in a cycle: {}", cycle.join(" → ")),
+                    "part of the cycle",
+                    Some("a service can only use services that do not use it back; remove one `uses` entry".into()),
+                ));
             }
         }
     }

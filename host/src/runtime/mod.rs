@@ -139,7 +139,7 @@ impl Runtime {
     pub fn load(&self, resolved: &Resolved) -> Result<Plugin, PluginError> {
         let contract = resolved.contract.clone();
         let unsupported = || {
-            let supported = provision_registry::contract::RELEASED.iter().map(Version::to_string).collect::<Vec<_>>();
+            let supported = provision_registry::contract::RELEASED.iter().rev().map(Version::to_string).collect::<Vec<_>>();
             PluginError::UnsupportedContract { found: contract.clone(), supported: supported.join(", ") }
         };
         if !provision_registry::contract::RELEASED.contains(&contract) {
@@ -217,11 +217,7 @@ impl Runtime {
         }
         let stderr = String::from_utf8_lossy(&sandbox.stderr.contents()).trim().to_string();
         let trap = error.downcast_ref::<Trap>().map(|t| t.to_string()).unwrap_or_else(|| format!("{error}"));
-        if stderr.is_empty() {
-            PluginError::Trap(trap)
-        } else {
-            PluginError::Trap(format!("{trap}; it printed: {stderr}"))
-        }
+        if stderr.is_empty() { PluginError::Trap(trap) } else { PluginError::Trap(format!("{trap}; it printed: {stderr}")) }
     }
 }
 

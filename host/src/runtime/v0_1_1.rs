@@ -85,8 +85,8 @@ impl TryFrom<t::PluginInfo> for d::PluginInfo {
     type Error = wasmtime::Error;
 
     fn try_from(info: t::PluginInfo) -> wasmtime::Result<Self> {
-        let config_schema = serde_json::from_str(&info.config_schema)
-            .map_err(|e| wasmtime::format_err!("its info has a config-schema that is not JSON: {e}"))?;
+        let config_schema =
+            serde_json::from_str(&info.config_schema).map_err(|e| wasmtime::format_err!("its info has a config-schema that is not JSON: {e}"))?;
         Ok(d::PluginInfo {
             name: info.name,
             version: info.version,
@@ -146,7 +146,11 @@ impl From<t::Container> for d::Container {
             mounts: c.mounts.into_iter().map(Into::into).collect(),
             files: c.files.into_iter().map(|f| d::File { path: f.path, contents: f.contents, mode: f.mode }).collect(),
             health: c.health.map(Into::into),
-            hooks: c.hooks.into_iter().map(|h| d::Hook { name: h.name, command: h.command, user: h.user, env: h.env.into_iter().collect() }).collect(),
+            hooks: c
+                .hooks
+                .into_iter()
+                .map(|h| d::Hook { name: h.name, command: h.command, user: h.user, env: h.env.into_iter().collect() })
+                .collect(),
             user: c.user,
             read_only: c.read_only,
             init: c.init,

@@ -15,7 +15,7 @@ pub struct StackError {
     #[source_code]
     src: NamedSource<Arc<String>>,
     #[label("{label}")]
-    span: SourceSpan,
+    pub(super) span: SourceSpan,
     label: String,
     #[help]
     help: Option<String>,
@@ -23,11 +23,12 @@ pub struct StackError {
 
 /// Reading the file itself failed.
 #[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("cannot read {}: {error}", path.display())]
+#[error("cannot read {}", path.display())]
 #[diagnostic(help("run provision in a folder with a stack.toml, or point at one with -f FILE"))]
 pub struct ReadError {
-    path: PathBuf,
-    error: std::io::Error,
+    pub(super) path: PathBuf,
+    #[source]
+    pub(super) error: std::io::Error,
 }
 
 impl Stack {

@@ -39,8 +39,7 @@ use diagnostic::index_spans;
 pub use diagnostic::{ReadError, StackError};
 
 /// What a service may be granted with `allow = [...]`.
-pub const PERMISSIONS: &[&str] =
-    &["privileged", "cap-add", "host-network", "host-pid", "devices", "docker-socket", "bind-outside-project"];
+pub const PERMISSIONS: &[&str] = &["privileged", "cap-add", "host-network", "host-pid", "devices", "docker-socket", "bind-outside-project"];
 
 #[derive(Debug)]
 pub struct Stack {
@@ -120,9 +119,8 @@ impl Stack {
         };
         index_spans(&mut stack.spans, "", doc.get_ref());
         // The parsed document, turned into values without parsing the text again.
-        let table = <toml::Table as serde::Deserialize>::deserialize(toml::de::Deserializer::from(doc)).map_err(|e| {
-            stack.error_at_span(e.span().unwrap_or(0..0), "not valid TOML", e.message(), None)
-        })?;
+        let table = <toml::Table as serde::Deserialize>::deserialize(toml::de::Deserializer::from(doc))
+            .map_err(|e| stack.error_at_span(e.span().unwrap_or(0..0), "not valid TOML", e.message(), None))?;
         stack.read(table, contents)?;
         Ok(stack)
     }
@@ -135,7 +133,12 @@ impl Stack {
                 ("plugins", Contents::Stack) => self.read_plugins(value)?,
                 ("images", _) => self.read_images(value)?,
                 (_, Contents::ImagesOnly) => {
-                    return Err(self.error_at(&key, format!("unknown top-level key `{key}`"), "not expected here", Some("an images file has one [images] table".into())));
+                    return Err(self.error_at(
+                        &key,
+                        format!("unknown top-level key `{key}`"),
+                        "not expected here",
+                        Some("an images file has one [images] table".into()),
+                    ));
                 }
                 _ => {
                     return Err(self.error_at(
@@ -269,11 +272,7 @@ impl Stack {
                         source: RequirementSource::Oci { repository: repository.to_string() },
                     }
                 }
-                Value::String(req) => Requirement {
-                    name: name.clone(),
-                    version: self.version_req(&path, &req)?,
-                    source: RequirementSource::Builtin,
-                },
+                Value::String(req) => Requirement { name: name.clone(), version: self.version_req(&path, &req)?, source: RequirementSource::Builtin },
                 Value::Table(table) => {
                     let (mut version, mut file, mut sha256, mut registry) = (VersionReq::STAR, None, None, None);
                     for (key, value) in table {
@@ -382,7 +381,12 @@ impl Stack {
 
     fn version_req(&self, path: &str, req: &str) -> Result<VersionReq, StackError> {
         VersionReq::parse(req).map_err(|e| {
-            self.error_at(path, format!("{req:?} is not a version requirement: {e}"), "invalid requirement", Some("e.g. \"^0.1\", \"~1.2.3\", \">=1, <3\"".into()))
+            self.error_at(
+                path,
+                format!("{req:?} is not a version requirement: {e}"),
+                "invalid requirement",
+                Some("e.g. \"^0.1\", \"~1.2.3\", \">=1, <3\"".into()),
+            )
         })
     }
 }
@@ -418,11 +422,7 @@ fn valid_service_name(name: &str) -> bool {
 
 /// A folder name made into a project name.
 fn sanitize_name(folder: &str) -> String {
-    let name: String = folder
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
-        .collect();
+    let name: String = folder.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
     let name = name.trim_start_matches(['-', '_']).to_string();
     if name.is_empty() { "stack".into() } else { name }
 }
@@ -448,13 +448,13 @@ mod tests {
     fn errors_point_at_the_key() {
         let err = parse("[stack]\nname = \"x\"\nnmae = 1\n[services.db]\n").unwrap_err();
         assert_eq!(err.message, "unknown key `nmae`");
-        assert_eq!(usize::from(err.span.offset()), "[stack]\nname = \"x\"\n".len());
+        assert_eq!(err.span.offset(), "[stack]\nname = \"x\"\n".len());
     }
 
     #[test]
     fn nested_keys_fall_back_to_their_parent() {
         let stack = parse("[services.db]\ntuning = { max_connections = 5 }\n").unwrap();
         let err = stack.error_at("services.db.tuning.shared_buffers", "m", "l", None);
-        assert_eq!(usize::from(err.span.offset()), "[services.db]\n".len());
+        assert_eq!(err.span.offset(), "[services.db]\n".len());
     }
 }

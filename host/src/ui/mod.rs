@@ -21,13 +21,8 @@ impl<'a> Masker<'a> {
             return Masker { values: Vec::new(), secrets: None };
         }
         // Secret outputs the user wrote themselves (not generated) too.
-        let values = state
-            .services
-            .iter()
-            .flat_map(|s| &s.plan.outputs)
-            .filter(|o| o.secret && o.value.len() >= 4)
-            .map(|o| o.value.clone())
-            .collect();
+        let values =
+            state.services.iter().flat_map(|s| &s.plan.outputs).filter(|o| o.secret && o.value.len() >= 4).map(|o| o.value.clone()).collect();
         Masker { values, secrets: Some(secrets) }
     }
 

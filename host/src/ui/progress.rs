@@ -17,8 +17,8 @@ impl Progress {
         let plain = !std::io::stderr().is_terminal();
         let bars = indicatif::MultiProgress::new();
         let width = services.iter().map(|s| s.len()).max().unwrap_or(0);
-        let style = indicatif::ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{msg}} {{elapsed:.dim}}"))
-            .expect("a valid template");
+        let style =
+            indicatif::ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{msg}} {{elapsed:.dim}}")).expect("a valid template");
         let list = services
             .iter()
             .map(|s| {

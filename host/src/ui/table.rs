@@ -22,17 +22,7 @@ pub fn ps(rows: &[PsRow]) -> String {
     let _ = writeln!(out, "{:12} {:10} {:10} {:12} {:10} {:12} ID", "SERVICE", "CONTAINER", "ROLE", "STATE", "HEALTH", "PORTS");
     for r in rows {
         let ports: Vec<String> = r.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let _ = writeln!(
-            out,
-            "{:12} {:10} {:10} {:12} {:10} {:12} {}",
-            r.service,
-            r.container,
-            r.role,
-            r.state,
-            r.health,
-            ports.join(","),
-            r.id
-        );
+        let _ = writeln!(out, "{:12} {:10} {:10} {:12} {:10} {:12} {}", r.service, r.container, r.role, r.state, r.health, ports.join(","), r.id);
     }
     out
 }
