@@ -17,6 +17,17 @@ ensure_wasm_target() {
     fi
 }
 
+ensure_lint_tools() {
+    local missing=()
+    for component in rustfmt clippy; do
+        rustup component list --installed | grep -q "^$component" || missing+=("$component")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        step "adding ${missing[*]} (scripts/test checks formatting and lints)"
+        rustup component add "${missing[@]}"
+    fi
+}
+
 # Debian packages the tests use from the host: psql talks to the stack's
 # postgres over its published port; docker-registry (Distribution 2.8) is the
 # real OCI registry the plugin-distribution tests push to and pull from.

@@ -10,12 +10,8 @@ fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../..").canonicalize().unwrap();
     let manifest = root.join("tests/plugins/Cargo.toml");
     let workspace: toml::Table = toml::from_str(&fs::read_to_string(&manifest).unwrap()).unwrap();
-    let members: Vec<String> = workspace["workspace"]["members"]
-        .as_array()
-        .expect("workspace.members")
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
+    let members: Vec<String> =
+        workspace["workspace"]["members"].as_array().expect("workspace.members").iter().map(|m| m.as_str().unwrap().to_string()).collect();
     println!("cargo::rerun-if-changed={}", root.join("tests/plugins").display());
     println!("cargo::rerun-if-changed={}", root.join("plugins/sdk").display());
     println!("cargo::rerun-if-changed={}", root.join("wit").display());
