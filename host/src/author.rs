@@ -1,6 +1,7 @@
 //! The plugin author's kit: `plugin new` scaffolds a standalone crate,
 //! `plugin build` compiles it for wasm32-wasip2 and checks the component,
 //! `plugin test` plans fixtures without Docker and compares golden files.
+//! Must not need an engine or the network beyond cargo's crate registry.
 
 use std::{
     path::{Path, PathBuf},

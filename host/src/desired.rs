@@ -1,6 +1,7 @@
 //! The desired state: what the plugins asked for, in the host's own types.
 //! Everything after planning (diff, apply, `plan --json`) reads these, never
-//! the per-contract-version bindings.
+//! the per-contract-version bindings. Must not do I/O: these are plain data
+//! (and the spec hash that says when a container must be recreated).
 
 use std::collections::BTreeMap;
 

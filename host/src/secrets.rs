@@ -2,7 +2,7 @@
 //! answer is derived from a random key kept in the project folder, so the
 //! same project, service and name give the same value on every run (a
 //! database in a kept volume stays reachable), and different projects get
-//! different values.
+//! different values. Must not print: masking what is printed is the ui's.
 
 use std::{
     fs,

@@ -211,3 +211,17 @@ fn release_from(repository: &str, tag: &str, manifest: &OciImageManifest) -> Res
         sha256: layer.digest.strip_prefix("sha256:").unwrap_or(&layer.digest).to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// reqwest is built without a crypto provider of its own (no aws-lc):
+    /// building an HTTPS client panics unless ring was installed first.
+    #[test]
+    fn https_clients_are_built_with_ring() {
+        let registry = Registry::new();
+        let _client = registry.client_for(&parse("registry.example.com/acme/plugin").unwrap());
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
+}

@@ -1,6 +1,7 @@
 //! Dockerfile build contexts: the files `.dockerignore` lets through, hashed
 //! (so an image is rebuilt, and its containers recreated, only when its
-//! inputs change) and packed as the tar the engine's build API takes.
+//! inputs change) and packed as the tar the engine's build API takes. Must
+//! not talk to the engine: apply hands the tar over.
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,8 @@
 //! must be well formed, and any power beyond an ordinary container
 //! (privileged mode, host namespaces, devices, added capabilities, the
 //! Docker socket, host paths outside the project) needs the user's explicit
-//! `allow` for that service.
+//! `allow` for that service. Must not change a plan: it accepts or refuses,
+//! naming plugin, service and field.
 
 use std::path::{Component, Path, PathBuf};
 

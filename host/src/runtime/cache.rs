@@ -4,6 +4,8 @@
 //! Key: the component's sha256 plus a hash of the engine's compatibility
 //! (wasmtime version and every setting that affects code). Only code this
 //! process compiled itself is ever deserialized, from a folder it owns.
+//! Must not fail a run: a cache that cannot be read or written only costs a
+//! compile.
 
 use std::{
     hash::{DefaultHasher, Hash, Hasher},

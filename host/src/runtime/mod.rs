@@ -3,7 +3,10 @@
 //!
 //! One `Engine` and `Linker` per process, one pre-instantiated component per
 //! plugin, and a fresh `Store` per call, so no state leaks from one call to
-//! the next. Compiled code is cached on disk (see `cache`).
+//! the next. Compiled code is cached on disk (`cache`); the sandbox is in
+//! `sandbox`, and each contract version's bindings are dispatched in one
+//! place (`dispatch`). Must not interpret what a plugin returns beyond
+//! converting it into the host's types: `plan` checks it.
 
 mod cache;
 mod dispatch;

@@ -1,5 +1,6 @@
 //! Errors that point into stack.toml: every key's span, recorded while
-//! parsing, and the diagnostic that shows the line a key is on.
+//! parsing, and the diagnostic that shows the line a key is on. Must not
+//! decide what is an error: the parser and the planner do.
 
 use std::{collections::HashMap, ops::Range, path::PathBuf, sync::Arc};
 
