@@ -38,7 +38,8 @@ pub fn scaffold(dir: &Path, name: &str) -> Result<()> {
     if dir.exists() {
         bail!("{} already exists; choose another name or folder", dir.display());
     }
-    let fill = |template: &str| template.replace("{{name}}", name).replace("{{crate}}", &name.replace('-', "_"));
+    let contract = provision_registry::contract::CURRENT.to_string();
+    let fill = |template: &str| template.replace("{{name}}", name).replace("{{crate}}", &name.replace('-', "_")).replace("{{contract}}", &contract);
     let files = [
         ("Cargo.toml", fill(include_str!("author/template/Cargo.toml.tmpl"))),
         ("src/lib.rs", fill(include_str!("author/template/lib.rs.tmpl"))),

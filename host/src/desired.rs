@@ -58,7 +58,7 @@ pub enum WaitFor {
 }
 
 /// What one plugin call returned. Field meanings are documented in the
-/// contract (wit/v0.1.1/provider.wit).
+/// contract (the current one: wit/contracts.toml).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ServicePlan {
     pub containers: Vec<Container>,

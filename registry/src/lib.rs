@@ -15,7 +15,7 @@ use std::{
     sync::{Mutex, OnceLock},
 };
 
-pub use lock::{LOCK_FILE, Lock, LockError, LockedImage, LockedPlugin};
+pub use lock::{LOCK_FILE, LOCK_VERSION, Lock, LockError, LockedImage, LockedPlugin};
 
 use semver::{Version, VersionReq};
 use sha2::{Digest, Sha256};

@@ -8,6 +8,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub const LOCK_FILE: &str = "stack.lock";
+/// The lock file format this provision writes and reads.
+pub const LOCK_VERSION: u32 = 1;
 const HEADER: &str = "# Written by `provision lock` (and by `provision up` when absent). Commit it:\n\
 # `provision up --locked` refuses to run when the stack no longer matches it.\n\n";
 
@@ -56,6 +58,10 @@ pub enum LockError {
     },
     #[error("{path} is not a valid lock file: {message}; delete it and run `provision lock`")]
     Invalid { path: String, message: String },
+    #[error(
+        "{path} is lock file version {found}, but this provision reads version {LOCK_VERSION}; use the provision that wrote it, or delete it and run `provision lock`"
+    )]
+    UnknownVersion { path: String, found: u32 },
     #[error("cannot write {path}")]
     Write {
         path: String,
@@ -71,12 +77,17 @@ impl Lock {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(LockError::Read { path: path.display().to_string(), source }),
         };
-        toml::from_str(&text).map(Some).map_err(|e| LockError::Invalid { path: path.display().to_string(), message: e.message().to_string() })
+        let lock: Lock =
+            toml::from_str(&text).map_err(|e| LockError::Invalid { path: path.display().to_string(), message: e.message().to_string() })?;
+        if lock.version != LOCK_VERSION {
+            return Err(LockError::UnknownVersion { path: path.display().to_string(), found: lock.version });
+        }
+        Ok(Some(lock))
     }
 
     pub fn save(&self, path: &Path) -> Result<(), LockError> {
         let mut sorted = self.clone();
-        sorted.version = 1;
+        sorted.version = LOCK_VERSION;
         sorted.plugins.sort_by(|a, b| a.name.cmp(&b.name));
         sorted.images.sort_by(|a, b| a.reference.cmp(&b.reference));
         sorted.images.dedup();
@@ -89,5 +100,23 @@ impl Lock {
 
     pub fn plugin(&self, name: &str) -> Option<&LockedPlugin> {
         self.plugins.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_of_an_unknown_version_is_refused() {
+        let dir = std::env::temp_dir().join(format!("provision-lock-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(LOCK_FILE);
+        Lock { version: LOCK_VERSION, ..Lock::default() }.save(&path).unwrap();
+        assert!(Lock::load(&path).unwrap().is_some());
+        std::fs::write(&path, "version = 2\n").unwrap();
+        let error = Lock::load(&path).unwrap_err().to_string();
+        assert!(error.contains("is lock file version 2, but this provision reads version 1"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

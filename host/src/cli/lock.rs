@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use miette::IntoDiagnostic;
-use provision_registry::{LOCK_FILE, Lock, LockedImage};
+use provision_registry::{LOCK_FILE, LOCK_VERSION, Lock, LockedImage};
 
 use super::{Prepared, args::LockArgs, prepare, try_connect};
 use crate::{apply, plan::Planned, stack::Stack};
@@ -20,7 +20,7 @@ pub async fn run(args: LockArgs) -> miette::Result<ExitCode> {
             lock.as_ref().map(|l| l.images.clone()).unwrap_or_default()
         }
     };
-    let new = Lock { version: 1, plugins: planned.locked_plugins.clone(), images };
+    let new = Lock { version: LOCK_VERSION, plugins: planned.locked_plugins.clone(), images };
     let unchanged = lock.as_ref().is_some_and(|old| old.plugins == new.plugins && old.images == new.images);
     new.save(&path).into_diagnostic()?;
     for p in &new.plugins {
@@ -39,7 +39,7 @@ pub fn after_up(stack: &Stack, planned: &Planned, lock: Option<&Lock>, images: &
     let path = stack.dir.join(LOCK_FILE);
     match lock {
         None => {
-            let lock = Lock { version: 1, plugins: planned.locked_plugins.clone(), images: images.to_vec() };
+            let lock = Lock { version: LOCK_VERSION, plugins: planned.locked_plugins.clone(), images: images.to_vec() };
             lock.save(&path).into_diagnostic()?;
             eprintln!("wrote {} (commit it; CI can then run `provision up --locked`)", path.display());
         }
