@@ -3,11 +3,7 @@
 //! way apply reaches an engine, so this drives the same code as `up` does;
 //! the real-engine tests (docker.rs) check that Docker does what it is told.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use futures_util::stream::{self, BoxStream, StreamExt};
 use provision::{
@@ -227,9 +223,13 @@ fn options() -> UpOptions {
     UpOptions { project_dir: "/projects/mem".into(), timeout: Duration::from_secs(20), locked_images: None, seen_ready: HashMap::new() }
 }
 
+/// Run a future of the test to its end (apply sleeps between probes).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+}
+
 fn up(engine: &MemoryEngine, state: &DesiredState) -> apply::Summary {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(apply::up(engine, state, &options(), &Quiet)).unwrap_or_else(|e| panic!("{e}"))
+    block_on(apply::up(engine, state, &options(), &Quiet)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -252,10 +252,10 @@ fn an_unchanged_stack_is_kept_a_changed_container_recreated_and_orphans_removed(
     let engine = MemoryEngine::default();
     let first = stack();
     up(&engine, &first);
-    let before = Arc::new(engine.journal());
+    let before = engine.journal();
 
     // The diff, read from the labels apply wrote.
-    let actual = tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(engine.containers("mem")).unwrap();
+    let actual = block_on(engine.containers("mem")).unwrap();
     let diff = reconcile::diff(&first, &actual);
     assert!(diff.steps.iter().all(|s| s.change == Change::Keep), "{:?}", diff.steps);
     assert!(diff.orphans.is_empty());
@@ -271,7 +271,7 @@ fn an_unchanged_stack_is_kept_a_changed_container_recreated_and_orphans_removed(
     second.services[2].plan.containers[0].env.insert("FEATURE".into(), "on".into());
     second.services.remove(1);
     second.services[1].depends_on.retain(|d| d.service != "cache");
-    let diff = reconcile::diff(&second, &tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(engine.containers("mem")).unwrap());
+    let diff = reconcile::diff(&second, &block_on(engine.containers("mem")).unwrap());
     let app = diff.step("app", "server").unwrap();
     assert_eq!(app.change, Change::Recreate { fields: vec!["env".into()] }, "the diff names the changed field");
     assert_eq!(diff.orphans, ["mem-cache-server"]);
@@ -290,10 +290,9 @@ fn an_unchanged_stack_is_kept_a_changed_container_recreated_and_orphans_removed(
 fn down_removes_every_container_and_network_of_the_project() {
     let engine = MemoryEngine::default();
     up(&engine, &stack());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let containers = runtime.block_on(engine.containers("mem")).unwrap();
-    let removed = runtime.block_on(apply::down(&engine, "mem", &containers, false)).unwrap();
+    let containers = block_on(engine.containers("mem")).unwrap();
+    let removed = block_on(apply::down(&engine, "mem", &containers, false)).unwrap();
     assert_eq!(removed.containers, 4);
     assert_eq!(removed.networks, ["mem_default"]);
-    assert!(runtime.block_on(engine.containers("mem")).unwrap().is_empty());
+    assert!(block_on(engine.containers("mem")).unwrap().is_empty());
 }

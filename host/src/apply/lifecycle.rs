@@ -16,7 +16,7 @@ use crate::{
 
 /// Seconds a container gets to stop before it is killed: with an init as
 /// PID 1, services shut down promptly, so `down` takes about a second.
-pub const STOP_TIMEOUT_SECS: u32 = 3;
+const STOP_TIMEOUT_SECS: u32 = 3;
 
 impl ServiceRun<'_> {
     /// Start (creating if needed) one container. Returns its id and whether

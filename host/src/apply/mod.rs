@@ -30,7 +30,7 @@ use crate::{
 };
 
 pub use events::{Event, Events, Phase};
-pub use lifecycle::{Removed, STOP_TIMEOUT_SECS, down};
+pub use lifecycle::{Removed, down};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ApplyError {

@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use miette::IntoDiagnostic;
+use miette::{IntoDiagnostic, WrapErr};
 
 use super::{Prepared, args::PluginCommand, plugin_runtime, prepare_here};
 use crate::{author, runtime::cache_base};
@@ -72,8 +72,7 @@ fn run_here(command: PluginCommand) -> miette::Result<ExitCode> {
             let registry = provision_registry::oci::Registry::new();
             let release = match reference.rsplit_once('@') {
                 Some((repository, req)) => {
-                    let req =
-                        semver::VersionReq::parse(req).into_diagnostic().map_err(|e| e.wrap_err(format!("`{req}` is not a version requirement")))?;
+                    let req = semver::VersionReq::parse(req).into_diagnostic().wrap_err_with(|| format!("`{req}` is not a version requirement"))?;
                     registry.resolve(repository, &req)
                 }
                 None => match reference.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {

@@ -207,6 +207,18 @@ impl DockerIgnore {
 mod tests {
     use super::*;
 
+    /// A build of the folder `ctx` with its Dockerfile and no settings.
+    fn spec() -> BuildSpec {
+        BuildSpec {
+            context: "ctx".into(),
+            dockerfile: None,
+            target: None,
+            args: Default::default(),
+            input_hash: String::new(),
+            from_substitutes: Default::default(),
+        }
+    }
+
     fn context(files: &[(&str, &str)], ignore: &str) -> (tempfile::TempDir, Context) {
         let dir = tempfile::tempdir().unwrap();
         for (path, text) in files {
@@ -215,15 +227,7 @@ mod tests {
             std::fs::write(path, text).unwrap();
         }
         std::fs::write(dir.path().join("ctx/.dockerignore"), ignore).unwrap();
-        let spec = BuildSpec {
-            context: "ctx".into(),
-            dockerfile: None,
-            target: None,
-            args: Default::default(),
-            input_hash: String::new(),
-            from_substitutes: Default::default(),
-        };
-        let ctx = Context::load(dir.path(), &spec).unwrap();
+        let ctx = Context::load(dir.path(), &spec()).unwrap();
         (dir, ctx)
     }
 
@@ -254,14 +258,7 @@ mod tests {
 
     #[test]
     fn the_input_hash_follows_content_not_ignored_files() {
-        let spec = BuildSpec {
-            context: "ctx".into(),
-            dockerfile: None,
-            target: None,
-            args: Default::default(),
-            input_hash: String::new(),
-            from_substitutes: Default::default(),
-        };
+        let spec = spec();
         let (dir, ctx) = context(&[("Dockerfile", "FROM x"), ("a.txt", "1"), ("junk.log", "1")], "*.log\n");
         let before = ctx.input_hash(&spec).unwrap();
         std::fs::write(dir.path().join("ctx/junk.log"), "2").unwrap();

@@ -30,15 +30,16 @@ pub enum Provider {
 }
 
 impl Provider {
-    /// `None` when no bindings of `contract` exist.
-    pub fn new(contract: &Version, pre: InstancePre<Sandbox>) -> Option<wasmtime::Result<Self>> {
-        Some(if *contract == v0_1_0::VERSION {
+    /// Bind with `contract`'s bindings; the caller has checked that it is
+    /// a released version (a unit test keeps those and `VERSIONS` equal).
+    pub fn new(contract: &Version, pre: InstancePre<Sandbox>) -> wasmtime::Result<Self> {
+        if *contract == v0_1_0::VERSION {
             v0_1_0::PluginPre::new(pre).map(Provider::V0_1_0)
         } else if *contract == v0_1_1::VERSION {
             v0_1_1::PluginPre::new(pre).map(Provider::V0_1_1)
         } else {
-            return None;
-        })
+            wasmtime::bail!("this provision has no bindings for contract {contract}")
+        }
     }
 
     pub fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<Bound> {

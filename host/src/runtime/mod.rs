@@ -141,12 +141,9 @@ impl Runtime {
     /// Compile (or load from the cache), link, and ask the plugin its info.
     pub fn load(&self, resolved: &Resolved) -> Result<Plugin, PluginError> {
         let contract = resolved.contract.clone();
-        let unsupported = || {
-            let supported = provision_registry::contract::RELEASED.iter().rev().map(Version::to_string).collect::<Vec<_>>();
-            PluginError::UnsupportedContract { found: contract.clone(), supported: supported.join(", ") }
-        };
         if !provision_registry::contract::RELEASED.contains(&contract) {
-            return Err(unsupported());
+            let supported = provision_registry::contract::RELEASED.iter().rev().map(Version::to_string).collect::<Vec<_>>();
+            return Err(PluginError::UnsupportedContract { found: contract, supported: supported.join(", ") });
         }
 
         let started = Instant::now();
@@ -159,7 +156,7 @@ impl Runtime {
 
         let started = Instant::now();
         let pre = self.linker.instantiate_pre(&component).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
-        let pre = Provider::new(&contract, pre).ok_or_else(unsupported)?.map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let pre = Provider::new(&contract, pre).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
         let info = self.call(&pre, None, |bound, store| bound.info(store))?;
         let instantiate = started.elapsed();
         Ok(Plugin { info, contract, pre, stats: LoadStats { compile, cached, instantiate } })
