@@ -254,7 +254,7 @@ impl Resolver {
 
     /// A component from the content-addressed cache, checked against its name.
     fn cached(&self, sha256: &str) -> Option<Vec<u8>> {
-        let wasm = fs::read(self.cache_dir.as_ref()?.join(format!("{sha256}.wasm"))).ok()?;
+        let wasm = read_component(&self.cache_dir.as_ref()?.join(format!("{sha256}.wasm"))).ok()?;
         (sha256_hex(&wasm) == sha256).then_some(wasm)
     }
 
@@ -328,7 +328,7 @@ fn resolve_builtin(req: &Requirement) -> Result<Resolved, ResolveError> {
 /// `written` is the path as stack.toml has it (for messages), `path` the file.
 fn resolve_path(req: &Requirement, written: &Path, path: &Path, pinned: Option<&str>) -> Result<Resolved, ResolveError> {
     let name = req.name.clone();
-    let wasm = fs::read(path).map_err(|error| ResolveError::Read { name: name.clone(), path: written.into(), error })?;
+    let wasm = read_component(path).map_err(|error| ResolveError::Read { name: name.clone(), path: written.into(), error })?;
     let sha256 = sha256_hex(&wasm);
     if let Some(expected) = pinned {
         let expected = expected.strip_prefix("sha256:").unwrap_or(expected).to_ascii_lowercase();
@@ -346,6 +346,31 @@ fn resolve_path(req: &Requirement, written: &Path, path: &Path, pinned: Option<&
         sha256,
         wasm: Cow::Owned(wasm),
     })
+}
+
+/// The largest component accepted: built-ins are ~200 KiB; a plugin of tens
+/// of MiB is already suspect, and compiling it must stay bounded.
+pub const MAX_COMPONENT_BYTES: u64 = 32 << 20;
+
+/// Read a component file: a regular file (not a FIFO, device or folder,
+/// which could block or never end) of at most `MAX_COMPONENT_BYTES`.
+pub fn read_component(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, Read};
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::other("not a regular file; a plugin must be a .wasm file"));
+    }
+    let too_big = || Error::other(format!("larger than {} MiB, the limit for a plugin", MAX_COMPONENT_BYTES >> 20));
+    if meta.len() > MAX_COMPONENT_BYTES {
+        return Err(too_big());
+    }
+    let mut wasm = Vec::with_capacity(meta.len() as usize);
+    // Bounded again while reading: the file may grow after the check.
+    fs::File::open(path)?.take(MAX_COMPONENT_BYTES + 1).read_to_end(&mut wasm)?;
+    if wasm.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(too_big());
+    }
+    Ok(wasm)
 }
 
 /// Lower-case hex sha256, the digest form used in stack.toml and the lock.

@@ -3,15 +3,17 @@
 //!
 //! Key: the component's sha256 plus a hash of the engine's compatibility
 //! (wasmtime version and every setting that affects code). Only code this
-//! process compiled itself is ever deserialized, from a folder it owns.
+//! process compiled itself is ever deserialized, from a folder it owns, and
+//! only after checking it is the code of the component asked for.
 //! Must not fail a run: a cache that cannot be read or written only costs a
 //! compile.
 
 use std::{
     hash::{DefaultHasher, Hash, Hasher},
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
+use sha2::Digest;
 use wasmtime::{Engine, component::Component};
 
 /// provision's cache folder: `$PROVISION_CACHE_DIR`, else
@@ -35,37 +37,51 @@ impl CompileCache {
         Some(CompileCache { dir: cache_base()?.join("compiled") })
     }
 
-    /// The component, and whether it came from the cache.
-    pub fn load_or_compile(&self, engine: &Engine, sha256: &str, wasm: &[u8]) -> wasmtime::Result<(Component, bool)> {
+    fn path(&self, engine: &Engine, sha256: &str) -> PathBuf {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let path = self.dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
-
-        if path.exists() {
-            // SAFETY: the file was written by `store` below from the output of
-            // `Component::serialize` on an engine with the same compatibility
-            // hash; it never comes from outside this cache folder.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, true)),
-                // Truncated, or from an incompatible build: compile afresh.
-                Err(_) => {
-                    let _ = std::fs::remove_file(&path);
-                }
-            }
-        }
-        let component = Component::new(engine, wasm)?;
-        // The cache is an optimisation: failing to write it is not an error.
-        let _ = self.store(&path, &component);
-        Ok((component, false))
+        self.dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
     }
 
-    /// Write atomically (temp file + rename) so a concurrent reader never
-    /// sees half a file.
-    fn store(&self, path: &Path, component: &Component) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let bytes = component.serialize().map_err(std::io::Error::other)?;
+    /// The compiled code of the component whose sha256 is `sha256`, if the
+    /// cache has it intact. Each file starts with the component's sha256 and
+    /// the digest of the code after it: a file renamed, truncated or
+    /// overwritten by anything but `store` is compiled afresh, never run.
+    pub fn load(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+        let path = self.path(engine, sha256);
+        let bytes = std::fs::read(&path).ok()?;
+        let intact =
+            bytes.len() > HEADER && hex::encode(&bytes[..32]) == sha256 && bytes[32..HEADER] == *sha2::Sha256::digest(&bytes[HEADER..]).as_slice();
+        if !intact {
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        // SAFETY: the bytes are what `store` wrote from `Component::serialize`
+        // of this very component (checked above) on an engine with the same
+        // compatibility hash (in the file name), in a folder this user owns.
+        unsafe { Component::deserialize(engine, &bytes[HEADER..]) }.ok()
+    }
+
+    /// Keep compiled code for next time. A cache: failing to write it only
+    /// costs a compile. Written atomically (temp file + rename, the temp file
+    /// removed on failure) so a concurrent reader never sees half a file.
+    pub fn store(&self, engine: &Engine, sha256: &str, component: &Component) {
+        let path = self.path(engine, sha256);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)
+        let written = (|| -> std::io::Result<()> {
+            let code = component.serialize().map_err(std::io::Error::other)?;
+            let mut bytes = hex::decode(sha256).map_err(std::io::Error::other)?;
+            bytes.extend_from_slice(&sha2::Sha256::digest(&code));
+            bytes.extend_from_slice(&code);
+            std::fs::create_dir_all(&self.dir)?;
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
 }
+
+/// The component's sha256, then the sha256 of the compiled code.
+const HEADER: usize = 64;

@@ -21,7 +21,10 @@ use std::{
 
 use provision_registry::Resolved;
 use semver::Version;
-use wasmtime::{Engine, Store, Trap, component::Linker};
+use wasmtime::{
+    Engine, Store, Trap,
+    component::{Component, Linker},
+};
 
 use crate::{desired as d, secrets::Secrets};
 use dispatch::{Bound, Provider};
@@ -29,6 +32,10 @@ use sandbox::Sandbox;
 
 pub use cache::{CompileCache, cache_base};
 pub use sandbox::LogLevel;
+
+/// The longest a plugin may take to compile. Built-ins take ~100 ms; the
+/// registry already refuses components over its size limit.
+const COMPILE_LIMIT: Duration = Duration::from_secs(60);
 
 /// How often the epoch advances; the unit of call deadlines.
 const TICK: Duration = Duration::from_millis(10);
@@ -108,6 +115,8 @@ pub enum PluginError {
     MemoryCap { asked: usize, cap: usize },
     #[error("crashed: {0}")]
     Trap(String),
+    #[error("called host.secret more than {} times or with a name over 128 bytes, and was stopped", sandbox::MAX_SECRET_CALLS)]
+    SecretCalls,
 }
 
 impl Runtime {
@@ -134,6 +143,7 @@ impl Runtime {
         // WASI is linked so that components built with std instantiate; the
         // context above grants nothing through it.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        sandbox::add_frozen_clock(&mut linker)?;
         dispatch::add_to_linker(&mut linker)?;
         Ok(Runtime { engine, linker, cache, limits })
     }
@@ -147,11 +157,17 @@ impl Runtime {
         }
 
         let started = Instant::now();
-        let (component, cached) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, &resolved.sha256, &resolved.wasm),
-            None => wasmtime::component::Component::new(&self.engine, &resolved.wasm).map(|c| (c, false)),
-        }
-        .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let cached = self.cache.as_ref().and_then(|cache| cache.load(&self.engine, &resolved.sha256));
+        let (component, cached) = match cached {
+            Some(component) => (component, true),
+            None => {
+                let component = self.compile(&resolved.wasm)?;
+                if let Some(cache) = &self.cache {
+                    cache.store(&self.engine, &resolved.sha256, &component);
+                }
+                (component, false)
+            }
+        };
         let compile = started.elapsed();
 
         let started = Instant::now();
@@ -160,6 +176,22 @@ impl Runtime {
         let info = self.call(&pre, None, |bound, store| bound.info(store))?;
         let instantiate = started.elapsed();
         Ok(Plugin { info, contract, pre, stats: LoadStats { compile, cached, instantiate } })
+    }
+
+    /// Compile on a thread of its own, waited for at most `COMPILE_LIMIT`: a
+    /// component crafted to make the compiler slow fails the run instead of
+    /// hanging it (the thread is abandoned; the process ends soon after).
+    fn compile(&self, wasm: &[u8]) -> Result<Component, PluginError> {
+        let (engine, wasm) = (self.engine.clone(), wasm.to_vec());
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("plugin-compile".into())
+            .spawn(move || sender.send(Component::new(&engine, &wasm)))
+            .map_err(|e| PluginError::Invalid(format!("cannot start compiling: {e}")))?;
+        match receiver.recv_timeout(COMPILE_LIMIT) {
+            Ok(compiled) => compiled.map_err(|e| PluginError::Invalid(format!("{e:#}"))),
+            Err(_) => Err(PluginError::Invalid(format!("compiling it took over {COMPILE_LIMIT:?}; it is too complex to be a plugin"))),
+        }
     }
 
     /// Plan one service. Returns the plan (or the plugin's own error), the
@@ -205,6 +237,9 @@ impl Runtime {
             r
         });
         stats.logs = std::mem::take(&mut store.data_mut().logs);
+        if store.data().secrets_refused {
+            return Err(PluginError::SecretCalls);
+        }
         result.map_err(|e| self.explain(e, store.data()))
     }
 
