@@ -46,6 +46,11 @@ pub struct Dependency {
     pub role: String,
     pub service: String,
     pub wait: WaitFor,
+    /// Whether the used service's secret outputs travel on this binding:
+    /// only when the user named it in `uses`, or a built-in plugin inferred
+    /// it; never for `collect` roles (see SECURITY.md).
+    #[serde(default)]
+    pub secrets: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -3,23 +3,27 @@
 //! the diff (create / recreate, naming the changed fields / keep / orphan).
 //! Must not touch the engine: it reads what `apply` listed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
 use crate::{
     desired::{Container, DesiredState},
     engine::{Actual, LABEL_PREFIX},
+    journal::Journal,
 };
 
-/// Engine names of the project's resources.
+/// Engine names of the project's resources: parts joined with `_`, which
+/// no project, service or container name may contain (a volume or network
+/// name, always last, may), so no name of one project can ever equal a name
+/// of another.
 pub struct Names<'a> {
     pub project: &'a str,
 }
 
 impl Names<'_> {
     pub fn container(&self, service: &str, container: &str) -> String {
-        format!("{}-{service}-{container}", self.project)
+        format!("{}_{service}_{container}", self.project)
     }
     pub fn network(&self, name: &str) -> String {
         format!("{}_{name}", self.project)
@@ -74,33 +78,43 @@ impl Diff {
     }
 }
 
-/// Compare the plan with what the engine runs for the project.
-pub fn diff(state: &DesiredState, actual: &[Actual]) -> Diff {
+/// Why a container whose spec is unchanged is recreated anyway.
+pub const INTERRUPTED: &str = "(its last lifecycle did not finish)";
+
+/// Compare the plan with what the engine runs for the project. A container
+/// is kept only when its spec is unchanged and the journal says its
+/// lifecycle finished (files placed, started, ready, hooks run; a task
+/// exited 0 after being started).
+pub fn diff(state: &DesiredState, actual: &[Actual], journal: &Journal) -> Diff {
+    let by_name: HashMap<(&str, &str), &Actual> = actual.iter().filter_map(|a| Some(((a.label("service")?, a.label("container")?), a))).collect();
     let mut steps = Vec::new();
-    let mut matched = Vec::new();
+    let mut matched = HashSet::new();
     for service in &state.services {
         let all = service.plan.tasks.iter().map(|c| (c, true)).chain(service.plan.containers.iter().map(|c| (c, false)));
         for (container, task) in all {
-            let found = actual.iter().find(|a| a.label("service") == Some(&service.name) && a.label("container") == Some(&container.name));
+            let found = by_name.get(&(service.name.as_str(), container.name.as_str())).copied();
             let change = match found {
                 None => Change::Create,
-                Some(a) if a.label("spec-hash") == Some(&container.spec_hash()) => Change::Keep,
-                Some(a) => Change::Recreate { fields: changed_fields(container, a.label("spec")) },
+                Some(a) if a.label("spec-hash") != Some(&container.spec_hash()) => {
+                    Change::Recreate { fields: changed_fields(container, journal.entry(&a.id).map(|e| e.spec)) }
+                }
+                Some(a) if !journal.completed(&a.id) => Change::Recreate { fields: vec![INTERRUPTED.into()] },
+                Some(_) => Change::Keep,
             };
             if let Some(a) = found {
-                matched.push(a.id.clone());
+                matched.insert(a.id.as_str());
             }
             steps.push(Step { service: service.name.clone(), container: container.name.clone(), task, change, actual: found.cloned() });
         }
     }
-    let orphans: Vec<&Actual> = actual.iter().filter(|a| !matched.contains(&a.id)).collect();
+    let orphans: Vec<&Actual> = actual.iter().filter(|a| !matched.contains(a.id.as_str())).collect();
     Diff { steps, orphans: orphans.iter().map(|a| a.name.clone()).collect(), orphan_ids: orphans.iter().map(|a| a.id.clone()).collect() }
 }
 
 /// Which spec fields differ from the spec recorded on the running container.
-fn changed_fields(desired: &Container, recorded: Option<&str>) -> Vec<String> {
+fn changed_fields(desired: &Container, recorded: Option<serde_json::Value>) -> Vec<String> {
     let desired = serde_json::to_value(desired).expect("a container serializes");
-    let Some(recorded) = recorded.and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok()) else {
+    let Some(recorded) = recorded else {
         return vec!["(spec not recorded)".into()];
     };
     let (Some(new), Some(old)) = (desired.as_object(), recorded.as_object()) else { return vec![] };

@@ -64,7 +64,7 @@ pub struct ProjectArgs {
     pub file: PathBuf,
     /// Project name: identifies this environment on the engine. Default: the
     /// stack's name.
-    #[arg(short = 'p', long = "project", value_name = "NAME", global = true)]
+    #[arg(short = 'p', long = "project", value_name = "NAME", global = true, value_parser = project_name)]
     pub project: Option<String>,
     /// The container engine to run the stack on.
     #[arg(long, value_enum, default_value_t, env = "PROVISION_ENGINE", global = true)]
@@ -184,8 +184,15 @@ pub struct PsArgs {
 
 #[derive(Args)]
 pub struct LogsArgs {
-    #[command(flatten)]
-    pub project: ProjectArgs,
+    /// The stack file (here `--file` only: `-f` is `--follow`, as in `docker logs`).
+    #[arg(long = "file", default_value = "stack.toml", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Project name. Default: the stack's name.
+    #[arg(short = 'p', long = "project", value_name = "NAME", value_parser = project_name)]
+    pub project: Option<String>,
+    /// The container engine the stack runs on.
+    #[arg(long, value_enum, default_value_t, env = "PROVISION_ENGINE")]
+    pub engine: EngineKind,
     /// Only this service.
     pub service: Option<String>,
     /// Keep printing new lines.
@@ -207,4 +214,30 @@ pub struct ExecArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
+}
+
+impl LogsArgs {
+    pub fn project_args(&self) -> ProjectArgs {
+        ProjectArgs { file: self.file.clone(), project: self.project.clone(), engine: self.engine }
+    }
+}
+
+fn project_name(name: &str) -> Result<String, String> {
+    if crate::stack::valid_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err("use lower-case letters, digits and `-` (not `_`), starting with a letter or digit, at most 63".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_dash_f_follows_as_in_docker_logs() {
+        let Command::Logs(args) = Cli::try_parse_from(["provision", "logs", "db", "-f"]).unwrap().command else { panic!("not logs") };
+        assert!(args.follow);
+        assert_eq!((args.file, args.service.as_deref()), (PathBuf::from("stack.toml"), Some("db")));
+    }
 }

@@ -20,15 +20,19 @@ pub struct Context {
 }
 
 impl Context {
-    /// The context of `spec`, relative to the stack's folder.
+    /// The context of `spec`, relative to the stack's folder, resolved with
+    /// links followed each time it is loaded (policy refuses one outside the
+    /// project without `allow`). Links inside it go to the engine as links.
     pub fn load(project_dir: &Path, spec: &BuildSpec) -> Result<Context, String> {
-        let root = project_dir.join(&spec.context);
+        let root = super::host_path::resolve(project_dir, &spec.context).map_err(|e| format!("build context: {e}"))?.real;
         if !root.is_dir() {
             return Err(format!("build context `{}` is not a folder ({})", spec.context, root.display()));
         }
         let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
-        let Ok(dockerfile_text) = std::fs::read_to_string(root.join(dockerfile)) else {
-            return Err(format!("build context `{}` has no {dockerfile}", spec.context));
+        // Sent as text: it must not be a link to a file outside the context.
+        let inside = root.join(dockerfile).canonicalize().is_ok_and(|real| real.starts_with(&root));
+        let Some(dockerfile_text) = inside.then(|| std::fs::read_to_string(root.join(dockerfile)).ok()).flatten() else {
+            return Err(format!("build context `{}` has no {dockerfile} (or it links outside the context)", spec.context));
         };
         let ignore = DockerIgnore::read(&root)?;
         let mut files = Vec::new();
@@ -60,7 +64,11 @@ impl Context {
         hasher.update(settings.to_string().as_bytes());
         for file in &self.files {
             let path = self.root.join(file);
-            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            // A link is sent as a link: hash where it points, never what.
+            let bytes = match std::fs::read_link(&path) {
+                Ok(target) => target.to_string_lossy().into_owned().into_bytes(),
+                Err(_) => std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            };
             hasher.update((file.len() as u64).to_be_bytes());
             hasher.update(file.as_bytes());
             hasher.update(mode(&path).to_be_bytes());

@@ -5,6 +5,7 @@
 //! (`build_context`). Must not touch an engine: `plan` works without one.
 
 pub mod build_context;
+pub mod host_path;
 pub mod policy;
 mod wire;
 
@@ -121,7 +122,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
                     role: dep.role.clone(),
                     service: dep.service.clone(),
                     plugin: used.plugin.clone(),
-                    outputs: used.plan.outputs.iter().map(|o| (o.name.clone(), o.value.clone())).collect(),
+                    outputs: used.plan.outputs.iter().filter(|o| dep.secrets || !o.secret).map(|o| (o.name.clone(), o.value.clone())).collect(),
                     metrics: used
                         .plan
                         .metrics
@@ -143,7 +144,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
             profile: options.profile.clone(),
             config: service.config.clone(),
             bindings,
-            collected: collected.contains(&name),
+            collected: collected.contains(name),
         };
         let context = Arc::new(CallContext { project: options.project.clone(), service: name.to_string(), secrets: secrets.clone() });
         let who = format!("plugin `{}` {} (service `{name}`)", info.name, info.version);
@@ -166,9 +167,16 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
             }
         }
         for output in &mut plan.outputs {
-            output.secret = info.outputs.iter().any(|o| o.name == output.name && o.secret);
+            // Secret if declared so, or if it embeds a secret (a URL with the password).
+            output.secret = info.outputs.iter().any(|o| o.name == output.name && o.secret) || crate::secrets::holds_secret(&output.value);
+            if output.secret {
+                crate::secrets::remember(&output.value);
+            }
         }
-        policy::check(&plan, info, &service.allow, &stack.dir).map_err(|refusal| {
+        let mut named = Vec::new();
+        strings(&service.config, &mut named);
+        let grants = policy::Grants { allow: &service.allow, named: &named, project_dir: &stack.dir };
+        policy::check(&plan, info, &grants).map_err(|refusal| {
             let help = refusal.permission.map(|p| format!("if you trust this plugin with it, add `allow = [\"{p}\"]` to [services.{name}]"));
             stack.error_at(&format!("services.{name}"), format!("{who} is refused: {}", refusal.message), "planned here", help)
         })?;
@@ -191,6 +199,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         planned.insert(name, ServiceState { name: name.to_string(), plugin: service.plugin.clone(), depends_on: dependencies[name].clone(), plan });
     }
     check_volume_references(stack, &planned)?;
+    check_project_wide(stack, &planned)?;
 
     let state = DesiredState {
         project: options.project.clone(),
@@ -279,6 +288,55 @@ fn check_volume_references(stack: &Stack, planned: &BTreeMap<&str, ServiceState>
         }
     }
     Ok(())
+}
+
+/// What must hold across services: one meaning per network name, and one
+/// container per DNS name (a service's name answers for its main container,
+/// `SERVICE-CONTAINER` for each container).
+fn check_project_wide(stack: &Stack, planned: &BTreeMap<&str, ServiceState>) -> Result<(), StackError> {
+    let mut networks: HashMap<&str, (bool, &str)> = HashMap::new();
+    let mut dns: HashMap<String, &str> = HashMap::new();
+    for state in planned.values() {
+        let at = format!("services.{}", state.name);
+        for network in &state.plan.networks {
+            match networks.insert(&network.name, (network.internal, &state.name)) {
+                Some((internal, other)) if internal != network.internal => {
+                    return Err(stack.error_at(
+                        &at,
+                        format!(
+                            "network `{}` is internal for service `{}` but not for `{other}` (or the other way round); one network has one setting",
+                            network.name, state.name
+                        ),
+                        "planned here",
+                        Some("give the networks different names, or make both declarations agree".into()),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let names = state.plan.containers.iter().map(|c| format!("{}-{}", state.name, c.name)).chain(std::iter::once(state.name.clone()));
+        for name in names {
+            if let Some(other) = dns.insert(name.clone(), &state.name) {
+                return Err(stack.error_at(
+                    &at,
+                    format!("DNS name `{name}` would answer for both service `{other}` and service `{}`", state.name),
+                    "planned here",
+                    Some("rename one of the services".into()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every string in a service's config: paths the user named there.
+fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
 }
 
 fn plugin_ref(loaded: &Loaded) -> PluginRef {

@@ -5,9 +5,22 @@
 //! `allow` for that service. Must not change a plan: it accepts or refuses,
 //! naming plugin, service and field.
 
-use std::path::{Component, Path, PathBuf};
+use std::{
+    collections::HashSet,
+    path::{Component, Path},
+};
 
-use crate::desired::{Container, MountSource, PluginInfo, ServicePlan};
+use super::host_path;
+use crate::desired::{Container, Image, MountSource, PluginInfo, ServicePlan};
+
+/// The most containers and tasks one service may plan: a plan is written by
+/// hand in a plugin; thousands are a mistake or an attack.
+pub const MAX_CONTAINERS: usize = 256;
+const MAX_VOLUMES_OR_NETWORKS: usize = 64;
+
+/// Label namespaces of provision itself and of other tools: a plugin setting
+/// `com.docker.compose.project` would pass its container off as theirs.
+const RESERVED_LABELS: &[&str] = &["dev.provision.", "com.docker.", "io.docker.", "org.opencontainers.", "io.kubernetes.", "io.containerd."];
 
 #[derive(Debug, PartialEq)]
 pub struct Refusal {
@@ -17,7 +30,16 @@ pub struct Refusal {
     pub permission: Option<&'static str>,
 }
 
-pub fn check(plan: &ServicePlan, info: &PluginInfo, allow: &[String], project_dir: &Path) -> Result<(), Refusal> {
+/// What the user's stack.toml grants one service.
+pub struct Grants<'a> {
+    pub allow: &'a [String],
+    /// Every string the user wrote in the service's config: a bind of a path
+    /// named there may be writable (`code = "app"` lets `app` be written).
+    pub named: &'a [String],
+    pub project_dir: &'a Path,
+}
+
+pub fn check(plan: &ServicePlan, info: &PluginInfo, grants: &Grants) -> Result<(), Refusal> {
     let malformed = |message: String| Refusal { message: format!("its plan is malformed: {message}"), permission: None };
 
     for output in &plan.outputs {
@@ -25,28 +47,47 @@ pub fn check(plan: &ServicePlan, info: &PluginInfo, allow: &[String], project_di
             return Err(malformed(format!("output `{}` is not declared in its info", output.name)));
         }
     }
-    let mut names = Vec::new();
+    if plan.containers.len() + plan.tasks.len() > MAX_CONTAINERS {
+        return Err(malformed(format!("{} containers and tasks, over the limit of {MAX_CONTAINERS}", plan.containers.len() + plan.tasks.len())));
+    }
+    if plan.volumes.len() > MAX_VOLUMES_OR_NETWORKS || plan.networks.len() > MAX_VOLUMES_OR_NETWORKS {
+        return Err(malformed(format!("more than {MAX_VOLUMES_OR_NETWORKS} volumes or networks")));
+    }
+    for volume in &plan.volumes {
+        if !valid_last_name(volume) {
+            return Err(malformed(format!("volume name {volume:?} is empty, too long or not [a-z0-9_-]")));
+        }
+    }
+    for (i, network) in plan.networks.iter().enumerate() {
+        if !valid_last_name(&network.name) {
+            return Err(malformed(format!("network name {:?} is empty, too long or not [a-z0-9_-]", network.name)));
+        }
+        if plan.networks[..i].iter().any(|n| n.name == network.name) {
+            return Err(malformed(format!("network `{}` is declared twice", network.name)));
+        }
+    }
+    let mut names = HashSet::new();
     for (kind, container) in plan.containers.iter().map(|c| ("containers", c)).chain(plan.tasks.iter().map(|c| ("tasks", c))) {
         let at = format!("{kind}.{}", container.name);
-        if !valid_name(&container.name) || names.contains(&&container.name) {
+        if !valid_name(&container.name) || !names.insert(&container.name) {
             return Err(malformed(format!("{kind} name {:?} is empty, repeated or not [a-z0-9-]", container.name)));
         }
-        names.push(&container.name);
-        check_container(container, &at, plan, allow, project_dir, &malformed)?;
+        check_container(container, &at, plan, grants, &malformed)?;
+    }
+    for m in &plan.metrics {
+        if !names.contains(&m.container) || !valid_url_path(&m.path) {
+            return Err(malformed(format!(
+                "metrics endpoint {:?} on `{}` names no container of the plan or is not a plain path",
+                m.path, m.container
+            )));
+        }
     }
     Ok(())
 }
 
-fn check_container(
-    c: &Container,
-    at: &str,
-    plan: &ServicePlan,
-    allow: &[String],
-    project_dir: &Path,
-    malformed: &dyn Fn(String) -> Refusal,
-) -> Result<(), Refusal> {
+fn check_container(c: &Container, at: &str, plan: &ServicePlan, grants: &Grants, malformed: &dyn Fn(String) -> Refusal) -> Result<(), Refusal> {
     let needs = |permission: &'static str, field: String, what: &str| -> Result<(), Refusal> {
-        if allow.iter().any(|a| a == permission) {
+        if grants.allow.iter().any(|a| a == permission) {
             Ok(())
         } else {
             Err(Refusal { message: format!("{at}.{field} asks for {what}"), permission: Some(permission) })
@@ -68,23 +109,46 @@ fn check_container(
     if !p.devices.is_empty() {
         needs("devices", "privileges.devices".into(), &format!("host devices {}", p.devices.join(", ")))?;
     }
-
-    if let crate::desired::Image::Build(build) = &c.image
-        && !normalize(&project_dir.join(&build.context)).starts_with(normalize(project_dir))
-    {
-        needs("bind-outside-project", "image.build.context".into(), &format!("build context {} outside the project folder", build.context))?;
+    if let Some(key) = c.labels.keys().find(|k| RESERVED_LABELS.iter().any(|r| k.starts_with(r))) {
+        return Err(malformed(format!("{at}.labels: `{key}` is in a namespace of provision or another tool")));
     }
+
+    let refused = |field: &str, message: String| Refusal { message: format!("{at}.{field}: {message}"), permission: None };
+    if let Image::Build(build) = &c.image {
+        let context = host_path::resolve(grants.project_dir, &build.context).map_err(|e| refused("image.build.context", e))?;
+        if !context.inside {
+            needs(
+                "bind-outside-project",
+                "image.build.context".into(),
+                &format!("build context {} outside the project folder", context.real.display()),
+            )?;
+        }
+    }
+    let mut binds = Vec::new();
     for (i, mount) in c.mounts.iter().enumerate() {
-        if !mount.target.starts_with('/') {
+        if !is_absolute(&mount.target) {
             return Err(malformed(format!("{at}.mounts.{i}: target {:?} is not an absolute path", mount.target)));
         }
         match &mount.source {
             MountSource::Bind(path) => {
-                let host = normalize(&project_dir.join(path));
-                if is_engine_socket(&host) {
-                    needs("docker-socket", format!("mounts.{i}"), &format!("the container engine's socket ({})", host.display()))?;
-                } else if !host.starts_with(normalize(project_dir)) {
-                    needs("bind-outside-project", format!("mounts.{i}"), &format!("host path {} outside the project folder", host.display()))?;
+                let host = host_path::resolve(grants.project_dir, path).map_err(|e| refused(&format!("mounts.{i}"), e))?;
+                binds.push(mount.target.as_str());
+                if is_engine_socket(&host.real) {
+                    needs("docker-socket", format!("mounts.{i}"), &format!("the container engine's socket ({})", host.real.display()))?;
+                    continue;
+                }
+                if !host.inside {
+                    needs("bind-outside-project", format!("mounts.{i}"), &format!("host path {} outside the project folder", host.real.display()))?;
+                }
+                if !mount.read_only && !grants.named.iter().any(|n| host_path::same(grants.project_dir, &host.real, n)) {
+                    return Err(refused(
+                        &format!("mounts.{i}"),
+                        format!(
+                            "asks to write to host path {} (bind {path:?} is not read-only); a plugin may only write where the service's \
+                             config in stack.toml names the path, e.g. `code = {path:?}`",
+                            host.real.display()
+                        ),
+                    ));
                 }
             }
             MountSource::Volume(name) if !name.contains('/') && !plan.volumes.contains(name) => {
@@ -94,8 +158,12 @@ fn check_container(
         }
     }
     for (i, file) in c.files.iter().enumerate() {
-        if !file.path.starts_with('/') {
-            return Err(malformed(format!("{at}.files.{i}: path {:?} is not absolute", file.path)));
+        if !is_absolute(&file.path) {
+            return Err(malformed(format!("{at}.files.{i}: path {:?} is not absolute and plain", file.path)));
+        }
+        // Files are copied in before start; under a bind they would land on the host.
+        if let Some(bind) = binds.iter().find(|b| Path::new(&file.path).starts_with(b)) {
+            return Err(refused(&format!("files.{i}"), format!("{:?} is under the bind mount {bind:?}: it would be written to the host", file.path)));
         }
     }
     for network in &c.networks {
@@ -106,26 +174,29 @@ fn check_container(
     Ok(())
 }
 
-/// Resolve `.` and `..` without touching the filesystem (the path may not
-/// exist yet), so `../../etc` cannot pass for a project path.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
+/// An absolute path without `.` or `..`: a container path the host compares
+/// by prefix must mean what it says.
+fn is_absolute(path: &str) -> bool {
+    path.starts_with('/') && Path::new(path).components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+/// A URL path fit to be written into another plugin's config (e.g.
+/// prometheus.yml): no quotes, spaces, newlines or query.
+pub fn valid_url_path(path: &str) -> bool {
+    path.starts_with('/') && path.len() <= 256 && path.chars().all(|c| c.is_ascii_alphanumeric() || "/-._~".contains(c))
 }
 
 fn is_engine_socket(path: &Path) -> bool {
     path.file_name().is_some_and(|n| n == "docker.sock" || n == "podman.sock" || n == "containerd.sock")
 }
 
+/// Volume and network names come last in their engine names (`P_S_NAME`,
+/// `P_NAME`), after parts that cannot contain `_`: they may.
+fn valid_last_name(name: &str) -> bool {
+    valid_name(&name.replace('_', "-"))
+}
+
+/// Container names are DNS names (`SERVICE-CONTAINER`): [a-z0-9-].
 fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
@@ -135,10 +206,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parent_components_cannot_escape_the_project() {
-        assert_eq!(normalize(Path::new("/p/app/../../etc/passwd")), PathBuf::from("/etc/passwd"));
-        assert!(!normalize(&Path::new("/p/app").join("../x")).starts_with("/p/app"));
-        assert!(normalize(&Path::new("/p/app").join("./db/init.sql")).starts_with("/p/app"));
+    fn container_paths_must_be_plain() {
+        assert!(is_absolute("/app/config"));
+        assert!(!is_absolute("/app/../etc/passwd"));
+        assert!(!is_absolute("app"));
+        assert!(valid_url_path("/metrics"));
+        assert!(!valid_url_path("/metrics'\n- job_name: x"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! roles), and the order that puts each service after what it uses. Must
 //! not call plugins: it reads their info.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::Loaded;
 use crate::{
@@ -13,7 +13,7 @@ use crate::{
 
 /// For each service, the services that fill its plugin's roles; and the
 /// services that fill collect roles.
-pub(super) type Wiring<'s> = (HashMap<&'s str, Vec<Dependency>>, Vec<&'s str>);
+pub(super) type Wiring<'s> = (HashMap<&'s str, Vec<Dependency>>, HashSet<&'s str>);
 
 pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<Wiring<'s>, StackError> {
     let mut all = HashMap::new();
@@ -43,8 +43,11 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> R
         };
 
         let mut deps: Vec<Dependency> = Vec::new();
-        let bind = |deps: &mut Vec<Dependency>, role: &d::RoleInfo, used: &str| {
-            deps.push(Dependency { role: role.name.clone(), service: used.to_string(), wait: role.wait });
+        // Secrets follow what the user wrote; a third-party plugin does not
+        // get them by declaring a role that happens to fit.
+        let builtin = matches!(plugins[&service.plugin].resolved.source, provision_registry::Source::Builtin);
+        let bind = |deps: &mut Vec<Dependency>, role: &d::RoleInfo, used: &str, named: bool| {
+            deps.push(Dependency { role: role.name.clone(), service: used.to_string(), wait: role.wait, secrets: named || builtin });
         };
         match &service.uses {
             Uses::Infer => {}
@@ -80,7 +83,7 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> R
                             Some("remove this entry".into()),
                         ));
                     }
-                    bind(&mut deps, role, used);
+                    bind(&mut deps, role, used, true);
                 }
             }
             Uses::Services(list) => {
@@ -89,7 +92,7 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> R
                     let open: Vec<&d::RoleInfo> =
                         roles.iter().filter(|r| !r.collect && !deps.iter().any(|d| d.role == r.name) && fits(r, used)).collect();
                     match open[..] {
-                        [role] => bind(&mut deps, role, used),
+                        [role] => bind(&mut deps, role, used, true),
                         [] => {
                             let plugin = &stack.service(used).expect("known").plugin;
                             return Err(stack.error_at(
@@ -132,7 +135,7 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> R
             }
             let candidates: Vec<&str> = stack.services.iter().filter(|s| &s.name != name && fits(role, &s.name)).map(|s| s.name.as_str()).collect();
             match candidates.as_slice() {
-                [used] => bind(&mut deps, role, used),
+                [used] => bind(&mut deps, role, used, false),
                 [] if role.optional => {}
                 [] => {
                     return Err(stack.error_at(
@@ -161,68 +164,82 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> R
 /// Fill `collect` roles: each collector uses every other service except
 /// those that use it (directly or not) and other collectors, so no cycle.
 /// Returns the services collected.
-fn collect<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, all: &mut HashMap<&'s str, Vec<Dependency>>) -> Vec<&'s str> {
-    let mut collected = Vec::new();
+fn collect<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, all: &mut HashMap<&'s str, Vec<Dependency>>) -> HashSet<&'s str> {
+    let mut collected = HashSet::new();
     let collect_roles = |plugin: &str| -> Vec<d::RoleInfo> { plugins[plugin].plugin.info.uses.iter().filter(|r| r.collect).cloned().collect() };
-    let collectors: Vec<&str> = stack.services.iter().filter(|s| !collect_roles(&s.plugin).is_empty()).map(|s| s.name.as_str()).collect();
-    for collector in &collectors {
-        let plugin = &stack.service(collector).expect("known").plugin;
-        for role in collect_roles(plugin) {
-            let used: Vec<&str> =
-                stack.services.iter().map(|s| s.name.as_str()).filter(|s| !collectors.contains(s) && !reaches(all, s, collector)).collect();
+    let collectors: HashSet<&str> = stack.services.iter().filter(|s| !collect_roles(&s.plugin).is_empty()).map(|s| s.name.as_str()).collect();
+    for service in stack.services.iter().filter(|s| collectors.contains(s.name.as_str())) {
+        let collector = service.name.as_str();
+        let users = users_of(all, collector);
+        for role in collect_roles(&service.plugin) {
+            let used: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).filter(|s| !collectors.contains(s) && !users.contains(s)).collect();
             let deps = all.get_mut(collector).expect("wired");
-            deps.extend(used.iter().map(|s| Dependency { role: role.name.clone(), service: s.to_string(), wait: role.wait }));
+            deps.extend(used.iter().map(|s| Dependency { role: role.name.clone(), service: s.to_string(), wait: role.wait, secrets: false }));
             collected.extend(used);
         }
     }
     collected
 }
 
-/// Whether `from` uses `to`, directly or through other services.
-fn reaches(all: &HashMap<&str, Vec<Dependency>>, from: &str, to: &str) -> bool {
-    let mut seen = vec![from];
-    let mut next = vec![from];
+/// The services that use `to`, directly or through others: one walk of the
+/// reversed graph, so collecting stays linear in the stack's size.
+fn users_of<'s>(all: &HashMap<&'s str, Vec<Dependency>>, to: &str) -> HashSet<&'s str> {
+    let mut used_by: HashMap<&str, Vec<&'s str>> = HashMap::new();
+    for (service, deps) in all {
+        for dep in deps {
+            used_by.entry(dep.service.as_str()).or_default().push(service);
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut next = vec![to];
     while let Some(at) = next.pop() {
-        for dep in &all[at] {
-            let s = dep.service.as_str();
-            if s == to {
-                return true;
-            }
-            if !seen.contains(&s) {
-                seen.push(s);
-                next.push(s);
+        for user in used_by.get(at).into_iter().flatten() {
+            if seen.insert(*user) {
+                next.push(user);
             }
         }
     }
-    false
+    seen
 }
 
-/// Services ordered so each comes after what it uses; ties keep file order.
+/// Services ordered so each comes after what it uses; ties keep file order
+/// (Kahn's algorithm over file order: linear in services and uses).
 pub(super) fn start_order<'s>(stack: &'s Stack, deps: &HashMap<&'s str, Vec<Dependency>>) -> Result<Vec<&'s str>, StackError> {
-    let mut order: Vec<&str> = Vec::new();
-    while order.len() < stack.services.len() {
-        let next = stack
-            .services
-            .iter()
-            .map(|s| s.name.as_str())
-            .find(|s| !order.contains(s) && deps[s].iter().all(|d| order.contains(&d.service.as_str())));
-        match next {
-            Some(s) => order.push(s),
-            None => {
-                let cycle = find_cycle(stack, deps, &order);
-                return Err(stack.error_at(
-                    &format!("services.{}.uses", cycle[0]),
-                    format!("services use each other in a cycle: {}", cycle.join(" → ")),
-                    "part of the cycle",
-                    Some("a service can only use services that do not use it back; remove one `uses` entry".into()),
-                ));
+    let names: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
+    let position: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let mut waiting: Vec<usize> = names.iter().map(|n| deps[n].len()).collect();
+    let mut used_by: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
+    for (i, name) in names.iter().enumerate() {
+        for dep in &deps[name] {
+            used_by[position[dep.service.as_str()]].push(i);
+        }
+    }
+    // The ready set, smallest file position first.
+    let mut ready: std::collections::BTreeSet<usize> = (0..names.len()).filter(|&i| waiting[i] == 0).collect();
+    let mut order = Vec::with_capacity(names.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(names[i]);
+        for &user in &used_by[i] {
+            waiting[user] -= 1;
+            if waiting[user] == 0 {
+                ready.insert(user);
             }
         }
+    }
+    if order.len() < names.len() {
+        let placed: HashSet<&str> = order.iter().copied().collect();
+        let cycle = find_cycle(stack, deps, &placed);
+        return Err(stack.error_at(
+            &format!("services.{}.uses", cycle[0]),
+            format!("services use each other in a cycle: {}", cycle.join(" → ")),
+            "part of the cycle",
+            Some("a service can only use services that do not use it back; remove one `uses` entry".into()),
+        ));
     }
     Ok(order)
 }
 
-fn find_cycle<'s>(stack: &'s Stack, deps: &HashMap<&'s str, Vec<Dependency>>, done: &[&str]) -> Vec<&'s str> {
+fn find_cycle<'s>(stack: &'s Stack, deps: &HashMap<&'s str, Vec<Dependency>>, done: &HashSet<&str>) -> Vec<&'s str> {
     // Every unplaced service has an unplaced dependency: walk them until one repeats.
     let mut path: Vec<&str> = Vec::new();
     let mut at = stack.services.iter().map(|s| s.name.as_str()).find(|s| !done.contains(s)).expect("some service is unplaced");

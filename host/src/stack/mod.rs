@@ -50,6 +50,8 @@ pub struct Stack {
     pub name: String,
     pub profile: Option<String>,
     pub services: Vec<Service>,
+    /// Index into `services`, by name: stacks of thousands of services.
+    by_name: HashMap<String, usize>,
     /// `[plugins]`, by plugin name.
     pub plugins: BTreeMap<String, Requirement>,
     /// `[images]`: reference → substitute.
@@ -105,6 +107,7 @@ impl Stack {
             name: String::new(),
             profile: None,
             services: Vec::new(),
+            by_name: HashMap::new(),
             plugins: BTreeMap::new(),
             images: BTreeMap::new(),
             source: source.clone(),
@@ -177,7 +180,7 @@ impl Stack {
                             &path,
                             format!("stack name {name:?} is not usable as a project name"),
                             "invalid name",
-                            Some("use lower-case letters, digits, `-` and `_`, starting with a letter or digit".into()),
+                            Some("use lower-case letters, digits and `-` (not `_`), starting with a letter or digit, at most 63".into()),
                         ));
                     }
                     self.name = name;
@@ -215,6 +218,7 @@ impl Stack {
                 Some(v) => self.read_allow(&format!("{path}.allow"), v)?,
             };
             let config = toml_to_json(Value::Table(table));
+            self.by_name.insert(name.clone(), self.services.len());
             self.services.push(Service { name, plugin, uses, allow, config });
         }
         Ok(())
@@ -357,7 +361,7 @@ impl Stack {
     }
 
     pub fn service(&self, name: &str) -> Option<&Service> {
-        self.services.iter().find(|s| s.name == name)
+        self.by_name.get(name).map(|&i| &self.services[i])
     }
 
     fn unknown_key(&self, path: &str, help: &str) -> StackError {
@@ -407,10 +411,13 @@ fn permissions_help() -> String {
     format!("permissions are: {}", PERMISSIONS.join(", "))
 }
 
-fn valid_name(name: &str) -> bool {
+/// A project name: part of every engine name, joined to the rest with `_`,
+/// so it never contains `_` (project `a` could otherwise reach `a_b`'s).
+pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    name.len() <= 63
+        && matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn valid_service_name(name: &str) -> bool {
@@ -422,8 +429,8 @@ fn valid_service_name(name: &str) -> bool {
 
 /// A folder name made into a project name.
 fn sanitize_name(folder: &str) -> String {
-    let name: String = folder.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
-    let name = name.trim_start_matches(['-', '_']).to_string();
+    let name: String = folder.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(63).collect();
+    let name = name.trim_start_matches('-').to_string();
     if name.is_empty() { "stack".into() } else { name }
 }
 

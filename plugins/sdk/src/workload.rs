@@ -88,8 +88,10 @@ impl Workload {
                 WorkloadMount::Volume { source, target, read_only } => {
                     Mount { source: MountSource::Volume(source.clone()), target: target.clone(), read_only: *read_only }
                 }
-                WorkloadMount::Bind { source, target, read_only } => {
-                    Mount { source: MountSource::Bind(source.clone()), target: target.clone(), read_only: *read_only }
+                // Read-only: only the service whose config names a folder
+                // may write to it (the host refuses a writable bind otherwise).
+                WorkloadMount::Bind { source, target, .. } => {
+                    Mount { source: MountSource::Bind(source.clone()), target: target.clone(), read_only: true }
                 }
                 WorkloadMount::Tmpfs { target } => {
                     Mount { source: MountSource::Tmpfs(Tmpfs { size_bytes: None, mode: None }), target: target.clone(), read_only: false }
