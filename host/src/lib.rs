@@ -13,7 +13,8 @@
 //! ```
 //!
 //! `cli` holds one small module per command, each calling into this path;
-//! `author` is the plugin author's kit; `secrets` derives per-project secrets.
+//! `author` is the plugin author's kit; `secrets` derives per-project secrets;
+//! `journal` records how far each container's lifecycle got.
 //! To follow `provision up`: cli/up.rs → cli/mod.rs (`prepare`) → plan/mod.rs
 //! → apply/mod.rs → apply/schedule.rs → apply/lifecycle.rs and
 //! apply/readiness.rs → engine/docker.rs.
@@ -23,6 +24,7 @@ pub mod author;
 pub mod cli;
 pub mod desired;
 pub mod engine;
+pub mod journal;
 pub mod plan;
 pub mod reconcile;
 pub mod runtime;

@@ -11,6 +11,8 @@ use super::{Failure, events::Phase, schedule::ServiceRun};
 use crate::{
     desired::{Container, Image, Mount, MountSource, ServiceState},
     engine::{ContainerSpec, Engine, EngineError, Labels, MountSpec},
+    journal::Stage,
+    plan::host_path,
     reconcile::{Change, Names, label},
 };
 
@@ -43,11 +45,11 @@ impl ServiceRun<'_> {
             self.engine.remove(&actual.id).await.map_err(|e| failure("removing the old container", &e))?;
         }
         self.emit(&service.name, Phase::Creating(c.name.clone()));
-        let spec = self.spec(service, c, false);
-        let id = self.engine.create(&spec).await.map_err(|e| failure("creating", &e))?;
-        self.engine.put_files(&id, &c.files).await.map_err(|e| failure("placing files", &e))?;
+        let spec = self.spec(service, c, false).map_err(|e| failure("creating", &e))?;
+        let id = self.create(&spec, c).await.map_err(|e| failure("creating", &e))?;
         self.emit(&service.name, Phase::Starting);
         self.engine.start(&id).await.map_err(|e| failure("starting", &e))?;
+        self.options.journal.reached(&id, Stage::Started);
         Ok((id, true))
     }
 
@@ -64,7 +66,9 @@ impl ServiceRun<'_> {
             log_tail: None,
         };
         if let Some(actual) = &step.actual {
-            // An unchanged task that already succeeded is not run again.
+            // An unchanged task that ran to exit 0 (the journal says so: a
+            // task created but never started also reads exit code 0) is
+            // not run again.
             let done = self.engine.status(&actual.id).await.map_err(|e| failure(e.to_string()))?;
             if step.change == Change::Keep && !done.running && done.exit_code == Some(0) {
                 return Ok(());
@@ -72,13 +76,16 @@ impl ServiceRun<'_> {
             self.engine.remove(&actual.id).await.map_err(|e| failure(e.to_string()))?;
         }
         self.emit(name, Phase::Task(task.name.clone()));
-        let spec = self.spec(service, task, true);
-        let id = self.engine.create(&spec).await.map_err(|e| failure(e.to_string()))?;
-        self.engine.put_files(&id, &task.files).await.map_err(|e| failure(e.to_string()))?;
+        let spec = self.spec(service, task, true).map_err(|e| failure(e.to_string()))?;
+        let id = self.create(&spec, task).await.map_err(|e| failure(e.to_string()))?;
         self.engine.start(&id).await.map_err(|e| failure(e.to_string()))?;
+        self.options.journal.reached(&id, Stage::Started);
         // The engine says when it exits: no polling delay between steps.
         let mut f = match tokio::time::timeout_at(deadline.into(), self.engine.wait_exit(&id)).await {
-            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(0)) => {
+                self.options.journal.done(&id, None);
+                return Ok(());
+            }
             Ok(Ok(code)) => failure(format!("it exited with code {code}")),
             Ok(Err(e)) => failure(e.to_string()),
             Err(_) => failure("timed out".into()),
@@ -88,7 +95,16 @@ impl ServiceRun<'_> {
         Err(f)
     }
 
-    fn spec(&self, service: &ServiceState, c: &Container, task: bool) -> ContainerSpec {
+    /// Create and place its files, each step in the journal as it is done.
+    async fn create(&self, spec: &ContainerSpec, c: &Container) -> Result<String, EngineError> {
+        let id = self.engine.create(spec).await?;
+        self.options.journal.created(&id, c);
+        self.engine.put_files(&id, &c.files).await?;
+        self.options.journal.reached(&id, Stage::FilesPlaced);
+        Ok(id)
+    }
+
+    fn spec(&self, service: &ServiceState, c: &Container, task: bool) -> Result<ContainerSpec, String> {
         let names = self.names;
         let plugin = self.state.plugins.iter().find(|p| p.name == service.plugin);
         let mut labels: Labels = c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -98,8 +114,8 @@ impl ServiceRun<'_> {
             ("service", service.name.clone()),
             ("container", c.name.clone()),
             ("role", if task { "task" } else { "container" }.to_string()),
+            // A hash only: the spec itself (env, files: secrets) is in the journal.
             ("spec-hash", c.spec_hash()),
-            ("spec", serde_json::to_string(c).expect("a container serializes")),
             ("plugin", plugin.map(|p| format!("{}@{}+sha256:{}", p.name, p.version, &p.sha256[..12])).unwrap_or_default()),
         ] {
             labels.insert(label(key), value);
@@ -114,7 +130,11 @@ impl ServiceRun<'_> {
         } else {
             c.networks.iter().map(|n| (names.network(n), aliases.clone())).collect()
         };
-        ContainerSpec {
+        let mut mounts = Vec::new();
+        for m in &c.mounts {
+            mounts.extend(mount_specs(m, names, &service.name, &self.options.project_dir)?);
+        }
+        Ok(ContainerSpec {
             name: names.container(&service.name, &c.name),
             image: match &c.image {
                 Image::Pull(reference) => reference.clone(),
@@ -126,7 +146,7 @@ impl ServiceRun<'_> {
             working_dir: c.working_dir.clone(),
             user: c.user.clone(),
             ports: c.ports.clone(),
-            mounts: c.mounts.iter().map(|m| mount_spec(m, names, &service.name, &self.options.project_dir)).collect(),
+            mounts,
             health: c.health.clone(),
             read_only: c.read_only,
             init: c.init,
@@ -137,19 +157,34 @@ impl ServiceRun<'_> {
             labels,
             networks,
             stop_timeout: i64::from(STOP_TIMEOUT_SECS),
-        }
+        })
     }
 }
 
-/// A mount of `service`'s container in engine terms.
-fn mount_spec(m: &Mount, names: &Names, service: &str, project_dir: &Path) -> MountSpec {
+/// A mount of `service`'s container in engine terms. A bind is resolved
+/// again now, as it is handed to the engine (a link may have changed since
+/// `plan` checked it), and the project's hidden folders below it are each
+/// covered by an empty read-only tmpfs.
+fn mount_specs(m: &Mount, names: &Names, service: &str, project_dir: &Path) -> Result<Vec<MountSpec>, String> {
     let target = m.target.clone();
-    match &m.source {
-        MountSource::Volume(name) => MountSpec::Volume { name: names.volume(service, name), target, read_only: m.read_only },
-        MountSource::Bind(path) => MountSpec::Bind { source: project_dir.join(path).display().to_string(), target, read_only: m.read_only },
-        MountSource::Tmpfs { size_bytes, mode } => MountSpec::Tmpfs { target, size_bytes: *size_bytes, mode: *mode },
-        MountSource::Anonymous => MountSpec::Anonymous { target },
-    }
+    Ok(match &m.source {
+        MountSource::Volume(name) => vec![MountSpec::Volume { name: names.volume(service, name), target, read_only: m.read_only }],
+        MountSource::Bind(path) => {
+            let host = host_path::resolve(project_dir, path).map_err(|e| format!("bind mount {path:?}: {e}"))?;
+            let covers: Vec<MountSpec> = host_path::hidden_below(project_dir, &host.real)
+                .into_iter()
+                .map(|below| MountSpec::Tmpfs {
+                    target: Path::new(&target).join(below).display().to_string(),
+                    size_bytes: Some(4096),
+                    mode: Some(0o500),
+                })
+                .collect();
+            let bind = MountSpec::Bind { source: host.real.display().to_string(), target, read_only: m.read_only };
+            std::iter::once(bind).chain(covers).collect()
+        }
+        MountSource::Tmpfs { size_bytes, mode } => vec![MountSpec::Tmpfs { target, size_bytes: *size_bytes, mode: *mode }],
+        MountSource::Anonymous => vec![MountSpec::Anonymous { target }],
+    })
 }
 
 /// What `down` removed.
@@ -161,11 +196,19 @@ pub struct Removed {
 
 /// Remove the project's containers (stopped gracefully, in parallel), then
 /// its networks, and its named volumes only when asked.
-pub async fn down(engine: &dyn Engine, project: &str, containers: &[crate::engine::Actual], volumes: bool) -> Result<Removed, EngineError> {
+/// `owner`: the project folder whose networks and volumes these are (None:
+/// every one of the project, for `down -p`).
+pub async fn down(
+    engine: &dyn Engine,
+    project: &str,
+    owner: Option<&str>,
+    containers: &[crate::engine::Actual],
+    volumes: bool,
+) -> Result<Removed, EngineError> {
     for result in join_all(containers.iter().map(|c| engine.stop_and_remove(&c.id, STOP_TIMEOUT_SECS))).await {
         result?;
     }
-    let networks = engine.remove_networks(project).await?;
-    let volumes = if volumes { engine.remove_volumes(project).await? } else { Vec::new() };
+    let networks = engine.remove_networks(project, owner).await?;
+    let volumes = if volumes { engine.remove_volumes(project, owner).await? } else { Vec::new() };
     Ok(Removed { containers: containers.len(), networks, volumes })
 }

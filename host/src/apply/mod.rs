@@ -14,8 +14,8 @@ mod readiness;
 mod schedule;
 
 use std::{
-    collections::HashMap,
     path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -24,9 +24,12 @@ use provision_registry::LockedImage;
 use serde::Serialize;
 
 use crate::{
+    desired::Network,
     desired::{BuildSpec, DesiredState, Image},
-    engine::{Actual, Engine, EngineError, Labels},
+    engine::{Actual, Engine, EngineError, Existing, Labels},
+    journal::Journal,
     reconcile::{self, Change, Diff, Names, label},
+    ui::plain,
 };
 
 pub use events::{Event, Events, Phase};
@@ -46,6 +49,16 @@ pub enum ApplyError {
          If the new image is intended, run `provision lock` (and commit stack.lock)"
     )]
     LockedImage { reference: String, expected: String, actual: String },
+    #[error("{kind} `{name}` on the engine belongs to {owner}, not to project `{project}` in {ours}; nothing of it was used")]
+    #[diagnostic(help("choose another project name with -p NAME, or remove that {kind} if it is no longer needed"))]
+    NotOurs { kind: &'static str, name: String, owner: String, project: String, ours: String },
+    #[error(
+        "network `{name}` exists with internal = {actual}, but the plan wants internal = {wanted}; a network's setting cannot change while it exists"
+    )]
+    #[diagnostic(help("run `provision down` and then `provision up` to recreate it with the new setting"))]
+    NetworkChanged { name: String, actual: bool, wanted: bool },
+    #[error("interrupted")]
+    Interrupted,
     #[error(transparent)]
     #[diagnostic(transparent)]
     Engine(#[from] EngineError),
@@ -66,14 +79,16 @@ pub struct Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "service `{}` failed while {}: {}", self.service, self.waiting_for, self.reason)?;
+        // Probe output and log lines come from the container: escaped here;
+        // secrets in them are masked where the error is printed.
+        write!(f, "service `{}` failed while {}: {}", self.service, self.waiting_for, plain(&self.reason))?;
         if let Some(probe) = self.last_probe.as_deref().filter(|p| !p.trim().is_empty()) {
-            write!(f, "\n  last probe output: {}", probe.trim())?;
+            write!(f, "\n  last probe output: {}", plain(probe.trim()))?;
         }
         if let Some(tail) = self.log_tail.as_deref().filter(|t| !t.trim().is_empty()) {
             write!(f, "\n  last lines of its log:")?;
             for line in tail.trim_end().lines() {
-                write!(f, "\n    | {line}")?;
+                write!(f, "\n    | {}", plain(line))?;
             }
         }
         if let Some(container) = &self.container {
@@ -88,10 +103,21 @@ pub struct UpOptions {
     pub timeout: Duration,
     /// `up --locked`: images must resolve to these digests.
     pub locked_images: Option<Vec<LockedImage>>,
-    /// Containers a previous `up` saw ready: id → the start it saw. One that
-    /// has not restarted since needs no probe (the engine's own check may
-    /// not have run yet).
-    pub seen_ready: HashMap<String, String>,
+    /// How far each container's lifecycle got, written as it goes.
+    pub journal: Journal,
+    /// Set on Ctrl-C: no new step starts; the one in progress finishes, so
+    /// nothing is left half-made on the engine that the journal does not know.
+    pub interrupted: AtomicBool,
+}
+
+impl UpOptions {
+    pub fn new(project_dir: PathBuf, timeout: Duration, locked_images: Option<Vec<LockedImage>>, journal: Journal) -> Self {
+        UpOptions { project_dir, timeout, locked_images, journal, interrupted: AtomicBool::new(false) }
+    }
+
+    fn check_interrupted(&self) -> Result<(), ApplyError> {
+        if self.interrupted.load(Ordering::SeqCst) { Err(ApplyError::Interrupted) } else { Ok(()) }
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -102,9 +128,6 @@ pub struct Summary {
     pub removed: usize,
     /// What every image of the plan resolved to, for stack.lock.
     pub images: Vec<LockedImage>,
-    /// Containers seen ready by this `up`: id → start time (see `UpOptions::seen_ready`).
-    #[serde(skip)]
-    pub ready: HashMap<String, String>,
 }
 
 /// Bring the project to the desired state. Returns when every service is
@@ -117,7 +140,7 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     if let Some(other) = reconcile::other_owner(&options.project_dir, &actual) {
         return Err(ApplyError::Collision { project: state.project.clone(), other: other.to_string(), ours });
     }
-    let diff = reconcile::diff(state, &actual);
+    let diff = reconcile::diff(state, &actual, &options.journal);
     check_ports(state, &diff, &actual)?;
 
     // Images first: a missing one fails before anything is created.
@@ -153,29 +176,46 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
         engine.remove(id).await?;
     }
     let project_labels = || Labels::from([(label("project"), state.project.clone()), (label("project-dir"), ours.clone())]);
-    engine.ensure_network(&names.network("default"), false, project_labels()).await?;
-    for service in &state.services {
-        for network in &service.plan.networks {
-            engine.ensure_network(&names.network(&network.name), network.internal, project_labels()).await?;
+    // A network or volume of this name that another project or checkout
+    // made is never used: it would share its data or its network.
+    let not_ours = |kind: &'static str, name: String, existing: Option<Existing>| -> Result<Option<Existing>, ApplyError> {
+        let Some(existing) = existing else { return Ok(None) };
+        if existing.labels.get(&label("project")) == Some(&state.project) && existing.labels.get(&label("project-dir")) == Some(&ours) {
+            return Ok(Some(existing));
         }
+        let owner = match (existing.labels.get(&label("project")), existing.labels.get(&label("project-dir"))) {
+            (Some(project), Some(dir)) => format!("project `{project}` in {dir}"),
+            _ => "something other than provision".to_string(),
+        };
+        Err(ApplyError::NotOurs { kind, name, owner, project: state.project.clone(), ours: ours.clone() })
+    };
+    let mut networks = vec![Network { name: "default".into(), internal: false }];
+    networks.extend(state.services.iter().flat_map(|s| s.plan.networks.iter().cloned()));
+    for network in networks.iter().filter(|n| !n.name.is_empty()) {
+        options.check_interrupted()?;
+        let name = names.network(&network.name);
+        let existing = not_ours("network", name.clone(), engine.ensure_network(&name, network.internal, project_labels()).await?)?;
+        if let Some(existing) = existing.filter(|e| e.internal != network.internal) {
+            return Err(ApplyError::NetworkChanged { name, actual: existing.internal, wanted: network.internal });
+        }
+    }
+    for service in &state.services {
         for volume in &service.plan.volumes {
             let mut labels = project_labels();
             labels.insert(label("service"), service.name.clone());
-            engine.ensure_volume(&names.volume(&service.name, volume), labels).await?;
+            options.check_interrupted()?;
+            let name = names.volume(&service.name, volume);
+            not_ours("volume", name.clone(), engine.ensure_volume(&name, labels).await?)?;
         }
     }
 
+    options.check_interrupted()?;
     let run = schedule::ServiceRun { engine, state, diff: &diff, options, events, started, names: &names };
     let results = run.all().await;
 
-    let mut failures = Vec::new();
-    let mut ready = HashMap::new();
-    for result in results {
-        match result {
-            Ok(seen) => ready.extend(seen),
-            Err(failure) => failures.push(failure),
-        }
-    }
+    let failures: Vec<Failure> = results.into_iter().filter_map(Result::err).collect();
+    let now = engine.containers(&state.project).await?;
+    options.journal.retain(&now.iter().map(|a| a.id.as_str()).collect());
     if !failures.is_empty() {
         return Err(ApplyError::Failed { failures });
     }
@@ -186,7 +226,6 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
         kept: count(|c| *c == Change::Keep),
         removed: diff.orphans.len(),
         images: resolved_images,
-        ready,
     })
 }
 

@@ -12,16 +12,10 @@ use crate::{
 
 impl ServiceRun<'_> {
     /// Wait until the container passes its probe, then run its hooks (only
-    /// when it was just started: hooks belong to a container's first start).
-    /// Returns the start time it was seen ready in.
-    pub(super) async fn ready(
-        &self,
-        service: &ServiceState,
-        c: &Container,
-        id: &str,
-        fresh: bool,
-        deadline: Instant,
-    ) -> Result<Option<String>, Failure> {
+    /// when it was just started: hooks belong to a container's first start),
+    /// and record in the journal that its lifecycle finished. Every wait,
+    /// exec probes and hooks included, ends at `deadline`.
+    pub(super) async fn ready(&self, service: &ServiceState, c: &Container, id: &str, fresh: bool, deadline: Instant) -> Result<(), Failure> {
         let name = &service.name;
         let container_name = self.names.container(name, &c.name);
         let mut failure = Failure {
@@ -42,19 +36,31 @@ impl ServiceRun<'_> {
                 // A kept container that the engine finds healthy, or that was
                 // seen ready in this same start, needs no probe: that keeps a
                 // no-op `up` to a few engine calls.
-                let seen = started_at.is_some() && self.options.seen_ready.get(id) == started_at.as_ref();
+                let seen = started_at.is_some() && self.options.journal.entry(id).and_then(|e| e.ready_in) == started_at;
                 if !fresh
                     && status.running
                     && (status.health.as_deref() == Some("healthy") || (seen && status.health.as_deref() != Some("unhealthy")))
                 {
                     break;
                 }
+                if self.options.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+                    failure.reason = "interrupted".into();
+                    return Err(failure);
+                }
                 if !status.running {
                     failure.reason = format!("its container exited (code {})", status.exit_code.unwrap_or(-1));
                     failure.log_tail = self.engine.log_tail(id, 20).await.ok();
                     return Err(failure);
                 }
-                let (ok, output) = self.probe(id, &health.probe, status.ip.as_deref()).await;
+                // A probe gets its own timeout, and never past the deadline.
+                let limit = Instant::now() + Duration::from_millis(u64::from(health.timeout_ms.max(100)));
+                let probe = self.probe(id, &health.probe, status.ip.as_deref());
+                let (ok, output) = match tokio::time::timeout_at(limit.min(deadline).into(), probe).await {
+                    Ok(answer) => answer,
+                    Err(_) if limit <= deadline => (false, format!("the probe did not answer within {} ms", health.timeout_ms.max(100))),
+                    // Cut by --timeout: the probe before it says more.
+                    Err(_) => (false, failure.last_probe.take().unwrap_or_else(|| "the probe did not answer before --timeout".into())),
+                };
                 if ok {
                     break;
                 }
@@ -71,11 +77,15 @@ impl ServiceRun<'_> {
             for hook in &c.hooks {
                 self.emit(name, Phase::Hook(hook.name.clone()));
                 let env: Vec<String> = hook.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let (code, output) = self
-                    .engine
-                    .exec(id, ExecCommand { command: &hook.command, user: hook.user.as_deref(), env: &env })
-                    .await
-                    .map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?;
+                let exec = self.engine.exec(id, ExecCommand { command: &hook.command, user: hook.user.as_deref(), env: &env });
+                let (code, output) = match tokio::time::timeout_at(deadline.into(), exec).await {
+                    Ok(result) => result.map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?,
+                    Err(_) => {
+                        failure.waiting_for = format!("running hook `{}`", hook.name);
+                        failure.reason = format!("it did not finish within the {:?} of --timeout", self.options.timeout);
+                        return Err(failure);
+                    }
+                };
                 if code != 0 {
                     failure.waiting_for = format!("running hook `{}`", hook.name);
                     failure.reason = format!("it exited with code {code}");
@@ -84,7 +94,8 @@ impl ServiceRun<'_> {
                 }
             }
         }
-        Ok(started_at)
+        self.options.journal.done(id, started_at);
+        Ok(())
     }
 
     /// One readiness probe: (ready, output worth showing if not).

@@ -45,9 +45,8 @@ impl ServiceRun<'_> {
         self.events.emit(Event { service: service.to_string(), phase, elapsed_ms });
     }
 
-    /// Run every service; one result per service, in the plan's order:
-    /// the containers it saw ready (id → start), or why it failed.
-    pub(super) async fn all(&self) -> Vec<Result<HashMap<String, String>, Failure>> {
+    /// Run every service; one result per service, in the plan's order.
+    pub(super) async fn all(&self) -> Vec<Result<(), Failure>> {
         let state = self.state;
         let channels: HashMap<&str, (watch::Sender<Reached>, watch::Receiver<Reached>)> =
             state.services.iter().map(|s| (s.name.as_str(), watch::channel(Reached::Pending))).collect();
@@ -70,13 +69,13 @@ impl ServiceRun<'_> {
         .await
     }
 
-    /// Bring one service up; returns its containers seen ready (id → start).
+    /// Bring one service up.
     async fn service(
         &self,
         service: &ServiceState,
         deps: Vec<(WaitFor, String, watch::Receiver<Reached>)>,
         tx: &watch::Sender<Reached>,
-    ) -> Result<HashMap<String, String>, Failure> {
+    ) -> Result<(), Failure> {
         let name = &service.name;
         let fail = |waiting_for: &str, reason: String| Failure {
             service: name.clone(),
@@ -104,6 +103,7 @@ impl ServiceRun<'_> {
         }
 
         for task in &service.plan.tasks {
+            self.stop_if_interrupted(name)?;
             self.run_task(service, task, deadline).await.map_err(|f| self.failed(name, f))?;
         }
 
@@ -111,6 +111,7 @@ impl ServiceRun<'_> {
         // exporter, say) start once it has, so their first connection to it
         // finds it on the network instead of waiting out a TCP retry (1 s).
         let mut ids = Vec::new();
+        self.stop_if_interrupted(name)?;
         if let Some((main, sidecars)) = service.plan.containers.split_first() {
             ids.push(self.start_container(service, main).await.map_err(|f| self.failed(name, f))?);
             for result in join_all(sidecars.iter().map(|c| self.start_container(service, c))).await {
@@ -120,15 +121,28 @@ impl ServiceRun<'_> {
         let _ = tx.send(Reached::Started);
 
         let readies = service.plan.containers.iter().zip(&ids).map(|(c, (id, fresh))| self.ready(service, c, id, *fresh, deadline));
-        let mut seen = HashMap::new();
-        for (result, (id, _)) in join_all(readies).await.into_iter().zip(&ids) {
-            if let Some(started_at) = result.map_err(|f| self.failed(name, f))? {
-                seen.insert(id.clone(), started_at);
-            }
+        for result in join_all(readies).await {
+            result.map_err(|f| self.failed(name, f))?;
         }
         let all_kept = ids.iter().all(|(_, fresh)| !fresh) && !service.plan.containers.is_empty();
         self.emit(name, if all_kept { Phase::Kept } else { Phase::Ready });
-        Ok(seen)
+        Ok(())
+    }
+
+    /// After Ctrl-C no new step starts (see `UpOptions::interrupted`).
+    pub(super) fn stop_if_interrupted(&self, service: &str) -> Result<(), Failure> {
+        if !self.options.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let failure = Failure {
+            service: service.to_string(),
+            waiting_for: "starting".into(),
+            reason: "interrupted".into(),
+            last_probe: None,
+            container: None,
+            log_tail: None,
+        };
+        Err(self.failed(service, failure))
     }
 
     pub(super) fn failed(&self, service: &str, failure: Failure) -> Failure {

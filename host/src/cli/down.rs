@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use super::{args::DownArgs, connect, project_of};
-use crate::{apply, reconcile};
+use crate::{apply, journal::Journal, reconcile};
 
 pub async fn run(args: DownArgs) -> miette::Result<ExitCode> {
     let started = std::time::Instant::now();
@@ -13,8 +13,8 @@ pub async fn run(args: DownArgs) -> miette::Result<ExitCode> {
     let containers = engine.containers(&project).await?;
     // A project named after the stack may belong to another checkout; only
     // an explicit -p may take down what another folder brought up.
-    if let Some(dir) = stack_dir
-        && let Some(other) = reconcile::other_owner(&dir, &containers)
+    if let Some(dir) = &stack_dir
+        && let Some(other) = reconcile::other_owner(dir, &containers)
     {
         return Err(miette::miette!(
             help = format!("run `provision down` there, or pass -p {project} to take it down from here"),
@@ -22,7 +22,11 @@ pub async fn run(args: DownArgs) -> miette::Result<ExitCode> {
             dir.display()
         ));
     }
-    let removed = apply::down(engine.as_ref(), &project, &containers, args.volumes).await?;
+    let owner = stack_dir.as_ref().map(|d| d.display().to_string());
+    let removed = apply::down(engine.as_ref(), &project, owner.as_deref(), &containers, args.volumes).await?;
+    if let Some(dir) = &stack_dir {
+        let _ = std::fs::remove_file(Journal::path(dir, &project));
+    }
     let kept = if args.volumes { "" } else { "; named volumes kept (down -v removes them)" };
     eprintln!(
         "{project} is down in {:.2}s: removed {} containers, {} networks, {} volumes{kept}",

@@ -43,7 +43,7 @@ pub async fn ps(args: PsArgs) -> miette::Result<ExitCode> {
 }
 
 pub async fn logs(args: LogsArgs) -> miette::Result<ExitCode> {
-    let (project, engine, containers) = project_containers(&args.project).await?;
+    let (project, engine, containers) = project_containers(&args.project_args()).await?;
     let mut streams = Vec::new();
     for (service, list) in reconcile::by_service(containers) {
         if args.service.as_ref().is_some_and(|s| *s != service) {

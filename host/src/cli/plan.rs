@@ -4,14 +4,15 @@
 use std::process::ExitCode;
 
 use super::{Prepared, args::PlanArgs, prepare, try_connect};
-use crate::{reconcile, ui};
+use crate::{journal::Journal, reconcile, ui};
 
 pub async fn run(args: PlanArgs) -> miette::Result<ExitCode> {
-    let Prepared { stack, planned, secrets, .. } = prepare(&args.stack, args.stack.locked)?;
-    let masker = ui::Masker::new(&planned.state, &secrets, args.show_secrets);
+    let Prepared { stack, planned, .. } = prepare(&args.stack, args.stack.locked)?;
+    let masker = ui::Masker::new(args.show_secrets);
     // What `up` would change, when an engine answers; the plan stands without one.
+    let journal = Journal::open(Journal::path(&stack.dir, &planned.state.project));
     let diff = match try_connect(&args.stack.project).await {
-        Some(engine) => engine.containers(&planned.state.project).await.ok().map(|actual| reconcile::diff(&planned.state, &actual)),
+        Some(engine) => engine.containers(&planned.state.project).await.ok().map(|actual| reconcile::diff(&planned.state, &actual, &journal)),
         None => None,
     };
     if args.json {

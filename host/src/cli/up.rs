@@ -6,7 +6,8 @@ use std::{process::ExitCode, time::Duration};
 use super::{Prepared, args::UpArgs, connect, lock, prepare};
 use crate::{
     apply::{self, UpOptions},
-    ui,
+    journal::Journal,
+    secrets, ui,
 };
 
 pub async fn run(args: UpArgs) -> miette::Result<ExitCode> {
@@ -14,10 +15,8 @@ pub async fn run(args: UpArgs) -> miette::Result<ExitCode> {
     let engine = connect(&args.stack.project).await?;
     let state = &planned.state;
     let locked_images = if args.stack.locked { lock.as_ref().map(|l| l.images.clone()) } else { None };
-    // Which containers earlier runs saw ready (see UpOptions::seen_ready).
-    let seen_path = stack.dir.join(".provision").join(format!("ready-{}.json", state.project));
-    let seen_ready = std::fs::read(&seen_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    let options = UpOptions { project_dir: stack.dir.clone(), timeout: Duration::from_secs(args.timeout), locked_images, seen_ready };
+    let journal = Journal::open(Journal::path(&stack.dir, &state.project));
+    let options = UpOptions::new(stack.dir.clone(), Duration::from_secs(args.timeout), locked_images, journal);
     let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
     // Live progress only without --json, so CI output is JSON alone.
     let progress = (!args.json).then(|| ui::progress::Progress::new(&names));
@@ -27,9 +26,15 @@ pub async fn run(args: UpArgs) -> miette::Result<ExitCode> {
     };
     let started = std::time::Instant::now();
 
+    let apply = apply::up(engine.as_ref(), state, &options, events);
+    tokio::pin!(apply);
     let result = tokio::select! {
-        result = apply::up(engine.as_ref(), state, &options, events) => result,
+        result = &mut apply => result,
         _ = tokio::signal::ctrl_c() => {
+            // Let the engine call in progress finish (a network half-made
+            // while `down` runs would outlive it), then stop.
+            options.interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = tokio::time::timeout(Duration::from_secs(10), &mut apply).await;
             progress.iter().for_each(ui::progress::Progress::finish);
             eprintln!("interrupted: what was created so far is labeled with project `{}`; `provision down` removes it", state.project);
             return Ok(ExitCode::from(130));
@@ -40,13 +45,11 @@ pub async fn run(args: UpArgs) -> miette::Result<ExitCode> {
         Ok(summary) => summary,
         Err(error) => {
             if args.json {
-                println!("{}", serde_json::json!({"event": "up", "ok": false, "error": error.to_string()}));
+                println!("{}", serde_json::json!({"event": "up", "ok": false, "error": secrets::redact(&error.to_string())}));
             }
             return Err(error.into());
         }
     };
-    // Only a cache: losing it costs one probe per container next time.
-    let _ = std::fs::write(&seen_path, serde_json::to_vec(&summary.ready).expect("JSON"));
     lock::after_up(&stack, &planned, lock.as_ref(), &summary.images)?;
     let elapsed = started.elapsed();
     if args.json {

@@ -17,7 +17,7 @@ use bollard::{
 };
 use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
 
-use super::{Actual, ContainerSpec, Engine, EngineError, ExecCommand, LABEL_PREFIX, Labels, MountSpec, OutputStream, Result, Status};
+use super::{Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, LABEL_PREFIX, Labels, MountSpec, OutputStream, Result, Status};
 use crate::desired::{BuildSpec, File, Probe, Protocol, RestartPolicy};
 pub struct Docker {
     client: Bollard,
@@ -58,6 +58,16 @@ fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![format!("{LABEL_PREFIX}project={project}")])])
 }
 
+/// The project's resources, and of those only the ones `owner` (a project
+/// folder) made, when given.
+fn owner_filter(project: &str, owner: Option<&str>) -> HashMap<String, Vec<String>> {
+    let mut filter = project_filter(project);
+    if let Some(dir) = owner {
+        filter.get_mut("label").expect("a label filter").push(format!("{LABEL_PREFIX}project-dir={dir}"));
+    }
+    filter
+}
+
 fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
@@ -87,24 +97,31 @@ impl Engine for Docker {
             .collect())
     }
 
-    async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<()> {
+    async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<Option<Existing>> {
         // Docker accepts two networks of one name; never make a second.
-        if self.client.inspect_network(name, None).await.is_ok() {
-            return Ok(());
+        if let Ok(found) = self.client.inspect_network(name, None).await {
+            return Ok(Some(Existing { labels: found.labels.unwrap_or_default(), internal: found.internal.unwrap_or(false) }));
         }
         let request = NetworkCreateRequest { name: name.to_string(), internal: Some(internal), labels: Some(labels), ..Default::default() };
         match self.client.create_network(request).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_conflict(&e) => Ok(()),
+            Ok(_) => Ok(None),
+            // Made meanwhile by someone else: look at it as found.
+            Err(e) if is_conflict(&e) => {
+                let found = self.client.inspect_network(name, None).await?;
+                Ok(Some(Existing { labels: found.labels.unwrap_or_default(), internal: found.internal.unwrap_or(false) }))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<()> {
-        // Creating a volume that exists returns it unchanged: one call either way.
-        let request = VolumeCreateRequest { name: Some(name.to_string()), labels: Some(labels), ..Default::default() };
-        self.client.create_volume(request).await?;
-        Ok(())
+    async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<Option<Existing>> {
+        if let Ok(found) = self.client.inspect_volume(name).await {
+            return Ok(Some(Existing { labels: found.labels, internal: false }));
+        }
+        // Creating a volume that exists returns it unchanged, with its labels.
+        let request = VolumeCreateRequest { name: Some(name.to_string()), labels: Some(labels.clone()), ..Default::default() };
+        let made = self.client.create_volume(request).await?;
+        Ok((made.labels != labels).then_some(Existing { labels: made.labels, internal: false }))
     }
 
     async fn ensure_image(&self, image: &str) -> Result<()> {
@@ -341,8 +358,8 @@ impl Engine for Docker {
         }
     }
 
-    async fn remove_networks(&self, project: &str) -> Result<Vec<String>> {
-        let options = ListNetworksOptionsBuilder::default().filters(&project_filter(project)).build();
+    async fn remove_networks(&self, project: &str, owner: Option<&str>) -> Result<Vec<String>> {
+        let options = ListNetworksOptionsBuilder::default().filters(&owner_filter(project, owner)).build();
         let mut removed = Vec::new();
         for network in self.client.list_networks(Some(options)).await? {
             let name = network.name.unwrap_or_default();
@@ -355,8 +372,8 @@ impl Engine for Docker {
         Ok(removed)
     }
 
-    async fn remove_volumes(&self, project: &str) -> Result<Vec<String>> {
-        let options = ListVolumesOptionsBuilder::default().filters(&project_filter(project)).build();
+    async fn remove_volumes(&self, project: &str, owner: Option<&str>) -> Result<Vec<String>> {
+        let options = ListVolumesOptionsBuilder::default().filters(&owner_filter(project, owner)).build();
         let mut removed = Vec::new();
         for volume in self.client.list_volumes(Some(options)).await?.volumes.unwrap_or_default() {
             match self.client.remove_volume(&volume.name, None::<RemoveVolumeOptions>).await {

@@ -72,6 +72,14 @@ pub enum MountSpec {
 }
 
 /// A container the engine has, as far as the project is concerned.
+/// A network or volume found under the name asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Existing {
+    pub labels: Labels,
+    /// Networks only.
+    pub internal: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Actual {
     pub id: String,
@@ -135,11 +143,21 @@ pub enum EngineError {
         #[source]
         source: BoxError,
     },
-    #[error("building {tag} failed: {message}")]
+    #[error("building {tag} failed: {}", bounded(message))]
     Build { tag: String, message: String },
-    /// What the engine answered (its message says it all).
-    #[error("{0}")]
+    /// What the engine answered (its message says it all), cut to
+    /// `TAIL_BYTES`: it can echo a command's whole output.
+    #[error("{}", bounded(&.0.to_string()))]
     Api(BoxError),
+}
+
+/// At most `TAIL_BYTES` of `text`, on a character boundary.
+pub fn bounded(text: &str) -> String {
+    if text.len() <= TAIL_BYTES {
+        return text.to_string();
+    }
+    let end = (0..=TAIL_BYTES).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    format!("{}… [{} more bytes cut]", &text[..end], text.len() - end)
 }
 
 impl EngineError {
@@ -150,6 +168,31 @@ impl EngineError {
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
+/// How much of a command's output or a log the host keeps: the end of it.
+pub const TAIL_BYTES: usize = 8 << 10;
+
+/// The last `TAIL_BYTES` of a stream of bytes.
+#[derive(Default)]
+pub struct Tail {
+    bytes: std::collections::VecDeque<u8>,
+    total: usize,
+}
+
+impl Tail {
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.total += chunk.len();
+        let chunk = &chunk[chunk.len().saturating_sub(TAIL_BYTES)..];
+        let over = (self.bytes.len() + chunk.len()).saturating_sub(TAIL_BYTES);
+        self.bytes.drain(..over);
+        self.bytes.extend(chunk);
+    }
+
+    pub fn text(&self) -> String {
+        let text = String::from_utf8_lossy(&self.bytes.iter().copied().collect::<Vec<u8>>()).into_owned();
+        if self.total > TAIL_BYTES { format!("[{} earlier bytes cut] {text}", self.total - self.bytes.len()) } else { text }
+    }
+}
+
 /// What `apply` and the CLI need from an engine. Everything is keyed by the
 /// engine's own ids, except project-wide listings, which go by the
 /// `dev.provision.project` label.
@@ -159,12 +202,14 @@ pub trait Engine: Send + Sync {
     async fn containers(&self, project: &str) -> Result<Vec<Actual>>;
     async fn status(&self, id: &str) -> Result<Status>;
 
-    // Networks and volumes: ensured by name, removed by project.
-    async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<()>;
-    async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<()>;
+    // Networks and volumes: ensured by name (returning what was there
+    // already, for the caller to check whose it is), removed by project and,
+    // when `owner` is given, only those labeled with that project folder.
+    async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<Option<Existing>>;
+    async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<Option<Existing>>;
     /// Returns the names removed.
-    async fn remove_networks(&self, project: &str) -> Result<Vec<String>>;
-    async fn remove_volumes(&self, project: &str) -> Result<Vec<String>>;
+    async fn remove_networks(&self, project: &str, owner: Option<&str>) -> Result<Vec<String>>;
+    async fn remove_volumes(&self, project: &str, owner: Option<&str>) -> Result<Vec<String>>;
 
     // Images.
     async fn ensure_image(&self, image: &str) -> Result<()>;
@@ -193,17 +238,22 @@ pub trait Engine: Send + Sync {
     /// A container's log (stdout and stderr) as text chunks.
     fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<String>>;
 
-    /// Run a command; returns its exit code and combined output.
+    /// Run a command; returns its exit code and the last `TAIL_BYTES` of its
+    /// combined output (a probe printing without end must not fill memory).
     async fn exec(&self, id: &str, command: ExecCommand<'_>) -> Result<(i64, String)> {
-        let mut output = Vec::new();
-        let code = self.exec_with(id, command, &mut |_, chunk| output.extend_from_slice(chunk)).await?;
-        Ok((code, String::from_utf8_lossy(&output).into_owned()))
+        let mut output = Tail::default();
+        let code = self.exec_with(id, command, &mut |_, chunk| output.push(chunk)).await?;
+        Ok((code, output.text()))
     }
 
-    /// The last `lines` lines of a container's log.
+    /// The last `lines` lines of a container's log, at most `TAIL_BYTES`.
     async fn log_tail(&self, id: &str, lines: usize) -> Result<String> {
-        use futures_util::TryStreamExt;
-        let chunks: Vec<String> = self.logs(id, false, Some(lines)).try_collect().await?;
-        Ok(chunks.concat())
+        use futures_util::StreamExt;
+        let mut output = Tail::default();
+        let mut chunks = self.logs(id, false, Some(lines));
+        while let Some(chunk) = chunks.next().await {
+            output.push(chunk?.as_bytes());
+        }
+        Ok(output.text())
     }
 }
