@@ -19,8 +19,31 @@ const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 
 pub struct Secrets {
     key: [u8; 32],
-    /// Every value handed out, so output can be masked.
-    issued: Mutex<Vec<String>>,
+}
+
+/// Every secret this process has seen (generated, or a plugin's secret
+/// output): everything printed or emitted goes through `redact`, errors
+/// and panics included, so none of them slips out in a message.
+static KNOWN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Remember a secret value, to be masked wherever it is printed. Values
+/// shorter than 4 characters would mask ordinary text; they are not kept.
+pub fn remember(value: &str) {
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    if value.len() >= 4 && !known.iter().any(|k| k == value) {
+        known.push(value.to_string());
+    }
+}
+
+/// Whether `text` holds a known secret (a URL with a password in it).
+pub fn holds_secret(text: &str) -> bool {
+    KNOWN.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|k| text.contains(k.as_str()))
+}
+
+/// `text` with every known secret replaced by `••••••`.
+pub fn redact(text: &str) -> String {
+    let known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    known.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "••••••"))
 }
 
 impl Secrets {
@@ -40,7 +63,7 @@ impl Secrets {
     }
 
     pub fn from_key(key: [u8; 32]) -> Self {
-        Secrets { key, issued: Mutex::new(Vec::new()) }
+        Secrets { key }
     }
 
     /// 32 characters of [A-Za-z0-9], from HMAC-SHA256(key, project, service, name).
@@ -54,14 +77,8 @@ impl Secrets {
         // 32 bytes → 32 characters; the modulo bias (256 % 62) is negligible
         // for a generated development password.
         let value: String = digest.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
-        self.issued.lock().unwrap().push(value.clone());
+        remember(&value);
         value
-    }
-
-    /// Replace every issued secret in `text` with `••••••`.
-    pub fn mask(&self, text: &str) -> String {
-        let issued = self.issued.lock().unwrap();
-        issued.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "••••••"))
     }
 }
 

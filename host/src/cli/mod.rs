@@ -21,7 +21,7 @@ use crate::{
     engine::{self, Actual, Engine},
     plan::{Options, Planned},
     runtime::{CompileCache, Limits, LogLevel, Runtime, cache_base},
-    secrets::Secrets,
+    secrets::{self, Secrets},
     stack::Stack,
     ui,
 };
@@ -31,12 +31,23 @@ use args::{Cli, Command, ProjectArgs, StackArgs};
 pub fn main() -> ExitCode {
     miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().terminal_links(false).unicode(true).build())))
         .expect("the hook is set once");
+    // A panic's message may quote a secret, or a plugin's control characters.
+    std::panic::set_hook(Box::new(|info| {
+        // Output piped into `head` that stopped reading: end quietly, as Unix
+        // tools do when SIGPIPE ends them (status 128 + 13). SIGPIPE itself
+        // stays ignored: a write to a dead engine socket must be an error.
+        let message = info.payload().downcast_ref::<String>().map(String::as_str).unwrap_or("");
+        if message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        eprintln!("provision crashed (a bug; please report it): {}", ui::printable(&info.to_string()));
+    }));
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            eprintln!("{}", secrets::redact(&format!("{report:?}")));
             ExitCode::FAILURE
         }
     }
@@ -67,7 +78,6 @@ async fn run(cli: Cli) -> miette::Result<ExitCode> {
 struct Prepared {
     stack: Stack,
     planned: Planned,
-    secrets: Arc<Secrets>,
     /// stack.lock as it was before this run.
     lock: Option<Lock>,
 }
@@ -102,13 +112,12 @@ fn prepare_here(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
     for note in resolver.notes() {
         eprintln!("note: {note}");
     }
-    let masker = ui::Masker::new(&planned.state, &secrets, false);
     for (level, message) in &planned.logs {
         if *level == LogLevel::Warn || args.verbose {
-            eprintln!("{}: {}", format!("{level:?}").to_lowercase(), masker.mask(message));
+            eprintln!("{}: {}", format!("{level:?}").to_lowercase(), ui::printable(message));
         }
     }
-    Ok(Prepared { stack, planned, secrets, lock })
+    Ok(Prepared { stack, planned, lock })
 }
 
 fn plugin_runtime() -> miette::Result<Runtime> {

@@ -7,28 +7,48 @@ pub mod plan;
 pub mod progress;
 pub mod table;
 
-use crate::{desired::DesiredState, secrets::Secrets};
+use crate::secrets;
 
-/// Hides secrets in everything printed, unless the user asked to see them.
-pub struct Masker<'a> {
-    values: Vec<String>,
-    secrets: Option<&'a Secrets>,
+/// Hides secrets in what `plan` prints, unless the user asked to see them
+/// (`--show-secrets`). Everything else is masked unconditionally.
+pub struct Masker {
+    show: bool,
 }
 
-impl<'a> Masker<'a> {
-    pub fn new(state: &DesiredState, secrets: &'a Secrets, show: bool) -> Self {
-        if show {
-            return Masker { values: Vec::new(), secrets: None };
-        }
-        // Secret outputs the user wrote themselves (not generated) too.
-        let values =
-            state.services.iter().flat_map(|s| &s.plan.outputs).filter(|o| o.secret && o.value.len() >= 4).map(|o| o.value.clone()).collect();
-        Masker { values, secrets: Some(secrets) }
+impl Masker {
+    pub fn new(show: bool) -> Self {
+        Masker { show }
     }
 
     pub fn mask(&self, text: &str) -> String {
-        let Some(secrets) = self.secrets else { return text.to_string() };
-        let text = secrets.mask(text);
-        self.values.iter().fold(text, |t, v| t.replace(v.as_str(), "••••••"))
+        if self.show { text.to_string() } else { secrets::redact(text) }
+    }
+}
+
+/// Text from plugins or containers made safe for a terminal: control
+/// characters (escape sequences that clear the screen or write the
+/// clipboard) shown as `\u{1b}`, newlines and tabs kept.
+pub fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What is printed for the user: secrets masked, control characters shown.
+pub fn printable(text: &str) -> String {
+    plain(&secrets::redact(text))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_shown_not_sent() {
+        assert_eq!(super::plain("a\u{1b}]52;c;x\u{7}\u{1b}[2Jb\n\tc"), "a\\u{1b}]52;c;x\\u{7}\\u{1b}[2Jb\n\tc");
     }
 }

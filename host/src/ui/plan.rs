@@ -41,7 +41,11 @@ pub fn summary(state: &DesiredState, stack_name: &str, masker: &Masker) -> Strin
         let uses = if service.depends_on.is_empty() {
             String::new()
         } else {
-            let deps: Vec<String> = service.depends_on.iter().map(|d| format!("{}={} ({:?})", d.role, d.service, d.wait).to_lowercase()).collect();
+            let deps: Vec<String> = service
+                .depends_on
+                .iter()
+                .map(|d| format!("{}={} ({:?}{})", d.role, d.service, d.wait, if d.secrets { ", with secrets" } else { "" }).to_lowercase())
+                .collect();
             format!(" uses {}", deps.join(", "))
         };
         let _ = writeln!(w, "\n  {} ({}){uses}", service.name, service.plugin);
@@ -59,7 +63,8 @@ pub fn summary(state: &DesiredState, stack_name: &str, masker: &Masker) -> Strin
             let _ = writeln!(w, "    outputs   {}", outputs.join(" "));
         }
     }
-    masker.mask(&out)
+    // Env values and commands come from plugins: no raw control characters.
+    super::plain(&masker.mask(&out))
 }
 
 fn container(w: &mut String, kind: &str, c: &Container) {
@@ -154,6 +159,7 @@ pub fn diff_summary(diff: &Diff) -> String {
         let change = match &step.change {
             Change::Create => "create".to_string(),
             Change::Keep => "keep".to_string(),
+            Change::Recreate { fields } if fields == &[crate::reconcile::INTERRUPTED] => format!("recreate {}", crate::reconcile::INTERRUPTED),
             Change::Recreate { fields } => format!("recreate (changed: {})", fields.join(", ")),
         };
         let _ = writeln!(out, "  {}/{} ({what}): {change}", step.service, step.container);

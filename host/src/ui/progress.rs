@@ -62,7 +62,8 @@ fn describe(phase: &apply::Phase) -> String {
 impl apply::Events for Progress {
     fn emit(&self, event: apply::Event) {
         use apply::Phase;
-        let text = describe(&event.phase);
+        // Build output and failure reasons come from containers: masked, escaped.
+        let text = super::printable(&describe(&event.phase));
         let done = matches!(event.phase, Phase::Ready | Phase::Kept | Phase::Failed(_));
         if self.plain {
             // Build output too: in a CI log it is the only sign of a long build.
@@ -92,6 +93,6 @@ impl apply::Events for JsonEvents {
     fn emit(&self, event: apply::Event) {
         let mut value = serde_json::to_value(&event).expect("an event serializes");
         value["event"] = "service".into();
-        println!("{value}");
+        println!("{}", crate::secrets::redact(&value.to_string()));
     }
 }
