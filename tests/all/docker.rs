@@ -75,7 +75,7 @@ fn up_gives_the_configured_database_and_cache() {
     assert!(redis(cache, "CONFIG GET save").contains("900 1 300 10"));
 
     // The engine's healthcheck is set too, so `docker ps` shows health.
-    let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", "e2e-config-db-server"]);
+    let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", "e2e-config_db_server"]);
     assert!(["healthy", "starting"].contains(&health.trim()), "{health}");
 }
 
@@ -127,7 +127,7 @@ fn a_container_that_exits_during_start_fails_up_with_its_log_and_is_kept() {
     assert!(message.contains("service `db` failed while waiting for `server` to be ready: its container exited"), "{message}");
     assert!(message.contains("last lines of its log"), "{message}");
     assert!(message.contains("postgres"), "the log tail shows why: {message}");
-    let state = docker(&["inspect", "-f", "{{.State.Status}}", "e2e-crash-db-server"]);
+    let state = docker(&["inspect", "-f", "{{.State.Status}}", "e2e-crash_db_server"]);
     assert_eq!(state.trim(), "exited", "the failed container is kept for inspection");
 }
 
@@ -241,7 +241,7 @@ fn services_removed_from_the_stack_are_removed_from_the_engine() {
     assert_eq!(stack.ps().len(), 3);
     stack.rewrite(&format!("{DB}{CACHE}"));
     let plan = stack.provision(&["plan"]).ok();
-    assert!(plan.stdout.contains("e2e-orphan-web-server: remove (no longer in the stack)"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("e2e-orphan_web_server: remove (no longer in the stack)"), "{}", plan.stdout);
     let run = stack.provision(&["up"]).ok();
     assert!(run.stderr.contains("2 kept, 1 removed"), "{}", run.stderr);
     let services: Vec<String> = stack.ps().iter().map(|r| r["service"].as_str().unwrap().to_string()).collect();

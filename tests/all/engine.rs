@@ -9,7 +9,8 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use provision::{
     apply::{self, Event, Events, UpOptions},
     desired::{BuildSpec, Container, Dependency, DesiredState, File, HealthCheck, Image, Probe, ServicePlan, ServiceState, WaitFor},
-    engine::{Actual, ContainerSpec, Engine, ExecCommand, Labels, OutputStream, Result, Status},
+    engine::{Actual, ContainerSpec, Engine, ExecCommand, Existing, Labels, OutputStream, Result, Status},
+    journal::{Journal, Stage},
     reconcile::{self, Change},
 };
 
@@ -77,20 +78,20 @@ impl Engine for MemoryEngine {
         Ok(self.with(id, |c, _| Status { running: c.running, exit_code: c.exit_code, started_at: Some(c.starts.to_string()), ..Status::default() }))
     }
 
-    async fn ensure_network(&self, name: &str, _internal: bool, _labels: Labels) -> Result<()> {
+    async fn ensure_network(&self, name: &str, _internal: bool, _labels: Labels) -> Result<Option<Existing>> {
         self.state.lock().unwrap().networks.push(name.to_string());
-        Ok(())
+        Ok(None)
     }
 
-    async fn ensure_volume(&self, _name: &str, _labels: Labels) -> Result<()> {
-        Ok(())
+    async fn ensure_volume(&self, _name: &str, _labels: Labels) -> Result<Option<Existing>> {
+        Ok(None)
     }
 
-    async fn remove_networks(&self, _project: &str) -> Result<Vec<String>> {
+    async fn remove_networks(&self, _project: &str, _owner: Option<&str>) -> Result<Vec<String>> {
         Ok(std::mem::take(&mut self.state.lock().unwrap().networks))
     }
 
-    async fn remove_volumes(&self, _project: &str) -> Result<Vec<String>> {
+    async fn remove_volumes(&self, _project: &str, _owner: Option<&str>) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
 
@@ -161,7 +162,7 @@ impl Engine for MemoryEngine {
     ) -> Result<i64> {
         let mut memory = self.state.lock().unwrap();
         let name = memory.containers.iter().find(|c| c.id == id).expect("a container the engine has").name.clone();
-        let count = memory.probes.entry(name.clone()).or_default();
+        let count = memory.probes.entry(id.to_string()).or_default();
         *count += 1;
         if *count < PROBES_TO_READY {
             on_output(OutputStream::Stdout, b"not yet");
@@ -194,8 +195,10 @@ fn server(probed: bool) -> Container {
 }
 
 fn service(name: &str, plan: ServicePlan, depends_on: &[(&str, WaitFor)]) -> ServiceState {
-    let depends_on =
-        depends_on.iter().map(|(service, wait)| Dependency { role: service.to_string(), service: service.to_string(), wait: *wait }).collect();
+    let depends_on = depends_on
+        .iter()
+        .map(|(service, wait)| Dependency { role: service.to_string(), service: service.to_string(), wait: *wait, secrets: false })
+        .collect();
     ServiceState { name: name.into(), plugin: "test".into(), depends_on, plan }
 }
 
@@ -220,7 +223,7 @@ fn stack() -> DesiredState {
 }
 
 fn options() -> UpOptions {
-    UpOptions { project_dir: "/projects/mem".into(), timeout: Duration::from_secs(20), locked_images: None, seen_ready: HashMap::new() }
+    UpOptions::new("/projects/mem".into(), Duration::from_secs(20), None, Journal::in_memory())
 }
 
 /// Run a future of the test to its end (apply sleeps between probes).
@@ -228,41 +231,42 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
 }
 
-fn up(engine: &MemoryEngine, state: &DesiredState) -> apply::Summary {
-    block_on(apply::up(engine, state, &options(), &Quiet)).unwrap_or_else(|e| panic!("{e}"))
+fn up(engine: &MemoryEngine, state: &DesiredState, options: &UpOptions) -> apply::Summary {
+    block_on(apply::up(engine, state, options, &Quiet)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
 fn services_start_in_dependency_order_and_independent_ones_in_parallel() {
     let engine = MemoryEngine::default();
-    let summary = up(&engine, &stack());
+    let summary = up(&engine, &stack(), &options());
     assert_eq!((summary.created, summary.kept, summary.removed), (4, 0, 0));
 
     // db and cache start at once; cache does not wait for db to be ready.
-    assert!(engine.at("start mem-cache-server") < engine.at("ready mem-db-server"), "{:#?}", engine.journal());
+    assert!(engine.at("start mem_cache_server") < engine.at("ready mem_db_server"), "{:#?}", engine.journal());
     // app's task waits for both of its dependencies, and app for its task.
-    assert!(engine.at("ready mem-db-server") < engine.at("start mem-app-migrate"));
-    assert!(engine.at("start mem-cache-server") < engine.at("start mem-app-migrate"));
-    assert!(engine.at("start mem-app-migrate") < engine.at("start mem-app-server"));
-    assert!(engine.at("start mem-app-server") < engine.at("ready mem-app-server"));
+    assert!(engine.at("ready mem_db_server") < engine.at("start mem_app_migrate"));
+    assert!(engine.at("start mem_cache_server") < engine.at("start mem_app_migrate"));
+    assert!(engine.at("start mem_app_migrate") < engine.at("start mem_app_server"));
+    assert!(engine.at("start mem_app_server") < engine.at("ready mem_app_server"));
 }
 
 #[test]
 fn an_unchanged_stack_is_kept_a_changed_container_recreated_and_orphans_removed() {
     let engine = MemoryEngine::default();
+    let options = options();
     let first = stack();
-    up(&engine, &first);
+    up(&engine, &first, &options);
     let before = engine.journal();
 
-    // The diff, read from the labels apply wrote.
+    // The diff, read from the labels apply wrote and the lifecycle journal.
     let actual = block_on(engine.containers("mem")).unwrap();
-    let diff = reconcile::diff(&first, &actual);
+    let diff = reconcile::diff(&first, &actual, &options.journal);
     assert!(diff.steps.iter().all(|s| s.change == Change::Keep), "{:?}", diff.steps);
     assert!(diff.orphans.is_empty());
 
     // Nothing changed: nothing is created, started or removed again.
     engine.clear_journal();
-    let summary = up(&engine, &first);
+    let summary = up(&engine, &first, &options);
     assert_eq!((summary.created, summary.recreated, summary.kept, summary.removed), (0, 0, 4, 0));
     assert!(engine.journal().iter().all(|e| !e.starts_with("create") && !e.starts_with("remove")), "{:#?}", engine.journal());
 
@@ -271,28 +275,56 @@ fn an_unchanged_stack_is_kept_a_changed_container_recreated_and_orphans_removed(
     second.services[2].plan.containers[0].env.insert("FEATURE".into(), "on".into());
     second.services.remove(1);
     second.services[1].depends_on.retain(|d| d.service != "cache");
-    let diff = reconcile::diff(&second, &block_on(engine.containers("mem")).unwrap());
+    let diff = reconcile::diff(&second, &block_on(engine.containers("mem")).unwrap(), &options.journal);
     let app = diff.step("app", "server").unwrap();
     assert_eq!(app.change, Change::Recreate { fields: vec!["env".into()] }, "the diff names the changed field");
-    assert_eq!(diff.orphans, ["mem-cache-server"]);
+    assert_eq!(diff.orphans, ["mem_cache_server"]);
 
     engine.clear_journal();
-    let summary = up(&engine, &second);
+    let summary = up(&engine, &second, &options);
     assert_eq!((summary.created, summary.recreated, summary.kept, summary.removed), (0, 1, 2, 1));
     let journal = engine.journal();
-    assert!(journal.contains(&"remove mem-cache-server".to_string()), "{journal:#?}");
-    assert!(engine.at("remove mem-app-server") < engine.at("create mem-app-server"), "{journal:#?}");
-    assert!(!journal.iter().any(|e| e.contains("mem-db-server") && !e.starts_with("ready")), "db is kept untouched: {journal:#?}");
+    assert!(journal.contains(&"remove mem_cache_server".to_string()), "{journal:#?}");
+    assert!(engine.at("remove mem_app_server") < engine.at("create mem_app_server"), "{journal:#?}");
+    assert!(!journal.iter().any(|e| e.contains("mem_db_server") && !e.starts_with("ready")), "db is kept untouched: {journal:#?}");
     assert_eq!(before.iter().filter(|e| e.starts_with("create")).count(), 4);
 }
 
 #[test]
 fn down_removes_every_container_and_network_of_the_project() {
     let engine = MemoryEngine::default();
-    up(&engine, &stack());
+    up(&engine, &stack(), &options());
     let containers = block_on(engine.containers("mem")).unwrap();
-    let removed = block_on(apply::down(&engine, "mem", &containers, false)).unwrap();
+    let removed = block_on(apply::down(&engine, "mem", Some("/projects/mem"), &containers, false)).unwrap();
     assert_eq!(removed.containers, 4);
     assert_eq!(removed.networks, ["mem_default"]);
     assert!(block_on(engine.containers("mem")).unwrap().is_empty());
+}
+
+#[test]
+fn a_lifecycle_cut_short_is_finished_not_kept() {
+    let engine = MemoryEngine::default();
+    let options = options();
+    let state = stack();
+    up(&engine, &state, &options);
+    let id = |name: &str| block_on(engine.containers("mem")).unwrap().into_iter().find(|a| a.name == name).unwrap().id;
+
+    // As if `up` had been killed: db started but never seen ready (its hooks
+    // never ran), app's task created and filled but never started.
+    options.journal.reached(&id("mem_db_server"), Stage::Started);
+    options.journal.reached(&id("mem_app_migrate"), Stage::FilesPlaced);
+    let diff = reconcile::diff(&state, &block_on(engine.containers("mem")).unwrap(), &options.journal);
+    for (service, container) in [("db", "server"), ("app", "migrate")] {
+        let step = diff.step(service, container).unwrap();
+        assert_eq!(step.change, Change::Recreate { fields: vec![reconcile::INTERRUPTED.into()] }, "{service}/{container}");
+    }
+    assert_eq!(diff.step("cache", "server").unwrap().change, Change::Keep);
+
+    engine.clear_journal();
+    let summary = up(&engine, &state, &options);
+    assert_eq!((summary.created, summary.recreated, summary.kept), (0, 2, 2));
+    let journal = engine.journal();
+    assert!(engine.at("remove mem_db_server") < engine.at("create mem_db_server"), "{journal:#?}");
+    assert!(engine.at("ready mem_db_server") < engine.at("start mem_app_migrate"), "the task runs again, after db: {journal:#?}");
+    assert!(block_on(engine.containers("mem")).unwrap().iter().all(|a| options.journal.completed(&a.id)), "all finished now");
 }

@@ -5,9 +5,11 @@
 mod author;
 mod docker;
 mod engine;
+mod fuzz;
 mod plan;
 mod rails;
 mod registry;
 mod sandbox;
+mod security;
 mod support;
 mod ui;

@@ -205,9 +205,9 @@ fn the_rails_example_is_wired_by_its_plugins() {
     assert_eq!(
         service(&state, "worker")["depends_on"],
         json!([
-            {"role": "app", "service": "web", "wait": "started"},
-            {"role": "database", "service": "db", "wait": "ready"},
-            {"role": "cache", "service": "cache", "wait": "ready"}
+            {"role": "app", "service": "web", "wait": "started", "secrets": true},
+            {"role": "database", "service": "db", "wait": "ready", "secrets": true},
+            {"role": "cache", "service": "cache", "wait": "ready", "secrets": true}
         ])
     );
 
@@ -300,6 +300,10 @@ client_max_body_size = "25m"
 tls = { cert = "certs/dev.crt", key = "certs/dev.key", port = 0 }
 "#,
     );
+    // Bind sources must exist (the engine would otherwise create them on the host).
+    std::fs::create_dir_all(project.path().join("certs")).unwrap();
+    project.write("certs/dev.crt", "cert");
+    project.write("certs/dev.key", "key");
     let state = project.provision(&["plan", "--json"]).ok().json();
     let nginx = container(service(&state, "proxy"), "server");
     let site = file(nginx, "/etc/nginx/conf.d/default.conf");

@@ -123,7 +123,12 @@ fn services(state: &Value) -> Vec<(String, Value)> {
 
 #[test]
 fn outputs_flow_into_the_bindings_of_dependents_in_dependency_order() {
-    let project = hostile("app", artifacts::APP, "[services.cache]\nplugin = \"redis\"\n[services.db]\nplugin = \"postgres\"\n");
+    // Named in `uses`: the user handed db's secrets (in its url) to x.
+    let project = hostile(
+        "app",
+        artifacts::APP,
+        "uses = { database = \"db\", cache = \"cache\" }\n[services.cache]\nplugin = \"redis\"\n[services.db]\nplugin = \"postgres\"\n",
+    );
     let state = project.provision(&["plan", "--json", "--show-secrets"]).ok().json();
     let services = services(&state);
     let order: Vec<&str> = services.iter().map(|(n, _)| n.as_str()).collect();
@@ -131,7 +136,7 @@ fn outputs_flow_into_the_bindings_of_dependents_in_dependency_order() {
     let x = &services[2].1;
     assert_eq!(
         x["depends_on"],
-        json!([{"role": "database", "service": "db", "wait": "ready"}, {"role": "cache", "service": "cache", "wait": "ready"}])
+        json!([{"role": "database", "service": "db", "wait": "ready", "secrets": true}, {"role": "cache", "service": "cache", "wait": "ready", "secrets": true}])
     );
     let db_url = services[1].1["plan"]["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "url").unwrap()["value"].clone();
     assert_eq!(x["plan"]["containers"][0]["env"]["DATABASE_URL"], db_url);
@@ -239,4 +244,161 @@ fn a_plugin_of_contract_0_1_0_still_plans_beside_0_1_1_plugins() {
     let x = state["services"].as_array().unwrap().iter().find(|s| s["name"] == "x").unwrap();
     let greeting = x["plan"]["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "greeting").unwrap();
     assert_eq!(greeting["value"], "hello from x using redis://cache:6379/0");
+}
+
+/// A stack of `mischief` services: (name, config lines).
+fn mischief(services: &[(&str, &str)], extra: &str) -> Project {
+    let mut text = String::from("[stack]\nname = \"mischief\"\n[plugins]\nmischief = { path = \"mischief.wasm\" }\n");
+    for (name, config) in services {
+        text.push_str(&format!("[services.{name}]\nplugin = \"mischief\"\n{config}\n"));
+    }
+    text.push_str(extra);
+    let project = Project::new(&text);
+    project.add_plugin("mischief", artifacts::MISCHIEF);
+    project
+}
+
+/// `provision ARGS`, failing the test instead of hanging it after `limit`.
+fn within(project: &Project, args: &[&str], limit: Duration) -> crate::support::Run {
+    let mut child = crate::support::provision_cmd(&crate::support::shared_cache())
+        .current_dir(project.path())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("provision {args:?} still runs after {limit:?}: a plugin blocked the host");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    crate::support::Run::from(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn a_plugin_that_sleeps_does_not_hold_the_host() {
+    // `info` and `plan` each sleep an hour through WASI: the frozen clock's
+    // sleeps return at once, so the run ends in moments (60 s is only the
+    // point where the test gives up instead of hanging).
+    let project = hostile("sleeper", artifacts::SLEEPER, "");
+    within(&project, &["plan"], Duration::from_secs(60)).ok();
+    let project = mischief(&[("x", "trick = \"sleep\"")], "");
+    within(&project, &["plan"], Duration::from_secs(60)).ok();
+}
+
+#[test]
+fn host_secret_calls_and_plan_size_are_capped() {
+    let project = mischief(&[("x", "trick = \"secrets\"")], "");
+    let run = within(&project, &["plan"], Duration::from_secs(60)).failed();
+    assert!(run.message().contains("called host.secret more than 1000 times"), "{}", run.stderr);
+
+    let project = mischief(&[("x", "trick = \"huge\"\ncount = 1000")], "");
+    let run = within(&project, &["plan"], Duration::from_secs(60)).failed();
+    assert!(run.message().contains("1000 containers and tasks, over the limit of 256"), "{}", run.stderr);
+    // 100,000 containers do not even fit in the plugin's 64 MiB.
+    let project = mischief(&[("x", "trick = \"huge\"\ncount = 100000")], "");
+    let run = within(&project, &["plan"], Duration::from_secs(60)).failed();
+    assert!(run.message().contains("bytes of memory, over the cap of 67108864 bytes"), "{}", run.stderr);
+}
+
+#[test]
+fn secrets_reach_only_the_services_the_user_wired() {
+    // x declares an optional role that fits postgres and a collect role:
+    // neither was written by the user, so neither carries db's password.
+    let project = mischief(&[("x", "")], "[services.db]\nplugin = \"postgres\"\n");
+    let state = project.provision(&["plan", "--json", "--show-secrets"]).ok().json();
+    let services = services(&state);
+    let db = &services.iter().find(|(n, _)| n == "db").unwrap().1;
+    let password = db["plan"]["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "password").unwrap()["value"].as_str().unwrap();
+    let x = &services.iter().find(|(n, _)| n == "x").unwrap().1;
+    let loot = x["plan"]["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "loot").unwrap()["value"].as_str().unwrap();
+    assert!(loot.contains("peek.db.host=db"), "the non-secret outputs do flow: {loot}");
+    assert!(!loot.contains(password), "an inferred or collect role got db's password: {loot}");
+    assert!(x["depends_on"].as_array().unwrap().iter().all(|d| d["secrets"] == false), "{}", x["depends_on"]);
+
+    // Named by the user in `uses`: then it does get them, and plan says so.
+    let project = mischief(&[("x", "uses = { peek = \"db\" }")], "[services.db]\nplugin = \"postgres\"\n");
+    let plan = project.provision(&["plan"]).ok();
+    assert!(plan.stdout.contains("peek=db (started, with secrets)"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains(password), "plan masks the password it handed over");
+}
+
+#[test]
+fn plans_that_write_to_the_host_or_reach_past_the_project_are_refused() {
+    let refused = |config: &str, setup: &dyn Fn(&Project), expected: &str| {
+        let project = mischief(&[("x", config)], "");
+        setup(&project);
+        let run = project.provision(&["plan"]).failed();
+        assert!(run.message().contains(expected), "{config}: {}", run.stderr);
+    };
+    let nothing = |_: &Project| {};
+    let git = |p: &Project| std::fs::create_dir_all(p.path().join(".git/hooks")).unwrap();
+    // A writable bind the user did not name in the service's config.
+    refused("trick = \"own-bind\"", &nothing, "asks to write to host path");
+    // Files placed under a bind would be written through it onto the host.
+    refused(
+        "bind = \".\"\nbind_writable = true\nfile = \"/mnt/.git/hooks/post-checkout\"",
+        &git,
+        "\"/mnt/.git/hooks/post-checkout\" is under the bind mount \"/mnt\": it would be written to the host",
+    );
+    // Links are followed: to /etc, to the engine's socket, into .provision.
+    let link = |target: &'static str| move |p: &Project| std::os::unix::fs::symlink(target, p.path().join("link")).unwrap();
+    refused("bind = \"link\"", &link("/etc"), "host path /etc outside the project folder");
+    refused("bind = \"link\"", &link("/var/run/docker.sock"), "the container engine's socket");
+    refused("bind = \"link\"", &link(".provision"), "inside the project's .provision folder");
+    refused("bind = \".provision/secret-key\"", &nothing, "inside the project's .provision folder");
+    refused("bind = \".git\"", &git, "inside the project's .git folder");
+    refused("bind = \"missing\"", &nothing, "does not exist");
+    refused("build = \"link\"", &link("/etc"), "build context /etc outside the project folder");
+    // Labels of other tools, and metrics paths that would inject config.
+    refused("label = \"com.docker.compose.project\"", &nothing, "`com.docker.compose.project` is in a namespace of provision or another tool");
+    refused("metrics = \"/m'\\n- job_name: evil\"", &nothing, "names no container of the plan or is not a plain path");
+}
+
+#[test]
+fn names_cannot_reach_another_project_or_answer_twice() {
+    let project = Project::new("[stack]\nname = \"a_b\"\n[services.db]\nplugin = \"postgres\"\n");
+    let run = project.provision(&["plan"]).failed();
+    assert!(run.message().contains("stack name \"a_b\" is not usable as a project name"), "{}", run.stderr);
+    let project = Project::new("[services.db]\nplugin = \"postgres\"\n");
+    let run = project.provision(&["plan", "-p", "a_b"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+
+    // `db`'s container `server` answers to db-server; a service of that name too.
+    let project = mischief(&[("db", ""), ("db-server", "")], "");
+    let run = project.provision(&["plan"]).failed();
+    assert!(run.message().contains("DNS name `db-server` would answer for both service `db` and service"), "{}", run.stderr);
+
+    let project = mischief(&[("x", "network = \"back\"\ninternal = true"), ("y", "network = \"back\"")], "");
+    let run = project.provision(&["plan"]).failed();
+    assert!(run.message().contains("network `back` is internal for service"), "{}", run.stderr);
+}
+
+#[test]
+fn an_upstream_url_cannot_inject_nginx_config() {
+    let project = mischief(
+        &[("x", "url = \"http://x:8080;\\n}\\nserver { listen 81; root /; }\\nupstream y {\\n server x:8080\"")],
+        "[services.proxy]\nplugin = \"nginx\"\nuses = [\"x\"]\n",
+    );
+    let run = project.provision(&["plan"]).failed();
+    assert!(run.message().contains("nginx proxies to http://HOST:PORT"), "{}", run.stderr);
+}
+
+#[test]
+fn terminal_control_characters_from_plugins_are_shown_not_sent() {
+    let project = mischief(&[("x", "trick = \"escape\"\nenv = \"\\u001b[2J\"")], "");
+    let run = project.provision(&["plan"]).ok();
+    assert!(!run.stderr.contains('\u{1b}') && !run.stdout.contains('\u{1b}'), "raw escape printed:\n{}\n{}", run.stderr, run.stdout);
+    assert!(run.stderr.contains("\\u{1b}]52;c;"), "{}", run.stderr);
+    assert!(run.stdout.contains("MISCHIEF=\\u{1b}[2J"), "{}", run.stdout);
+}
+
+#[test]
+fn a_plugin_path_must_be_a_regular_file() {
+    let project = Project::new("[plugins]\nx = { path = \"/dev/zero\" }\n[services.x]\nplugin = \"x\"\n");
+    let run = within(&project, &["plan"], Duration::from_secs(60)).failed();
+    assert!(run.message().contains("not a regular file"), "{}", run.stderr);
 }

@@ -45,7 +45,7 @@ impl Project {
 
 /// One compile cache for the whole test run: the tests are about behaviour,
 /// and recompiling every plugin in every test would only make them slow.
-fn shared_cache() -> PathBuf {
+pub fn shared_cache() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache");
     std::fs::create_dir_all(&dir).unwrap();
     dir

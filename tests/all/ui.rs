@@ -35,3 +35,26 @@ fn bad_stacks_give_their_golden_errors() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    use std::io::Read;
+    // `provision plan --json | head -c 10`: the reader goes away early, and
+    // the plan is larger than a pipe's buffer, so the write meets a closed pipe.
+    let services: String = (0..300).map(|i| format!("[services.cache{i}]\nplugin = \"redis\"\n")).collect();
+    let project = crate::support::Project::new(&services);
+    let mut child = crate::support::provision_cmd(&crate::support::shared_cache())
+        .current_dir(project.path())
+        .args(["plan", "--json"])
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("crashed"), "{stderr}");
+}

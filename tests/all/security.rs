@@ -1,0 +1,167 @@
+//! The sandbox promise on a real engine: what a plan without `allow` can
+//! make the host do, and what an `up` cut short leaves behind. The plugin is
+//! tests/plugins/mischief, built with the author kit; plan-level refusals are
+//! in sandbox.rs.
+
+use std::{
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use crate::support::{Stack, docker, provision_cmd, repo_root, shared_cache};
+
+/// A stack of one mischief service `x` with `config`, as project `name`.
+fn mischief(name: &str, config: &str) -> Stack {
+    let stack = Stack::new(name, &format!("[plugins]\nmischief = {{ path = \"mischief.wasm\" }}\n[services.x]\nplugin = \"mischief\"\n{config}\n"));
+    stack.project.add_plugin("mischief", provision_test_artifacts::MISCHIEF);
+    stack
+}
+
+/// Runs the redis stand-in's image without redis.
+const IDLE: &str = "command = [\"sleep\", \"infinity\"]\n";
+
+/// `provision up` started in the background.
+fn spawn_up(stack: &Stack) -> std::process::Child {
+    provision_cmd(&shared_cache())
+        .current_dir(stack.project.path())
+        .env("PROVISION_IMAGES", repo_root().join("tests/images/standins.toml"))
+        .args(["up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// What the engine has labeled with the project: containers, networks, volumes.
+fn leftovers(project: &str) -> String {
+    let filter = format!("label=dev.provision.project={project}");
+    ["ps -aq", "network ls -q", "volume ls -q"]
+        .iter()
+        .map(|list| {
+            let mut args: Vec<&str> = list.split(' ').collect();
+            args.extend(["--filter", &filter]);
+            docker(&args)
+        })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_bind_of_the_project_shows_neither_its_keys_nor_git_and_labels_hold_no_secrets() {
+    let stack = mischief("e2e-sec-bind", &format!("{IDLE}bind = \".\"\nenv = \"s3cr3t-value\""));
+    std::fs::create_dir_all(stack.project.path().join(".git/hooks")).unwrap();
+    stack.provision(&["up"]).ok();
+
+    let ls = stack.provision(&["exec", "x", "--", "ls", "-A", "/mnt"]).ok();
+    assert!(ls.stdout.contains("stack.toml"), "the project is there: {}", ls.stdout);
+    for hidden in [".provision", ".git"] {
+        let inside = stack.provision(&["exec", "x", "--", "ls", "-A", &format!("/mnt/{hidden}")]).ok();
+        assert_eq!(inside.stdout.trim(), "", "{hidden} is covered");
+    }
+    let key = stack.provision(&["exec", "x", "--", "cat", "/mnt/.provision/secret-key"]);
+    assert_ne!(key.code, Some(0), "the secret key was readable: {}", key.stdout);
+    let write = stack.provision(&["exec", "x", "--", "touch", "/mnt/owned"]);
+    assert_ne!(write.code, Some(0), "a read-only bind was writable");
+    assert!(!stack.project.path().join("owned").exists());
+
+    let labels = docker(&["inspect", "-f", "{{json .Config.Labels}}", "e2e-sec-bind_x_server"]);
+    assert!(labels.contains("dev.provision.spec-hash"), "{labels}");
+    assert!(!labels.contains("s3cr3t-value") && !labels.contains("dev.provision.spec\""), "labels copy the spec: {labels}");
+}
+
+#[test]
+fn probe_output_is_kept_to_a_tail_and_every_wait_ends_at_the_timeout() {
+    // 2 MB of probe output: the error keeps its end.
+    let stack = mischief("e2e-sec-flood", &format!("{IDLE}health = [\"sh\", \"-c\", \"yes provision | head -c 2000000; exit 1\"]"));
+    let run = stack.provision(&["up", "--timeout", "6"]).failed();
+    assert!(run.stderr.len() < 40_000, "the error is {} bytes", run.stderr.len());
+    assert!(run.stderr.contains("earlier bytes cut"), "{}", &run.stderr[..run.stderr.len().min(3000)]);
+
+    // A probe that never exits is cut at its own timeout; `up` at --timeout.
+    stack.rewrite(&format!(
+        "[plugins]\nmischief = {{ path = \"mischief.wasm\" }}\n[services.x]\nplugin = \"mischief\"\n{IDLE}health = [\"sleep\", \"3600\"]\n"
+    ));
+    let started = Instant::now();
+    let run = stack.provision(&["up", "--timeout", "5"]).failed();
+    assert!(run.message().contains("not ready after 5s"), "{}", run.stderr);
+    assert!(run.message().contains("did not answer within 3000 ms"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(60), "up outlived its timeout: {:?}", started.elapsed());
+
+    // A hook that never exits.
+    stack.rewrite(&format!(
+        "[plugins]\nmischief = {{ path = \"mischief.wasm\" }}\n[services.x]\nplugin = \"mischief\"\n{IDLE}hook = [\"sleep\", \"3600\"]\n"
+    ));
+    let run = stack.provision(&["up", "--timeout", "5"]).failed();
+    assert!(run.message().contains("running hook `mischief`: it did not finish within the 5s of --timeout"), "{}", run.stderr);
+}
+
+#[test]
+fn a_volume_of_another_checkout_is_never_used_or_removed() {
+    let first = mischief("e2e-sec-twin", &format!("{IDLE}volume = \"data\""));
+    first.provision(&["up"]).ok();
+    first.provision(&["down"]).ok();
+    assert_eq!(docker(&["volume", "ls", "-q", "--filter", "name=e2e-sec-twin_x_data"]).trim(), "e2e-sec-twin_x_data");
+
+    let second = mischief("e2e-sec-twin", &format!("{IDLE}volume = \"data\""));
+    let run = second.provision(&["up"]).failed();
+    let message = run.message();
+    assert!(message.contains("volume `e2e-sec-twin_x_data` on the engine belongs to project"), "{message}");
+    assert!(message.contains("nothing of it was used"), "{message}");
+    second.provision(&["down", "-v"]).ok();
+    assert_eq!(
+        docker(&["volume", "ls", "-q", "--filter", "name=e2e-sec-twin_x_data"]).trim(),
+        "e2e-sec-twin_x_data",
+        "the first one's data survives"
+    );
+    drop(second);
+    drop(first);
+    assert_eq!(docker(&["volume", "ls", "-q", "--filter", "name=e2e-sec-twin_x_data"]).trim(), "");
+}
+
+#[test]
+fn a_network_setting_that_changed_is_refused_not_ignored() {
+    let stack = mischief("e2e-sec-net", &format!("{IDLE}network = \"back\""));
+    stack.provision(&["up"]).ok();
+    stack.rewrite(&format!(
+        "[plugins]\nmischief = {{ path = \"mischief.wasm\" }}\n[services.x]\nplugin = \"mischief\"\n{IDLE}network = \"back\"\ninternal = true\n"
+    ));
+    let run = stack.provision(&["up"]).failed();
+    assert!(run.message().contains("network `e2e-sec-net_back` exists with internal = false, but the plan wants internal = true"), "{}", run.stderr);
+}
+
+#[test]
+fn an_up_killed_before_ready_is_finished_by_the_next_not_kept() {
+    // Ready once /data/go exists: the first `up` waits there and is killed.
+    let stack = mischief("e2e-sec-kill", &format!("{IDLE}volume = \"data\"\nhealth = [\"test\", \"-f\", \"/data/go\"]"));
+    let mut up = spawn_up(&stack);
+    let started = Instant::now();
+    while docker(&["ps", "-q", "--filter", "name=e2e-sec-kill_x_server"]).trim().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the container never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    up.kill().unwrap();
+    up.wait().unwrap();
+
+    let plan = stack.provision(&["plan"]).ok();
+    assert!(plan.stdout.contains("x/server (container): recreate (its last lifecycle did not finish)"), "{}", plan.stdout);
+    docker(&["exec", "e2e-sec-kill_x_server", "touch", "/data/go"]);
+    let run = stack.provision(&["up"]).ok();
+    assert!(run.stderr.contains("0 created, 1 recreated, 0 kept"), "{}", run.stderr);
+    let run = stack.provision(&["up"]).ok();
+    assert!(run.stderr.contains("0 created, 0 recreated, 1 kept"), "{}", run.stderr);
+}
+
+#[test]
+fn ctrl_c_at_any_moment_then_down_leaves_nothing() {
+    for delay_ms in [50, 150, 400, 1000] {
+        let stack = mischief("e2e-sec-intr", &format!("{IDLE}volume = \"data\"\nnetwork = \"back\""));
+        let up = spawn_up(&stack);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        std::process::Command::new("kill").args(["-INT", &up.id().to_string()]).status().unwrap();
+        let status = up.wait_with_output().unwrap().status;
+        assert!(matches!(status.code(), Some(0 | 130)), "after {delay_ms} ms: {status:?}");
+        stack.provision(&["down", "-v"]).ok();
+        assert_eq!(leftovers("e2e-sec-intr"), "", "after Ctrl-C at {delay_ms} ms, down -v left these");
+    }
+}

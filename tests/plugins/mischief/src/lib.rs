@@ -1,0 +1,108 @@
+//! A plugin built by the author kit that tries, with no `allow` entry, each
+//! trick the sandbox promises to stop. `trick` picks one; the other keys
+//! shape the one container it plans (a hostile generic container).
+use provision_sdk::{export, prelude::*};
+
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Config {
+    trick: String,
+    image: Option<String>,
+    command: Option<Vec<String>>,
+    /// Bind this host path (as the plugin writes it) at `/mnt`.
+    bind: Option<String>,
+    bind_writable: bool,
+    file: Option<String>,
+    health: Option<Vec<String>>,
+    hook: Option<Vec<String>>,
+    volume: Option<String>,
+    network: Option<String>,
+    internal: bool,
+    build: Option<String>,
+    metrics: Option<String>,
+    count: usize,
+    label: Option<String>,
+    url: Option<String>,
+    env: Option<String>,
+}
+
+struct Mischief;
+impl Plugin for Mischief {
+    type Config = Config;
+    fn info() -> Info {
+        Info::new("mischief", "0.1.0", "Tries every trick")
+            .output("loot", "What it got")
+            .output("url", "Its address, as it claims it")
+            .uses("peek", "Any postgres, hoping for its password", &["postgres"], WaitFor::Started, true)
+            .collects("everyone", "Every other service, hoping for secrets")
+    }
+
+    fn plan(request: &Request, config: Config) -> Result<ServicePlan, PlanError> {
+        let mut plan = ServicePlan::default();
+        match config.trick.as_str() {
+            "sleep" => std::thread::sleep(std::time::Duration::from_secs(3600)),
+            "secrets" => {
+                for _ in 0..1_000_000 {
+                    host::secret("password");
+                }
+            }
+            "huge" => {
+                for i in 0..config.count {
+                    plan.containers.push(Container::new(format!("c{i}"), "alpine:3"));
+                }
+                return Ok(plan);
+            }
+            "escape" => host::log(LogLevel::Warn, "\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{1b}[2Jcleared"),
+            "own-bind" => {
+                // The project folder, writable, chosen by the plugin itself.
+                let c = Container::new("server", "provision-standin/redis:7").mount(MountSource::Bind(".".into()), "/mnt", false);
+                plan.containers.push(c);
+                return Ok(plan);
+            }
+            _ => {}
+        }
+        // What it was given: every binding's outputs, secret or not.
+        let loot: Vec<String> =
+            request.bindings.iter().flat_map(|b| b.outputs.iter().map(move |(k, v)| format!("{}.{}.{k}={v}", b.role, b.service))).collect();
+        plan.output("loot", loot.join(" "));
+        plan.output("url", config.url.clone().unwrap_or_else(|| format!("http://{}:8080", request.service)));
+
+        let mut c = Container::new("server", config.image.as_deref().unwrap_or("provision-standin/redis:7"));
+        c.command = config.command.clone();
+        if let Some(path) = &config.bind {
+            c = c.mount(MountSource::Bind(path.clone()), "/mnt", !config.bind_writable);
+        }
+        if let Some(path) = &config.file {
+            c = c.file(path.clone(), "#!/bin/sh\necho owned > /tmp/owned\n", 0o755);
+        }
+        if let Some(probe) = &config.health {
+            c = c.health(HealthCheck::exec(probe.clone()));
+        }
+        if let Some(hook) = &config.hook {
+            c = c.hook("mischief", hook.clone());
+        }
+        if let Some(volume) = &config.volume {
+            plan.volume(volume.clone());
+            c = c.mount(MountSource::Volume(volume.clone()), "/data", false);
+        }
+        if let Some(network) = &config.network {
+            plan.networks.push(Network { name: network.clone(), internal: config.internal });
+            c.networks.push(network.clone());
+        }
+        if let Some(label) = &config.label {
+            c.labels.push((label.clone(), "mischief".into()));
+        }
+        if let Some(context) = &config.build {
+            c.image = ImageSource::Build(BuildSpec { context: context.clone(), dockerfile: None, target: None, args: Vec::new() });
+        }
+        if let Some(path) = &config.metrics {
+            plan.metrics("server", 9000, path.clone());
+        }
+        if let Some(value) = &config.env {
+            c = c.env("MISCHIEF", value.clone());
+        }
+        plan.containers.push(c);
+        Ok(plan)
+    }
+}
+export!(Mischief);
