@@ -30,9 +30,12 @@ ensure_lint_tools() {
 
 # Debian packages the tests use from the host: psql talks to the stack's
 # postgres over its published port; docker-registry (Distribution 2.8) is the
-# real OCI registry the plugin-distribution tests push to and pull from.
+# real OCI registry the plugin-distribution tests push to and pull from; a
+# dockerd binary runs the second, killable engine of the crash test (even
+# when the main engine is a remote one).
 ensure_packages() {
     local missing=()
+    command -v dockerd >/dev/null || missing+=(docker.io)
     command -v psql >/dev/null || missing+=(postgresql-client)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v docker-registry >/dev/null || missing+=(docker-registry)

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{Stack, docker, provision_cmd, repo_root, shared_cache};
+use crate::support::{SecondEngine, Stack, docker, provision_cmd, repo_root, shared_cache};
 
 /// A stack of one mischief service `x` with `config`, as project `name`.
 fn mischief(name: &str, config: &str) -> Stack {
@@ -164,4 +164,48 @@ fn ctrl_c_at_any_moment_then_down_leaves_nothing() {
         stack.provision(&["down", "-v"]).ok();
         assert_eq!(leftovers("e2e-sec-intr"), "", "after Ctrl-C at {delay_ms} ms, down -v left these");
     }
+}
+
+#[test]
+fn an_engine_killed_mid_up_converges_on_the_next_up_without_duplicates_or_lost_data() {
+    let mut engine = SecondEngine::start();
+    engine.load("provision-standin/redis:7");
+    let project = crate::support::Project::new(&format!(
+        "[stack]\nname = \"e2e-engine-crash\"\n[plugins]\nmischief = {{ path = \"mischief.wasm\" }}\n[services.x]\nplugin = \"mischief\"\n{IDLE}volume = \"data\"\nhealth = [\"test\", \"-f\", \"/data/go\"]\n"
+    ));
+    project.add_plugin("mischief", provision_test_artifacts::MISCHIEF);
+    let host = engine.host.clone();
+    let on_engine = [("DOCKER_HOST", host.as_str())];
+
+    // `up` waits for x to be ready; the engine dies under it.
+    let up = provision_cmd(&shared_cache())
+        .current_dir(project.path())
+        .env("DOCKER_HOST", &engine.host)
+        .args(["up", "--timeout", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while String::from_utf8_lossy(&engine.docker(&["ps", "-q", "--filter", "name=e2e-engine-crash_x_server"]).stdout).trim().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "x never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(engine.docker(&["exec", "e2e-engine-crash_x_server", "touch", "/data/keep-me"]).status.success());
+    engine.kill();
+    let failed = up.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lost the connection to the container engine"), "{stderr}");
+
+    engine.restart();
+    let volume = "e2e-engine-crash_x_data:/data";
+    assert!(engine.docker(&["run", "--rm", "-v", volume, "provision-standin/redis:7", "touch", "/data/go"]).status.success());
+    let run = project.provision_with_env(&["up", "--timeout", "60"], &on_engine).ok();
+    assert!(run.stderr.contains("0 created, 1 recreated, 0 kept"), "the half-done container is redone: {}", run.stderr);
+
+    let all = engine.docker(&["ps", "-aq", "--filter", "label=dev.provision.project=e2e-engine-crash"]);
+    assert_eq!(String::from_utf8_lossy(&all.stdout).lines().count(), 1, "no duplicate container");
+    project.provision_with_env(&["exec", "x", "--", "test", "-f", "/data/keep-me"], &on_engine).ok();
+    project.provision_with_env(&["down", "-v"], &on_engine).ok();
 }

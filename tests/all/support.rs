@@ -251,3 +251,96 @@ impl Drop for RegistryServer {
         let _ = self.child.wait();
     }
 }
+
+/// A second Docker daemon on its own socket, data root and exec root, for
+/// tests that kill the engine itself. No bridge or iptables of its own, so it
+/// never touches the host's networking; stopped and deleted when dropped.
+pub struct SecondEngine {
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+    /// `unix://…`, for DOCKER_HOST.
+    pub host: String,
+}
+
+impl SecondEngine {
+    pub fn start() -> SecondEngine {
+        let dir = tempfile::Builder::new().prefix("d2-").tempdir_in("/tmp").unwrap();
+        let host = format!("unix://{}/docker.sock", dir.path().display());
+        let mut engine = SecondEngine { dir, child: None, host };
+        engine.spawn();
+        engine
+    }
+
+    fn spawn(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .args(["--host", &self.host, "--bridge", "none", "--iptables=false", "--ip-masq=false"])
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("docker.pid"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd (scripts/test installs Debian's docker.io)");
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        while !Command::new("docker").args(["-H", &self.host, "info"]).output().is_ok_and(|o| o.status.success()) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "the second dockerd did not start: see {}", d.join("dockerd.log").display());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// dockerd dies at once (SIGKILL), as in a crash; its containerd goes
+    /// down with it. That containerd can linger as a zombie (this machine's
+    /// init reaps late), and a new dockerd would take its pid file for a live
+    /// containerd and wait for it forever: the file goes, as after a reboot.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.path().join("exec/containerd/containerd.pid"));
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// `docker` against this engine.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker").args(["-H", &self.host]).args(args).output().unwrap()
+    }
+
+    /// Copy an image from the host's engine (no registry is reachable).
+    pub fn load(&self, image: &str) {
+        let status = Command::new("sh")
+            .args(["-c", &format!("docker save {image} | docker -H {} load -q", self.host)])
+            .status()
+            .unwrap();
+        assert!(status.success(), "could not load {image} into the second engine");
+    }
+}
+
+impl Drop for SecondEngine {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A clean stop unmounts its layers, so the folder can go.
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+        // Whatever a failed test left: shims, and mounts under the folder.
+        let dir = self.dir.path().display().to_string();
+        let _ = Command::new("pkill").args(["-KILL", "-f", &dir]).status();
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut under: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(1)).filter(|m| m.starts_with(&dir)).collect();
+        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in under {
+            let _ = Command::new("umount").args(["-l", mount]).status();
+        }
+    }
+}

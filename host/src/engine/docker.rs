@@ -50,7 +50,13 @@ impl Docker {
 
 impl From<bollard::errors::Error> for EngineError {
     fn from(e: bollard::errors::Error) -> Self {
-        EngineError::api(e)
+        // Connecting failed after the run began: the engine went away.
+        let lost = match &e {
+            bollard::errors::Error::HyperLegacyError { err } => err.is_connect(),
+            bollard::errors::Error::IOError { .. } => true,
+            _ => false,
+        };
+        if lost { EngineError::Lost(e.into()) } else { EngineError::api(e) }
     }
 }
 

@@ -145,6 +145,11 @@ pub enum EngineError {
     },
     #[error("building {tag} failed: {}", bounded(message))]
     Build { tag: String, message: String },
+    #[error("lost the connection to the container engine ({0})")]
+    #[diagnostic(help(
+        "what was done so far is recorded; once the engine answers again, run `provision up` to finish (or `provision down` to remove it)"
+    ))]
+    Lost(BoxError),
     /// What the engine answered (its message says it all), cut to
     /// `TAIL_BYTES`: it can echo a command's whole output.
     #[error("{}", bounded(&.0.to_string()))]

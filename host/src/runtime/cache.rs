@@ -85,3 +85,33 @@ impl CompileCache {
 
 /// The component's sha256, then the sha256 of the compiled code.
 const HEADER: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_used_only_for_its_own_component_and_only_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache { dir: dir.path().to_path_buf() };
+        let engine = Engine::default();
+        let [redis, postgres] = ["redis", "postgres"].map(|n| provision_registry::builtins().iter().find(|b| b.name == n).unwrap());
+        let component = Component::new(&engine, redis.wasm).unwrap();
+        cache.store(&engine, redis.sha256, &component);
+        assert!(cache.load(&engine, redis.sha256).is_some());
+
+        // Another component's name on redis's code: refused, and removed.
+        std::fs::copy(cache.path(&engine, redis.sha256), cache.path(&engine, postgres.sha256)).unwrap();
+        assert!(cache.load(&engine, postgres.sha256).is_none());
+        assert!(!cache.path(&engine, postgres.sha256).exists());
+
+        // Code changed behind the cache's back: refused.
+        let path = cache.path(&engine, redis.sha256);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(cache.load(&engine, redis.sha256).is_none());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no temp files or bad entries left");
+    }
+}
