@@ -1,6 +1,6 @@
 //! The lifecycle journal: how far each container of a project got (created
 //! → files placed → started → ready with hooks done; a task: exited 0 after
-//! being started), written to disk at every step, so an `up` that was
+//! being started), written at every step, so an `up` that was
 //! killed part-way is never mistaken for a converged one. Also keeps each
 //! container's spec, which `plan` uses to explain a recreate (labels hold
 //! only its hash: a spec has env values and file contents, secrets among
@@ -106,9 +106,12 @@ impl Journal {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Change, then write through: temp file, fsync, rename, so a crash
-    /// leaves the old journal or the new one, never half of one. A journal
-    /// that cannot be written only costs recreating on the next `up`.
+    /// Change, then write through: temp file and rename, so a killed process
+    /// leaves the old journal or the new one, never half of one. No fsync:
+    /// the journal only ever records progress, so one that lost its last
+    /// writes in a machine crash can only make `up` redo steps (an unknown
+    /// container is recreated), never skip one; a journal that cannot be
+    /// read or written costs the same, and nothing else.
     fn update(&self, change: impl FnOnce(&mut BTreeMap<String, Entry>)) {
         let mut entries = self.lock();
         change(&mut entries);
@@ -127,7 +130,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         // Specs hold secrets: readable by the user only.
         let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if written.is_err() {

@@ -289,7 +289,11 @@ impl SecondEngine {
         self.child = Some(child);
         let started = std::time::Instant::now();
         while !Command::new("docker").args(["-H", &self.host, "info"]).output().is_ok_and(|o| o.status.success()) {
-            assert!(started.elapsed() < std::time::Duration::from_secs(60), "the second dockerd did not start: see {}", d.join("dockerd.log").display());
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "the second dockerd did not start: see {}",
+                d.join("dockerd.log").display()
+            );
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
@@ -318,10 +322,7 @@ impl SecondEngine {
 
     /// Copy an image from the host's engine (no registry is reachable).
     pub fn load(&self, image: &str) {
-        let status = Command::new("sh")
-            .args(["-c", &format!("docker save {image} | docker -H {} load -q", self.host)])
-            .status()
-            .unwrap();
+        let status = Command::new("sh").args(["-c", &format!("docker save {image} | docker -H {} load -q", self.host)]).status().unwrap();
         assert!(status.success(), "could not load {image} into the second engine");
     }
 }

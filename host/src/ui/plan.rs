@@ -95,7 +95,11 @@ fn container(w: &mut String, kind: &str, c: &Container) {
             MountSource::Tmpfs { .. } => "tmpfs".into(),
             MountSource::Anonymous => "anonymous volume".into(),
         };
-        let ro = if m.read_only { " (read-only)" } else { "" };
+        let ro = match (&m.source, m.read_only) {
+            (_, true) => " (read-only)",
+            (MountSource::Bind(_), false) => " (writable: the service's config names this folder)",
+            _ => "",
+        };
         let _ = writeln!(w, "      mount    {source} → {}{ro}", m.target);
     }
     for f in &c.files {
