@@ -253,11 +253,13 @@ impl Drop for RegistryServer {
 }
 
 /// A second Docker daemon on its own socket, data root and exec root, for
-/// tests that kill the engine itself. No bridge or iptables of its own, so it
-/// never touches the host's networking; stopped and deleted when dropped.
+/// tests that kill the engine itself. Its default bridge and address pool
+/// are its own (`--bridge none` would delete the host's docker0) and it
+/// leaves iptables alone; stopped and deleted, bridge included, when dropped.
 pub struct SecondEngine {
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
+    bridge: String,
     /// `unix://…`, for DOCKER_HOST.
     pub host: String,
 }
@@ -266,7 +268,16 @@ impl SecondEngine {
     pub fn start() -> SecondEngine {
         let dir = tempfile::Builder::new().prefix("d2-").tempdir_in("/tmp").unwrap();
         let host = format!("unix://{}/docker.sock", dir.path().display());
-        let mut engine = SecondEngine { dir, child: None, host };
+        let bridge = format!("pvd2-{}", std::process::id() % 100_000);
+        let ip = |args: &str| Command::new("ip").args(args.split(' ')).status().is_ok_and(|s| s.success());
+        ip(&format!("link del {bridge}"));
+        assert!(
+            ip(&format!("link add name {bridge} type bridge"))
+                && ip(&format!("addr add 10.213.0.1/24 dev {bridge}"))
+                && ip(&format!("link set {bridge} up")),
+            "cannot make the second engine's bridge"
+        );
+        let mut engine = SecondEngine { dir, child: None, host, bridge };
         engine.spawn();
         engine
     }
@@ -275,7 +286,9 @@ impl SecondEngine {
         let d = self.dir.path();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("dockerd.log")).unwrap();
         let child = Command::new("dockerd")
-            .args(["--host", &self.host, "--bridge", "none", "--iptables=false", "--ip-masq=false"])
+            .args(["--host", &self.host, "--bridge", &self.bridge, "--iptables=false", "--ip-masq=false"])
+            // Networks of its own range, never the host engine's (tests run side by side).
+            .args(["--default-address-pool", "base=10.214.0.0/16,size=24"])
             .arg("--data-root")
             .arg(d.join("data"))
             .arg("--exec-root")
@@ -343,5 +356,6 @@ impl Drop for SecondEngine {
         for mount in under {
             let _ = Command::new("umount").args(["-l", mount]).status();
         }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
     }
 }
