@@ -374,7 +374,7 @@ fn names_cannot_reach_another_project_or_answer_twice() {
 
     let project = mischief(&[("x", "network = \"back\"\ninternal = true"), ("y", "network = \"back\"")], "");
     let run = project.provision(&["plan"]).failed();
-    assert!(run.message().contains("network `back` is internal for service"), "{}", run.stderr);
+    assert!(run.message().contains("network `back` is not internal for service `y` but internal for `x`"), "{}", run.stderr);
 }
 
 #[test]

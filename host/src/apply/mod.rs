@@ -24,8 +24,7 @@ use provision_registry::LockedImage;
 use serde::Serialize;
 
 use crate::{
-    desired::Network,
-    desired::{BuildSpec, DesiredState, Image},
+    desired::{BuildSpec, DesiredState, Image, Network},
     engine::{Actual, Engine, EngineError, Existing, Labels},
     journal::Journal,
     reconcile::{self, Change, Diff, Names, label},

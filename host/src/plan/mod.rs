@@ -301,11 +301,15 @@ fn check_project_wide(stack: &Stack, planned: &BTreeMap<&str, ServiceState>) -> 
         for network in &state.plan.networks {
             match networks.insert(&network.name, (network.internal, &state.name)) {
                 Some((internal, other)) if internal != network.internal => {
+                    let setting = |internal: bool| if internal { "internal" } else { "not internal" };
                     return Err(stack.error_at(
                         &at,
                         format!(
-                            "network `{}` is internal for service `{}` but not for `{other}` (or the other way round); one network has one setting",
-                            network.name, state.name
+                            "network `{}` is {} for service `{}` but {} for `{other}`; one network has one setting",
+                            network.name,
+                            setting(network.internal),
+                            state.name,
+                            setting(internal)
                         ),
                         "planned here",
                         Some("give the networks different names, or make both declarations agree".into()),
