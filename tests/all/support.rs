@@ -252,14 +252,15 @@ impl Drop for RegistryServer {
     }
 }
 
-/// A second Docker daemon on its own socket, data root and exec root, for
-/// tests that kill the engine itself. Its default bridge and address pool
-/// are its own (`--bridge none` would delete the host's docker0) and it
-/// leaves iptables alone; stopped and deleted, bridge included, when dropped.
+/// A second Docker daemon on its own socket, data root and exec root, and
+/// in a network namespace of its own, for tests that kill the engine itself:
+/// a daemon restarted after a crash deletes the host's docker0 when it shares
+/// the host's network, which would break the tests beside it. (So its
+/// containers are not reachable from the host: probe them by exec.) Stopped
+/// and deleted when dropped.
 pub struct SecondEngine {
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
-    bridge: String,
     /// `unix://…`, for DOCKER_HOST.
     pub host: String,
 }
@@ -268,45 +269,26 @@ impl SecondEngine {
     pub fn start() -> SecondEngine {
         let dir = tempfile::Builder::new().prefix("d2-").tempdir_in("/tmp").unwrap();
         let host = format!("unix://{}/docker.sock", dir.path().display());
-        let bridge = format!("pvd2-{}", std::process::id() % 100_000);
-        let ip = |args: &str| Command::new("ip").args(args.split(' ')).status().is_ok_and(|s| s.success());
-        ip(&format!("link del {bridge}"));
-        assert!(
-            ip(&format!("link add name {bridge} type bridge"))
-                && ip(&format!("addr add 10.213.0.1/24 dev {bridge}"))
-                && ip(&format!("link set {bridge} up")),
-            "cannot make the second engine's bridge"
-        );
-        let mut engine = SecondEngine { dir, child: None, host, bridge };
+        let mut engine = SecondEngine { dir, child: None, host };
         engine.spawn();
         engine
     }
 
     fn spawn(&mut self) {
-        let d = self.dir.path();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
-            .args(["--host", &self.host, "--bridge", &self.bridge, "--iptables=false", "--ip-masq=false"])
-            // Networks of its own range, never the host engine's (tests run side by side).
-            .args(["--default-address-pool", "base=10.214.0.0/16,size=24"])
-            .arg("--data-root")
-            .arg(d.join("data"))
-            .arg("--exec-root")
-            .arg(d.join("exec"))
-            .arg("--pidfile")
-            .arg(d.join("docker.pid"))
+        let d = self.dir.path().display();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("dockerd.log")).unwrap();
+        let dockerd =
+            format!("ip link set lo up && exec dockerd --host {} --data-root {d}/data --exec-root {d}/exec --pidfile {d}/docker.pid", self.host);
+        let child = Command::new("unshare")
+            .args(["--net", "--", "sh", "-c", &dockerd])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("dockerd (scripts/test installs Debian's docker.io)");
+            .expect("unshare and dockerd (scripts/test installs Debian's docker.io)");
         self.child = Some(child);
         let started = std::time::Instant::now();
         while !Command::new("docker").args(["-H", &self.host, "info"]).output().is_ok_and(|o| o.status.success()) {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(60),
-                "the second dockerd did not start: see {}",
-                d.join("dockerd.log").display()
-            );
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "the second dockerd did not start: see {d}/dockerd.log");
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
@@ -356,6 +338,5 @@ impl Drop for SecondEngine {
         for mount in under {
             let _ = Command::new("umount").args(["-l", mount]).status();
         }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
     }
 }

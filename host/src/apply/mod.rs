@@ -56,6 +56,9 @@ pub enum ApplyError {
     )]
     #[diagnostic(help("run `provision down` and then `provision up` to recreate it with the new setting"))]
     NetworkChanged { name: String, actual: bool, wanted: bool },
+    #[error("images were not pulled and built within {0:?}; nothing was created")]
+    #[diagnostic(help("a slow registry or build needs a longer --timeout"))]
+    ImagesTimedOut(Duration),
     #[error("interrupted")]
     Interrupted,
     #[error(transparent)]
@@ -142,21 +145,26 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     let diff = reconcile::diff(state, &actual, &options.journal);
     check_ports(state, &diff, &actual)?;
 
-    // Images first: a missing one fails before anything is created.
-    let mut images: Vec<&str> = Vec::new();
-    for service in &state.services {
-        for c in service.plan.tasks.iter().chain(&service.plan.containers) {
-            let changing = diff.step(&service.name, &c.name).is_some_and(|s| s.change != Change::Keep);
-            match (&c.image, changing) {
-                (Image::Pull(image), true) if !images.contains(&image.as_str()) => images.push(image),
-                (Image::Build(spec), true) => build(engine, state, &service.name, spec, options, events, started).await?,
-                _ => {}
+    // Images first: a missing one fails before anything is created. Pulls
+    // and builds count against --timeout like every other wait.
+    let images = async {
+        let mut images: Vec<&str> = Vec::new();
+        for service in &state.services {
+            for c in service.plan.tasks.iter().chain(&service.plan.containers) {
+                let changing = diff.step(&service.name, &c.name).is_some_and(|s| s.change != Change::Keep);
+                match (&c.image, changing) {
+                    (Image::Pull(image), true) if !images.contains(&image.as_str()) => images.push(image),
+                    (Image::Build(spec), true) => build(engine, state, &service.name, spec, options, events, started).await?,
+                    _ => {}
+                }
             }
         }
-    }
-    for result in join_all(images.iter().map(|i| engine.ensure_image(i))).await {
-        result?;
-    }
+        for result in join_all(images.iter().map(|i| engine.ensure_image(i))).await {
+            result?;
+        }
+        Ok::<(), ApplyError>(())
+    };
+    tokio::time::timeout_at((started + options.timeout).into(), images).await.map_err(|_| ApplyError::ImagesTimedOut(options.timeout))??;
     let resolved_images = image_digests(engine, state).await?;
     if let Some(locked) = &options.locked_images {
         for image in &resolved_images {
