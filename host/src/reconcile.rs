@@ -137,3 +137,18 @@ pub fn other_owner<'a>(project_dir: &std::path::Path, actual: &'a [Actual]) -> O
     let ours = project_dir.display().to_string();
     actual.iter().filter_map(|a| a.label("project-dir")).find(|d| *d != ours)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Names;
+
+    #[test]
+    fn engine_names_of_two_projects_never_meet() {
+        // Projects `p` and `p-q`, services `q-r` and `r`: joined with `-` both were `p-q-r-server`.
+        let (p, pq) = (Names { project: "p" }, Names { project: "p-q" });
+        assert_ne!(p.container("q-r", "server"), pq.container("r", "server"));
+        assert_ne!(p.volume("q-r", "data"), pq.volume("r", "data"));
+        assert_ne!(Names { project: "a" }.network("b-c"), Names { project: "a-b" }.network("c"));
+        assert_eq!(p.volume("db", "pg_data"), "p_db_pg_data");
+    }
+}

@@ -398,7 +398,11 @@ fn terminal_control_characters_from_plugins_are_shown_not_sent() {
 
 #[test]
 fn a_plugin_path_must_be_a_regular_file() {
-    let project = Project::new("[plugins]\nx = { path = \"/dev/zero\" }\n[services.x]\nplugin = \"x\"\n");
-    let run = within(&project, &["plan"], Duration::from_secs(60)).failed();
-    assert!(run.message().contains("not a regular file"), "{}", run.stderr);
+    // /dev/zero reads without end; a FIFO blocks on open until a writer comes.
+    for path in ["/dev/zero", "fifo.wasm"] {
+        let project = Project::new(&format!("[plugins]\nx = {{ path = \"{path}\" }}\n[services.x]\nplugin = \"x\"\n"));
+        assert!(std::process::Command::new("mkfifo").arg(project.path().join("fifo.wasm")).status().unwrap().success());
+        let run = within(&project, &["plan"], Duration::from_secs(60)).failed();
+        assert!(run.message().contains("not a regular file"), "{path}: {}", run.stderr);
+    }
 }

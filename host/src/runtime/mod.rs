@@ -61,6 +61,43 @@ pub struct Runtime {
     linker: Linker<Sandbox>,
     cache: Option<CompileCache>,
     limits: Limits,
+    calls: Calls,
+}
+
+/// The watchdog's view: every call in progress and when it must be over.
+/// Epoch interruption stops guest code at its deadline, and no host call a
+/// plugin can make blocks; should one ever block all the same (a bug in
+/// wasmtime-wasi, a WASI function this list missed), the watchdog ends the
+/// process well after the deadline rather than let it hang.
+#[derive(Clone, Default)]
+struct Calls(Arc<std::sync::Mutex<Vec<(u64, Instant)>>>);
+
+/// How long past its deadline a call may go before the watchdog stops the
+/// process: the epoch stops guest code within a tick, so this only fires
+/// for a call stuck in the host.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(10);
+
+impl Calls {
+    fn begin(&self, deadline: Duration) -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push((id, Instant::now() + deadline + WATCHDOG_GRACE));
+        id
+    }
+
+    fn end(&self, id: u64) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).retain(|(i, _)| *i != id);
+    }
+
+    fn stop_the_overdue(&self) {
+        let overdue = self.0.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|(_, limit)| Instant::now() > *limit);
+        if overdue {
+            eprintln!(
+                "a plugin call is stuck in the host past its deadline and could not be interrupted; provision stops (this is a bug: please report it)"
+            );
+            std::process::exit(1);
+        }
+    }
 }
 
 /// A loaded plugin: compiled, linked, and described by its own `info`.
@@ -129,12 +166,16 @@ impl Runtime {
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
 
-        // The epoch ticker: a thread that ends when the engine is dropped.
+        // The epoch ticker, which also watches the calls in progress: a
+        // thread that ends when the engine is dropped.
         let weak = engine.weak();
+        let calls = Calls::default();
+        let watched = calls.clone();
         std::thread::Builder::new().name("plugin-epoch".into()).spawn(move || {
             while let Some(engine) = weak.upgrade() {
                 engine.increment_epoch();
                 drop(engine);
+                watched.stop_the_overdue();
                 std::thread::sleep(TICK);
             }
         })?;
@@ -145,7 +186,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         sandbox::add_frozen_clock(&mut linker)?;
         dispatch::add_to_linker(&mut linker)?;
-        Ok(Runtime { engine, linker, cache, limits })
+        Ok(Runtime { engine, linker, cache, limits, calls })
     }
 
     /// Compile (or load from the cache), link, and ask the plugin its info.
@@ -226,6 +267,7 @@ impl Runtime {
         f: impl FnOnce(&Bound, &mut Store<Sandbox>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let started = Instant::now();
+        let call = self.calls.begin(self.limits.deadline);
         let mut store = Store::new(&self.engine, Sandbox::new(&self.limits, context));
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline((self.limits.deadline.as_millis() / TICK.as_millis()).max(1) as u64 + 1);
@@ -236,6 +278,7 @@ impl Runtime {
             stats.call = started.elapsed();
             r
         });
+        self.calls.end(call);
         stats.logs = std::mem::take(&mut store.data_mut().logs);
         if store.data().secrets_refused {
             return Err(PluginError::SecretCalls);
