@@ -32,10 +32,12 @@ ensure_lint_tools() {
 # postgres over its published port; docker-registry (Distribution 2.8) is the
 # real OCI registry the plugin-distribution tests push to and pull from; a
 # dockerd binary runs the second, killable engine of the crash test (even
-# when the main engine is a remote one).
+# when the main engine is a remote one), in a network namespace of its own
+# (unshare from util-linux, ip from iproute2).
 ensure_packages() {
     local missing=()
     command -v dockerd >/dev/null || missing+=(docker.io)
+    command -v ip >/dev/null || missing+=(iproute2)
     command -v psql >/dev/null || missing+=(postgresql-client)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v docker-registry >/dev/null || missing+=(docker-registry)

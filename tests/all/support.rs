@@ -277,8 +277,10 @@ impl SecondEngine {
     fn spawn(&mut self) {
         let d = self.dir.path().display();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("dockerd.log")).unwrap();
-        let dockerd =
-            format!("ip link set lo up && exec dockerd --host {} --data-root {d}/data --exec-root {d}/exec --pidfile {d}/docker.pid", self.host);
+        let dockerd = format!(
+            "ip link set lo up 2>/dev/null; exec dockerd --host {} --data-root {d}/data --exec-root {d}/exec --pidfile {d}/docker.pid",
+            self.host
+        );
         let child = Command::new("unshare")
             .args(["--net", "--", "sh", "-c", &dockerd])
             .stdout(log.try_clone().unwrap())
