@@ -68,7 +68,12 @@ impl Journal {
 
     /// Whether the container's lifecycle ran to its end.
     pub fn completed(&self, id: &str) -> bool {
-        self.entry(id).is_some_and(|e| e.stage == Stage::Done)
+        self.lock().get(id).is_some_and(|e| e.stage == Stage::Done)
+    }
+
+    /// The start it was last seen ready in (see `Entry::ready_in`).
+    pub fn ready_in(&self, id: &str) -> Option<String> {
+        self.lock().get(id).and_then(|e| e.ready_in.clone())
     }
 
     /// A container was just created with `spec`.

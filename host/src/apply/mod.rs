@@ -117,8 +117,12 @@ impl UpOptions {
         UpOptions { project_dir, timeout, locked_images, journal, interrupted: AtomicBool::new(false) }
     }
 
+    pub(super) fn is_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
     fn check_interrupted(&self) -> Result<(), ApplyError> {
-        if self.interrupted.load(Ordering::SeqCst) { Err(ApplyError::Interrupted) } else { Ok(()) }
+        if self.is_interrupted() { Err(ApplyError::Interrupted) } else { Ok(()) }
     }
 }
 

@@ -36,14 +36,14 @@ impl ServiceRun<'_> {
                 // A kept container that the engine finds healthy, or that was
                 // seen ready in this same start, needs no probe: that keeps a
                 // no-op `up` to a few engine calls.
-                let seen = started_at.is_some() && self.options.journal.entry(id).and_then(|e| e.ready_in) == started_at;
+                let seen = started_at.is_some() && self.options.journal.ready_in(id) == started_at;
                 if !fresh
                     && status.running
                     && (status.health.as_deref() == Some("healthy") || (seen && status.health.as_deref() != Some("unhealthy")))
                 {
                     break;
                 }
-                if self.options.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+                if self.options.is_interrupted() {
                     failure.reason = "interrupted".into();
                     return Err(failure);
                 }

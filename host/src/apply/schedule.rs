@@ -131,7 +131,7 @@ impl ServiceRun<'_> {
 
     /// After Ctrl-C no new step starts (see `UpOptions::interrupted`).
     pub(super) fn stop_if_interrupted(&self, service: &str) -> Result<(), Failure> {
-        if !self.options.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        if !self.options.is_interrupted() {
             return Ok(());
         }
         let failure = Failure {
