@@ -58,6 +58,8 @@ pub struct Dependency {
 pub enum WaitFor {
     Started,
     Ready,
+    /// Its one-shot tasks have exited 0 (a migration); the service is up.
+    Completed,
     /// Planned after it, started independently (monitoring its targets).
     Planned,
 }
@@ -103,6 +105,11 @@ pub struct Container {
     pub networks: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub privileges: Privileges,
+    /// A copy of the service's main container (`replicas`), numbered from
+    /// 2: it answers to the service's name too. Absent from the hash's JSON
+    /// when None, so plans made before replicas existed hash the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<u32>,
 }
 
 impl Container {
@@ -130,6 +137,7 @@ impl Container {
             networks: Vec::new(),
             labels: BTreeMap::new(),
             privileges: Privileges::default(),
+            replica: None,
         }
     }
 

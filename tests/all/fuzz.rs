@@ -14,7 +14,7 @@ use std::{
 use provision::{
     desired::{Container, File, Image, Mount, MountSource, Network, PluginInfo, ServicePlan},
     plan::policy,
-    stack::Stack,
+    stack::{Stack, Variables},
 };
 
 use crate::support::repo_root;
@@ -194,7 +194,8 @@ fn fuzz(target: &str, seeds: &[String], mutate: impl Fn(&mut Rng, &str) -> Strin
 #[test]
 fn stack_toml_parsing_never_panics() {
     fuzz("stack-toml", &seeds(), mutate, |text| {
-        let _ = Stack::parse(Path::new("stack.toml"), PathBuf::from("/nonexistent/project"), text.to_string());
+        let _ =
+            Stack::parse(Path::new("stack.toml"), PathBuf::from("/nonexistent/project"), text.to_string(), None, &Variables::fixed(&[("X", "1")]));
     });
 }
 
@@ -220,7 +221,7 @@ fn the_policy_check_never_panics_on_a_hostile_plan() {
         "name": "x", "version": "0.1.0", "summary": "", "config_schema": {}, "outputs": [], "uses": []
     }))
     .unwrap();
-    let named = vec!["app".to_string()];
+    let named = ["app"];
     let grants = policy::Grants { allow: &[], named: &named, project_dir: project.path() };
     fuzz("plan", &[seed], mutate_json, |json| {
         if let Ok(plan) = serde_json::from_str::<ServicePlan>(json) {

@@ -122,7 +122,7 @@ impl ServiceRun<'_> {
         }
         let first = service.plan.containers.first().is_some_and(|f| f.name == c.name);
         let mut aliases = vec![format!("{}-{}", service.name, c.name)];
-        if first && !task {
+        if (first || c.replica.is_some()) && !task {
             aliases.push(service.name.clone());
         }
         let networks = if c.networks.is_empty() {

@@ -91,7 +91,8 @@ impl ServiceRun<'_> {
             self.emit(name, Phase::Waiting(dep.clone()));
             let needed = |r: &Reached| match wait {
                 WaitFor::Started => matches!(r, Reached::Started | Reached::Ready | Reached::Failed),
-                WaitFor::Ready => matches!(r, Reached::Ready | Reached::Failed),
+                // A service is ready only after its tasks exited 0.
+                WaitFor::Ready | WaitFor::Completed => matches!(r, Reached::Ready | Reached::Failed),
                 WaitFor::Planned => true,
             };
             let reached = tokio::time::timeout_at(deadline.into(), rx.wait_for(needed)).await;

@@ -90,7 +90,7 @@ fn prepare(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
 }
 
 fn prepare_here(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
-    let stack = Stack::load(&args.project.file)?;
+    let stack = Stack::load(&args.project.file, args.profile.as_deref())?;
     let lock_path = stack.dir.join(LOCK_FILE);
     let lock = Lock::load(&lock_path).into_diagnostic()?;
     if locked && lock.is_none() {
@@ -100,11 +100,7 @@ fn prepare_here(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
     if let Some(file) = &args.images {
         images.extend(Stack::load_images_file(file)?);
     }
-    let options = Options {
-        project: args.project.project.clone().unwrap_or_else(|| stack.name.clone()),
-        profile: args.profile.clone().or_else(|| stack.profile.clone()).unwrap_or_else(|| "dev".into()),
-        images,
-    };
+    let options = Options { project: args.project.project.clone().unwrap_or_else(|| stack.name.clone()), profile: stack.profile.clone(), images };
     let secrets = Arc::new(Secrets::for_project_dir(&stack.dir)?);
     let runtime = plugin_runtime()?;
     let resolver = Resolver::new(&stack.dir, cache_base().map(|b| b.join("plugins")), lock.clone(), locked);
@@ -130,7 +126,7 @@ fn project_of(args: &ProjectArgs) -> miette::Result<(String, Option<PathBuf>)> {
     match &args.project {
         Some(name) => Ok((name.clone(), None)),
         None => {
-            let stack = Stack::load(&args.file)?;
+            let stack = Stack::load(&args.file, None)?;
             Ok((stack.name, Some(stack.dir)))
         }
     }

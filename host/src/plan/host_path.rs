@@ -24,7 +24,11 @@ pub struct HostPath {
 /// a path that does not exist, and anything inside a hidden folder.
 pub fn resolve(project_dir: &Path, written: &str) -> Result<HostPath, String> {
     let project = project_dir.canonicalize().map_err(|e| format!("the project folder {}: {e}", project_dir.display()))?;
-    let joined = project_dir.join(written);
+    // `~/x`: the user's home folder, as a shell would read it.
+    let joined = match (written.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(below), Some(home)) => Path::new(&home).join(below),
+        _ => project_dir.join(written),
+    };
     let real = joined.canonicalize().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("{written:?} does not exist ({}); create it first", joined.display()),
         _ => format!("{written:?} ({}): {e}", joined.display()),

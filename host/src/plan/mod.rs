@@ -6,6 +6,7 @@
 
 pub mod build_context;
 pub mod host_path;
+mod options;
 pub mod policy;
 mod wire;
 
@@ -22,7 +23,11 @@ use crate::{
     desired::{self as d, DesiredState, PluginRef, ServiceState},
     runtime::{CallContext, LogLevel, Plugin, Runtime},
     secrets::Secrets,
-    stack::{Stack, StackError},
+    stack::{
+        Stack, StackError,
+        interpolate::{fill_outputs, output_references},
+        options::ServiceOptions,
+    },
 };
 
 pub struct Options {
@@ -92,8 +97,12 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         plugins.insert(requirement.name.clone(), Loaded { resolved, plugin });
     }
 
+    let mut configs = HashMap::new();
+    for service in &stack.services {
+        configs.insert(service.name.as_str(), split_config(stack, service, &plugins[&service.plugin].plugin.info)?);
+    }
     // `collected`: services some collector uses, asked to plan their metrics.
-    let (dependencies, collected) = wire::wire(stack, &plugins)?;
+    let (dependencies, collected) = wire::wire(stack, &plugins, &configs)?;
     let order = wire::start_order(stack, &dependencies)?;
 
     let mut locked_plugins: Vec<LockedPlugin> = requirements
@@ -114,8 +123,10 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         let service = stack.service(name).expect("ordered services exist");
         let loaded = &plugins[&service.plugin];
         let info = &loaded.plugin.info;
+        let (service_options, config) = &configs[name];
         let bindings = dependencies[name]
             .iter()
+            .filter(|dep| !dep.role.is_empty())
             .map(|dep| {
                 let used = &planned[dep.service.as_str()];
                 d::Binding {
@@ -138,11 +149,28 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
                 }
             })
             .collect();
+        // `${db.url}` in the user's strings: outputs of services planned before.
+        let output = |service: &str, output: &str| {
+            planned.get(service).and_then(|s| s.plan.outputs.iter().find(|o| o.name == output)).map(|o| o.value.clone())
+        };
+        let fill = |text: &str, key: &str| {
+            fill_outputs(text, &output).map_err(|e| stack.error_at(&format!("services.{name}.{key}"), e, "referenced here", None))
+        };
+        let config = map_strings(config.clone(), "", &fill)?;
+        let mut service_options = service_options.clone();
+        for (key, value) in service_options.env.iter_mut() {
+            *value = fill(value, &format!("env.{key}"))?;
+        }
+        for hook in &mut service_options.hooks {
+            for arg in &mut hook.command {
+                *arg = fill(arg, &format!("hooks.{}", hook.name))?;
+            }
+        }
         let request = d::ServiceRequest {
             project: options.project.clone(),
             service: name.to_string(),
             profile: options.profile.clone(),
-            config: service.config.clone(),
+            config: config.clone(),
             bindings,
             collected: collected.contains(name),
         };
@@ -174,11 +202,14 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
             }
         }
         let mut named = Vec::new();
-        strings(&service.config, &mut named);
+        strings(&config, &mut named);
         let grants = policy::Grants { allow: &service.allow, named: &named, project_dir: &stack.dir };
         policy::check(&plan, info, &grants).map_err(|refusal| {
             let help = refusal.permission.map(|p| format!("if you trust this plugin with it, add `allow = [\"{p}\"]` to [services.{name}]"));
             stack.error_at(&format!("services.{name}"), format!("{who} is refused: {}", refusal.message), "planned here", help)
+        })?;
+        options::apply(&mut plan, &service_options, &stack.networks).map_err(|(key, message)| {
+            stack.error_at(&format!("services.{name}.{key}"), format!("`{key}` of service `{name}`: {message}"), "here", None)
         })?;
         for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
             if let d::Image::Build(spec) = &mut c.image {
@@ -199,6 +230,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         planned.insert(name, ServiceState { name: name.to_string(), plugin: service.plugin.clone(), depends_on: dependencies[name].clone(), plan });
     }
     check_volume_references(stack, &planned)?;
+    check_completed(stack, &planned)?;
     check_project_wide(stack, &planned)?;
 
     let state = DesiredState {
@@ -210,6 +242,101 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
     };
     timings.total = started.elapsed();
     Ok(Planned { state, locked_plugins, timings, logs })
+}
+
+/// A service's config as the user wrote it → (host-level options, the
+/// plugin's config). Keys the plugin's schema declares stay the plugin's.
+fn split_config(stack: &Stack, service: &crate::stack::Service, info: &d::PluginInfo) -> Result<(ServiceOptions, serde_json::Value), StackError> {
+    let name = &service.name;
+    let properties = info.config_schema.get("properties");
+    let declared = |key: &str| properties.and_then(|p| p.get(key)).is_some();
+    let mut config = service.config.clone();
+    let options = ServiceOptions::take(&mut config, &declared).map_err(|e| {
+        let key = e.key.split('.').next().unwrap_or_default().to_string();
+        stack.error_at(&format!("services.{name}.{}", e.key), format!("invalid `{key}` of service `{name}`: {}", e.message), "here", None)
+    })?;
+    for (i, network) in options.networks.iter().enumerate() {
+        if network != "default" && !stack.networks.contains_key(network) {
+            let declared: Vec<&str> = stack.networks.keys().map(String::as_str).collect();
+            return Err(stack.error_at(
+                &format!("services.{name}.networks.{i}"),
+                format!("service `{name}` joins network `{network}`, which the stack does not declare"),
+                "undeclared network",
+                Some(format!(
+                    "declare it at the top level: [networks.{network}] (with `internal = true` to cut it off from outside){}",
+                    if declared.is_empty() { String::new() } else { format!("; declared: {}", declared.join(", ")) }
+                )),
+            ));
+        }
+    }
+    for (i, mount) in options.mounts.iter().enumerate() {
+        let d::MountSource::Bind(path) = &mount.source else { continue };
+        let key = format!("services.{name}.volumes.{i}");
+        let host =
+            host_path::resolve(&stack.dir, path).map_err(|e| stack.error_at(&key, format!("bind mount of service `{name}`: {e}"), "here", None))?;
+        if !host.inside && !service.allow.iter().any(|a| a == "bind-outside-project") {
+            return Err(stack.error_at(
+                &key,
+                format!("service `{name}` binds {}, outside the project folder", host.real.display()),
+                "outside the project",
+                Some(format!("if you mean it, add `allow = [\"bind-outside-project\"]` to [services.{name}]")),
+            ));
+        }
+    }
+    Ok((options, config))
+}
+
+/// Every string of a config, through `f` (with its dotted key).
+fn map_strings(value: serde_json::Value, key: &str, f: &dyn Fn(&str, &str) -> Result<String, StackError>) -> Result<serde_json::Value, StackError> {
+    use serde_json::Value;
+    let join = |k: &str| if key.is_empty() { k.to_string() } else { format!("{key}.{k}") };
+    Ok(match value {
+        Value::String(s) if s.contains("${") => Value::String(f(&s, key)?),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().enumerate().map(|(i, v)| map_strings(v, &join(&i.to_string()), f)).collect::<Result<_, _>>()?)
+        }
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| Ok((k.clone(), map_strings(v, &join(&k), f)?))).collect::<Result<_, _>>()?),
+        other => other,
+    })
+}
+
+/// `after = { x = "completed" }` needs `x` to have one-shot tasks.
+fn check_completed(stack: &Stack, planned: &BTreeMap<&str, ServiceState>) -> Result<(), StackError> {
+    for state in planned.values() {
+        for dep in state.depends_on.iter().filter(|d| d.wait == d::WaitFor::Completed) {
+            if planned.get(dep.service.as_str()).is_some_and(|used| used.plan.tasks.is_empty()) {
+                return Err(stack.error_at(
+                    &format!("services.{}.after.{}", state.name, dep.service),
+                    format!("service `{}` waits for `{}` to complete, but `{}` runs no one-shot task", state.name, dep.service, dep.service),
+                    "nothing to complete",
+                    Some("wait for \"ready\" or \"started\" instead".into()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The services a config's strings reference as `${service.output}`.
+pub(super) fn referenced_services<'a>(options: &'a ServiceOptions, config: &'a serde_json::Value) -> Vec<&'a str> {
+    let mut texts = Vec::new();
+    strings(config, &mut texts);
+    texts.extend(options.env.values().map(String::as_str));
+    texts.extend(options.hooks.iter().flat_map(|h| h.command.iter().map(String::as_str)));
+    let mut services: Vec<&str> = texts.into_iter().flat_map(output_references).map(|(service, _)| service).collect();
+    services.sort_unstable();
+    services.dedup();
+    services
+}
+
+/// Every string in a config (paths the user named there, references).
+fn strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
 }
 
 fn load(stack: &Stack, runtime: &Runtime, requirement: &Requirement, resolved: &Resolved) -> Result<Plugin, StackError> {
@@ -331,16 +458,6 @@ fn check_project_wide(stack: &Stack, planned: &BTreeMap<&str, ServiceState>) -> 
         }
     }
     Ok(())
-}
-
-/// Every string in a service's config: paths the user named there.
-fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
-    match value {
-        serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
-        _ => {}
-    }
 }
 
 fn plugin_ref(loaded: &Loaded) -> PluginRef {

@@ -35,7 +35,7 @@ pub struct Grants<'a> {
     pub allow: &'a [String],
     /// Every string the user wrote in the service's config: a bind of a path
     /// named there may be writable (`code = "app"` lets `app` be written).
-    pub named: &'a [String],
+    pub named: &'a [&'a str],
     pub project_dir: &'a Path,
 }
 

@@ -5,17 +5,20 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::Loaded;
+use super::{Loaded, referenced_services};
 use crate::{
-    desired::{self as d, Dependency},
-    stack::{Stack, StackError, Uses},
+    desired::{self as d, Dependency, WaitFor},
+    stack::{Stack, StackError, Uses, options::ServiceOptions},
 };
 
 /// For each service, the services that fill its plugin's roles; and the
 /// services that fill collect roles.
 pub(super) type Wiring<'s> = (HashMap<&'s str, Vec<Dependency>>, HashSet<&'s str>);
 
-pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> Result<Wiring<'s>, StackError> {
+/// Each service's host-level options and plugin config (`split_config`).
+pub(super) type Configs<'s> = HashMap<&'s str, (ServiceOptions, serde_json::Value)>;
+
+pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, configs: &Configs<'s>) -> Result<Wiring<'s>, StackError> {
     let mut all = HashMap::new();
     for service in &stack.services {
         let roles = &plugins[&service.plugin].plugin.info.uses;
@@ -155,6 +158,19 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>) -> R
                 }
             }
         }
+        // What the user declared beyond roles (role ""): `after`, and the
+        // services whose outputs the config references, ready first.
+        let (options, config) = &configs[name.as_str()];
+        for (used, wait) in &options.after {
+            known(used, &format!("services.{name}.after.{used}"))?;
+            deps.push(Dependency { role: String::new(), service: used.clone(), wait: *wait, secrets: false });
+        }
+        for used in referenced_services(options, config) {
+            if !options.after.iter().any(|(s, _)| s == used) {
+                known(used, &format!("services.{name}"))?;
+                deps.push(Dependency { role: String::new(), service: used.to_string(), wait: WaitFor::Ready, secrets: false });
+            }
+        }
         all.insert(name.as_str(), deps);
     }
     let collected = collect(stack, plugins, &mut all);
@@ -233,7 +249,7 @@ pub(super) fn start_order<'s>(stack: &'s Stack, deps: &HashMap<&'s str, Vec<Depe
             &format!("services.{}.uses", cycle[0]),
             format!("services use each other in a cycle: {}", cycle.join(" → ")),
             "part of the cycle",
-            Some("a service can only use services that do not use it back; remove one `uses` entry".into()),
+            Some("a service can only use or wait for services that do not use it back; remove one `uses` or `after` entry".into()),
         ));
     }
     Ok(order)

@@ -155,6 +155,7 @@ impl From<t::Container> for d::Container {
                 host_pid: c.privileges.host_pid,
                 devices: c.privileges.devices,
             },
+            replica: None,
         }
     }
 }

@@ -15,12 +15,21 @@
 //! [images]                   # optional: image substitutes (mirrors, stand-ins)
 //! "postgres:16-alpine" = "registry.local/postgres:16-alpine"
 //!
+//! [networks.backend]         # optional: networks services can join
+//! internal = true            # no route out, no other network
+//!
 //! [services.db]              # a service; its plugin defaults to its name
 //! plugin = "postgres"
 //! uses = ["cache"]           # or { database = "db" }; inferred when unambiguous
 //! allow = ["privileged"]     # powers the plugin may ask for (refused otherwise)
+//! profiles = ["dev"]         # only in these profiles (or tables of overrides:)
+//! networks = ["backend"]     # … host-level options (`options`), then
 //! version = 16               # … every other key is the plugin's config
+//! [services.db.profiles.test]  # merged over the service when `test` is active
+//! tmpfs = ["/var/lib/postgresql/data"]
 //! ```
+//!
+//! Every string may use `${VAR}` and its Compose forms (`interpolate`).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -34,9 +43,12 @@ use semver::VersionReq;
 use toml::Value;
 
 mod diagnostic;
+pub mod interpolate;
+pub mod options;
 
 use diagnostic::index_spans;
 pub use diagnostic::{ReadError, StackError};
+pub use interpolate::Variables;
 
 /// What a service may be granted with `allow = [...]`.
 pub const PERMISSIONS: &[&str] = &["privileged", "cap-add", "host-network", "host-pid", "devices", "docker-socket", "bind-outside-project"];
@@ -48,8 +60,11 @@ pub struct Stack {
     /// Absolute folder of the file: relative paths in the stack start here.
     pub dir: PathBuf,
     pub name: String,
-    pub profile: Option<String>,
+    /// The active profile: asked for, else `[stack] profile`, else dev.
+    pub profile: String,
     pub services: Vec<Service>,
+    /// `[networks.NAME]`: networks services may join, and whether internal.
+    pub networks: BTreeMap<String, NetworkDecl>,
     /// Index into `services`, by name: stacks of thousands of services.
     by_name: HashMap<String, usize>,
     /// `[plugins]`, by plugin name.
@@ -61,9 +76,14 @@ pub struct Stack {
     spans: HashMap<String, Range<usize>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Contents {
-    Stack,
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct NetworkDecl {
+    pub internal: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Contents<'a> {
+    Stack { profile: Option<&'a str>, variables: &'a Variables },
     ImagesOnly,
 }
 
@@ -73,7 +93,9 @@ pub struct Service {
     pub plugin: String,
     pub uses: Uses,
     pub allow: Vec<String>,
-    /// The service table minus host keys, as JSON for the plugin.
+    /// The service table (the active profile's overrides merged in) minus
+    /// `plugin`, `uses`, `allow` and `profiles`, as JSON. The planner takes
+    /// the host-level options (`options`) out; the rest is the plugin's.
     pub config: serde_json::Value,
 }
 
@@ -88,15 +110,18 @@ pub enum Uses {
 }
 
 impl Stack {
-    pub fn load(path: &Path) -> miette::Result<Stack> {
+    /// Read stack.toml for `profile` (None: its `[stack] profile`, else dev),
+    /// with variables from the environment and `.env` beside it.
+    pub fn load(path: &Path, profile: Option<&str>) -> miette::Result<Stack> {
         let text = std::fs::read_to_string(path).map_err(|error| ReadError { path: path.into(), error })?;
         let dir = std::path::absolute(path).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
-        Ok(Stack::parse(path, dir, text)?)
+        let variables = Variables::for_dir(&dir).map_err(|e| miette::miette!(help = "fix the line, or quote the value", "{e}"))?;
+        Ok(Stack::parse(path, dir, text, profile, &variables)?)
     }
 
     /// Parse `text` as the stack file at `path` (in folder `dir`).
-    pub fn parse(path: &Path, dir: PathBuf, text: String) -> Result<Stack, StackError> {
-        Stack::parse_file(path, dir, text, Contents::Stack)
+    pub fn parse(path: &Path, dir: PathBuf, text: String, profile: Option<&str>, variables: &Variables) -> Result<Stack, StackError> {
+        Stack::parse_file(path, dir, text, Contents::Stack { profile, variables })
     }
 
     fn parse_file(path: &Path, dir: PathBuf, text: String, contents: Contents) -> Result<Stack, StackError> {
@@ -105,8 +130,9 @@ impl Stack {
             path: path.into(),
             dir,
             name: String::new(),
-            profile: None,
+            profile: String::new(),
             services: Vec::new(),
+            networks: BTreeMap::new(),
             by_name: HashMap::new(),
             plugins: BTreeMap::new(),
             images: BTreeMap::new(),
@@ -128,14 +154,10 @@ impl Stack {
         Ok(stack)
     }
 
-    fn read(&mut self, table: toml::Table, contents: Contents) -> Result<(), StackError> {
-        for (key, value) in table {
-            match (key.as_str(), contents) {
-                ("stack", Contents::Stack) => self.read_stack(value)?,
-                ("services", Contents::Stack) => self.read_services(value)?,
-                ("plugins", Contents::Stack) => self.read_plugins(value)?,
-                ("images", _) => self.read_images(value)?,
-                (_, Contents::ImagesOnly) => {
+    fn read(&mut self, mut table: toml::Table, contents: Contents) -> Result<(), StackError> {
+        let Contents::Stack { profile, variables } = contents else {
+            for (key, value) in table {
+                if key != "images" {
                     return Err(self.error_at(
                         &key,
                         format!("unknown top-level key `{key}`"),
@@ -143,12 +165,29 @@ impl Stack {
                         Some("an images file has one [images] table".into()),
                     ));
                 }
+                self.read_images(value)?;
+            }
+            return Ok(());
+        };
+        self.interpolate(&mut table, "", variables)?;
+        // [stack] first: it names the default profile, which [services] need.
+        if let Some(value) = table.remove("stack") {
+            self.read_stack(value)?;
+        }
+        self.profile =
+            profile.map(str::to_string).or_else(|| (!self.profile.is_empty()).then(|| self.profile.clone())).unwrap_or_else(|| "dev".into());
+        for (key, value) in table {
+            match key.as_str() {
+                "services" => self.read_services(value)?,
+                "plugins" => self.read_plugins(value)?,
+                "images" => self.read_images(value)?,
+                "networks" => self.read_networks(value)?,
                 _ => {
                     return Err(self.error_at(
                         &key,
                         format!("unknown top-level table `{key}`"),
                         "not a stack.toml key",
-                        Some("the top level has [stack], [services.NAME], [plugins] and [images]".into()),
+                        Some("the top level has [stack], [services.NAME], [networks.NAME], [plugins] and [images]".into()),
                     ));
                 }
             }
@@ -157,13 +196,62 @@ impl Stack {
             let folder = self.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             self.name = sanitize_name(&folder);
         }
-        if self.services.is_empty() && contents == Contents::Stack {
+        if self.services.is_empty() {
             return Err(self.error_at_span(
                 0..0,
-                "the stack has no services",
+                format!("the stack has no services in profile `{}`", self.profile),
                 "expected [services.NAME] tables",
-                Some("add a service, e.g.\n[services.db]\nplugin = \"postgres\"".into()),
+                Some("add a service, e.g.\n[services.db]\nplugin = \"postgres\"\n(a service with `profiles = [...]` exists only in those)".into()),
             ));
+        }
+        Ok(())
+    }
+
+    /// Replace variables in every string value, in place.
+    fn interpolate(&self, table: &mut toml::Table, prefix: &str, variables: &Variables) -> Result<(), StackError> {
+        for (key, value) in table.iter_mut() {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            self.interpolate_value(value, &path, variables)?;
+        }
+        Ok(())
+    }
+
+    fn interpolate_value(&self, value: &mut Value, path: &str, variables: &Variables) -> Result<(), StackError> {
+        match value {
+            Value::String(s) => {
+                *s = variables.interpolate(s).map_err(|e| self.error_at(path, e, "interpolated here", Some("`$$` writes a literal `$`".into())))?;
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.interpolate_value(item, &format!("{path}.{i}"), variables)?;
+                }
+            }
+            Value::Table(t) => self.interpolate(t, path, variables)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn read_networks(&mut self, value: Value) -> Result<(), StackError> {
+        let table = self.expect_table("networks", value)?;
+        for (name, value) in table {
+            let path = format!("networks.{name}");
+            if !valid_name(&name.replace('_', "-")) {
+                return Err(self.error_at(
+                    &path,
+                    format!("network name {name:?} is not usable"),
+                    "invalid name",
+                    Some("use lower-case letters, digits, `-` and `_`".into()),
+                ));
+            }
+            let mut network = NetworkDecl::default();
+            for (key, value) in self.expect_table(&path, value)? {
+                match (key.as_str(), value) {
+                    ("internal", Value::Boolean(b)) => network.internal = b,
+                    _ => return Err(self.unknown_key(&format!("{path}.{key}"), "a network has `internal = true|false`")),
+                }
+            }
+            self.networks.insert(name, network);
         }
         Ok(())
     }
@@ -185,7 +273,7 @@ impl Stack {
                     }
                     self.name = name;
                 }
-                "profile" => self.profile = Some(self.expect_str(&path, value)?),
+                "profile" => self.profile = self.expect_str(&path, value)?,
                 _ => return Err(self.unknown_key(&path, "[stack] has `name` and `profile`")),
             }
         }
@@ -205,6 +293,9 @@ impl Stack {
                 ));
             }
             let mut table = self.expect_table(&path, value)?;
+            if !self.apply_profile(&path, &mut table)? {
+                continue;
+            }
             let plugin = match table.remove("plugin") {
                 Some(v) => self.expect_str(&format!("{path}.plugin"), v)?,
                 None => name.clone(),
@@ -222,6 +313,63 @@ impl Stack {
             self.services.push(Service { name, plugin, uses, allow, config });
         }
         Ok(())
+    }
+
+    /// `profiles = ["dev"]`: whether the service exists in the active
+    /// profile. `[SERVICE.profiles.NAME]` tables: the active one's keys are
+    /// merged over the service's (tables key by key, anything else replaced),
+    /// and errors about them point at the override.
+    fn apply_profile(&mut self, path: &str, table: &mut toml::Table) -> Result<bool, StackError> {
+        let key = format!("{path}.profiles");
+        match table.remove("profiles") {
+            None => Ok(true),
+            Some(Value::Array(items)) => {
+                let mut listed = false;
+                for (i, item) in items.into_iter().enumerate() {
+                    listed |= self.expect_str(&format!("{key}.{i}"), item)? == self.profile;
+                }
+                Ok(listed)
+            }
+            Some(Value::Table(profiles)) => {
+                if let Some(Value::Table(overrides)) = profiles.get(&self.profile) {
+                    let from = format!("{key}.{}", self.profile);
+                    self.merge(table, overrides.clone(), path, &from);
+                }
+                for (name, value) in &profiles {
+                    if !value.is_table() {
+                        return Err(self.error_at(&format!("{key}.{name}"), "a profile's overrides are a table", "expected a table", None));
+                    }
+                }
+                Ok(true)
+            }
+            Some(_) => Err(self.error_at(
+                &key,
+                "`profiles` is a list of the profiles the service exists in, or tables of overrides",
+                "here",
+                Some("e.g. profiles = [\"dev\"], or [services.db.profiles.test] with keys to change in that profile".into()),
+            )),
+        }
+    }
+
+    fn merge(&mut self, into: &mut toml::Table, overrides: toml::Table, path: &str, from: &str) {
+        for (key, value) in overrides {
+            let (to_path, from_path) = (format!("{path}.{key}"), format!("{from}.{key}"));
+            match (into.get_mut(&key), value) {
+                (Some(Value::Table(base)), Value::Table(more)) => self.merge(base, more, &to_path, &from_path),
+                (_, value) => {
+                    // Errors about the merged key now point at the override.
+                    let moved: Vec<(String, Range<usize>)> = self
+                        .spans
+                        .iter()
+                        .filter(|(k, _)| *k == &from_path || k.starts_with(&format!("{from_path}.")))
+                        .map(|(k, span)| (format!("{to_path}{}", &k[from_path.len()..]), span.clone()))
+                        .collect();
+                    self.spans.retain(|k, _| !(k == &to_path || k.starts_with(&format!("{to_path}."))));
+                    self.spans.extend(moved);
+                    into.insert(key, value);
+                }
+            }
+        }
     }
 
     fn read_uses(&self, path: &str, value: Value) -> Result<Uses, StackError> {
@@ -439,7 +587,39 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Stack, StackError> {
-        Stack::parse(Path::new("stack.toml"), PathBuf::from("/work/shop"), text.into())
+        parse_for(text, None, &[])
+    }
+
+    fn parse_for(text: &str, profile: Option<&str>, vars: &[(&str, &str)]) -> Result<Stack, StackError> {
+        Stack::parse(Path::new("stack.toml"), PathBuf::from("/work/shop"), text.into(), profile, &Variables::fixed(vars))
+    }
+
+    #[test]
+    fn profiles_select_services_and_merge_overrides() {
+        let text = "[stack]\nprofile = \"test\"\n[services.db]\nplugin = \"postgres\"\nport = 5432\ntuning = { fsync = \"on\", work_mem = \"4MB\" }\n\
+                    [services.db.profiles.test]\nport = 5433\ntuning = { fsync = \"off\" }\n[services.adminer]\nprofiles = [\"dev\"]\n";
+        let test = parse_for(text, None, &[]).unwrap();
+        assert_eq!(test.profile, "test");
+        assert!(test.service("adminer").is_none());
+        let db = test.service("db").unwrap();
+        assert_eq!(db.config, serde_json::json!({"port": 5433, "tuning": {"fsync": "off", "work_mem": "4MB"}}));
+        // An error about the merged key points at the override's line.
+        let err = test.error_at("services.db.port", "m", "l", None);
+        assert_eq!(err.span.offset(), text.find("port = 5433").unwrap());
+
+        let dev = parse_for(text, Some("dev"), &[]).unwrap();
+        assert_eq!(dev.service("db").unwrap().config["port"], 5432);
+        assert!(dev.service("adminer").is_some());
+    }
+
+    #[test]
+    fn variables_fill_strings_and_a_missing_one_names_its_key() {
+        let text = "[services.db]\nplugin = \"postgres\"\nimage = \"${IMAGE:-postgres:16}\"\npassword = \"${TOKEN:?set TOKEN}\"\n";
+        let stack = parse_for(text, None, &[("TOKEN", "t0k")]).unwrap();
+        assert_eq!(stack.service("db").unwrap().config, serde_json::json!({"image": "postgres:16", "password": "t0k"}));
+        let err = parse_for(text, None, &[]).unwrap_err();
+        assert_eq!(err.message, "variable TOKEN is required: set TOKEN");
+        assert_eq!(err.span.offset(), text.find("password").unwrap());
     }
 
     #[test]

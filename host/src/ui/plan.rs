@@ -44,7 +44,10 @@ pub fn summary(state: &DesiredState, stack_name: &str, masker: &Masker) -> Strin
             let deps: Vec<String> = service
                 .depends_on
                 .iter()
-                .map(|d| format!("{}={} ({:?}{})", d.role, d.service, d.wait, if d.secrets { ", with secrets" } else { "" }).to_lowercase())
+                .map(|d| {
+                    let role = if d.role.is_empty() { "after" } else { &d.role };
+                    format!("{role}={} ({:?}{})", d.service, d.wait, if d.secrets { ", with secrets" } else { "" }).to_lowercase()
+                })
                 .collect();
             format!(" uses {}", deps.join(", "))
         };

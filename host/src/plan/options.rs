@@ -1,0 +1,180 @@
+//! The host-level service options (`stack::options`), applied to a plan the
+//! plugin returned and the policy accepted: the user's word over the
+//! plugin's, so a plugin never needs to know about them. Which container
+//! each reaches: `env` every container and task; `networks` every
+//! container and task; `user`, `read_only`, `no_new_privileges`,
+//! `resources`, `volumes` and `tmpfs` the main container and the tasks;
+//! `restart`, `hooks` and `replicas` the main container; `publish` the host
+//! ports of every container.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    desired::{Container, Network, ServicePlan},
+    stack::{
+        NetworkDecl,
+        options::{Publish, ServiceOptions},
+    },
+};
+
+/// An option that cannot apply to this plan: (key, message).
+pub type Misfit = (String, String);
+
+pub fn apply(plan: &mut ServicePlan, options: &ServiceOptions, declared: &BTreeMap<String, NetworkDecl>) -> Result<(), Misfit> {
+    let needs_main = [("replicas", options.replicas > 1), ("restart", options.restart.is_some()), ("hooks", !options.hooks.is_empty())];
+    if plan.containers.is_empty()
+        && let Some((key, _)) = needs_main.iter().find(|(_, set)| *set)
+    {
+        return Err((key.to_string(), "this service runs only one-shot tasks: there is no long-running container to apply it to".into()));
+    }
+
+    for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
+        c.env.extend(options.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for network in &options.networks {
+            if !c.networks.contains(network) {
+                c.networks.push(network.clone());
+            }
+        }
+        match &options.publish {
+            None | Some(Publish::All(true)) => {}
+            Some(Publish::All(false)) => c.ports.iter_mut().for_each(|p| p.host = None),
+            Some(Publish::Ports(ports)) => {
+                for port in &mut c.ports {
+                    if let Some(host) = ports.get(&port.container) {
+                        port.host = *host;
+                    }
+                }
+            }
+        }
+    }
+    // A published port the plugin did not plan: on the main container.
+    if let (Some(Publish::Ports(ports)), Some(main)) = (&options.publish, plan.containers.first_mut()) {
+        for (&container, &host) in ports {
+            let planned = plan_ports(main).any(|p| p == container);
+            if !planned && host.is_some() {
+                main.ports.push(crate::desired::Port { container, host, protocol: crate::desired::Protocol::Tcp });
+            }
+        }
+    }
+    for network in options.networks.iter().filter(|n| *n != "default") {
+        if !plan.networks.iter().any(|n| &n.name == network) {
+            let internal = declared.get(network).is_some_and(|d| d.internal);
+            plan.networks.push(Network { name: network.clone(), internal });
+        }
+    }
+
+    let main_count = plan.containers.len().min(1);
+    for c in plan.containers.iter_mut().take(main_count).chain(plan.tasks.iter_mut()) {
+        if let Some(user) = &options.user {
+            c.user = Some(user.clone());
+        }
+        if let Some(read_only) = options.read_only {
+            c.read_only = read_only;
+        }
+        if let Some(no_new_privileges) = options.no_new_privileges {
+            c.no_new_privileges = no_new_privileges;
+        }
+        let r = &mut c.resources;
+        r.memory_bytes = options.memory_bytes.or(r.memory_bytes);
+        r.milli_cpus = options.milli_cpus.or(r.milli_cpus);
+        r.pids = options.pids.or(r.pids);
+        for mount in &options.mounts {
+            // The user's mount replaces the plugin's at the same place
+            // (a database's data on tmpfs in the test profile).
+            c.mounts.retain(|m| m.target != mount.target);
+            c.mounts.push(mount.clone());
+        }
+    }
+    for mount in &options.mounts {
+        if let crate::desired::MountSource::Volume(name) = &mount.source
+            && !plan.volumes.contains(name)
+        {
+            plan.volumes.push(name.clone());
+        }
+    }
+
+    let Some(main) = plan.containers.first_mut() else { return Ok(()) };
+    if let Some(restart) = options.restart {
+        main.restart = restart;
+    }
+    main.hooks.extend(options.hooks.iter().cloned());
+    let copies: Vec<Container> = (2..=options.replicas)
+        .map(|i| {
+            let mut copy = main.clone();
+            copy.name = format!("{}-{i}", main.name);
+            copy.replica = Some(i);
+            // Hooks run once for the service, in the first copy.
+            copy.hooks.clear();
+            // Each copy publishes on a free port of its own.
+            copy.ports.iter_mut().filter(|p| p.host.is_some()).for_each(|p| p.host = Some(0));
+            copy
+        })
+        .collect();
+    if let Some(clash) = copies.iter().find(|copy| plan.containers.iter().any(|c| c.name == copy.name)) {
+        return Err(("replicas".into(), format!("replica `{}` would have the name of another container of the plan", clash.name)));
+    }
+    plan.containers.splice(1..1, copies);
+    Ok(())
+}
+
+fn plan_ports(c: &Container) -> impl Iterator<Item = u16> + '_ {
+    c.ports.iter().map(|p| p.container)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{Image, Mount, MountSource, Port, Protocol, RestartPolicy};
+
+    fn plan() -> ServicePlan {
+        let mut server = Container::new("server", Image::Pull("postgres:16".into()));
+        server.ports.push(Port { container: 5432, host: Some(5432), protocol: Protocol::Tcp });
+        server.mounts.push(Mount { source: MountSource::Volume("data".into()), target: "/var/lib/postgresql/data".into(), read_only: false });
+        let exporter = Container::new("exporter", Image::Pull("exporter".into()));
+        ServicePlan { containers: vec![server, exporter], volumes: vec!["data".into()], ..ServicePlan::default() }
+    }
+
+    #[test]
+    fn options_reach_the_containers_they_name() {
+        let mut p = plan();
+        let options = ServiceOptions {
+            replicas: 3,
+            restart: Some(RestartPolicy::Always),
+            publish: Some(Publish::Ports(BTreeMap::from([(5432, Some(5433))]))),
+            env: BTreeMap::from([("A".into(), "1".into())]),
+            networks: vec!["backend".into()],
+            mounts: vec![Mount {
+                source: MountSource::Tmpfs { size_bytes: None, mode: None },
+                target: "/var/lib/postgresql/data".into(),
+                read_only: false,
+            }],
+            user: Some("999".into()),
+            ..ServiceOptions::default()
+        };
+        let declared = BTreeMap::from([("backend".to_string(), NetworkDecl { internal: true })]);
+        apply(&mut p, &options, &declared).unwrap();
+        let names: Vec<&str> = p.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["server", "server-2", "server-3", "exporter"]);
+        let (main, copy, exporter) = (&p.containers[0], &p.containers[1], &p.containers[3]);
+        assert_eq!(main.ports[0].host, Some(5433));
+        assert_eq!(copy.ports[0].host, Some(0), "copies publish on free ports");
+        assert_eq!((copy.replica, main.replica), (Some(2), None));
+        assert!(matches!(main.mounts[..], [Mount { source: MountSource::Tmpfs { .. }, .. }]), "the user's tmpfs replaces the volume");
+        assert_eq!((main.restart, exporter.restart), (RestartPolicy::Always, RestartPolicy::No));
+        assert_eq!((main.user.as_deref(), exporter.user.as_deref()), (Some("999"), None));
+        assert_eq!(exporter.env["A"], "1");
+        assert_eq!(exporter.networks, ["backend"]);
+        assert_eq!(p.networks, [Network { name: "backend".into(), internal: true }]);
+    }
+
+    #[test]
+    fn publish_false_unpublishes_and_tasks_only_services_have_no_replicas() {
+        let mut p = plan();
+        apply(&mut p, &ServiceOptions { replicas: 1, publish: Some(Publish::All(false)), ..ServiceOptions::default() }, &BTreeMap::new()).unwrap();
+        assert_eq!(p.containers[0].ports[0].host, None);
+
+        let mut tasks_only = ServicePlan { tasks: plan().containers, ..ServicePlan::default() };
+        let err = apply(&mut tasks_only, &ServiceOptions { replicas: 2, ..ServiceOptions::default() }, &BTreeMap::new()).unwrap_err();
+        assert_eq!(err.0, "replicas");
+    }
+}

@@ -1,0 +1,213 @@
+//! Interpolation as Docker Compose does it, in every string of stack.toml:
+//! `${VAR}`, `${VAR:-default}` (unset or empty), `${VAR-default}` (unset),
+//! `${VAR:?message}` / `${VAR?message}` (required), `$VAR`, and `$$` for a
+//! literal `$`. Values come from the environment, then from a `.env` file
+//! beside stack.toml. `${SERVICE.OUTPUT}` (a dot: not a variable name) is
+//! left for the planner, which fills it with another service's output.
+
+use std::{collections::HashMap, path::Path};
+
+/// Where variables come from: the process environment wins over `.env`.
+pub struct Variables {
+    dotenv: HashMap<String, String>,
+    environment: bool,
+}
+
+impl Variables {
+    /// The environment and `DIR/.env` (absent is fine; unreadable is not).
+    pub fn for_dir(dir: &Path) -> Result<Variables, String> {
+        let path = dir.join(".env");
+        let dotenv = match std::fs::read_to_string(&path) {
+            Ok(text) => parse_dotenv(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        Ok(Variables { dotenv, environment: true })
+    }
+
+    /// Only these (for tests and fuzzing: no environment).
+    pub fn fixed(pairs: &[(&str, &str)]) -> Variables {
+        Variables { dotenv: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), environment: false }
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.environment.then(|| std::env::var(name).ok()).flatten().or_else(|| self.dotenv.get(name).cloned())
+    }
+
+    /// `text` with every variable replaced. The error says which and why.
+    pub fn interpolate(&self, text: &str) -> Result<String, String> {
+        if !text.contains('$') {
+            return Ok(text.to_string());
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            rest = &rest[at + 1..];
+            if let Some(after) = rest.strip_prefix('$') {
+                out.push('$');
+                rest = after;
+            } else if let Some(body) = rest.strip_prefix('{') {
+                let end = body.find('}').ok_or_else(|| format!("`${{` without its closing `}}` in {text:?}"))?;
+                let expression = &body[..end];
+                rest = &body[end + 1..];
+                match self.expand(expression)? {
+                    Some(value) => out.push_str(&value),
+                    // An output reference: kept for the planner.
+                    None => {
+                        out.push_str("${");
+                        out.push_str(expression);
+                        out.push('}');
+                    }
+                }
+            } else {
+                let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+                if len == 0 || rest.starts_with(|c: char| c.is_ascii_digit()) {
+                    out.push('$');
+                } else {
+                    out.push_str(&self.get(&rest[..len]).unwrap_or_default());
+                    rest = &rest[len..];
+                }
+            }
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// One `${…}`; None for an output reference (`service.output`).
+    fn expand(&self, expression: &str) -> Result<Option<String>, String> {
+        if output_reference(expression).is_some() {
+            return Ok(None);
+        }
+        let name_len = expression.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(expression.len());
+        let (name, operator) = expression.split_at(name_len);
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(format!("`${{{expression}}}` does not start with a variable name"));
+        }
+        let value = self.get(name);
+        let set = value.is_some();
+        let nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
+        let pick = |ok: bool, default: &str| Ok(Some(if ok { value.clone().unwrap_or_default() } else { default.to_string() }));
+        let required = |ok: bool, message: &str| {
+            if ok {
+                Ok(Some(value.clone().unwrap_or_default()))
+            } else if message.is_empty() {
+                Err(format!("variable {name} is required but not set; set it in the environment or in .env"))
+            } else {
+                Err(format!("variable {name} is required: {message}"))
+            }
+        };
+        match operator {
+            "" => Ok(Some(value.unwrap_or_default())),
+            _ if operator.starts_with(":-") => pick(nonempty, &operator[2..]),
+            _ if operator.starts_with('-') => pick(set, &operator[1..]),
+            _ if operator.starts_with(":?") => required(nonempty, &operator[2..]),
+            _ if operator.starts_with('?') => required(set, &operator[1..]),
+            _ => Err(format!("`${{{expression}}}`: expected ${{VAR}}, ${{VAR:-default}} or ${{VAR:?message}}")),
+        }
+    }
+}
+
+/// `service.output` inside `${…}`: a reference to another service's
+/// output. Service names are lower-case, so `${HOST-a.b}` stays a variable.
+pub fn output_reference(expression: &str) -> Option<(&str, &str)> {
+    let (service, output) = expression.split_once('.')?;
+    let service_ok =
+        service.starts_with(|c: char| c.is_ascii_lowercase()) && service.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let output_ok = !output.is_empty() && output.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    (service_ok && output_ok).then_some((service, output))
+}
+
+/// Every `${service.output}` in `text`.
+pub fn output_references(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.match_indices("${").filter_map(move |(at, _)| {
+        let body = &text[at + 2..];
+        body.find('}').and_then(|end| output_reference(&body[..end]))
+    })
+}
+
+/// `text` with each `${service.output}` replaced by `lookup`'s answer;
+/// the error names a reference `lookup` does not know.
+pub fn fill_outputs(text: &str, lookup: &dyn Fn(&str, &str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        let body = &rest[at + 2..];
+        let Some((end, (service, output))) = body.find('}').and_then(|end| Some((end, output_reference(&body[..end])?))) else {
+            out.push_str(&rest[..at + 2]);
+            rest = body;
+            continue;
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(&lookup(service, output).ok_or_else(|| format!("`${{{service}.{output}}}`: service `{service}` has no output `{output}`"))?);
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `KEY=value` lines; `#` comments, blank lines, `export KEY=…`, and values
+/// in single (literal) or double quotes.
+fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, String> {
+    let mut vars = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (key, value) = line.split_once('=').ok_or_else(|| format!("line {}: expected KEY=value", i + 1))?;
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("line {}: {key:?} is not a variable name", i + 1));
+        }
+        let value = value.trim();
+        let value = if let Some(v) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+            v.to_string()
+        } else if let Some(v) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            v.replace("\\n", "\n").replace("\\\"", "\"")
+        } else {
+            // An unquoted value ends at ` #`.
+            value.split(" #").next().unwrap_or_default().trim_end().to_string()
+        };
+        vars.insert(key.to_string(), value);
+    }
+    Ok(vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compose_forms() {
+        let vars = Variables::fixed(&[("PORT", "5433"), ("EMPTY", "")]);
+        let i = |t: &str| vars.interpolate(t);
+        assert_eq!(i("${PORT}").unwrap(), "5433");
+        assert_eq!(i("$PORT/x").unwrap(), "5433/x");
+        assert_eq!(i("${MISSING:-5432}").unwrap(), "5432");
+        assert_eq!(i("${EMPTY:-d}").unwrap(), "d");
+        assert_eq!(i("${EMPTY-d}").unwrap(), "");
+        assert_eq!(i("$${PORT} costs $$5 and $").unwrap(), "${PORT} costs $5 and $");
+        assert_eq!(i("${MISSING:?set the token}").unwrap_err(), "variable MISSING is required: set the token");
+        assert!(i("${MISSING?}").unwrap_err().contains("required but not set"));
+        assert!(i("${PORT").is_err());
+        assert_eq!(i("${db.url}/x").unwrap(), "${db.url}/x");
+    }
+
+    #[test]
+    fn outputs_are_filled_by_the_planner() {
+        let text = "postgres://${db.host}:${db.port}/x";
+        assert_eq!(output_references(text).collect::<Vec<_>>(), [("db", "host"), ("db", "port")]);
+        let filled = fill_outputs(text, &|s, o| (s == "db").then(|| format!("<{o}>"))).unwrap();
+        assert_eq!(filled, "postgres://<host>:<port>/x");
+        assert!(fill_outputs("${cache.url}", &|_, _| None).unwrap_err().contains("no output `url`"));
+    }
+
+    #[test]
+    fn dotenv_lines() {
+        let vars = parse_dotenv("# c\nA=1\nexport B = \"two words\"\nC='$lit'\nD=x # note\n").unwrap();
+        assert_eq!((vars["A"].as_str(), vars["B"].as_str(), vars["C"].as_str(), vars["D"].as_str()), ("1", "two words", "$lit", "x"));
+        assert!(parse_dotenv("no equals").is_err());
+    }
+}
