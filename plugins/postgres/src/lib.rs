@@ -45,8 +45,8 @@ struct Config {
     exporter_image: String,
 }
 
+// No deny_unknown_fields: with `flatten` serde would refuse every key.
 #[derive(Deserialize, JsonSchema, Default)]
-#[serde(deny_unknown_fields)]
 struct Tuning {
     /// e.g. "256MB"
     shared_buffers: Option<String>,
@@ -63,6 +63,7 @@ struct Tuning {
 enum Setting {
     Text(String),
     Number(i64),
+    Decimal(f64),
     Flag(bool),
 }
 
@@ -176,12 +177,13 @@ fn server_settings(config: &Config, ephemeral: bool) -> Result<BTreeMap<String, 
         settings.insert("max_connections".into(), n.to_string());
     }
     for (key, value) in &tuning.other {
-        if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
             return Err(config_error(format!("tuning.{key}"), "is not a PostgreSQL setting name"));
         }
         let value = match value {
             Setting::Text(s) => s.clone(),
             Setting::Number(n) => n.to_string(),
+            Setting::Decimal(n) => n.to_string(),
             Setting::Flag(b) => if *b { "on" } else { "off" }.to_string(),
         };
         settings.insert(key.clone(), value);
