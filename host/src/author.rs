@@ -284,7 +284,13 @@ fn read_fixture(path: &Path) -> Result<ServiceRequest> {
                 target.ok_or_else(|| miette!("{}: a metrics entry is {{ host, port, path, container }}", path.display()))
             })
             .collect::<Result<_>>()?;
-        bindings.push(Binding { role: field("role")?, service: field("service")?, plugin: field("plugin")?, outputs, metrics });
+        let service = field("service")?;
+        // One replica unless the fixture lists them.
+        let replicas = match b.get("replicas").and_then(|r| r.as_array()) {
+            Some(list) => list.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            None => vec![format!("{service}-server")],
+        };
+        bindings.push(Binding { role: field("role")?, service, plugin: field("plugin")?, outputs, metrics, replicas });
     }
     let collected = table.get("collected").and_then(|v| v.as_bool()).unwrap_or(false);
     Ok(ServiceRequest {

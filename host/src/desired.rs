@@ -317,6 +317,12 @@ pub struct RoleInfo {
     pub wait: WaitFor,
     /// Filled by the host with every other service (contract 0.1.1).
     pub collect: bool,
+    /// Filled by several services (contract 0.2.0).
+    #[serde(default)]
+    pub many: bool,
+    /// The config key naming the services that fill it (contract 0.2.0).
+    #[serde(default)]
+    pub from_config: Option<String>,
 }
 
 /// The request for one plugin call.
@@ -338,6 +344,8 @@ pub struct Binding {
     pub plugin: String,
     pub outputs: Vec<(String, String)>,
     pub metrics: Vec<MetricsTarget>,
+    /// Host names of each replica of its main container.
+    pub replicas: Vec<String>,
 }
 
 /// A used service's metrics endpoint, by its address on the project network.

@@ -11,5 +11,6 @@ mod rails;
 mod registry;
 mod sandbox;
 mod security;
+mod stacks;
 mod support;
 mod ui;

@@ -215,7 +215,7 @@ fn the_rails_example_is_wired_by_its_plugins() {
     let nginx = container(service(&state, "proxy"), "server");
     let site = file(nginx, "/etc/nginx/conf.d/default.conf");
     for line in [
-        "server web:3000;",
+        "set $upstream http://web:3000;",
         "limit_req_zone $binary_remote_addr zone=api:10m rate=100r/m;",
         "limit_req_zone $binary_remote_addr zone=auth:10m rate=5r/m;",
         "limit_req zone=api burst=20 nodelay;",

@@ -49,7 +49,7 @@ fn leftovers(project: &str) -> String {
 
 #[test]
 fn a_bind_of_the_project_shows_neither_its_keys_nor_git_and_labels_hold_no_secrets() {
-    let stack = mischief("e2e-sec-bind", &format!("{IDLE}bind = \".\"\nenv = \"s3cr3t-value\""));
+    let stack = mischief("e2e-sec-bind", &format!("{IDLE}bind = \".\"\nenv_value = \"s3cr3t-value\""));
     std::fs::create_dir_all(stack.project.path().join(".git/hooks")).unwrap();
     stack.provision(&["up"]).ok();
 

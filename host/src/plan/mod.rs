@@ -99,7 +99,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
 
     let mut configs = HashMap::new();
     for service in &stack.services {
-        configs.insert(service.name.as_str(), split_config(stack, service, &plugins[&service.plugin].plugin.info)?);
+        configs.insert(service.name.as_str(), split_config(stack, service, &plugins[&service.plugin])?);
     }
     // `collected`: services some collector uses, asked to plan their metrics.
     let (dependencies, collected) = wire::wire(stack, &plugins, &configs)?;
@@ -133,6 +133,15 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
                     role: dep.role.clone(),
                     service: dep.service.clone(),
                     plugin: used.plugin.clone(),
+                    // Every container answers to `SERVICE-CONTAINER`.
+                    replicas: used
+                        .plan
+                        .containers
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, c)| *i == 0 || c.replica.is_some())
+                        .map(|(_, c)| format!("{}-{}", dep.service, c.name))
+                        .collect(),
                     outputs: used.plan.outputs.iter().filter(|o| dep.secrets || !o.secret).map(|o| (o.name.clone(), o.value.clone())).collect(),
                     metrics: used
                         .plan
@@ -245,10 +254,14 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
 }
 
 /// A service's config as the user wrote it → (host-level options, the
-/// plugin's config). Keys the plugin's schema declares stay the plugin's.
-fn split_config(stack: &Stack, service: &crate::stack::Service, info: &d::PluginInfo) -> Result<(ServiceOptions, serde_json::Value), StackError> {
+/// plugin's config). A key a built-in plugin's schema declares stays the
+/// plugin's (postgres's `user`); a third-party plugin cannot take a key from
+/// the host this way (`read_only = true` must not reach a plugin that
+/// ignores it).
+fn split_config(stack: &Stack, service: &crate::stack::Service, loaded: &Loaded) -> Result<(ServiceOptions, serde_json::Value), StackError> {
     let name = &service.name;
-    let properties = info.config_schema.get("properties");
+    let builtin = matches!(loaded.resolved.source, provision_registry::Source::Builtin);
+    let properties = loaded.plugin.info.config_schema.get("properties").filter(|_| builtin);
     let declared = |key: &str| properties.and_then(|p| p.get(key)).is_some();
     let mut config = service.config.clone();
     let options = ServiceOptions::take(&mut config, &declared).map_err(|e| {

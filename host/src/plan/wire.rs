@@ -52,6 +52,26 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, conf
         let bind = |deps: &mut Vec<Dependency>, role: &d::RoleInfo, used: &str, named: bool| {
             deps.push(Dependency { role: role.name.clone(), service: used.to_string(), wait: role.wait, secrets: named || builtin });
         };
+        // Roles named in the service's own config (`routes = { "/" = "web" }`).
+        let (options, config) = &configs[name.as_str()];
+        for role in roles.iter().filter(|r| r.from_config.is_some()) {
+            let key = role.from_config.as_deref().unwrap_or_default();
+            for (path, used) in named_in(config.get(key), key) {
+                let path = format!("services.{name}.{path}");
+                known(used, &path)?;
+                if !fits(role, used) {
+                    return Err(stack.error_at(
+                        &path,
+                        format!("role `{}` needs a service of plugin {}", role.name, role.plugins.join(" or ")),
+                        "cannot fill this role",
+                        None,
+                    ));
+                }
+                if !deps.iter().any(|d| d.role == role.name && d.service == used) {
+                    bind(&mut deps, role, used, true);
+                }
+            }
+        }
         match &service.uses {
             Uses::Infer => {}
             Uses::Roles(pairs) => {
@@ -78,6 +98,14 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, conf
                             None,
                         ));
                     }
+                    if let Some(key) = &role.from_config {
+                        return Err(stack.error_at(
+                            &format!("{uses_key}.{role_name}"),
+                            format!("role `{role_name}` of service `{name}` is filled by the services named in its `{key}`"),
+                            "not named in uses",
+                            Some(format!("name the service in `{key}` and remove this entry")),
+                        ));
+                    }
                     if role.collect {
                         return Err(stack.error_at(
                             &format!("{uses_key}.{role_name}"),
@@ -92,8 +120,10 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, conf
             Uses::Services(list) => {
                 for (i, used) in list.iter().enumerate() {
                     known(used, &format!("{uses_key}.{i}"))?;
-                    let open: Vec<&d::RoleInfo> =
-                        roles.iter().filter(|r| !r.collect && !deps.iter().any(|d| d.role == r.name) && fits(r, used)).collect();
+                    let open: Vec<&d::RoleInfo> = roles
+                        .iter()
+                        .filter(|r| !r.collect && r.from_config.is_none() && (r.many || !deps.iter().any(|d| d.role == r.name)) && fits(r, used))
+                        .collect();
                     match open[..] {
                         [role] => bind(&mut deps, role, used, true),
                         [] => {
@@ -122,7 +152,8 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, conf
             }
         }
         // Roles still open are filled by the one service that fits.
-        let open: Vec<&d::RoleInfo> = roles.iter().filter(|r| !r.collect && !deps.iter().any(|d| d.role == r.name)).collect();
+        let open: Vec<&d::RoleInfo> =
+            roles.iter().filter(|r| !r.collect && r.from_config.is_none() && !deps.iter().any(|d| d.role == r.name)).collect();
         for role in open {
             if role.plugins.is_empty() {
                 // Any plugin could fill it, so only the user can say which.
@@ -160,7 +191,6 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, conf
         }
         // What the user declared beyond roles (role ""): `after`, and the
         // services whose outputs the config references, ready first.
-        let (options, config) = &configs[name.as_str()];
         for (used, wait) in &options.after {
             known(used, &format!("services.{name}.after.{used}"))?;
             deps.push(Dependency { role: String::new(), service: used.clone(), wait: *wait, secrets: false });
@@ -175,6 +205,19 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, conf
     }
     let collected = collect(stack, plugins, &mut all);
     Ok((all, collected))
+}
+
+/// The services a config value names, with their keys: a string, a list of
+/// strings, or a table whose values are strings or tables with `service`.
+fn named_in<'c>(value: Option<&'c serde_json::Value>, key: &str) -> Vec<(String, &'c str)> {
+    use serde_json::Value;
+    let one = |v: &'c Value| v.as_str().or_else(|| v.get("service").and_then(Value::as_str));
+    match value {
+        Some(Value::String(s)) => vec![(key.to_string(), s.as_str())],
+        Some(Value::Array(items)) => items.iter().enumerate().filter_map(|(i, v)| Some((format!("{key}.{i}"), one(v)?))).collect(),
+        Some(Value::Object(map)) => map.iter().filter_map(|(k, v)| Some((format!("{key}.{k}"), one(v)?))).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Fill `collect` roles: each collector uses every other service except

@@ -9,10 +9,12 @@
 //! converting it into the host's types: `plan` checks it.
 
 mod cache;
+mod conversions;
 mod dispatch;
 mod sandbox;
 mod v0_1_0;
 mod v0_1_1;
+mod v0_2_0;
 
 use std::{
     sync::Arc,

@@ -94,7 +94,16 @@ impl From<t::RoleInfo> for d::RoleInfo {
             t::WaitFor::Started => d::WaitFor::Started,
             t::WaitFor::Ready => d::WaitFor::Ready,
         };
-        d::RoleInfo { name: r.name, description: r.description, plugins: r.plugins, optional: r.optional, wait, collect: false }
+        d::RoleInfo {
+            name: r.name,
+            description: r.description,
+            plugins: r.plugins,
+            optional: r.optional,
+            wait,
+            collect: false,
+            many: false,
+            from_config: None,
+        }
     }
 }
 

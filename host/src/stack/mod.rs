@@ -219,7 +219,11 @@ impl Stack {
     fn interpolate_value(&self, value: &mut Value, path: &str, variables: &Variables) -> Result<(), StackError> {
         match value {
             Value::String(s) => {
-                *s = variables.interpolate(s).map_err(|e| self.error_at(path, e, "interpolated here", Some("`$$` writes a literal `$`".into())))?;
+                *s = variables.interpolate(s).map_err(|e| {
+                    let help =
+                        if e.contains("required") { "set it in the environment, or in .env beside stack.toml" } else { "`$$` writes a literal `$`" };
+                    self.error_at(path, e, "interpolated here", Some(help.into()))
+                })?;
             }
             Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {

@@ -75,7 +75,8 @@ pub struct OptionError {
 struct Raw {
     #[serde(default)]
     networks: Vec<String>,
-    replicas: Option<u32>,
+    /// A number, or a string holding one (`"${REPLICAS:-3}"`).
+    replicas: Option<Scalar>,
     restart: Option<RestartPolicy>,
     publish: Option<RawPublish>,
     after: Option<RawAfter>,
@@ -195,10 +196,14 @@ impl Raw {
                 return Err(error(format!("networks.{i}"), format!("network `{network}` is listed twice")));
             }
         }
-        let replicas = self.replicas.unwrap_or(1);
-        if !(1..=MAX_REPLICAS).contains(&replicas) {
-            return Err(error("replicas".into(), format!("{replicas} replicas; a service runs 1 to {MAX_REPLICAS}")));
-        }
+        let replicas = match self.replicas.map(Scalar::text) {
+            None => 1,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_REPLICAS).contains(n))
+                .ok_or_else(|| error("replicas".into(), format!("{text} replicas; a service runs 1 to {MAX_REPLICAS}")))?,
+        };
         let publish = match self.publish {
             None => None,
             Some(RawPublish::All(all)) => Some(Publish::All(all)),

@@ -1,7 +1,9 @@
-//! nginx as a reverse proxy in front of one service: the config is generated
-//! and placed in the container (upstream, proxy headers, WebSocket upgrade,
-//! body size, `/health`, optional TLS), with security headers and per-path
-//! rate limits.
+//! nginx as a reverse proxy: the config is generated and placed in the
+//! container (routes by path prefix to services, proxy headers, WebSocket
+//! upgrade, body size, `/health`, static folders, optional TLS), with
+//! security headers, headers of the user's, and per-path rate limits.
+//! Upstreams are resolved through the engine's DNS every second, so every
+//! replica of a service gets requests, also after it is scaled.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -27,6 +29,20 @@ struct Config {
     /// `"/api" = { rate = "100r/m", burst = 20 }`. Over the limit: 429.
     #[serde(default)]
     rate_limits: BTreeMap<String, RateLimit>,
+    /// Path prefix → service (with a `url` output) it is proxied to:
+    /// `routes = { "/" = "frontend", "/api" = "backend" }`. The longest
+    /// prefix wins. Default: `/` to the `upstream` named in `uses`.
+    #[serde(default)]
+    routes: BTreeMap<String, String>,
+    /// Response headers added to every answer, replacing the app's own and
+    /// the security defaults of the same name:
+    /// `headers = { "Content-Security-Policy" = "default-src 'self'" }`.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// Path prefix → project folder served as static files (read-only):
+    /// `locations = { "/static" = "public" }`.
+    #[serde(default)]
+    locations: BTreeMap<String, String>,
     /// Serve HTTPS on 443 with a certificate and key from the project folder.
     tls: Option<Tls>,
     /// Image of the Prometheus exporter run beside nginx when a monitoring
@@ -72,9 +88,8 @@ fn yes() -> bool {
     true
 }
 
-/// What every proxied location does.
+/// What every proxied location does (after `proxy_pass`).
 const PROXY: &str = "\
-proxy_pass http://app;
 proxy_http_version 1.1;
 proxy_set_header Host $host;
 proxy_set_header X-Real-IP $remote_addr;
@@ -95,34 +110,34 @@ impl Plugin for Nginx {
     fn info() -> Info {
         Info::new("nginx", env!("CARGO_PKG_VERSION"), "nginx reverse proxy with security headers and rate limits")
             // Ready: starting beside a booting app only takes CPU from it.
-            .uses("upstream", "The HTTP service to proxy to (its `url` output)", &[], WaitFor::Ready, false)
+            .uses("upstream", "The HTTP service to proxy `/` to (its `url` output)", &[], WaitFor::Ready, true)
+            .uses_named_in("route", "The services `routes` proxies to (their `url` outputs)", "routes", WaitFor::Ready)
             .output("url", "http:// URL of the proxy on the project network")
     }
 
     fn plan(request: &Request, config: Config) -> Result<ServicePlan, PlanError> {
-        let upstream = binding(request, "upstream").ok_or_else(|| PlanError::UnusableBinding("no upstream to proxy to".into()))?;
-        let url = upstream
-            .output("url")
-            .ok_or_else(|| PlanError::UnusableBinding(format!("upstream `{}` has no `url` output to proxy to", upstream.service)))?;
-        // The address goes into nginx.conf: only a plain HOST:PORT, so an
-        // upstream's output cannot add directives or server blocks.
-        let address = url.strip_prefix("http://").map(|a| a.trim_end_matches('/')).filter(|a| host_port(a)).ok_or_else(|| {
-            PlanError::UnusableBinding(format!("upstream `{}` has url {url:?}; nginx proxies to http://HOST:PORT", upstream.service))
-        })?;
+        let routes = routes(request, &config)?;
         for (prefix, limit) in &config.rate_limits {
-            if !prefix.starts_with('/') || prefix.contains(char::is_whitespace) {
-                return Err(config_error(format!("rate_limits.{prefix}"), "a path prefix starts with `/`, e.g. \"/api\""));
-            }
+            check_prefix(prefix).map_err(|m| config_error(format!("rate_limits.{prefix}"), m))?;
             check_rate(&limit.rate).map_err(|m| config_error(format!("rate_limits.{prefix}.rate"), m))?;
+        }
+        for (name, value) in &config.headers {
+            check_header(name, value).map_err(|m| config_error(format!("headers.{name}"), m))?;
+        }
+        for prefix in config.locations.keys() {
+            check_prefix(prefix).map_err(|m| config_error(format!("locations.{prefix}"), m))?;
         }
         check_size(&config.client_max_body_size).map_err(|m| config_error("client_max_body_size", m))?;
 
         let dev = request.profile == "dev";
         let mut server = Container::new("server", &config.image)
             .port(80, Some(config.port.unwrap_or(if dev { 8080 } else { 0 })))
-            .file("/etc/nginx/conf.d/default.conf", site(&config, address, request.collected), 0o644)
+            .file("/etc/nginx/conf.d/default.conf", site(&config, &routes, request.collected), 0o644)
             .file("/etc/nginx/conf.d/proxy.inc", PROXY, 0o644)
             .health(HealthCheck::http(80, "/health"));
+        for (i, folder) in config.locations.values().enumerate() {
+            server = server.mount(MountSource::Bind(folder.clone()), format!("/srv/locations/{i}"), true);
+        }
         if let Some(tls) = &config.tls {
             server = server
                 .mount(MountSource::Bind(tls.cert.clone()), "/etc/nginx/tls/cert.pem", true)
@@ -145,7 +160,37 @@ impl Plugin for Nginx {
     }
 }
 
-/// The server blocks, in /etc/nginx/conf.d (inside nginx's `http` block).
+/// Path prefix → `HOST:PORT` of the service it goes to: `routes`, and the
+/// `upstream` at `/` unless a route takes `/`.
+fn routes(request: &Request, config: &Config) -> Result<BTreeMap<String, String>, PlanError> {
+    let mut routes = BTreeMap::new();
+    for (prefix, service) in &config.routes {
+        check_prefix(prefix).map_err(|m| config_error(format!("routes.{prefix}"), m))?;
+        let bound = request.bindings.iter().find(|b| b.role == "route" && &b.service == service);
+        let bound = bound.ok_or_else(|| config_error(format!("routes.{prefix}"), format!("`{service}` is not bound to this proxy")))?;
+        routes.insert(prefix.clone(), address(bound)?);
+    }
+    if let Some(upstream) = binding(request, "upstream")
+        && !routes.contains_key("/")
+    {
+        routes.insert("/".into(), address(upstream)?);
+    }
+    if routes.is_empty() && config.locations.is_empty() {
+        return Err(config_error("routes", "nothing to serve: add routes = { \"/\" = \"SERVICE\" }, or uses = [\"SERVICE\"], or locations"));
+    }
+    Ok(routes)
+}
+
+/// The `HOST:PORT` of a bound service's `url`. It goes into nginx.conf: only
+/// a plain HOST:PORT, so an upstream's output cannot add directives.
+fn address(upstream: &Binding) -> Result<String, PlanError> {
+    let service = &upstream.service;
+    let url = upstream.output("url").ok_or_else(|| PlanError::UnusableBinding(format!("`{service}` has no `url` output to proxy to")))?;
+    let address = url.strip_prefix("http://").map(|a| a.trim_end_matches('/')).filter(|a| host_port(a));
+    let address = address.ok_or_else(|| PlanError::UnusableBinding(format!("`{service}` has url {url:?}; nginx proxies to http://HOST:PORT")))?;
+    Ok(address.to_string())
+}
+
 /// `HOST:PORT` with a DNS host name and a port number, nothing else.
 fn host_port(address: &str) -> bool {
     let Some((host, port)) = address.rsplit_once(':') else { return false };
@@ -153,10 +198,13 @@ fn host_port(address: &str) -> bool {
     host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
-fn site(config: &Config, upstream: &str, status: bool) -> String {
+/// The server blocks, in /etc/nginx/conf.d (inside nginx's `http` block).
+fn site(config: &Config, routes: &BTreeMap<String, String>, status: bool) -> String {
     let mut conf = String::from("# Generated by provision's nginx plugin.\n");
     conf.push_str("map $http_upgrade $connection_upgrade {\n    default upgrade;\n    '' '';\n}\n\n");
-    conf.push_str(&format!("upstream app {{\n    server {upstream};\n    keepalive 16;\n}}\n\n"));
+    // The engine's DNS, asked again every second: a scaled or recreated
+    // upstream's replicas are all found, and none is kept after it is gone.
+    conf.push_str("resolver 127.0.0.11 valid=1s ipv6=off;\nresolver_timeout 2s;\n\n");
     let zones: Vec<(String, &String, &RateLimit)> = config.rate_limits.iter().map(|(prefix, limit)| (zone_name(prefix), prefix, limit)).collect();
     for (zone, _, limit) in &zones {
         writeln!(conf, "limit_req_zone $binary_remote_addr zone={zone}:10m rate={};", limit.rate).unwrap();
@@ -167,21 +215,51 @@ fn site(config: &Config, upstream: &str, status: bool) -> String {
 
     let mut common = String::new();
     writeln!(common, "    client_max_body_size {};", config.client_max_body_size).unwrap();
+    let mut headers: BTreeMap<&str, &str> = BTreeMap::new();
     if config.security_headers {
         for (name, value) in
             [("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "strict-origin-when-cross-origin")]
         {
-            // Ours replace the app's own, so a client never sees two.
-            writeln!(common, "    add_header {name} \"{value}\" always;\n    proxy_hide_header {name};").unwrap();
+            headers.insert(name, value);
         }
     }
-    common.push_str("    location = /health {\n        access_log off;\n        default_type text/plain;\n        return 200 \"ok\\n\";\n    }\n");
-    for (zone, prefix, limit) in &zones {
-        let burst = if limit.burst > 0 { format!(" burst={} nodelay", limit.burst) } else { String::new() };
-        writeln!(common, "    location {prefix} {{\n        limit_req zone={zone}{burst};\n        include /etc/nginx/conf.d/proxy.inc;\n    }}")
-            .unwrap();
+    for (name, value) in &config.headers {
+        headers.retain(|known, _| !known.eq_ignore_ascii_case(name));
+        headers.insert(name, value);
     }
-    common.push_str("    location / {\n        include /etc/nginx/conf.d/proxy.inc;\n    }\n");
+    for (name, value) in &headers {
+        // Ours replace the app's own, so a client never sees two.
+        writeln!(common, "    add_header {name} \"{value}\" always;\n    proxy_hide_header {name};").unwrap();
+    }
+    common.push_str("    location = /health {\n        access_log off;\n        default_type text/plain;\n        return 200 \"ok\\n\";\n    }\n");
+    // Every prefix gets a location: routes, rate limits (proxied to the
+    // route they fall under) and static folders.
+    let mut prefixes: BTreeMap<&str, String> = BTreeMap::new();
+    for (i, prefix) in config.locations.keys().enumerate() {
+        // `alias` swaps the prefix for the folder: both end in `/` or neither.
+        let slash = if prefix.ends_with('/') { "/" } else { "" };
+        prefixes.insert(prefix, format!("        alias /srv/locations/{i}{slash};\n"));
+    }
+    let proxied = |prefix: &str| {
+        let target = routes.iter().filter(|(route, _)| prefix.starts_with(route.as_str())).max_by_key(|(route, _)| route.len());
+        target.map(|(_, address)| {
+            format!("        set $upstream http://{address};\n        proxy_pass $upstream;\n        include /etc/nginx/conf.d/proxy.inc;\n")
+        })
+    };
+    for prefix in routes.keys().chain(config.rate_limits.keys()) {
+        if !prefixes.contains_key(prefix.as_str())
+            && let Some(body) = proxied(prefix)
+        {
+            prefixes.insert(prefix, body);
+        }
+    }
+    for (prefix, body) in &prefixes {
+        let limit = zones.iter().find(|(_, p, _)| p.as_str() == *prefix).map(|(zone, _, limit)| {
+            let burst = if limit.burst > 0 { format!(" burst={} nodelay", limit.burst) } else { String::new() };
+            format!("        limit_req zone={zone}{burst};\n")
+        });
+        writeln!(common, "    location {prefix} {{\n{}{body}    }}", limit.unwrap_or_default()).unwrap();
+    }
 
     conf.push_str("server {\n    listen 80;\n");
     conf.push_str(&common);
@@ -204,6 +282,23 @@ fn site(config: &Config, upstream: &str, status: bool) -> String {
         .unwrap();
     }
     conf
+}
+
+/// A location prefix: starts with `/`, no spaces, quotes, braces or `;`.
+fn check_prefix(prefix: &str) -> Result<(), String> {
+    let plain = prefix.chars().all(|c| c.is_ascii_alphanumeric() || "/-._~".contains(c));
+    if prefix.starts_with('/') && plain { Ok(()) } else { Err("a path prefix starts with `/`, e.g. \"/api\"".into()) }
+}
+
+/// A header name and a value nginx keeps as written (no `$` variables).
+fn check_header(name: &str, value: &str) -> Result<(), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    if value.chars().any(|c| c.is_control() || c == '"' || c == '\\' || c == '$') {
+        return Err("a header value cannot hold quotes, backslashes, `$` or control characters".into());
+    }
+    Ok(())
 }
 
 /// `/api/v1` → `api_v1`, `/` → `root`.

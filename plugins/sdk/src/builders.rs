@@ -43,6 +43,25 @@ impl Info {
             optional,
             wait,
             collect: false,
+            many: false,
+            from_config: None,
+        });
+        self
+    }
+
+    /// A role filled by every service named in the config key `key` (a
+    /// string, a list, or a table's values), each one binding: a proxy's
+    /// routes. Optional: naming none is allowed.
+    pub fn uses_named_in(mut self, role: &str, description: &str, key: &str, wait: WaitFor) -> Self {
+        self.info.uses.push(RoleInfo {
+            name: role.into(),
+            description: description.into(),
+            plugins: Vec::new(),
+            optional: true,
+            wait,
+            collect: false,
+            many: true,
+            from_config: Some(key.into()),
         });
         self
     }
@@ -58,6 +77,8 @@ impl Info {
             optional: true,
             wait: WaitFor::Planned,
             collect: true,
+            many: true,
+            from_config: None,
         });
         self
     }

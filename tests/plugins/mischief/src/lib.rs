@@ -23,7 +23,11 @@ struct Config {
     count: usize,
     label: Option<String>,
     url: Option<String>,
-    env: Option<String>,
+    env_value: Option<String>,
+    /// Declared (and ignored): host-level keys a third-party plugin must
+    /// not take from the host.
+    read_only: bool,
+    user: Option<String>,
 }
 
 struct Mischief;
@@ -98,7 +102,7 @@ impl Plugin for Mischief {
         if let Some(path) = &config.metrics {
             plan.metrics("server", 9000, path.clone());
         }
-        if let Some(value) = &config.env {
+        if let Some(value) = &config.env_value {
             c = c.env("MISCHIEF", value.clone());
         }
         plan.containers.push(c);

@@ -1,0 +1,89 @@
+//! Contract 0.2.0: its bindings and their conversions into the host's own
+//! types. 0.2.0 is 0.1.1 plus roles filled by several services (`many`,
+//! `from-config`), each replica's host name on bindings, and
+//! `wait-for.completed`. A released contract is frozen, and so is this module.
+
+use semver::Version;
+use wasmtime::{Store, component::HasSelf};
+
+use super::sandbox::{LogLevel, Sandbox};
+use crate::desired as d;
+
+wasmtime::component::bindgen!({
+    path: "../wit/v0.2.0",
+    world: "plugin",
+});
+
+use provision::provider::{host, types as t};
+
+pub const VERSION: Version = Version::new(0, 2, 0);
+
+pub fn add_to_linker(linker: &mut wasmtime::component::Linker<Sandbox>) -> wasmtime::Result<()> {
+    Plugin::add_to_linker::<Sandbox, HasSelf<Sandbox>>(linker, |s| s)
+}
+
+pub fn info(plugin: &Plugin, store: &mut Store<Sandbox>) -> wasmtime::Result<d::PluginInfo> {
+    plugin.provision_provider_provider().call_info(store)?.try_into()
+}
+
+pub fn plan(plugin: &Plugin, store: &mut Store<Sandbox>, request: &d::ServiceRequest) -> wasmtime::Result<Result<d::ServicePlan, d::PlanError>> {
+    let result = plugin.provision_provider_provider().call_plan(store, &request.into())?;
+    Ok(result.map(Into::into).map_err(Into::into))
+}
+
+// Host → plugin.
+
+impl From<&d::ServiceRequest> for t::ServiceRequest {
+    fn from(r: &d::ServiceRequest) -> Self {
+        t::ServiceRequest {
+            project: r.project.clone(),
+            service: r.service.clone(),
+            profile: r.profile.clone(),
+            config: r.config.to_string(),
+            bindings: r.bindings.iter().map(Into::into).collect(),
+            collected: r.collected,
+        }
+    }
+}
+
+impl From<&d::Binding> for t::Binding {
+    fn from(b: &d::Binding) -> Self {
+        t::Binding {
+            role: b.role.clone(),
+            service: b.service.clone(),
+            plugin: b.plugin.clone(),
+            outputs: b.outputs.clone(),
+            metrics: b
+                .metrics
+                .iter()
+                .map(|m| t::MetricsTarget { host: m.host.clone(), port: m.port, path: m.path.clone(), container: m.container.clone() })
+                .collect(),
+            replicas: b.replicas.clone(),
+        }
+    }
+}
+
+// Plugin → host.
+
+impl From<t::RoleInfo> for d::RoleInfo {
+    fn from(r: t::RoleInfo) -> Self {
+        let wait = match r.wait {
+            t::WaitFor::Started => d::WaitFor::Started,
+            t::WaitFor::Ready => d::WaitFor::Ready,
+            t::WaitFor::Completed => d::WaitFor::Completed,
+            t::WaitFor::Planned => d::WaitFor::Planned,
+        };
+        d::RoleInfo {
+            name: r.name,
+            description: r.description,
+            plugins: r.plugins,
+            optional: r.optional,
+            wait,
+            collect: r.collect,
+            many: r.many,
+            from_config: r.from_config,
+        }
+    }
+}
+
+super::conversions::shared_conversions!();
