@@ -5,6 +5,7 @@
 mod author;
 mod docker;
 mod engine;
+mod examples;
 mod fuzz;
 mod plan;
 mod rails;

@@ -139,8 +139,15 @@ impl Stack {
     }
 
     pub fn provision(&self, args: &[&str]) -> Run {
+        self.provision_env(args, &[])
+    }
+
+    /// With variables in the environment (`${VAR}` in stack.toml).
+    pub fn provision_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let images = repo_root().join("tests/images/standins.toml");
-        self.project.provision_with_env(args, &[("PROVISION_IMAGES", images.to_str().unwrap())])
+        let mut env = env.to_vec();
+        env.push(("PROVISION_IMAGES", images.to_str().unwrap()));
+        self.project.provision_with_env(args, &env)
     }
 
     pub fn rewrite(&self, services: &str) {

@@ -106,6 +106,8 @@ enum RawPublish {
 enum PortChoice {
     Host(u16),
     Off(bool),
+    /// A number in a string (`"${DB_PORT:-5432}"`).
+    Text(String),
 }
 
 #[derive(Deserialize)]
@@ -215,6 +217,10 @@ impl Raw {
                     })?;
                     let host = match choice {
                         PortChoice::Host(host) => Some(host),
+                        PortChoice::Text(text) => Some(
+                            text.parse::<u16>()
+                                .map_err(|_| error(format!("publish.{port}"), format!("{text:?} is not a port number (0: any free port)")))?,
+                        ),
                         PortChoice::Off(false) => None,
                         PortChoice::Off(true) => {
                             return Err(error(format!("publish.{port}"), "a port is published at a number (0: any free port), or false".into()));
