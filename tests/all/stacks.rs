@@ -220,3 +220,27 @@ fn a_third_party_plugin_cannot_take_a_host_key() {
     let c = &containers(&state, "x")[0];
     assert_eq!((&c["read_only"], &c["user"]), (&true.into(), &"65534".into()));
 }
+
+#[test]
+fn nginx_serves_project_folders_and_limits_the_route_a_prefix_falls_under() {
+    let project = Project::new(
+        "[services.api]\nplugin = \"container\"\nimage = \"api:1\"\nports = [8000]\n\
+         [services.proxy]\nplugin = \"nginx\"\nroutes = { \"/api\" = \"api\" }\nlocations = { \"/\" = \"public\" }\n\
+         rate_limits.\"/api/login\" = { rate = \"5r/m\" }\n",
+    );
+    std::fs::create_dir(project.path().join("public")).unwrap();
+    let state = project.provision(&["plan", "--json"]).ok().json();
+    let server = &containers(&state, "proxy")[0];
+    let conf = server["files"][0]["contents"].as_str().unwrap();
+    assert!(conf.contains("location / {\n        alias /srv/locations/0/;\n    }"), "{conf}");
+    assert!(
+        conf.contains("location /api/login {\n        limit_req zone=api_login;\n        set $upstream http://api:8000;"),
+        "a limited prefix goes where its route goes: {conf}"
+    );
+    assert_eq!(server["mounts"][0], serde_json::json!({"source": {"bind": "public"}, "target": "/srv/locations/0", "read_only": true}));
+
+    std::fs::remove_dir(project.path().join("public")).unwrap();
+    let run = project.provision(&["plan"]).failed();
+    assert!(run.message().contains("\"public\" does not exist"), "{}", run.stderr);
+    assert!(run.stderr.contains("[stack.toml:8:"), "at the `locations` line: {}", run.stderr);
+}

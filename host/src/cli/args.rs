@@ -14,11 +14,16 @@ use crate::engine::EngineKind;
     about = "Stand up whole development, test and CI environments from one stack.toml",
     long_about = "Stand up whole development, test and CI environments from one stack.toml.\n\n\
         Each service in stack.toml is planned by a plugin (a sandboxed WebAssembly component): \
-        postgres, redis, rails, sidekiq, nginx and monitoring are built in; load your own from a path or an OCI registry (pinned in stack.lock). \
+        postgres, redis, rails, sidekiq, nginx, monitoring and container (any image or Dockerfile) are built in; \
+        load your own from a path or an OCI registry (pinned in stack.lock). Every service also takes the host's options \
+        (networks, replicas, restart, publish, after, profiles, env, volumes, user, resources, hooks), and every string \
+        may use ${VAR} from the environment or .env. \
         `up` applies the plan to a Docker engine (DOCKER_HOST, or the default socket).",
     after_help = "Examples:\n  provision up                        bring up ./stack.toml and wait until every service is ready\n  \
         provision plan                      show what the stack needs and what `up` would change\n  \
         provision up --profile test --json  for CI: test profile, one JSON event per line\n  \
+        provision up --profile test -p ci-42  the test profile as a second project beside dev\n  \
+        REPLICAS=5 provision up             with replicas = \"${REPLICAS:-3}\" in stack.toml: scale to 5\n  \
         provision exec db -- psql -U app -c 'select 1'\n  \
         provision down -v                   remove everything, named volumes too"
 )]
@@ -75,8 +80,10 @@ pub struct ProjectArgs {
 pub struct StackArgs {
     #[command(flatten)]
     pub project: ProjectArgs,
-    /// Profile to plan for: dev, test, ci, prod or your own. Default: the
-    /// stack's `profile`, else dev.
+    /// Profile to plan for: dev, test, ci, prod or your own. It picks the
+    /// services that exist (`profiles = [...]`) and the overrides merged in
+    /// (`[services.NAME.profiles.PROFILE]`). Default: the stack's `profile`,
+    /// else dev.
     #[arg(long, value_name = "NAME", env = "PROVISION_PROFILE")]
     pub profile: Option<String>,
     /// A file with an [images] table mapping image references to substitutes

@@ -215,7 +215,10 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         let grants = policy::Grants { allow: &service.allow, named: &named, project_dir: &stack.dir };
         policy::check(&plan, info, &grants).map_err(|refusal| {
             let help = refusal.permission.map(|p| format!("if you trust this plugin with it, add `allow = [\"{p}\"]` to [services.{name}]"));
-            stack.error_at(&format!("services.{name}"), format!("{who} is refused: {}", refusal.message), "planned here", help)
+            // At the key where the user wrote the path it names, if they did
+            // (`init = ["db/missing.sql"]`).
+            let at = key_naming(&config, "", &|s| refusal.message.contains(&format!("{s:?}"))).map_or(String::new(), |k| format!(".{k}"));
+            stack.error_at(&format!("services.{name}{at}"), format!("{who} is refused: {}", refusal.message), "planned here", help)
         })?;
         options::apply(&mut plan, &service_options, &stack.networks).map_err(|(key, message)| {
             stack.error_at(&format!("services.{name}.{key}"), format!("`{key}` of service `{name}`: {message}"), "here", None)
@@ -311,6 +314,18 @@ fn map_strings(value: serde_json::Value, key: &str, f: &dyn Fn(&str, &str) -> Re
         Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| Ok((k.clone(), map_strings(v, &join(&k), f)?))).collect::<Result<_, _>>()?),
         other => other,
     })
+}
+
+/// The dotted key of the first string in a config that `wanted` accepts.
+fn key_naming(value: &serde_json::Value, key: &str, wanted: &dyn Fn(&str) -> bool) -> Option<String> {
+    use serde_json::Value;
+    let join = |k: &str| if key.is_empty() { k.to_string() } else { format!("{key}.{k}") };
+    match value {
+        Value::String(s) if !s.is_empty() && wanted(s) => Some(key.to_string()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| key_naming(v, &join(&i.to_string()), wanted)),
+        Value::Object(map) => map.iter().find_map(|(k, v)| key_naming(v, &join(k), wanted)),
+        _ => None,
+    }
 }
 
 /// `after = { x = "completed" }` needs `x` to have one-shot tasks.
