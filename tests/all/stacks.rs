@@ -244,3 +244,20 @@ fn nginx_serves_project_folders_and_limits_the_route_a_prefix_falls_under() {
     assert!(run.message().contains("\"public\" does not exist"), "{}", run.stderr);
     assert!(run.stderr.contains("[stack.toml:8:"), "at the `locations` line: {}", run.stderr);
 }
+
+#[test]
+fn a_bind_from_home_needs_its_permission() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("cache")).unwrap();
+    let env = [("HOME", home.path().to_str().unwrap())];
+    let text = "[services.app]\nplugin = \"container\"\nimage = \"app:1\"\nvolumes = [\"~/cache:/cache\"]\n";
+    let project = Project::new(text);
+    let run = project.provision_with_env(&["plan"], &env).failed();
+    let outside = format!("service `app` binds {}, outside the project folder", home.path().join("cache").canonicalize().unwrap().display());
+    assert!(run.message().contains(&outside), "{}", run.stderr);
+    assert!(run.message().contains("add `allow = [\"bind-outside-project\"]` to [services.app]"), "{}", run.stderr);
+
+    let project = Project::new(&format!("{text}allow = [\"bind-outside-project\"]\n"));
+    let state = project.provision_with_env(&["plan", "--json"], &env).ok().json();
+    assert_eq!(containers(&state, "app")[0]["mounts"][0]["source"], serde_json::json!({"bind": "~/cache"}));
+}

@@ -135,7 +135,9 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, conf
                                     service.plugin
                                 ),
                                 "cannot be used",
-                                None,
+                                Some(format!(
+                                    "to wait for it, write after = [\"{used}\"]; to pass it its address, reference its outputs, e.g. env = {{ URL = \"${{{used}.url}}\" }}"
+                                )),
                             ));
                         }
                         ref several => {

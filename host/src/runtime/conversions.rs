@@ -1,4 +1,4 @@
-//! The conversions every contract since 0.1.1 shares: the plan a plugin
+//! The conversions every contract version shares: the plan a plugin
 //! returns, and the host functions it imports, are the same shape in each,
 //! though each version's `bindgen!` makes types of its own. A version module
 //! invokes `shared_conversions!()` after naming its bindings `t` and `host`,

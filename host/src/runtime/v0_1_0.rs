@@ -31,23 +31,6 @@ pub fn plan(plugin: &Plugin, store: &mut Store<Sandbox>, request: &d::ServiceReq
     Ok(result.map(Into::into).map_err(Into::into))
 }
 
-impl t::Host for Sandbox {}
-
-impl host::Host for Sandbox {
-    fn log(&mut self, level: t::LogLevel, message: String) {
-        let level = match level {
-            t::LogLevel::Trace | t::LogLevel::Debug => LogLevel::Debug,
-            t::LogLevel::Info => LogLevel::Info,
-            t::LogLevel::Warn | t::LogLevel::Error => LogLevel::Warn,
-        };
-        self.log(level, message);
-    }
-
-    fn secret(&mut self, name: String) -> String {
-        self.secret(&name)
-    }
-}
-
 // Host → plugin.
 
 impl From<&d::ServiceRequest> for t::ServiceRequest {
@@ -71,23 +54,6 @@ impl From<&d::Binding> for t::Binding {
 
 // Plugin → host.
 
-impl TryFrom<t::PluginInfo> for d::PluginInfo {
-    type Error = wasmtime::Error;
-
-    fn try_from(info: t::PluginInfo) -> wasmtime::Result<Self> {
-        let config_schema =
-            serde_json::from_str(&info.config_schema).map_err(|e| wasmtime::format_err!("its info has a config-schema that is not JSON: {e}"))?;
-        Ok(d::PluginInfo {
-            name: info.name,
-            version: info.version,
-            summary: info.summary,
-            config_schema,
-            outputs: info.outputs.into_iter().map(|o| d::OutputInfo { name: o.name, description: o.description, secret: o.secret }).collect(),
-            uses: info.uses.into_iter().map(Into::into).collect(),
-        })
-    }
-}
-
 impl From<t::RoleInfo> for d::RoleInfo {
     fn from(r: t::RoleInfo) -> Self {
         let wait = match r.wait {
@@ -107,124 +73,4 @@ impl From<t::RoleInfo> for d::RoleInfo {
     }
 }
 
-impl From<t::PlanError> for d::PlanError {
-    fn from(e: t::PlanError) -> Self {
-        match e {
-            t::PlanError::InvalidConfig(c) => d::PlanError::InvalidConfig { key: c.key, message: c.message },
-            t::PlanError::UnusableBinding(m) => d::PlanError::UnusableBinding(m),
-            t::PlanError::Failed(m) => d::PlanError::Failed(m),
-        }
-    }
-}
-
-impl From<t::ServicePlan> for d::ServicePlan {
-    fn from(p: t::ServicePlan) -> Self {
-        d::ServicePlan {
-            containers: p.containers.into_iter().map(Into::into).collect(),
-            tasks: p.tasks.into_iter().map(Into::into).collect(),
-            volumes: p.volumes.into_iter().map(|v| v.name).collect(),
-            networks: p.networks.into_iter().map(|n| d::Network { name: n.name, internal: n.internal }).collect(),
-            // Whether an output is secret comes from the plugin's info.
-            outputs: p.outputs.into_iter().map(|(name, value)| d::Output { name, value, secret: false }).collect(),
-            metrics: p.metrics.into_iter().map(|m| d::MetricsEndpoint { container: m.container, port: m.port, path: m.path }).collect(),
-        }
-    }
-}
-
-impl From<t::Container> for d::Container {
-    fn from(c: t::Container) -> Self {
-        d::Container {
-            name: c.name,
-            image: c.image.into(),
-            command: c.command,
-            entrypoint: c.entrypoint,
-            env: c.env.into_iter().collect(),
-            working_dir: c.working_dir,
-            ports: c.ports.into_iter().map(Into::into).collect(),
-            mounts: c.mounts.into_iter().map(Into::into).collect(),
-            files: c.files.into_iter().map(|f| d::File { path: f.path, contents: f.contents, mode: f.mode }).collect(),
-            health: c.health.map(Into::into),
-            hooks: c
-                .hooks
-                .into_iter()
-                .map(|h| d::Hook { name: h.name, command: h.command, user: h.user, env: h.env.into_iter().collect() })
-                .collect(),
-            user: c.user,
-            read_only: c.read_only,
-            init: c.init,
-            no_new_privileges: c.no_new_privileges,
-            resources: d::Resources { milli_cpus: c.resources.milli_cpus, memory_bytes: c.resources.memory_bytes, pids: c.resources.pids },
-            restart: c.restart.into(),
-            networks: c.networks,
-            labels: c.labels.into_iter().collect(),
-            privileges: d::Privileges {
-                privileged: c.privileges.privileged,
-                cap_add: c.privileges.cap_add,
-                host_network: c.privileges.host_network,
-                host_pid: c.privileges.host_pid,
-                devices: c.privileges.devices,
-            },
-            replica: None,
-        }
-    }
-}
-
-impl From<t::ImageSource> for d::Image {
-    fn from(image: t::ImageSource) -> Self {
-        match image {
-            t::ImageSource::Pull(reference) => d::Image::Pull(reference),
-            t::ImageSource::Build(b) => d::Image::Build(d::BuildSpec {
-                context: b.context,
-                dockerfile: b.dockerfile,
-                target: b.target,
-                args: b.args.into_iter().collect(),
-                input_hash: String::new(),
-                from_substitutes: Default::default(),
-            }),
-        }
-    }
-}
-
-impl From<t::Port> for d::Port {
-    fn from(p: t::Port) -> Self {
-        let protocol = match p.protocol {
-            t::Protocol::Tcp => d::Protocol::Tcp,
-            t::Protocol::Udp => d::Protocol::Udp,
-        };
-        d::Port { container: p.container, host: p.host, protocol }
-    }
-}
-
-impl From<t::Mount> for d::Mount {
-    fn from(m: t::Mount) -> Self {
-        let source = match m.source {
-            t::MountSource::Volume(name) => d::MountSource::Volume(name),
-            t::MountSource::Bind(path) => d::MountSource::Bind(path),
-            t::MountSource::Tmpfs(t) => d::MountSource::Tmpfs { size_bytes: t.size_bytes, mode: t.mode },
-            t::MountSource::Anonymous => d::MountSource::Anonymous,
-        };
-        d::Mount { source, target: m.target, read_only: m.read_only }
-    }
-}
-
-impl From<t::HealthCheck> for d::HealthCheck {
-    fn from(h: t::HealthCheck) -> Self {
-        let probe = match h.probe {
-            t::Probe::Exec(cmd) => d::Probe::Exec(cmd),
-            t::Probe::Http(get) => d::Probe::Http { port: get.port, path: get.path },
-            t::Probe::Tcp(port) => d::Probe::Tcp(port),
-        };
-        d::HealthCheck { probe, interval_ms: h.interval_ms, timeout_ms: h.timeout_ms, retries: h.retries, start_period_ms: h.start_period_ms }
-    }
-}
-
-impl From<t::RestartPolicy> for d::RestartPolicy {
-    fn from(r: t::RestartPolicy) -> Self {
-        match r {
-            t::RestartPolicy::No => d::RestartPolicy::No,
-            t::RestartPolicy::OnFailure => d::RestartPolicy::OnFailure,
-            t::RestartPolicy::Always => d::RestartPolicy::Always,
-            t::RestartPolicy::UnlessStopped => d::RestartPolicy::UnlessStopped,
-        }
-    }
-}
+super::conversions::shared_conversions!();

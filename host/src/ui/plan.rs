@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::Masker;
 use crate::{
-    desired::{Container, DesiredState, Image, MountSource, Probe},
+    desired::{Container, DesiredState, Image, MountSource, Probe, RestartPolicy},
     plan::Timings,
     reconcile::{Change, Diff},
 };
@@ -56,7 +56,13 @@ pub fn summary(state: &DesiredState, stack_name: &str, masker: &Masker) -> Strin
             container(w, "task", task);
         }
         for c in &service.plan.containers {
-            container(w, "container", c);
+            match (c.replica, service.plan.containers.first()) {
+                // A copy differs from the first only in name (and free ports).
+                (Some(i), Some(main)) => {
+                    let _ = writeln!(w, "    container {}: replica {i} of {}  [spec {}]", c.name, main.name, c.spec_hash());
+                }
+                _ => container(w, "container", c),
+            }
         }
         if !service.plan.volumes.is_empty() {
             let _ = writeln!(w, "    volumes   {}", service.plan.volumes.join(", "));
@@ -100,7 +106,7 @@ fn container(w: &mut String, kind: &str, c: &Container) {
         };
         let ro = match (&m.source, m.read_only) {
             (_, true) => " (read-only)",
-            (MountSource::Bind(_), false) => " (writable: the service's config names this folder)",
+            (MountSource::Bind(_), false) => " (writable: the service's table in stack.toml names this folder)",
             _ => "",
         };
         let _ = writeln!(w, "      mount    {source} → {}{ro}", m.target);
@@ -118,6 +124,28 @@ fn container(w: &mut String, kind: &str, c: &Container) {
     }
     for hook in &c.hooks {
         let _ = writeln!(w, "      hook     {}: {}", hook.name, shell_words(&hook.command));
+    }
+    let mut runs = Vec::new();
+    if let Some(user) = &c.user {
+        runs.push(format!("as user {user}"));
+    }
+    for (set, what) in [(c.read_only, "read-only root"), (c.no_new_privileges, "no new privileges")] {
+        if set {
+            runs.push(what.to_string());
+        }
+    }
+    if c.restart != RestartPolicy::No {
+        runs.push(format!("restart {}", serde_json::to_value(c.restart).expect("a policy serializes").as_str().unwrap_or_default()));
+    }
+    let r = &c.resources;
+    runs.extend(r.memory_bytes.map(|m| format!("memory {} MiB", m >> 20)));
+    runs.extend(r.milli_cpus.map(|m| format!("cpus {}", f64::from(m) / 1000.0)));
+    runs.extend(r.pids.map(|p| format!("pids {p}")));
+    if !runs.is_empty() {
+        let _ = writeln!(w, "      runs     {}", runs.join(", "));
+    }
+    if !c.networks.is_empty() {
+        let _ = writeln!(w, "      networks {}", c.networks.join(", "));
     }
 }
 
