@@ -34,7 +34,7 @@ pub async fn run(args: LockArgs) -> miette::Result<ExitCode> {
 }
 
 /// After a successful `up`: write stack.lock if there is none (so the next
-/// run can be `--locked`), or say that it no longer matches what ran.
+/// run can be `--locked`), or say that what ran is not all in it.
 pub fn after_up(stack: &Stack, planned: &Planned, lock: Option<&Lock>, images: &[LockedImage]) -> miette::Result<()> {
     let path = stack.dir.join(LOCK_FILE);
     match lock {
@@ -43,7 +43,8 @@ pub fn after_up(stack: &Stack, planned: &Planned, lock: Option<&Lock>, images: &
             lock.save(&path).into_diagnostic()?;
             eprintln!("wrote {} (commit it; CI can then run `provision up --locked`)", path.display());
         }
-        Some(lock) if lock.plugins != planned.locked_plugins || lock.images != images => {
+        // A profile that runs fewer services than the one locked is covered.
+        Some(lock) if !planned.locked_plugins.iter().all(|p| lock.plugins.contains(p)) || !images.iter().all(|i| lock.images.contains(i)) => {
             eprintln!("note: {} is out of date with what ran; `provision lock` updates it", path.display());
         }
         Some(_) => {}
