@@ -308,3 +308,20 @@ fn images_are_built_from_the_context_rebuilt_only_when_their_inputs_change() {
     assert_ne!(stack.container_id("web"), id);
     assert_eq!(cat("/app/greeting.txt"), "two");
 }
+
+#[test]
+fn a_dump_piped_through_exec_restores_and_exit_codes_pass_through() {
+    let stack = Stack::new("e2e-exec", DB);
+    stack.provision(&["up"]).ok();
+    let dump = b"CREATE TABLE t (x int);\nINSERT INTO t VALUES (1), (2), (3);\n";
+    let run = stack.provision_input(&["exec", "db", "--", "psql", "-U", "shopper", "-d", "shop", "-v", "ON_ERROR_STOP=1"], dump).ok();
+    assert!(run.stdout.contains("INSERT 0 3"), "{}", run.stdout);
+    assert_eq!(psql(&stack, "SELECT sum(x) FROM t"), "6", "the piped dump was restored");
+
+    let run = stack.provision(&["exec", "db", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(run.code, Some(7), "the command's exit code is provision's");
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("out\n", "err\n"), "without a TTY the streams stay apart");
+
+    let run = stack.provision(&["exec", "-t", "db", "--", "tty"]).ok();
+    assert!(run.stdout.starts_with("/dev/pts/"), "-t allocates a terminal: {:?}", run.stdout);
+}

@@ -12,7 +12,7 @@ pub fn repo_root() -> PathBuf {
 /// A project folder with its own compile cache, deleted afterwards.
 pub struct Project {
     pub dir: tempfile::TempDir,
-    cache: PathBuf,
+    pub(crate) cache: PathBuf,
 }
 
 impl Project {
@@ -148,6 +148,24 @@ impl Stack {
         let mut env = env.to_vec();
         env.push(("PROVISION_IMAGES", images.to_str().unwrap()));
         self.project.provision_with_env(args, &env)
+    }
+
+    /// With `input` piped to provision's stdin.
+    pub fn provision_input(&self, args: &[&str], input: &[u8]) -> Run {
+        let images = repo_root().join("tests/images/standins.toml");
+        let mut child = provision_cmd(&self.project.cache)
+            .current_dir(self.project.path())
+            .env("PROVISION_IMAGES", images)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, input).unwrap();
+        drop(stdin);
+        Run::from(child.wait_with_output().unwrap())
     }
 
     pub fn rewrite(&self, services: &str) {

@@ -56,7 +56,8 @@ pub enum Command {
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Run a command in a service's container, e.g. `provision exec db -- psql -c 'select 1'`.
-    /// Output is streamed; stdin and TTYs are not attached.
+    /// Its exit code is provision's. Piped input reaches it (`provision exec db -- psql < dump.sql`);
+    /// at a terminal it gets one (interactive psql, a shell).
     Exec(ExecArgs),
     /// Print provision's version and the plugin contract versions it loads.
     Version,
@@ -218,6 +219,17 @@ pub struct ExecArgs {
     /// The container of the service (default: `server`, else the first by name).
     #[arg(short, long)]
     pub container: Option<String>,
+    /// Pass stdin to the command. Default: when stdin is not a terminal
+    /// (`provision exec db -- psql < dump.sql`), or on a TTY.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Run the command on a terminal. Default: when stdin and stdout both
+    /// are terminals (`provision exec db -- psql` is interactive).
+    #[arg(short, long, conflicts_with = "no_tty")]
+    pub tty: bool,
+    /// Never allocate a terminal (keeps stdout and stderr apart).
+    #[arg(short = 'T', long)]
+    pub no_tty: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,

@@ -1,6 +1,9 @@
 //! `provision ps`, `logs` and `exec`: look at and into a running project.
 
-use std::{io::Write, process::ExitCode};
+use std::{
+    io::{IsTerminal, Write},
+    process::ExitCode,
+};
 
 use futures_util::StreamExt;
 
@@ -83,13 +86,70 @@ pub async fn exec(args: ExecArgs) -> miette::Result<ExitCode> {
         return Err(miette::miette!(help = "`provision ps` lists them", "service `{}` of project {project} has no such container", args.service));
     };
     let command = ExecCommand { command: &args.command, ..ExecCommand::default() };
-    let code = engine
-        .exec_with(&target.id, command, &mut |stream, chunk| {
-            let _ = match stream {
-                OutputStream::Stdout => std::io::stdout().write_all(chunk),
-                OutputStream::Stderr => std::io::stderr().write_all(chunk),
-            };
-        })
-        .await?;
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    let mut print = |stream: OutputStream, chunk: &[u8]| {
+        let _ = match stream {
+            OutputStream::Stdout => std::io::stdout().write_all(chunk).and_then(|()| std::io::stdout().flush()),
+            OutputStream::Stderr => std::io::stderr().write_all(chunk),
+        };
+    };
+    let (stdin_terminal, stdout_terminal) = (std::io::stdin().is_terminal(), std::io::stdout().is_terminal());
+    let tty = !args.no_tty && (args.tty || (stdin_terminal && stdout_terminal));
+    if !(args.interactive || tty || !stdin_terminal) {
+        let code = engine.exec_with(&target.id, command, &mut print).await?;
+        return Ok(exit_code(code));
+    }
+    let raw = if tty { terminal::Raw::enable() } else { None };
+    let size = tty.then(terminal::size).flatten();
+    let result = engine.exec_attached(&target.id, command, Box::new(tokio::io::stdin()), tty.then_some(size.unwrap_or((80, 24))), &mut print).await;
+    drop(raw);
+    let code = result?;
+    // Reading stdin holds a thread that would keep the runtime from ending
+    // while the terminal has no more input: leave now.
+    let _ = std::io::stdout().flush();
+    std::process::exit(i32::from(u8::try_from(code).unwrap_or(1)));
+}
+
+/// A command's exit code as provision's (codes over 255 read as 1).
+fn exit_code(code: i64) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// The local terminal, for `exec` on a TTY.
+mod terminal {
+    /// Raw mode (no echo, no line editing: the remote terminal does both)
+    /// until dropped.
+    pub struct Raw(libc::termios);
+
+    impl Raw {
+        pub fn enable() -> Option<Raw> {
+            // SAFETY: tcgetattr/tcsetattr on fd 0 with a termios they fill.
+            unsafe {
+                let mut mode: libc::termios = std::mem::zeroed();
+                if libc::tcgetattr(0, &mut mode) != 0 {
+                    return None;
+                }
+                let saved = mode;
+                libc::cfmakeraw(&mut mode);
+                (libc::tcsetattr(0, libc::TCSANOW, &mode) == 0).then_some(Raw(saved))
+            }
+        }
+    }
+
+    impl Drop for Raw {
+        fn drop(&mut self) {
+            // SAFETY: restores the mode tcgetattr read.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, &self.0);
+            }
+        }
+    }
+
+    /// (columns, rows) of the terminal on stdout.
+    pub fn size() -> Option<(u16, u16)> {
+        // SAFETY: TIOCGWINSZ fills a winsize.
+        unsafe {
+            let mut size: libc::winsize = std::mem::zeroed();
+            (libc::ioctl(1, libc::TIOCGWINSZ, &mut size) == 0 && size.ws_col > 0).then_some((size.ws_col, size.ws_row))
+        }
+    }
 }

@@ -337,6 +337,61 @@ impl Engine for Docker {
         self.exit_code(&exec.id).await
     }
 
+    async fn exec_attached(
+        &self,
+        id: &str,
+        command: ExecCommand<'_>,
+        mut stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        tty: Option<(u16, u16)>,
+        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+    ) -> Result<i64> {
+        let config = ExecConfig {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(tty.is_some()),
+            cmd: Some(command.command.to_vec()),
+            user: command.user.map(str::to_string),
+            env: Some(command.env.to_vec()),
+            ..Default::default()
+        };
+        let exec = self.client.create_exec(id, config).await?;
+        if let bollard::exec::StartExecResults::Attached { output: mut stream, input: mut to_command } =
+            self.client.start_exec(&exec.id, None).await?
+        {
+            if let Some((width, height)) = tty {
+                let size = bollard::exec::ResizeExecOptions { width, height };
+                // Best effort: a command that starts before it sees its size still runs.
+                let _ = self.client.resize_exec(&exec.id, size).await;
+            }
+            // Input is copied while output streams; at its end the write side
+            // is shut, so the command reads end-of-file (a piped dump ends).
+            // Not on a terminal: the engine would end the session with it
+            // (keys, Ctrl-D included, travel as bytes there).
+            let feed = async move {
+                let _ = tokio::io::copy(&mut stdin, &mut to_command).await;
+                if tty.is_none() {
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut to_command).await;
+                }
+                std::future::pending::<()>().await
+            };
+            let drain = async {
+                while let Some(chunk) = stream.next().await {
+                    match chunk? {
+                        bollard::container::LogOutput::StdErr { message } => on_output(OutputStream::Stderr, &message),
+                        other => on_output(OutputStream::Stdout, &other.into_bytes()),
+                    }
+                }
+                Ok::<(), EngineError>(())
+            };
+            tokio::select! {
+                result = drain => result?,
+                () = feed => {}
+            }
+        }
+        self.exit_code(&exec.id).await
+    }
+
     fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<String>> {
         let mut options = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow);
         options = options.tail(&tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()));

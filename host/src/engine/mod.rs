@@ -240,6 +240,19 @@ pub trait Engine: Send + Sync {
     /// Run a command, handing each chunk of its output to `on_output`;
     /// returns its exit code.
     async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send)) -> Result<i64>;
+    /// Run a command attached to `stdin` (closed when it ends) and, with
+    /// `tty` (columns, rows), on a terminal of that size, whose output then
+    /// comes as one stream. Returns its exit code. For `provision exec`.
+    async fn exec_attached(
+        &self,
+        _id: &str,
+        _command: ExecCommand<'_>,
+        _stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        _tty: Option<(u16, u16)>,
+        _on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+    ) -> Result<i64> {
+        Err(EngineError::Api("this engine cannot attach a command's input".into()))
+    }
     /// A container's log (stdout and stderr) as text chunks.
     fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<String>>;
 
