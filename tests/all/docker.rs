@@ -325,3 +325,23 @@ fn a_dump_piped_through_exec_restores_and_exit_codes_pass_through() {
     let run = stack.provision(&["exec", "-t", "db", "--", "tty"]).ok();
     assert!(run.stdout.starts_with("/dev/pts/"), "-t allocates a terminal: {:?}", run.stdout);
 }
+
+#[test]
+fn env_hands_a_shell_the_addresses_of_the_running_services() {
+    let stack = Stack::new("e2e-env", &format!("{DB}{CACHE}"));
+    stack.provision(&["up"]).ok();
+    let env = stack.provision(&["env"]).ok().stdout;
+    let psql = std::process::Command::new("sh").arg("-c").arg(format!("{env}\npsql \"$DB_URL\" -tAc 'SELECT 40 + 2'")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&psql.stdout).trim(), "42", "{env}\n{}", String::from_utf8_lossy(&psql.stderr));
+
+    let vars = stack.provision(&["env", "--format", "json", "--env-prefix", "T_"]).ok().json();
+    let port: u16 = vars["T_CACHE_PORT"].as_str().unwrap().parse().unwrap();
+    assert_eq!(vars["T_CACHE_HOST"], "127.0.0.1");
+    assert_eq!(vars["T_CACHE_URL"], format!("redis://127.0.0.1:{port}/0"));
+    assert!(redis(port, "PING").contains("PONG"));
+    assert_eq!(stack.provision(&["port", "cache"]).ok().stdout.trim(), format!("127.0.0.1:{port}"));
+    let db_port = vars["T_DB_PORT"].as_str().unwrap();
+    assert_eq!(stack.provision(&["port", "db", "5432"]).ok().stdout.trim(), format!("127.0.0.1:{db_port}"));
+    let only_db = stack.provision(&["env", "--format", "dotenv", "db"]).ok().stdout;
+    assert!(only_db.lines().all(|l| l.starts_with("DB_")) && only_db.contains("DB_PASSWORD='"), "{only_db}");
+}

@@ -70,7 +70,7 @@ impl Engine for MemoryEngine {
         let memory = self.state.lock().unwrap();
         let ours = memory.containers.iter().filter(|c| c.labels.get("dev.provision.project").map(String::as_str) == Some(project));
         Ok(ours
-            .map(|c| Actual { id: c.id.clone(), name: c.name.clone(), labels: c.labels.clone(), running: c.running, host_ports: Vec::new() })
+            .map(|c| Actual { id: c.id.clone(), name: c.name.clone(), labels: c.labels.clone(), running: c.running, published: Vec::new() })
             .collect())
     }
 

@@ -300,7 +300,7 @@ async fn build(
 /// Host ports a new container would publish must be free, unless the
 /// project's own container that holds them is about to be replaced.
 fn check_ports(state: &DesiredState, diff: &Diff, actual: &[Actual]) -> Result<(), ApplyError> {
-    let ours: Vec<u16> = actual.iter().flat_map(|a| a.host_ports.iter().copied()).collect();
+    let ours: Vec<u16> = actual.iter().flat_map(Actual::host_ports).collect();
     for service in &state.services {
         for c in service.plan.containers.iter().chain(&service.plan.tasks) {
             if diff.step(&service.name, &c.name).is_some_and(|s| s.change == Change::Keep) {

@@ -59,6 +59,13 @@ pub enum Command {
     /// Its exit code is provision's. Piped input reaches it (`provision exec db -- psql < dump.sql`);
     /// at a terminal it gets one (interactive psql, a shell).
     Exec(ExecArgs),
+    /// Print how to reach the running project's services from this machine:
+    /// every output (`DB_URL`, `DB_HOST`, `DB_PORT`, `CACHE_URL`…) with
+    /// container addresses swapped for the ports published on 127.0.0.1.
+    /// Secrets included: it exists to hand them over. `eval "$(provision env)"`.
+    Env(EnvArgs),
+    /// Print where a service's port is published: `127.0.0.1:PORT`.
+    Port(PortArgs),
     /// Print provision's version and the plugin contract versions it loads.
     Version,
 }
@@ -233,6 +240,39 @@ pub struct ExecArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct EnvArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// sh (`export KEY='value'`), dotenv (`KEY=value`) or json.
+    #[arg(long, value_enum, default_value_t = EnvFormat::Sh)]
+    pub format: EnvFormat,
+    /// Put this before every name, e.g. `--env-prefix TEST_` → TEST_DB_URL.
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub env_prefix: String,
+    /// Only these services (default: all).
+    pub services: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnvFormat {
+    Sh,
+    Dotenv,
+    Json,
+}
+
+#[derive(Args)]
+pub struct PortArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    pub service: String,
+    /// The container port (default: the first the service publishes).
+    pub port: Option<u16>,
+    /// The container of the service (default: its main one).
+    #[arg(short, long)]
+    pub container: Option<String>,
 }
 
 impl LogsArgs {

@@ -30,7 +30,7 @@ pub async fn ps(args: PsArgs) -> miette::Result<ExitCode> {
                 name: c.name.clone(),
                 state,
                 health: status.health.unwrap_or_else(|| "-".into()),
-                ports: c.host_ports.clone(),
+                ports: c.host_ports().collect(),
                 id: c.id[..12.min(c.id.len())].to_string(),
             });
         }

@@ -5,6 +5,7 @@
 
 mod args;
 mod down;
+mod env;
 mod inspect;
 mod lock;
 mod plan;
@@ -61,6 +62,8 @@ async fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Ps(args) => inspect::ps(args).await,
         Command::Logs(args) => inspect::logs(args).await,
         Command::Exec(args) => inspect::exec(args).await,
+        Command::Env(args) => env::env(args).await,
+        Command::Port(args) => env::port(args).await,
         Command::Lock(args) => lock::run(args).await,
         Command::Plugin(command) => plugin::run(command),
         Command::Version => {

@@ -98,7 +98,7 @@ impl Engine for Docker {
                 name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
                 labels: c.labels.unwrap_or_default(),
                 running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
-                host_ports: c.ports.unwrap_or_default().iter().filter_map(|p| p.public_port).collect(),
+                published: c.ports.unwrap_or_default().iter().filter_map(|p| Some((p.private_port, p.public_port?))).collect(),
             })
             .collect())
     }

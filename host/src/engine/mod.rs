@@ -86,11 +86,15 @@ pub struct Actual {
     pub name: String,
     pub labels: Labels,
     pub running: bool,
-    /// Host ports it publishes.
-    pub host_ports: Vec<u16>,
+    /// What it publishes: (container port, host port on 127.0.0.1).
+    pub published: Vec<(u16, u16)>,
 }
 
 impl Actual {
+    pub fn host_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.published.iter().map(|(_, host)| *host)
+    }
+
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels.get(&format!("{LABEL_PREFIX}{key}")).map(String::as_str)
     }
