@@ -29,7 +29,7 @@ pub async fn env(args: EnvArgs) -> miette::Result<ExitCode> {
     let mut vars = Vec::new();
     for service in state.services.iter().filter(|s| args.services.is_empty() || args.services.contains(&s.name)) {
         for output in &service.plan.outputs {
-            let value = addresses.from_host(&service.name, &output.name, &output.value);
+            let value = addresses.seen_from_host(&service.name, &output.name, &output.value);
             if let Some(unpublished) = addresses.unpublished(&value) {
                 eprintln!(
                     "note: {}.{} names {unpublished}, which is not published; publish it to reach it from here (publish = {{ PORT = 0 }})",
@@ -108,7 +108,7 @@ impl Addresses {
     }
 
     /// Output `output` of `service` as seen from the host.
-    fn from_host(&self, service: &str, output: &str, value: &str) -> String {
+    fn seen_from_host(&self, service: &str, output: &str, value: &str) -> String {
         if output == "host" && self.published.keys().any(|(name, _)| name == value) {
             return "127.0.0.1".into();
         }
@@ -176,11 +176,11 @@ mod tests {
     #[test]
     fn container_addresses_become_published_ports() {
         let a = addresses();
-        assert_eq!(a.from_host("db", "url", "postgres://app:pw@db:5432/app"), "postgres://app:pw@127.0.0.1:40001/app");
-        assert_eq!(a.from_host("db", "host", "db"), "127.0.0.1");
-        assert_eq!(a.from_host("db", "port", "5432"), "40001");
-        assert_eq!(a.from_host("cache", "port", "5432"), "5432", "another service's port");
-        assert_eq!(a.from_host("db", "url", "postgres://db:54321/x"), "postgres://db:54321/x", "another port is another address");
+        assert_eq!(a.seen_from_host("db", "url", "postgres://app:pw@db:5432/app"), "postgres://app:pw@127.0.0.1:40001/app");
+        assert_eq!(a.seen_from_host("db", "host", "db"), "127.0.0.1");
+        assert_eq!(a.seen_from_host("db", "port", "5432"), "40001");
+        assert_eq!(a.seen_from_host("cache", "port", "5432"), "5432", "another service's port");
+        assert_eq!(a.seen_from_host("db", "url", "postgres://db:54321/x"), "postgres://db:54321/x", "another port is another address");
         assert_eq!(a.unpublished("redis://cache:6379/0").as_deref(), Some("cache:6379"));
         assert_eq!(a.unpublished("postgres://app:pw@127.0.0.1:40001/app"), None);
         assert_eq!(var_name("T_", "my-db", "url"), "T_MY_DB_URL");
