@@ -45,15 +45,7 @@ pub async fn env(args: EnvArgs) -> miette::Result<ExitCode> {
 
 pub async fn port(args: PortArgs) -> miette::Result<ExitCode> {
     let (project, _, containers) = project_containers(&args.project).await?;
-    let mut candidates: Vec<&Actual> = containers
-        .iter()
-        .filter(|c| c.label("service") == Some(args.service.as_str()) && c.label("role") == Some("container"))
-        .filter(|c| args.container.as_deref().is_none_or(|name| c.label("container") == Some(name)))
-        .collect();
-    candidates.sort_by_key(|c| (c.label("container") != Some("server"), c.name.clone()));
-    let Some(target) = candidates.first() else {
-        return Err(miette::miette!(help = "`provision ps` lists them", "service `{}` of project {project} has no such container", args.service));
-    };
+    let target = super::service_container(&project, &containers, &args.service, args.container.as_deref())?;
     let published = target.published.iter().find(|(container, _)| args.port.is_none_or(|p| p == *container));
     match published {
         Some((_, host)) => {

@@ -75,16 +75,7 @@ pub async fn logs(args: LogsArgs) -> miette::Result<ExitCode> {
 
 pub async fn exec(args: ExecArgs) -> miette::Result<ExitCode> {
     let (project, engine, containers) = project_containers(&args.project).await?;
-    let mut candidates: Vec<_> = containers
-        .into_iter()
-        .filter(|c| c.label("service") == Some(args.service.as_str()) && c.label("role") == Some("container"))
-        .filter(|c| args.container.as_deref().is_none_or(|name| c.label("container") == Some(name)))
-        .collect();
-    // The main container (plugins call it `server`) unless one is named.
-    candidates.sort_by_key(|c| (c.label("container") != Some("server"), c.name.clone()));
-    let Some(target) = candidates.first() else {
-        return Err(miette::miette!(help = "`provision ps` lists them", "service `{}` of project {project} has no such container", args.service));
-    };
+    let target = super::service_container(&project, &containers, &args.service, args.container.as_deref())?;
     let command = ExecCommand { command: &args.command, ..ExecCommand::default() };
     let mut print = |stream: OutputStream, chunk: &[u8]| {
         let _ = match stream {

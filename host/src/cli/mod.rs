@@ -153,3 +153,18 @@ async fn project_containers(args: &ProjectArgs) -> miette::Result<(String, Box<d
     let containers = engine.containers(&project).await?;
     Ok((project, engine, containers))
 }
+
+/// The container of `service` that `exec` and `port` mean: the one named,
+/// else the main one (plugins call it `server`), else the first by name.
+fn service_container<'a>(project: &str, containers: &'a [Actual], service: &str, named: Option<&str>) -> miette::Result<&'a Actual> {
+    let mut candidates: Vec<&Actual> = containers
+        .iter()
+        .filter(|c| c.label("service") == Some(service) && c.label("role") == Some("container"))
+        .filter(|c| named.is_none_or(|name| c.label("container") == Some(name)))
+        .collect();
+    candidates.sort_by_key(|c| (c.label("container") != Some("server"), c.name.clone()));
+    candidates
+        .first()
+        .copied()
+        .ok_or_else(|| miette::miette!(help = "`provision ps` lists them", "service `{service}` of project {project} has no such container"))
+}
