@@ -23,11 +23,7 @@ use crate::{
     desired::{self as d, DesiredState, PluginRef, ServiceState},
     runtime::{CallContext, LogLevel, Plugin, Runtime},
     secrets::Secrets,
-    stack::{
-        Stack, StackError,
-        interpolate::{fill_outputs, output_references},
-        options::ServiceOptions,
-    },
+    stack::{Stack, StackError, interpolate::fill_outputs},
 };
 
 pub struct Options {
@@ -99,7 +95,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
 
     let mut configs = HashMap::new();
     for service in &stack.services {
-        configs.insert(service.name.as_str(), split_config(stack, service, &plugins[&service.plugin])?);
+        configs.insert(service.name.as_str(), options::split(stack, service, &plugins[&service.plugin])?);
     }
     // `collected`: services some collector uses, asked to plan their metrics.
     let (dependencies, collected) = wire::wire(stack, &plugins, &configs)?;
@@ -165,7 +161,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         let fill = |text: &str, key: &str| {
             fill_outputs(text, &output).map_err(|e| stack.error_at(&format!("services.{name}.{key}"), e, "referenced here", None))
         };
-        let config = map_strings(config.clone(), "", &fill)?;
+        let config = options::map_strings(config.clone(), "", &fill)?;
         let mut service_options = service_options.clone();
         for (key, value) in service_options.env.iter_mut() {
             *value = fill(value, &format!("env.{key}"))?;
@@ -211,13 +207,13 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
             }
         }
         let mut named = Vec::new();
-        strings(&config, &mut named);
+        options::strings(&config, &mut named);
         let grants = policy::Grants { allow: &service.allow, named: &named, project_dir: &stack.dir };
         policy::check(&plan, info, &grants).map_err(|refusal| {
             let help = refusal.permission.map(|p| format!("if you trust this plugin with it, add `allow = [\"{p}\"]` to [services.{name}]"));
             // At the key where the user wrote the path it names, if they did
             // (`init = ["db/missing.sql"]`).
-            let at = key_naming(&config, "", &|s| refusal.message.contains(&format!("{s:?}"))).map_or(String::new(), |k| format!(".{k}"));
+            let at = options::key_naming(&config, "", &|s| refusal.message.contains(&format!("{s:?}"))).map_or(String::new(), |k| format!(".{k}"));
             stack.error_at(&format!("services.{name}{at}"), format!("{who} is refused: {}", refusal.message), "planned here", help)
         })?;
         options::apply(&mut plan, &service_options, &stack.networks).map_err(|(key, message)| {
@@ -256,78 +252,6 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
     Ok(Planned { state, locked_plugins, timings, logs })
 }
 
-/// A service's config as the user wrote it → (host-level options, the
-/// plugin's config). A key a built-in plugin's schema declares stays the
-/// plugin's (postgres's `user`); a third-party plugin cannot take a key from
-/// the host this way (`read_only = true` must not reach a plugin that
-/// ignores it).
-fn split_config(stack: &Stack, service: &crate::stack::Service, loaded: &Loaded) -> Result<(ServiceOptions, serde_json::Value), StackError> {
-    let name = &service.name;
-    let builtin = matches!(loaded.resolved.source, provision_registry::Source::Builtin);
-    let properties = loaded.plugin.info.config_schema.get("properties").filter(|_| builtin);
-    let declared = |key: &str| properties.and_then(|p| p.get(key)).is_some();
-    let mut config = service.config.clone();
-    let options = ServiceOptions::take(&mut config, &declared).map_err(|e| {
-        let key = e.key.split('.').next().unwrap_or_default().to_string();
-        stack.error_at(&format!("services.{name}.{}", e.key), format!("invalid `{key}` of service `{name}`: {}", e.message), "here", None)
-    })?;
-    for (i, network) in options.networks.iter().enumerate() {
-        if network != "default" && !stack.networks.contains_key(network) {
-            let declared: Vec<&str> = stack.networks.keys().map(String::as_str).collect();
-            return Err(stack.error_at(
-                &format!("services.{name}.networks.{i}"),
-                format!("service `{name}` joins network `{network}`, which the stack does not declare"),
-                "undeclared network",
-                Some(format!(
-                    "declare it at the top level: [networks.{network}] (with `internal = true` to cut it off from outside){}",
-                    if declared.is_empty() { String::new() } else { format!("; declared: {}", declared.join(", ")) }
-                )),
-            ));
-        }
-    }
-    for (i, mount) in options.mounts.iter().enumerate() {
-        let d::MountSource::Bind(path) = &mount.source else { continue };
-        let key = format!("services.{name}.volumes.{i}");
-        let host =
-            host_path::resolve(&stack.dir, path).map_err(|e| stack.error_at(&key, format!("bind mount of service `{name}`: {e}"), "here", None))?;
-        if !host.inside && !service.allow.iter().any(|a| a == "bind-outside-project") {
-            return Err(stack.error_at(
-                &key,
-                format!("service `{name}` binds {}, outside the project folder", host.real.display()),
-                "outside the project",
-                Some(format!("if you mean it, add `allow = [\"bind-outside-project\"]` to [services.{name}]")),
-            ));
-        }
-    }
-    Ok((options, config))
-}
-
-/// Every string of a config, through `f` (with its dotted key).
-fn map_strings(value: serde_json::Value, key: &str, f: &dyn Fn(&str, &str) -> Result<String, StackError>) -> Result<serde_json::Value, StackError> {
-    use serde_json::Value;
-    let join = |k: &str| if key.is_empty() { k.to_string() } else { format!("{key}.{k}") };
-    Ok(match value {
-        Value::String(s) if s.contains("${") => Value::String(f(&s, key)?),
-        Value::Array(items) => {
-            Value::Array(items.into_iter().enumerate().map(|(i, v)| map_strings(v, &join(&i.to_string()), f)).collect::<Result<_, _>>()?)
-        }
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| Ok((k.clone(), map_strings(v, &join(&k), f)?))).collect::<Result<_, _>>()?),
-        other => other,
-    })
-}
-
-/// The dotted key of the first string in a config that `wanted` accepts.
-fn key_naming(value: &serde_json::Value, key: &str, wanted: &dyn Fn(&str) -> bool) -> Option<String> {
-    use serde_json::Value;
-    let join = |k: &str| if key.is_empty() { k.to_string() } else { format!("{key}.{k}") };
-    match value {
-        Value::String(s) if !s.is_empty() && wanted(s) => Some(key.to_string()),
-        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| key_naming(v, &join(&i.to_string()), wanted)),
-        Value::Object(map) => map.iter().find_map(|(k, v)| key_naming(v, &join(k), wanted)),
-        _ => None,
-    }
-}
-
 /// `after = { x = "completed" }` needs `x` to have one-shot tasks.
 fn check_completed(stack: &Stack, planned: &BTreeMap<&str, ServiceState>) -> Result<(), StackError> {
     for state in planned.values() {
@@ -343,28 +267,6 @@ fn check_completed(stack: &Stack, planned: &BTreeMap<&str, ServiceState>) -> Res
         }
     }
     Ok(())
-}
-
-/// The services a config's strings reference as `${service.output}`.
-pub(super) fn referenced_services<'a>(options: &'a ServiceOptions, config: &'a serde_json::Value) -> Vec<&'a str> {
-    let mut texts = Vec::new();
-    strings(config, &mut texts);
-    texts.extend(options.env.values().map(String::as_str));
-    texts.extend(options.hooks.iter().flat_map(|h| h.command.iter().map(String::as_str)));
-    let mut services: Vec<&str> = texts.into_iter().flat_map(output_references).map(|(service, _)| service).collect();
-    services.sort_unstable();
-    services.dedup();
-    services
-}
-
-/// Every string in a config (paths the user named there, references).
-fn strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
-    match value {
-        serde_json::Value::String(s) => out.push(s),
-        serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
-        _ => {}
-    }
 }
 
 fn load(stack: &Stack, runtime: &Runtime, requirement: &Requirement, resolved: &Resolved) -> Result<Plugin, StackError> {

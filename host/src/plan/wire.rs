@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Loaded, referenced_services};
+use super::{Loaded, options::referenced_services};
 use crate::{
     desired::{self as d, Dependency, WaitFor},
     stack::{Stack, StackError, Uses, options::ServiceOptions},
