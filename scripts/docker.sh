@@ -5,6 +5,7 @@
 
 ensure_docker() {
     if docker info >/dev/null 2>&1; then
+        remove_orphan_bridges
         return
     fi
     if ! command -v dockerd >/dev/null 2>&1; then
@@ -24,11 +25,26 @@ ensure_docker() {
         fi
         nohup dockerd >/var/log/provision-dockerd.log 2>&1 &
         for _ in $(seq 1 60); do
-            docker info >/dev/null 2>&1 && return
+            docker info >/dev/null 2>&1 && { remove_orphan_bridges; return; }
             sleep 0.5
         done
         echo "dockerd did not answer within 30 s; see /var/log/provision-dockerd.log" >&2
         tail -20 /var/log/provision-dockerd.log >&2 || true
         exit 1
     fi
+}
+
+# Bridges named like a Docker network (br-ID) that this engine does not
+# have: left by an engine that died or ran with another state folder. One
+# holding the subnet of docker0 steals its routes, and containers lose the
+# network (image builds then cannot reach a package mirror). Best effort.
+remove_orphan_bridges() {
+    command -v ip >/dev/null 2>&1 || return 0
+    local bridge
+    for bridge in $(ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | grep '^br-' || true); do
+        if [ -z "$(docker network ls -q --no-trunc --filter "id=${bridge#br-}" 2>/dev/null)" ]; then
+            echo "==> removing bridge $bridge, which no network of this engine owns" >&2
+            ip link delete "$bridge" 2>/dev/null || true
+        fi
+    done
 }
