@@ -159,3 +159,35 @@ fn three_replicas_behind_nginx_scale_to_five_and_back_hardened_and_backed_up() {
     docker(&["exec", db, "psql", "-U", "app", "-d", "restored", "-q", "-f", "/backups/app.sql"]);
     assert_eq!(psql(db, "restored", "SELECT string_agg(name, ',' ORDER BY id) FROM customers"), "Ada,Grace,Edsger", "the dump restores");
 }
+
+#[test]
+fn two_ci_jobs_of_one_stack_run_at_once_without_sharing_a_port() {
+    // layered's api publishes 8000 in dev; in ci every published port is a
+    // free one, so two jobs of the same checkout on one engine both pass.
+    let stack = Stack::from_example("layered", "e2e-jobs", |text| text);
+    struct Down<'a>(&'a Stack, &'static str);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.provision(&["down", "-v", "-p", self.1]);
+        }
+    }
+    let jobs = ["e2e-job-a", "e2e-job-b"];
+    let _down = jobs.map(|job| Down(&stack, job));
+    let runs = std::thread::scope(|s| jobs.map(|job| s.spawn(|| stack.provision(&["up", "--profile", "ci", "-p", job]))).map(|h| h.join().unwrap()));
+    for run in runs {
+        run.ok();
+    }
+    let urls = jobs.map(|job| {
+        let env = stack.provision(&["env", "--profile", "ci", "-p", job, "--format", "json", "api"]).ok().json();
+        env["API_URL"].as_str().unwrap().to_string()
+    });
+    assert_ne!(urls[0], urls[1]);
+    for url in &urls {
+        let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+        let (status, _, body) = http(port, "GET", "/env");
+        assert_eq!(status, 200, "{body}");
+    }
+    let label = |job: &str| format!("label=dev.provision.project={job}");
+    let networks = jobs.map(|job| docker(&["network", "ls", "-q", "--filter", &label(job)]));
+    assert!(!networks[0].trim().is_empty() && networks[0] != networks[1], "each job has its own network");
+}

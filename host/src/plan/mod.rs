@@ -216,7 +216,8 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
             let at = options::key_naming(&config, "", &|s| refusal.message.contains(&format!("{s:?}"))).map_or(String::new(), |k| format!(".{k}"));
             stack.error_at(&format!("services.{name}{at}"), format!("{who} is refused: {}", refusal.message), "planned here", help)
         })?;
-        options::apply(&mut plan, &service_options, &stack.networks).map_err(|(key, message)| {
+        let ephemeral_ports = matches!(options.profile.as_str(), "test" | "ci");
+        options::apply(&mut plan, &service_options, &stack.networks, ephemeral_ports).map_err(|(key, message)| {
             stack.error_at(&format!("services.{name}.{key}"), format!("`{key}` of service `{name}`: {message}"), "here", None)
         })?;
         for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {

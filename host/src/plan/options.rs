@@ -122,7 +122,15 @@ pub(super) fn strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) 
 /// An option that cannot apply to this plan: (key, message).
 pub type Misfit = (String, String);
 
-pub fn apply(plan: &mut ServicePlan, options: &ServiceOptions, declared: &BTreeMap<String, NetworkDecl>) -> Result<(), Misfit> {
+/// `ephemeral_ports` (the test and ci profiles): every published port is a
+/// free one the engine picks, unless `publish` names it, so parallel jobs of
+/// one stack never collide (`provision env` and `port` say which it got).
+pub fn apply(
+    plan: &mut ServicePlan,
+    options: &ServiceOptions,
+    declared: &BTreeMap<String, NetworkDecl>,
+    ephemeral_ports: bool,
+) -> Result<(), Misfit> {
     let needs_main = [("replicas", options.replicas > 1), ("restart", options.restart.is_some()), ("hooks", !options.hooks.is_empty())];
     if plan.containers.is_empty()
         && let Some((key, _)) = needs_main.iter().find(|(_, set)| *set)
@@ -136,6 +144,10 @@ pub fn apply(plan: &mut ServicePlan, options: &ServiceOptions, declared: &BTreeM
             if !c.networks.contains(network) {
                 c.networks.push(network.clone());
             }
+        }
+        if ephemeral_ports {
+            let named = |port: u16| matches!(&options.publish, Some(Publish::Ports(ports)) if ports.contains_key(&port));
+            c.ports.iter_mut().filter(|p| p.host.is_some() && !named(p.container)).for_each(|p| p.host = Some(0));
         }
         match &options.publish {
             None | Some(Publish::All(true)) => {}
@@ -254,7 +266,7 @@ mod tests {
             ..ServiceOptions::default()
         };
         let declared = BTreeMap::from([("backend".to_string(), NetworkDecl { internal: true })]);
-        apply(&mut p, &options, &declared).unwrap();
+        apply(&mut p, &options, &declared, false).unwrap();
         let names: Vec<&str> = p.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["server", "server-2", "server-3", "exporter"]);
         let (main, copy, exporter) = (&p.containers[0], &p.containers[1], &p.containers[3]);
@@ -272,11 +284,15 @@ mod tests {
     #[test]
     fn publish_false_unpublishes_and_tasks_only_services_have_no_replicas() {
         let mut p = plan();
-        apply(&mut p, &ServiceOptions { replicas: 1, publish: Some(Publish::All(false)), ..ServiceOptions::default() }, &BTreeMap::new()).unwrap();
+        apply(&mut p, &ServiceOptions { replicas: 1, publish: Some(Publish::All(false)), ..ServiceOptions::default() }, &BTreeMap::new(), false)
+            .unwrap();
         assert_eq!(p.containers[0].ports[0].host, None);
+        let mut p = plan();
+        apply(&mut p, &ServiceOptions { replicas: 1, ..ServiceOptions::default() }, &BTreeMap::new(), true).unwrap();
+        assert_eq!(p.containers[0].ports[0].host, Some(0), "test and ci: a free port");
 
         let mut tasks_only = ServicePlan { tasks: plan().containers, ..ServicePlan::default() };
-        let err = apply(&mut tasks_only, &ServiceOptions { replicas: 2, ..ServiceOptions::default() }, &BTreeMap::new()).unwrap_err();
+        let err = apply(&mut tasks_only, &ServiceOptions { replicas: 2, ..ServiceOptions::default() }, &BTreeMap::new(), false).unwrap_err();
         assert_eq!(err.0, "replicas");
     }
 }
