@@ -164,7 +164,7 @@ pub fn apply(
     // A published port the plugin did not plan: on the main container.
     if let (Some(Publish::Ports(ports)), Some(main)) = (&options.publish, plan.containers.first_mut()) {
         for (&container, &host) in ports {
-            let planned = plan_ports(main).any(|p| p == container);
+            let planned = main.ports.iter().any(|p| p.container == container);
             if !planned && host.is_some() {
                 main.ports.push(crate::desired::Port { container, host, protocol: crate::desired::Protocol::Tcp });
             }
@@ -229,10 +229,6 @@ pub fn apply(
     }
     plan.containers.splice(1..1, copies);
     Ok(())
-}
-
-fn plan_ports(c: &Container) -> impl Iterator<Item = u16> + '_ {
-    c.ports.iter().map(|p| p.container)
 }
 
 #[cfg(test)]

@@ -210,14 +210,13 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, conf
 }
 
 /// The services a config value names, with their keys: a string, a list of
-/// strings, or a table whose values are strings or tables with `service`.
+/// strings, or a table whose values are strings (contract 0.2.0).
 fn named_in<'c>(value: Option<&'c serde_json::Value>, key: &str) -> Vec<(String, &'c str)> {
     use serde_json::Value;
-    let one = |v: &'c Value| v.as_str().or_else(|| v.get("service").and_then(Value::as_str));
     match value {
         Some(Value::String(s)) => vec![(key.to_string(), s.as_str())],
-        Some(Value::Array(items)) => items.iter().enumerate().filter_map(|(i, v)| Some((format!("{key}.{i}"), one(v)?))).collect(),
-        Some(Value::Object(map)) => map.iter().filter_map(|(k, v)| Some((format!("{key}.{k}"), one(v)?))).collect(),
+        Some(Value::Array(items)) => items.iter().enumerate().filter_map(|(i, v)| Some((format!("{key}.{i}"), v.as_str()?))).collect(),
+        Some(Value::Object(map)) => map.iter().filter_map(|(k, v)| Some((format!("{key}.{k}"), v.as_str()?))).collect(),
         _ => Vec::new(),
     }
 }

@@ -1,11 +1,28 @@
-//! The conversions every contract version shares: the plan a plugin
-//! returns, and the host functions it imports, are the same shape in each,
-//! though each version's `bindgen!` makes types of its own. A version module
-//! invokes `shared_conversions!()` after naming its bindings `t` and `host`,
-//! and writes by hand only what differs (requests, bindings, roles).
+//! What every contract version shares: linking, the two calls, the plan a
+//! plugin returns and the host functions it imports are the same shape in
+//! each, though each version's `bindgen!` makes types of its own. A version
+//! module invokes `shared_conversions!()` after naming its bindings `t` and
+//! `host`, and writes by hand only what differs (requests, bindings, roles).
 
 macro_rules! shared_conversions {
     () => {
+        pub fn add_to_linker(linker: &mut wasmtime::component::Linker<Sandbox>) -> wasmtime::Result<()> {
+            Plugin::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |s| s)
+        }
+
+        pub fn info(plugin: &Plugin, store: &mut wasmtime::Store<Sandbox>) -> wasmtime::Result<d::PluginInfo> {
+            plugin.provision_provider_provider().call_info(store)?.try_into()
+        }
+
+        pub fn plan(
+            plugin: &Plugin,
+            store: &mut wasmtime::Store<Sandbox>,
+            request: &d::ServiceRequest,
+        ) -> wasmtime::Result<Result<d::ServicePlan, d::PlanError>> {
+            let result = plugin.provision_provider_provider().call_plan(store, &request.into())?;
+            Ok(result.map(Into::into).map_err(Into::into))
+        }
+
         impl t::Host for Sandbox {}
 
         impl host::Host for Sandbox {

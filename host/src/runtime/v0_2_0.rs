@@ -4,7 +4,6 @@
 //! `wait-for.completed`. A released contract is frozen, and so is this module.
 
 use semver::Version;
-use wasmtime::{Store, component::HasSelf};
 
 use super::sandbox::{LogLevel, Sandbox};
 use crate::desired as d;
@@ -17,19 +16,6 @@ wasmtime::component::bindgen!({
 use provision::provider::{host, types as t};
 
 pub const VERSION: Version = Version::new(0, 2, 0);
-
-pub fn add_to_linker(linker: &mut wasmtime::component::Linker<Sandbox>) -> wasmtime::Result<()> {
-    Plugin::add_to_linker::<Sandbox, HasSelf<Sandbox>>(linker, |s| s)
-}
-
-pub fn info(plugin: &Plugin, store: &mut Store<Sandbox>) -> wasmtime::Result<d::PluginInfo> {
-    plugin.provision_provider_provider().call_info(store)?.try_into()
-}
-
-pub fn plan(plugin: &Plugin, store: &mut Store<Sandbox>, request: &d::ServiceRequest) -> wasmtime::Result<Result<d::ServicePlan, d::PlanError>> {
-    let result = plugin.provision_provider_provider().call_plan(store, &request.into())?;
-    Ok(result.map(Into::into).map_err(Into::into))
-}
 
 // Host → plugin.
 
