@@ -30,13 +30,19 @@ pub fn resolve(project_dir: &Path, written: &str) -> Result<HostPath, String> {
         _ => project_dir.join(written),
     };
     let real = joined.canonicalize().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("{written:?} does not exist ({}); create it first", joined.display()),
-        _ => format!("{written:?} ({}): {e}", joined.display()),
+        std::io::ErrorKind::NotFound => format!("{written:?} does not exist ({}); create it first", shown(&joined).display()),
+        _ => format!("{written:?} ({}): {e}", shown(&joined).display()),
     })?;
     if let Some(hidden) = HIDDEN.iter().find(|h| real.starts_with(project.join(h))) {
         return Err(format!("{written:?} is inside the project's {hidden} folder, which no container may see"));
     }
     Ok(HostPath { inside: real.starts_with(&project), real })
+}
+
+/// `path` as the user would type it from here: relative to the current
+/// folder when below it, like the stack.toml path in a report.
+fn shown(path: &Path) -> &Path {
+    std::env::current_dir().ok().and_then(|here| path.strip_prefix(here).ok()).unwrap_or(path)
 }
 
 /// The hidden folders that a bind of `real` would expose, as paths below
