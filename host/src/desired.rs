@@ -19,6 +19,11 @@ pub struct DesiredState {
     /// Image references the plugins asked for → what runs instead ([images]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub substitutes: BTreeMap<String, String>,
+    /// What built images are tagged under (`provision-build/SCOPE:HASH`):
+    /// the project, or for `run` the stack, so that each fresh project of
+    /// a stack reuses the build before it (the tag's hash is of its inputs).
+    #[serde(skip)]
+    pub build_scope: String,
 }
 
 /// Which plugin, exactly, planned something.

@@ -14,7 +14,8 @@
 //!
 //! `cli` holds one small module per command, each calling into this path;
 //! `author` is the plugin author's kit; `secrets` derives per-project secrets;
-//! `journal` records how far each container's lifecycle got.
+//! `journal` records how far each container's lifecycle got; `ephemeral`
+//! marks what `run` makes with its owner, for `gc`.
 //! To follow `provision up`: cli/up.rs → cli/mod.rs (`prepare`) → plan/mod.rs
 //! → apply/mod.rs → apply/schedule.rs → apply/lifecycle.rs and
 //! apply/readiness.rs → engine/docker.rs.
@@ -24,6 +25,7 @@ pub mod author;
 pub mod cli;
 pub mod desired;
 pub mod engine;
+pub mod ephemeral;
 pub mod journal;
 pub mod plan;
 pub mod reconcile;

@@ -86,7 +86,9 @@ pub const INTERRUPTED: &str = "(its last lifecycle did not finish)";
 /// lifecycle finished (files placed, started, ready, hooks run; a task
 /// exited 0 after being started).
 pub fn diff(state: &DesiredState, actual: &[Actual], journal: &Journal) -> Diff {
-    let by_name: HashMap<(&str, &str), &Actual> = actual.iter().filter_map(|a| Some(((a.label("service")?, a.label("container")?), a))).collect();
+    // A one-off (`provision run SERVICE`) is no part of the plan: never an orphan.
+    let actual: Vec<&Actual> = actual.iter().filter(|a| a.label("role") != Some("run")).collect();
+    let by_name: HashMap<(&str, &str), &Actual> = actual.iter().filter_map(|&a| Some(((a.label("service")?, a.label("container")?), a))).collect();
     let mut steps = Vec::new();
     let mut matched = HashSet::new();
     for service in &state.services {
@@ -107,7 +109,7 @@ pub fn diff(state: &DesiredState, actual: &[Actual], journal: &Journal) -> Diff 
             steps.push(Step { service: service.name.clone(), container: container.name.clone(), task, change, actual: found.cloned() });
         }
     }
-    let orphans: Vec<&Actual> = actual.iter().filter(|a| !matched.contains(a.id.as_str())).collect();
+    let orphans: Vec<&Actual> = actual.into_iter().filter(|a| !matched.contains(a.id.as_str())).collect();
     Diff { steps, orphans: orphans.iter().map(|a| a.name.clone()).collect(), orphan_ids: orphans.iter().map(|a| a.id.clone()).collect() }
 }
 

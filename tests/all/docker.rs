@@ -10,7 +10,7 @@ use std::{
 
 use crate::support::{Stack, docker};
 
-const DB: &str = r#"
+pub(crate) const DB: &str = r#"
 [services.db]
 plugin = "postgres"
 database = "shop"
@@ -20,7 +20,7 @@ extensions = ["uuid-ossp", "pgcrypto", "pg_stat_statements", "unaccent", "pg_trg
 tuning = { shared_buffers = "256MB", effective_cache_size = "1GB", max_connections = 150 }
 "#;
 
-const CACHE: &str = r#"
+pub(crate) const CACHE: &str = r#"
 [services.cache]
 plugin = "redis"
 port = 0

@@ -219,6 +219,7 @@ fn stack() -> DesiredState {
             service("app", app, &[("db", WaitFor::Ready), ("cache", WaitFor::Started)]),
         ],
         substitutes: Default::default(),
+        build_scope: "mem".into(),
     }
 }
 

@@ -10,6 +10,7 @@ mod fuzz;
 mod plan;
 mod rails;
 mod registry;
+mod run;
 mod sandbox;
 mod security;
 mod stacks;

@@ -53,7 +53,7 @@ pub fn shared_cache() -> PathBuf {
 
 pub fn provision_cmd(cache: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_provision"));
-    cmd.env("PROVISION_CACHE_DIR", cache).env("NO_COLOR", "1").env_remove("PROVISION_PROFILE");
+    cmd.env("PROVISION_CACHE_DIR", cache).env("NO_COLOR", "1").env_remove("PROVISION_PROFILE").env_remove("PROVISION_PROJECT");
     cmd
 }
 

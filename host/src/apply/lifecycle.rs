@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 
 use super::{Failure, events::Phase, schedule::ServiceRun};
 use crate::{
-    desired::{Container, Image, Mount, MountSource, ServiceState},
+    desired::{Container, DesiredState, Image, Mount, MountSource, ServiceState},
     engine::{ContainerSpec, Engine, EngineError, Labels, MountSpec},
     journal::Stage,
     plan::host_path,
@@ -105,60 +105,102 @@ impl ServiceRun<'_> {
     }
 
     fn spec(&self, service: &ServiceState, c: &Container, task: bool) -> Result<ContainerSpec, String> {
-        let names = self.names;
-        let plugin = self.state.plugins.iter().find(|p| p.name == service.plugin);
-        let mut labels: Labels = c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        for (key, value) in [
-            ("project", self.state.project.clone()),
-            ("project-dir", self.options.project_dir.display().to_string()),
-            ("service", service.name.clone()),
-            ("container", c.name.clone()),
-            ("role", if task { "task" } else { "container" }.to_string()),
-            // A hash only: the spec itself (env, files: secrets) is in the journal.
-            ("spec-hash", c.spec_hash()),
-            ("plugin", plugin.map(|p| format!("{}@{}+sha256:{}", p.name, p.version, &p.sha256[..12])).unwrap_or_default()),
-        ] {
-            labels.insert(label(key), value);
-        }
-        let first = service.plan.containers.first().is_some_and(|f| f.name == c.name);
-        let mut aliases = vec![format!("{}-{}", service.name, c.name)];
-        if (first || c.replica.is_some()) && !task {
-            aliases.push(service.name.clone());
-        }
-        let networks = if c.networks.is_empty() {
-            vec![(names.network("default"), aliases)]
-        } else {
-            c.networks.iter().map(|n| (names.network(n), aliases.clone())).collect()
-        };
-        let mut mounts = Vec::new();
-        for m in &c.mounts {
-            mounts.extend(mount_specs(m, names, &service.name, &self.options.project_dir)?);
-        }
-        Ok(ContainerSpec {
-            name: names.container(&service.name, &c.name),
-            image: match &c.image {
-                Image::Pull(reference) => reference.clone(),
-                Image::Build(spec) => spec.tag(&self.state.project),
-            },
-            command: c.command.clone(),
-            entrypoint: c.entrypoint.clone(),
-            env: c.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            working_dir: c.working_dir.clone(),
-            user: c.user.clone(),
-            ports: c.ports.clone(),
-            mounts,
-            health: c.health.clone(),
-            read_only: c.read_only,
-            init: c.init,
-            no_new_privileges: c.no_new_privileges,
-            resources: c.resources.clone(),
-            restart: c.restart,
-            privileges: c.privileges.clone(),
-            labels,
-            networks,
-            stop_timeout: i64::from(STOP_TIMEOUT_SECS),
-        })
+        let role = if task { Role::Task } else { Role::Container };
+        container_spec(self.state, &self.options.project_dir, &self.options.labels, service, c, role)
     }
+}
+
+/// What a container is to its service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Runs as long as the project does; answers to the service's name.
+    Container,
+    /// Runs once, to exit 0, before the service's containers start.
+    Task,
+    /// A one-off command in the service's image (`provision run SERVICE`):
+    /// answers to no name, and `up` leaves it alone.
+    Run,
+}
+
+impl Role {
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Container => "container",
+            Role::Task => "task",
+            Role::Run => "run",
+        }
+    }
+}
+
+/// A planned container in engine terms: its engine name, the labels that
+/// mark it as the project's (plus `extra`), its networks and DNS names, and
+/// its mounts resolved on the host.
+pub fn container_spec(
+    state: &DesiredState,
+    project_dir: &Path,
+    extra: &Labels,
+    service: &ServiceState,
+    c: &Container,
+    role: Role,
+) -> Result<ContainerSpec, String> {
+    let names = &Names { project: &state.project };
+    let plugin = state.plugins.iter().find(|p| p.name == service.plugin);
+    let mut labels: Labels = c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).chain(extra.clone()).collect();
+    for (key, value) in [
+        ("project", state.project.clone()),
+        ("project-dir", project_dir.display().to_string()),
+        ("service", service.name.clone()),
+        ("container", c.name.clone()),
+        ("role", role.label().to_string()),
+        // A hash only: the spec itself (env, files: secrets) is in the journal.
+        ("spec-hash", c.spec_hash()),
+        ("plugin", plugin.map(|p| format!("{}@{}+sha256:{}", p.name, p.version, &p.sha256[..12])).unwrap_or_default()),
+    ] {
+        labels.insert(label(key), value);
+    }
+    let first = service.plan.containers.first().is_some_and(|f| f.name == c.name);
+    let mut aliases = vec![format!("{}-{}", service.name, c.name)];
+    if (first || c.replica.is_some()) && role == Role::Container {
+        aliases.push(service.name.clone());
+    }
+    if role == Role::Run {
+        aliases.clear();
+    }
+    let networks = if c.networks.is_empty() {
+        vec![(names.network("default"), aliases)]
+    } else {
+        c.networks.iter().map(|n| (names.network(n), aliases.clone())).collect()
+    };
+    let mut mounts = Vec::new();
+    for m in &c.mounts {
+        mounts.extend(mount_specs(m, names, &service.name, project_dir)?);
+    }
+    Ok(ContainerSpec {
+        name: names.container(&service.name, &c.name),
+        image: match &c.image {
+            Image::Pull(reference) => reference.clone(),
+            Image::Build(spec) => spec.tag(&state.build_scope),
+        },
+        command: c.command.clone(),
+        entrypoint: c.entrypoint.clone(),
+        env: c.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        working_dir: c.working_dir.clone(),
+        user: c.user.clone(),
+        ports: c.ports.clone(),
+        mounts,
+        health: c.health.clone(),
+        read_only: c.read_only,
+        init: c.init,
+        no_new_privileges: c.no_new_privileges,
+        resources: c.resources.clone(),
+        restart: c.restart,
+        privileges: c.privileges.clone(),
+        labels,
+        networks,
+        stop_timeout: i64::from(STOP_TIMEOUT_SECS),
+        stdin: false,
+        tty: false,
+    })
 }
 
 /// A mount of `service`'s container in engine terms. A bind is resolved

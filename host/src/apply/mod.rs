@@ -32,7 +32,7 @@ use crate::{
 };
 
 pub use events::{Event, Events, Phase};
-pub use lifecycle::{Removed, down};
+pub use lifecycle::{Removed, Role, container_spec, down};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ApplyError {
@@ -110,11 +110,14 @@ pub struct UpOptions {
     /// Set on Ctrl-C: no new step starts; the one in progress finishes, so
     /// nothing is left half-made on the engine that the journal does not know.
     pub interrupted: AtomicBool,
+    /// Put on every container, network and volume made (`run` marks its
+    /// project as ephemeral, with its owner).
+    pub labels: Labels,
 }
 
 impl UpOptions {
     pub fn new(project_dir: PathBuf, timeout: Duration, locked_images: Option<Vec<LockedImage>>, journal: Journal) -> Self {
-        UpOptions { project_dir, timeout, locked_images, journal, interrupted: AtomicBool::new(false) }
+        UpOptions { project_dir, timeout, locked_images, journal, interrupted: AtomicBool::new(false), labels: Labels::new() }
     }
 
     pub(super) fn is_interrupted(&self) -> bool {
@@ -186,7 +189,11 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     for id in &diff.orphan_ids {
         engine.remove(id).await?;
     }
-    let project_labels = || Labels::from([(label("project"), state.project.clone()), (label("project-dir"), ours.clone())]);
+    let project_labels = || {
+        let mut labels = options.labels.clone();
+        labels.extend([(label("project"), state.project.clone()), (label("project-dir"), ours.clone())]);
+        labels
+    };
     // A network or volume of this name that another project or checkout
     // made is never used: it would share its data or its network.
     let not_ours = |kind: &'static str, name: String, existing: Option<Existing>| -> Result<Option<Existing>, ApplyError> {
@@ -282,7 +289,7 @@ async fn build(
     events: &dyn Events,
     started: Instant,
 ) -> Result<(), ApplyError> {
-    let tag = spec.tag(&state.project);
+    let tag = spec.tag(&state.build_scope);
     if engine.image_digest(&tag).await?.is_some() {
         return Ok(());
     }

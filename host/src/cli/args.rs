@@ -66,6 +66,36 @@ pub enum Command {
     Env(EnvArgs),
     /// Print where a service's port is published: `127.0.0.1:PORT`.
     Port(PortArgs),
+    /// Run a command against a fresh environment, then remove it:
+    /// `provision run -- cargo test`. Brings the stack up as a new project,
+    /// waits until it is ready, runs the command here with every output in
+    /// its environment (as `provision env` prints them), and removes all
+    /// of it, volumes too, whatever happens (unless --keep). Exit code: the
+    /// command's; 125 when the environment itself failed.
+    ///
+    /// With a service, `provision run web -- bin/rails db:seed` runs a
+    /// one-off container of a project that is up (its image, env, mounts
+    /// and networks), removed when the command ends.
+    #[command(after_help = "Exit codes:
+          N    the command's own exit code (128+S when signal S ended it)
+          125  the environment failed: the stack is invalid, the engine did not answer, or a service did not become ready
+               (its log tail is printed); everything made was removed
+          126  the command could not be run (not executable)
+          127  the command was not found
+          130  interrupted (Ctrl-C, SIGINT), 143: terminated (SIGTERM); everything made was removed
+
+        Project name: -p NAME, else STACK-ci<JOB ID>-XXXX when a CI job id is set (GITHUB_RUN_ID, CI_JOB_ID,         BUILDKITE_JOB_ID, CIRCLE_WORKFLOW_JOB_ID, BUILD_NUMBER), else STACK-run-XXXXXX.
+
+        Examples:
+          provision run -- cargo test
+          provision run --profile ci --locked --json -- pytest -x
+          provision run --env-prefix TEST_ -- ./integration.sh   TEST_DB_URL, TEST_CACHE_URL…
+          provision run web -- bin/rails db:seed                 a one-off in the project `up` made")]
+    Run(RunArgs),
+    /// Remove what interrupted runs left: every project `provision run`
+    /// made whose process is gone (killed, or its machine rebooted), and
+    /// with --older-than any older run's. Never touches a project `up` made.
+    Gc(GcArgs),
     /// Print provision's version and the plugin contract versions it loads.
     Version,
 }
@@ -76,8 +106,8 @@ pub struct ProjectArgs {
     #[arg(short = 'f', long = "file", default_value = "stack.toml", value_name = "FILE", global = true)]
     pub file: PathBuf,
     /// Project name: identifies this environment on the engine. Default: the
-    /// stack's name.
-    #[arg(short = 'p', long = "project", value_name = "NAME", global = true, value_parser = project_name)]
+    /// stack's name (inside `provision run`, the run's project).
+    #[arg(short = 'p', long = "project", value_name = "NAME", global = true, value_parser = project_name, env = "PROVISION_PROJECT")]
     pub project: Option<String>,
     /// The container engine to run the stack on.
     #[arg(long, value_enum, default_value_t, env = "PROVISION_ENGINE", global = true)]
@@ -105,6 +135,10 @@ pub struct StackArgs {
     /// digests (checked before the engine is touched), then images. For CI.
     #[arg(long)]
     pub locked: bool,
+    /// Every published port a free one, as in the test and ci profiles
+    /// (set by `run`, whose environment is its own).
+    #[arg(skip)]
+    pub ephemeral_ports: bool,
 }
 
 #[derive(Args)]
@@ -226,6 +260,16 @@ pub struct ExecArgs {
     /// The container of the service (default: `server`, else the first by name).
     #[arg(short, long)]
     pub container: Option<String>,
+    #[command(flatten)]
+    pub terminal: TerminalArgs,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// How a command in a container meets this terminal (`exec`, `run SERVICE`).
+#[derive(Args)]
+pub struct TerminalArgs {
     /// Pass stdin to the command. Default: when stdin is not a terminal
     /// (`provision exec db -- psql < dump.sql`), or on a TTY.
     #[arg(short, long)]
@@ -237,9 +281,48 @@ pub struct ExecArgs {
     /// Never allocate a terminal (keeps stdout and stderr apart).
     #[arg(short = 'T', long)]
     pub no_tty: bool,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Run a one-off container of this service in the project `up` made,
+    /// instead of a fresh environment around a command here.
+    pub service: Option<String>,
+    /// Leave the environment running afterwards (it is then an ordinary
+    /// project: `provision down -v -p NAME` removes it, gc never does).
+    #[arg(long)]
+    pub keep: bool,
+    /// Give up when the stack is not ready after this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
+    /// One JSON event per line on stdout (as `up --json`), then `run` and
+    /// `exit` events; the command's own output goes to stdout as well.
+    #[arg(long)]
+    pub json: bool,
+    /// Put this before every variable name, e.g. `--env-prefix TEST_` → TEST_DB_URL.
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub env_prefix: String,
+    #[command(flatten)]
+    pub terminal: TerminalArgs,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct GcArgs {
+    /// The container engine to clean.
+    #[arg(long, value_enum, default_value_t, env = "PROVISION_ENGINE")]
+    pub engine: EngineKind,
+    /// Also remove runs' projects made longer ago than this (30m, 2h, 7d),
+    /// even when their process still runs or ran on another machine.
+    #[arg(long, value_name = "AGE", value_parser = crate::ephemeral::parse_age)]
+    pub older_than: Option<std::time::Duration>,
+    /// One JSON object per project removed.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

@@ -25,20 +25,7 @@ pub async fn env(args: EnvArgs) -> miette::Result<ExitCode> {
     if actual.is_empty() {
         return Err(miette::miette!(help = "bring it up first: provision up", "project {} has no containers", state.project));
     }
-    let addresses = Addresses::of(state, &actual);
-    let mut vars = Vec::new();
-    for service in state.services.iter().filter(|s| args.services.is_empty() || args.services.contains(&s.name)) {
-        for output in &service.plan.outputs {
-            let value = addresses.seen_from_host(&service.name, &output.name, &output.value);
-            if let Some(unpublished) = addresses.unpublished(&value) {
-                eprintln!(
-                    "note: {}.{} names {unpublished}, which is not published; publish it to reach it from here (publish = {{ PORT = 0 }})",
-                    service.name, output.name
-                );
-            }
-            vars.push((var_name(&args.env_prefix, &service.name, &output.name), value));
-        }
-    }
+    let vars = host_env(state, &actual, &args.env_prefix, &args.services);
     print!("{}", format(&vars, args.format));
     Ok(ExitCode::SUCCESS)
 }
@@ -59,6 +46,27 @@ pub async fn port(args: PortArgs) -> miette::Result<ExitCode> {
             args.port.map_or("no port".to_string(), |p| format!("no port {p}"))
         )),
     }
+}
+
+/// Every output of `services` (all when empty) as variables, `(NAME,
+/// value)`, with addresses as seen from this machine. Notes on stderr
+/// what cannot be reached from here.
+pub(super) fn host_env(state: &DesiredState, actual: &[Actual], prefix: &str, services: &[String]) -> Vec<(String, String)> {
+    let addresses = Addresses::of(state, actual);
+    let mut vars = Vec::new();
+    for service in state.services.iter().filter(|s| services.is_empty() || services.contains(&s.name)) {
+        for output in &service.plan.outputs {
+            let value = addresses.seen_from_host(&service.name, &output.name, &output.value);
+            if let Some(unpublished) = addresses.unpublished(&value) {
+                eprintln!(
+                    "note: {}.{} names {unpublished}, which is not published; publish it to reach it from here (publish = {{ PORT = 0 }})",
+                    service.name, output.name
+                );
+            }
+            vars.push((var_name(prefix, &service.name, &output.name), value));
+        }
+    }
+    vars
 }
 
 /// `DB_URL` from service `db`, output `url`: upper case, `-` as `_`.

@@ -8,7 +8,7 @@ use std::{
 use futures_util::StreamExt;
 
 use super::{
-    args::{ExecArgs, LogsArgs, PsArgs},
+    args::{ExecArgs, LogsArgs, PsArgs, TerminalArgs},
     project_containers,
 };
 use crate::{
@@ -77,25 +77,47 @@ pub async fn exec(args: ExecArgs) -> miette::Result<ExitCode> {
     let (project, engine, containers) = project_containers(&args.project).await?;
     let target = super::service_container(&project, &containers, &args.service, args.container.as_deref())?;
     let command = ExecCommand { command: &args.command, ..ExecCommand::default() };
-    let mut print = |stream: OutputStream, chunk: &[u8]| {
-        let _ = match stream {
-            OutputStream::Stdout => std::io::stdout().write_all(chunk).and_then(|()| std::io::stdout().flush()),
-            OutputStream::Stderr => std::io::stderr().write_all(chunk),
-        };
-    };
-    let (stdin_terminal, stdout_terminal) = (std::io::stdin().is_terminal(), std::io::stdout().is_terminal());
-    let tty = !args.no_tty && (args.tty || (stdin_terminal && stdout_terminal));
-    if !(args.interactive || tty || !stdin_terminal) {
+    let attach = Attach::choose(&args.terminal);
+    if !attach.stdin {
         let code = engine.exec_with(&target.id, command, &mut print).await?;
         return Ok(exit_code(code));
     }
-    let raw = if tty { terminal::Raw::enable() } else { None };
-    let size = tty.then(terminal::size).flatten();
-    let result = engine.exec_attached(&target.id, command, Box::new(tokio::io::stdin()), tty.then_some(size.unwrap_or((80, 24))), &mut print).await;
+    let raw = attach.tty.and_then(|_| terminal::Raw::enable());
+    let result = engine.exec_attached(&target.id, command, Box::new(tokio::io::stdin()), attach.tty, &mut print).await;
     drop(raw);
-    let code = result?;
-    // Reading stdin holds a thread that would keep the runtime from ending
-    // while the terminal has no more input: leave now.
+    leave(result?)
+}
+
+/// How a command in a container meets this terminal.
+pub(super) struct Attach {
+    /// Our stdin is passed to it.
+    pub stdin: bool,
+    /// It runs on a terminal of this size (columns, rows).
+    pub tty: Option<(u16, u16)>,
+}
+
+impl Attach {
+    /// By default stdin is passed when it is not a terminal (a piped dump)
+    /// or on a TTY, which it gets when stdin and stdout both are terminals.
+    pub fn choose(args: &TerminalArgs) -> Attach {
+        let (stdin_terminal, stdout_terminal) = (std::io::stdin().is_terminal(), std::io::stdout().is_terminal());
+        let tty = !args.no_tty && (args.tty || (stdin_terminal && stdout_terminal));
+        Attach { stdin: args.interactive || tty || !stdin_terminal, tty: tty.then(|| terminal::size().unwrap_or((80, 24))) }
+    }
+}
+
+/// A command's output, as it comes, on ours.
+pub(super) fn print(stream: OutputStream, chunk: &[u8]) {
+    let _ = match stream {
+        OutputStream::Stdout => std::io::stdout().write_all(chunk).and_then(|()| std::io::stdout().flush()),
+        OutputStream::Stderr => std::io::stderr().write_all(chunk),
+    };
+}
+
+/// End with a command's exit code. Reading stdin holds a thread that would
+/// keep the runtime from ending while the terminal has no more input:
+/// leave at once.
+pub(super) fn leave(code: i64) -> ! {
     let _ = std::io::stdout().flush();
     std::process::exit(i32::from(u8::try_from(code).unwrap_or(1)));
 }
@@ -105,8 +127,8 @@ fn exit_code(code: i64) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-/// The local terminal, for `exec` on a TTY.
-mod terminal {
+/// The local terminal, for a command on a TTY.
+pub(super) mod terminal {
     /// Raw mode (no echo, no line editing: the remote terminal does both)
     /// until dropped.
     pub struct Raw(libc::termios);

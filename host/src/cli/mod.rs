@@ -10,6 +10,7 @@ mod inspect;
 mod lock;
 mod plan;
 mod plugin;
+mod run;
 mod up;
 
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
@@ -64,6 +65,8 @@ async fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Exec(args) => inspect::exec(args).await,
         Command::Env(args) => env::env(args).await,
         Command::Port(args) => env::port(args).await,
+        Command::Run(args) => run::run(args).await,
+        Command::Gc(args) => run::gc(args).await,
         Command::Lock(args) => lock::run(args).await,
         Command::Plugin(command) => plugin::run(command),
         Command::Version => {
@@ -103,7 +106,12 @@ fn prepare_here(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
     if let Some(file) = &args.images {
         images.extend(Stack::load_images_file(file)?);
     }
-    let options = Options { project: args.project.project.clone().unwrap_or_else(|| stack.name.clone()), profile: stack.profile.clone(), images };
+    let options = Options {
+        project: args.project.project.clone().unwrap_or_else(|| stack.name.clone()),
+        profile: stack.profile.clone(),
+        images,
+        ephemeral_ports: args.ephemeral_ports || matches!(stack.profile.as_str(), "test" | "ci"),
+    };
     let secrets = Arc::new(Secrets::for_project_dir(&stack.dir)?);
     let runtime = plugin_runtime()?;
     let resolver = Resolver::new(&stack.dir, cache_base().map(|b| b.join("plugins")), lock.clone(), locked);

@@ -11,13 +11,16 @@ use bollard::{
         NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy as BollardRestart, RestartPolicyNameEnum, VolumeCreateRequest,
     },
     query_parameters::{
-        CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-        ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions, UploadToContainerOptionsBuilder,
+        AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+        ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
+        ResizeContainerTTYOptionsBuilder, UploadToContainerOptionsBuilder,
     },
 };
 use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
 
-use super::{Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, LABEL_PREFIX, Labels, MountSpec, OutputStream, Result, Status};
+use super::{
+    Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, Kind, LABEL_PREFIX, Labeled, Labels, MountSpec, OutputStream, Result, Status,
+};
 use crate::desired::{BuildSpec, File, Probe, Protocol, RestartPolicy};
 pub struct Docker {
     client: Bollard,
@@ -256,6 +259,10 @@ impl Engine for Docker {
             stop_timeout: Some(spec.stop_timeout),
             host_config: Some(host_config),
             networking_config,
+            open_stdin: Some(spec.stdin),
+            stdin_once: Some(spec.stdin),
+            attach_stdin: Some(spec.stdin),
+            tty: Some(spec.tty),
             ..Default::default()
         };
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
@@ -341,7 +348,7 @@ impl Engine for Docker {
         &self,
         id: &str,
         command: ExecCommand<'_>,
-        mut stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
         tty: Option<(u16, u16)>,
         on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
     ) -> Result<i64> {
@@ -356,40 +363,74 @@ impl Engine for Docker {
             ..Default::default()
         };
         let exec = self.client.create_exec(id, config).await?;
-        if let bollard::exec::StartExecResults::Attached { output: mut stream, input: mut to_command } =
-            self.client.start_exec(&exec.id, None).await?
-        {
+        if let bollard::exec::StartExecResults::Attached { output, input } = self.client.start_exec(&exec.id, None).await? {
             if let Some((width, height)) = tty {
-                let size = bollard::exec::ResizeExecOptions { width, height };
                 // Best effort: a command that starts before it sees its size still runs.
-                let _ = self.client.resize_exec(&exec.id, size).await;
+                let _ = self.client.resize_exec(&exec.id, bollard::exec::ResizeExecOptions { width, height }).await;
             }
-            // Input is copied while output streams; at its end the write side
-            // is shut, so the command reads end-of-file (a piped dump ends).
-            // Not on a terminal: the engine would end the session with it
-            // (keys, Ctrl-D included, travel as bytes there).
-            let feed = async move {
-                let _ = tokio::io::copy(&mut stdin, &mut to_command).await;
-                if tty.is_none() {
-                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut to_command).await;
-                }
-                std::future::pending::<()>().await
-            };
-            let drain = async {
-                while let Some(chunk) = stream.next().await {
-                    match chunk? {
-                        bollard::container::LogOutput::StdErr { message } => on_output(OutputStream::Stderr, &message),
-                        other => on_output(OutputStream::Stdout, &other.into_bytes()),
-                    }
-                }
-                Ok::<(), EngineError>(())
-            };
-            tokio::select! {
-                result = drain => result?,
-                () = feed => {}
-            }
+            pump(output, input, Some(stdin), tty.is_some(), on_output).await?;
         }
         self.exit_code(&exec.id).await
+    }
+
+    async fn start_attached(
+        &self,
+        id: &str,
+        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        tty: Option<(u16, u16)>,
+        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+    ) -> Result<i64> {
+        // Attached before it starts, so not a byte of its output is missed.
+        let options = AttachContainerOptionsBuilder::default().stream(true).stdin(stdin.is_some()).stdout(true).stderr(true).build();
+        let attached = self.client.attach_container(id, Some(options)).await?;
+        self.start(id).await?;
+        if let Some((w, h)) = tty {
+            let _ = self.client.resize_container_tty(id, ResizeContainerTTYOptionsBuilder::default().w(w.into()).h(h.into()).build()).await;
+        }
+        pump(attached.output, attached.input, stdin, tty.is_some(), on_output).await?;
+        self.wait_exit(id).await
+    }
+
+    async fn labeled(&self, label: &str) -> Result<Vec<Labeled>> {
+        let filter = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let containers = self.client.list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filter).build()));
+        let networks = self.client.list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filter).build()));
+        let volumes = self.client.list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filter).build()));
+        let (containers, networks, volumes) = futures_util::try_join!(containers, networks, volumes)?;
+        let mut found: Vec<Labeled> = containers
+            .into_iter()
+            .map(|c| Labeled {
+                kind: Kind::Container,
+                id: c.id.unwrap_or_default(),
+                name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+                labels: c.labels.unwrap_or_default(),
+            })
+            .collect();
+        found.extend(networks.into_iter().map(|n| Labeled {
+            kind: Kind::Network,
+            id: n.id.unwrap_or_default(),
+            name: n.name.unwrap_or_default(),
+            labels: n.labels.unwrap_or_default(),
+        }));
+        found.extend(volumes.volumes.unwrap_or_default().into_iter().map(|v| Labeled {
+            kind: Kind::Volume,
+            id: v.name.clone(),
+            name: v.name,
+            labels: v.labels,
+        }));
+        Ok(found)
+    }
+
+    async fn remove_labeled(&self, item: &Labeled) -> Result<()> {
+        let result = match item.kind {
+            Kind::Container => return self.remove(&item.id).await,
+            Kind::Network => self.client.remove_network(&item.id).await,
+            Kind::Volume => self.client.remove_volume(&item.id, None::<RemoveVolumeOptions>).await,
+        };
+        match result {
+            Err(e) if !is_not_found(&e) => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<String>> {
@@ -444,6 +485,44 @@ impl Engine for Docker {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Copy `stdin` to an attached command while its output streams to
+/// `on_output`, until the output ends. At the end of input the write side
+/// is shut, so the command reads end-of-file (a piped dump ends); not on a
+/// terminal, though: the engine would end the session with it (keys,
+/// Ctrl-D included, travel as bytes there).
+async fn pump(
+    mut output: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>,
+    >,
+    mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    tty: bool,
+    on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+) -> Result<()> {
+    let feed = async move {
+        if let Some(mut stdin) = stdin {
+            let _ = tokio::io::copy(&mut stdin, &mut input).await;
+            if !tty {
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut input).await;
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    let drain = async {
+        while let Some(chunk) = output.next().await {
+            match chunk? {
+                bollard::container::LogOutput::StdErr { message } => on_output(OutputStream::Stderr, &message),
+                other => on_output(OutputStream::Stdout, &other.into_bytes()),
+            }
+        }
+        Ok::<(), EngineError>(())
+    };
+    tokio::select! {
+        result = drain => result,
+        () = feed => Ok(()),
     }
 }
 

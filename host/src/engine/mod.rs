@@ -61,6 +61,10 @@ pub struct ContainerSpec {
     pub networks: Vec<(String, Vec<String>)>,
     /// Seconds the engine waits after SIGTERM before SIGKILL.
     pub stop_timeout: i64,
+    /// A one-off attached to this terminal (`provision run SERVICE`): its
+    /// stdin open (and closed when ours ends), on a TTY when asked.
+    pub stdin: bool,
+    pub tty: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +82,23 @@ pub struct Existing {
     pub labels: Labels,
     /// Networks only.
     pub internal: bool,
+}
+
+/// Something on the engine that carries a given label, of any kind.
+#[derive(Debug, Clone)]
+pub struct Labeled {
+    pub kind: Kind,
+    /// The id (containers, networks) or name (volumes) to remove it by.
+    pub id: String,
+    pub name: String,
+    pub labels: Labels,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Container,
+    Network,
+    Volume,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +277,27 @@ pub trait Engine: Send + Sync {
         _on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
     ) -> Result<i64> {
         Err(EngineError::Api("this engine cannot attach a command's input".into()))
+    }
+    /// Start a created container attached to `stdin` (when it was created
+    /// with stdin open) and, with `tty`, resized to it; returns its exit code
+    /// when it ends. For one-offs (`provision run SERVICE`).
+    async fn start_attached(
+        &self,
+        _id: &str,
+        _stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        _tty: Option<(u16, u16)>,
+        _on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+    ) -> Result<i64> {
+        Err(EngineError::Api("this engine cannot attach to a container".into()))
+    }
+    /// Every container, network and volume carrying `label` (any value).
+    async fn labeled(&self, _label: &str) -> Result<Vec<Labeled>> {
+        Err(EngineError::Api("this engine cannot list by label".into()))
+    }
+    /// Remove one thing `labeled` found (a container at once, with its
+    /// anonymous volumes). Gone already is not an error.
+    async fn remove_labeled(&self, _item: &Labeled) -> Result<()> {
+        Err(EngineError::Api("this engine cannot remove by label".into()))
     }
     /// A container's log (stdout and stderr) as text chunks.
     fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<String>>;

@@ -31,6 +31,9 @@ pub struct Options {
     pub profile: String,
     /// Image substitutes (`[images]` and `--images`): reference → image.
     pub images: BTreeMap<String, String>,
+    /// Every published port a free one unless `publish` names it: the test
+    /// and ci profiles, and `run`, so parallel jobs never collide.
+    pub ephemeral_ports: bool,
 }
 
 /// A plan and how long its parts took (for `plan --timings` and benches).
@@ -216,8 +219,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
             let at = options::key_naming(&config, "", &|s| refusal.message.contains(&format!("{s:?}"))).map_or(String::new(), |k| format!(".{k}"));
             stack.error_at(&format!("services.{name}{at}"), format!("{who} is refused: {}", refusal.message), "planned here", help)
         })?;
-        let ephemeral_ports = matches!(options.profile.as_str(), "test" | "ci");
-        options::apply(&mut plan, &service_options, &stack.networks, ephemeral_ports).map_err(|(key, message)| {
+        options::apply(&mut plan, &service_options, &stack.networks, options.ephemeral_ports).map_err(|(key, message)| {
             stack.error_at(&format!("services.{name}.{key}"), format!("`{key}` of service `{name}`: {message}"), "here", None)
         })?;
         for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
@@ -248,6 +250,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         plugins: requirements.iter().map(|r| plugin_ref(&plugins[&r.name])).collect(),
         services: services.into_iter().map(|name| planned.remove(name).expect("planned")).collect(),
         substitutes,
+        build_scope: options.project.clone(),
     };
     timings.total = started.elapsed();
     Ok(Planned { state, locked_plugins, timings, logs })
