@@ -25,6 +25,7 @@ use crate::engine::EngineKind;
         provision up --profile test -p ci-42  the test profile as a second project beside dev\n  \
         REPLICAS=5 provision up             with replicas = \"${REPLICAS:-3}\" in stack.toml: scale to 5\n  \
         provision exec db -- psql -U app -c 'select 1'\n  \
+        provision run --profile ci -- cargo test   a fresh environment around the tests, removed after\n  \
         provision down -v                   remove everything, named volumes too"
 )]
 pub struct Cli {

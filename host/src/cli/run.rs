@@ -104,7 +104,9 @@ async fn around(mut args: RunArgs, signals: &mut Signals) -> miette::Result<Exit
     };
     args.stack.project.project = Some(project.clone());
     args.stack.ephemeral_ports = true;
-    let Prepared { stack, mut planned, .. } = prepare(&args.stack, args.stack.locked)?;
+    // stack.lock is read (and with --locked, held to) but never written: a
+    // run leaves the checkout as it found it.
+    let Prepared { stack, mut planned, lock } = prepare(&args.stack, args.stack.locked)?;
     // Each run is a new project: built images are the stack's, so the next
     // run finds them.
     planned.state.build_scope = stack.name.clone();
@@ -116,7 +118,8 @@ async fn around(mut args: RunArgs, signals: &mut Signals) -> miette::Result<Exit
     let run = Run { engine: engine.as_ref(), project: &project, dir: &stack.dir, keep: args.keep, json: args.json };
     let state = &planned.state;
     let journal = Journal::open(Journal::path(&stack.dir, &project));
-    let mut options = UpOptions::new(stack.dir.clone(), Duration::from_secs(args.timeout), None, journal);
+    let locked_images = if args.stack.locked { lock.map(|l| l.images) } else { None };
+    let mut options = UpOptions::new(stack.dir.clone(), Duration::from_secs(args.timeout), locked_images, journal);
     if !args.keep {
         options.labels = Owner::me().labels(Scope::Project);
     }
