@@ -95,14 +95,16 @@ pub struct Collected {
 /// made longer ago than that. `except`: a project never touched (the run
 /// calling this). Returns what went, by project.
 pub async fn collect(engine: &dyn Engine, older_than: Option<Duration>, except: Option<&str>) -> Result<Vec<Collected>, EngineError> {
-    let mut by_project: BTreeMap<String, Vec<Labeled>> = BTreeMap::new();
+    // By project and owner: one-offs in a project `up` made each have their own.
+    let mut by_owner: BTreeMap<(String, String), Vec<Labeled>> = BTreeMap::new();
     for item in engine.labeled(&label("ephemeral")).await? {
         if let Some(project) = item.labels.get(&label("project")).filter(|p| Some(p.as_str()) != except) {
-            by_project.entry(project.clone()).or_default().push(item);
+            let owner = ["owner-host", "owner-pid", "owner-started"].map(|k| item.labels.get(&label(k)).cloned().unwrap_or_default()).join("/");
+            by_owner.entry((project.clone(), owner)).or_default().push(item);
         }
     }
     let mut collected = Vec::new();
-    for (project, mut items) in by_project {
+    for ((project, _), mut items) in by_owner {
         let Some(why) = why_collect(&items, older_than) else { continue };
         // Containers first: a network or volume in use cannot go.
         items.sort_by_key(|i| i.kind);

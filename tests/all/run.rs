@@ -64,7 +64,7 @@ fn run_hands_the_command_its_environment_and_returns_its_exit_code() {
         r#"test "$(psql "$DB_URL" -tAc 'SELECT 40 + 2')" = 42 && test "$CACHE_HOST" = 127.0.0.1 && echo "project $PROVISION_PROJECT" && exit 7"#;
     let run = stack.provision(&["run", "--", "sh", "-c", check]);
     assert_eq!(run.code, Some(7), "{}", run.stderr);
-    assert!(run.stdout.starts_with("project e2e-run-run-"), "{}", run.stdout);
+    assert!(run.stdout.starts_with("project e2e-run-"), "a fresh project of the stack: {}", run.stdout);
     assert_eq!(leftovers(&stack), "", "the run removed everything it made");
 
     let run = stack.provision(&["run", "--json", "--env-prefix", "T_", "--", "sh", "-c", "test -n \"$T_DB_URL\""]).ok();
@@ -136,7 +136,7 @@ fn gc_removes_what_a_killed_run_left_and_never_an_up_project() {
     assert!(leftovers(&stack).contains("_db_server"), "a killed run cannot clean up");
 
     let gc = stack.provision(&["gc"]).ok();
-    assert!(gc.stderr.contains("e2e-gc-run-run-") && gc.stderr.contains("is gone"), "{}", gc.stderr);
+    assert!(gc.stderr.contains("removed e2e-gc-run-") && gc.stderr.contains("is gone"), "{}", gc.stderr);
     assert_eq!(leftovers(&stack), "");
     assert_eq!(kept.ps().len(), 1, "the project `up` made is untouched");
 }

@@ -160,11 +160,11 @@ pub fn container_spec(
     }
     let first = service.plan.containers.first().is_some_and(|f| f.name == c.name);
     let mut aliases = vec![format!("{}-{}", service.name, c.name)];
-    if (first || c.replica.is_some()) && role == Role::Container {
-        aliases.push(service.name.clone());
-    }
-    if role == Role::Run {
-        aliases.clear();
+    match role {
+        Role::Container if first || c.replica.is_some() => aliases.push(service.name.clone()),
+        // A one-off answers to no name: the service's traffic must not reach it.
+        Role::Run => aliases.clear(),
+        _ => {}
     }
     let networks = if c.networks.is_empty() {
         vec![(names.network("default"), aliases)]

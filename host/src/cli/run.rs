@@ -154,6 +154,9 @@ async fn around(mut args: RunArgs, signals: &mut Signals) -> miette::Result<Exit
                 // Removed below: not kept for inspection.
                 failures.iter_mut().for_each(|f| f.container = None);
             }
+            if args.json {
+                println!("{}", serde_json::json!({"event": "up", "ok": false, "error": secrets::redact(&error.to_string())}));
+            }
             eprintln!("{}", secrets::redact(&format!("{:?}", miette::Report::new(error))));
             run.clean_up().await;
             eprintln!("provision run: the environment failed (exit {ENVIRONMENT_FAILED}); the command did not run");
