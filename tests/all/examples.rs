@@ -2,9 +2,9 @@
 //! layered, scaled), each brought up on the real engine and held to what it
 //! promises, not only to coming up.
 
-use std::{collections::BTreeSet, process::Command};
+use std::{collections::BTreeSet, process::Command, time::Duration};
 
-use crate::support::{Stack, docker, http};
+use crate::support::{Stack, docker, eventually, http};
 
 /// Whether `command` exits 0 inside `container`.
 fn succeeds_in(container: &str, command: &str) -> bool {
@@ -72,7 +72,11 @@ fn a_failed_migration_blocks_its_dependents_and_a_good_one_runs_once() {
     stack.provision_env(&["up", "--profile", "test"], &env).ok();
     let db = "e2e-bot_db_server";
     assert_eq!(psql(db, "app", "SELECT count(*) FROM migration_runs"), "1");
-    assert_eq!(psql(db, "app", "SELECT body FROM messages"), "bot started", "the bot started after the backend");
+    // The bot has no health check: started is all `up` waits for, so its first message comes soon after.
+    let first = eventually(Duration::from_secs(20), "the bot's first message", || {
+        Some(psql(db, "app", "SELECT body FROM messages")).filter(|m| !m.is_empty())
+    });
+    assert_eq!(first, "bot started", "the bot started after the backend");
     let again = stack.provision_env(&["up", "--profile", "test"], &env).ok();
     assert!(again.stderr.contains("0 created, 0 recreated, 4 kept"), "{}", again.stderr);
     assert_eq!(psql(db, "app", "SELECT count(*) FROM migration_runs"), "1", "an unchanged migration does not run again");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Stack, http};
+use crate::support::{Stack, eventually, http};
 
 /// The example as it is, but on free host ports so it can run beside
 /// anything (and other tests).
@@ -25,18 +25,6 @@ fn rails_stack(name: &str) -> Stack {
 fn psql(stack: &Stack, sql: &str) -> String {
     let run = stack.provision(&["exec", "db", "--", "psql", "-U", "app", "-d", "app_development", "-tAc", sql]).ok();
     run.stdout.trim().to_string()
-}
-
-/// Poll `check` until it gives a value or `within` passes.
-fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + within;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < until, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {

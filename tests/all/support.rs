@@ -227,6 +227,18 @@ pub fn http(port: u16, method: &str, path: &str) -> (u16, Vec<(String, String)>,
     (response.status().as_u16(), headers, body)
 }
 
+/// Poll `check` until it gives a value or `within` passes.
+pub fn eventually<T>(within: std::time::Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let until = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < until, "{what}: not within {within:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// `docker` CLI output, to look at the engine independently of provision.
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("the docker CLI");
