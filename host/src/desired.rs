@@ -245,8 +245,15 @@ pub struct HealthCheck {
 #[serde(rename_all = "kebab-case")]
 pub enum Probe {
     Exec(Vec<String>),
-    Http { port: u16, path: String },
+    Http {
+        port: u16,
+        path: String,
+    },
     Tcp(u16),
+    /// A PostgreSQL startup exchange (contract 0.3.0).
+    Postgres(u16),
+    /// Redis `PING` (contract 0.3.0).
+    Redis(u16),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

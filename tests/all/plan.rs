@@ -43,8 +43,7 @@ fn quickstart_plans_as_configured() {
     assert_eq!(server["ports"], json!([{"container": 5432, "host": 5432, "protocol": "tcp"}]));
     assert_eq!(server["mounts"][0], json!({"source": {"volume": "data"}, "target": "/var/lib/postgresql/data", "read_only": false}));
     assert_eq!(db["plan"]["volumes"], json!(["data"]));
-    let probe = server["health"]["probe"]["exec"].as_array().unwrap();
-    assert_eq!(probe[0], "pg_isready");
+    assert_eq!(server["health"]["probe"], json!({"postgres": 5432}), "the host asks postgres itself");
     let hook = server["hooks"][0]["command"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
     for ext in ["uuid-ossp", "pgcrypto", "pg_stat_statements", "unaccent", "pg_trgm"] {
         assert!(hook.contains(&format!("CREATE EXTENSION IF NOT EXISTS \"{ext}\"")), "{ext} not created by {hook}");
@@ -76,7 +75,7 @@ fn quickstart_plans_as_configured() {
             "no"
         ])
     );
-    assert_eq!(server["health"]["probe"], json!({"exec": ["redis-cli", "ping"]}));
+    assert_eq!(server["health"]["probe"], json!({"redis": 6379}));
     assert_eq!(server["mounts"][0]["target"], "/data");
     assert_eq!(output(cache, "url"), "redis://cache:6379/0");
 }

@@ -1,6 +1,7 @@
-//! Readiness: probe a started container from the host (HTTP and TCP
-//! straight to its address; exec through the engine) with a fast, growing
-//! backoff, then run its startup hooks. Must not start or create anything.
+//! Readiness: probe a started container from the host (HTTP, TCP and the
+//! PostgreSQL and Redis protocols straight to its address; exec through the
+//! engine) with a fast, growing backoff, then run its startup hooks. Must
+//! not start or create anything.
 
 use std::time::{Duration, Instant};
 
@@ -105,18 +106,26 @@ impl ServiceRun<'_> {
                 Ok((code, output)) => (code == 0, format!("exit {code}: {output}")),
                 Err(e) => (false, e.to_string()),
             },
-            Probe::Tcp(port) => match ip {
-                Some(ip) => match tokio::net::TcpStream::connect((ip, *port)).await {
-                    Ok(_) => (true, String::new()),
-                    Err(e) => (false, format!("connect {ip}:{port}: {e}")),
-                },
-                None => (false, "the container has no address yet".into()),
-            },
-            Probe::Http { port, path } => match ip {
-                Some(ip) => http_get(ip, *port, path).await,
+            _ => match ip {
+                Some(ip) => from_host(ip, probe).await,
                 None => (false, "the container has no address yet".into()),
             },
         }
+    }
+}
+
+/// A probe from the host straight to the container's address on the
+/// engine's bridge (no process started in the container).
+async fn from_host(ip: &str, probe: &Probe) -> (bool, String) {
+    match probe {
+        Probe::Http { port, path } => http_get(ip, *port, path).await,
+        Probe::Tcp(port) => match tokio::net::TcpStream::connect((ip, *port)).await {
+            Ok(_) => (true, String::new()),
+            Err(e) => (false, format!("connect {ip}:{port}: {e}")),
+        },
+        Probe::Postgres(port) => protocol::postgres(ip, *port).await,
+        Probe::Redis(port) => protocol::redis(ip, *port).await,
+        Probe::Exec(_) => (false, "an exec probe runs in the container".into()),
     }
 }
 
@@ -144,8 +153,8 @@ async fn http_get(ip: &str, port: u16, path: &str) -> (bool, String) {
 }
 
 /// Probe delays: start small and grow by half each time, so readiness is
-/// seen within tens of milliseconds. HTTP and TCP probes come from the host
-/// and cost nothing: up to 250 ms apart. An exec probe starts a process in
+/// seen within tens of milliseconds. Probes from the host cost the engine
+/// nothing: up to 250 ms apart. An exec probe starts a process in
 /// the container through the engine, which costs CPU the services starting
 /// beside it need: up to 500 ms apart.
 struct Backoff {
@@ -162,5 +171,121 @@ impl Backoff {
     async fn sleep(&mut self) {
         tokio::time::sleep(self.delay).await;
         self.delay = (self.delay * 3 / 2).min(self.cap);
+    }
+}
+
+/// The two services' own readiness questions, asked over TCP the way their
+/// clients ask (`pg_isready`, `redis-cli ping`), without credentials.
+mod protocol {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A startup message for protocol 3.0 (user `postgres`; which user does
+    /// not matter: any answer but "starting up" or "shutting down" means
+    /// the server accepts connections, as pg_isready reads it).
+    fn startup() -> Vec<u8> {
+        let params: &[u8] = b"user\0postgres\0database\0postgres\0\0";
+        let mut message = Vec::with_capacity(8 + params.len());
+        message.extend_from_slice(&(8 + params.len() as u32).to_be_bytes());
+        message.extend_from_slice(&196_608u32.to_be_bytes());
+        message.extend_from_slice(params);
+        message
+    }
+
+    pub async fn postgres(ip: &str, port: u16) -> (bool, String) {
+        let address = format!("{ip}:{port}");
+        let attempt = async {
+            let mut stream = tokio::net::TcpStream::connect((ip, port)).await?;
+            stream.write_all(&startup()).await?;
+            let mut head = [0u8; 5];
+            stream.read_exact(&mut head).await?;
+            let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]).saturating_sub(4).min(4096) as usize;
+            let mut body = vec![0u8; length];
+            if head[0] == b'E' {
+                // Read what came of the error: its fields say why.
+                let n = stream.read(&mut body).await?;
+                body.truncate(n);
+            }
+            Ok::<_, std::io::Error>((head[0], body))
+        };
+        match attempt.await {
+            // An authentication request: it takes connections.
+            Ok((b'R', _)) => (true, String::new()),
+            Ok((b'E', body)) => {
+                let field =
+                    |tag: u8| body.split(|b| *b == 0).find(|f| f.first() == Some(&tag)).map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
+                let code = field(b'C').unwrap_or_default();
+                let message = field(b'M').unwrap_or_default();
+                // 57P03 cannot_connect_now: starting up, shutting down, in recovery.
+                (code != "57P03", format!("postgres at {address}: {message} ({code})"))
+            }
+            Ok((kind, _)) => (false, format!("postgres at {address}: unexpected answer {:?}", kind as char)),
+            Err(e) => (false, format!("postgres at {address}: {e}")),
+        }
+    }
+
+    pub async fn redis(ip: &str, port: u16) -> (bool, String) {
+        let address = format!("{ip}:{port}");
+        let attempt = async {
+            let mut stream = tokio::net::TcpStream::connect((ip, port)).await?;
+            stream.write_all(b"PING\r\n").await?;
+            let mut answer = vec![0u8; 256];
+            let n = stream.read(&mut answer).await?;
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer[..n]).trim_end().to_string())
+        };
+        match attempt.await {
+            // Asking for a password is an answer from a server that is up.
+            Ok(answer) if answer == "+PONG" || answer.starts_with("-NOAUTH") || answer.starts_with("-WRONGPASS") => (true, answer),
+            Ok(answer) => (false, format!("redis at {address}: {answer}")),
+            Err(e) => (false, format!("redis at {address}: {e}")),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use tokio::{
+            io::{AsyncReadExt, AsyncWriteExt},
+            net::TcpListener,
+        };
+
+        /// A server on a free port that answers the first message with `reply`.
+        async fn answering(reply: Vec<u8>) -> u16 {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 256];
+                let _ = socket.read(&mut request).await;
+                socket.write_all(&reply).await.unwrap();
+            });
+            port
+        }
+
+        fn error(code: &str, message: &str) -> Vec<u8> {
+            let body = format!("SFATAL\0C{code}\0M{message}\0\0");
+            let mut reply = vec![b'E'];
+            reply.extend_from_slice(&(4 + body.len() as u32).to_be_bytes());
+            reply.extend_from_slice(body.as_bytes());
+            reply
+        }
+
+        #[tokio::test]
+        async fn postgres_is_ready_when_it_accepts_connections_and_not_while_starting() {
+            let auth = vec![b'R', 0, 0, 0, 12, 0, 0, 0, 5, 1, 2, 3, 4];
+            assert!(super::postgres("127.0.0.1", answering(auth).await).await.0, "asked for a password");
+            let starting = super::postgres("127.0.0.1", answering(error("57P03", "the database system is starting up")).await).await;
+            assert!(!starting.0 && starting.1.ends_with(": the database system is starting up (57P03)"), "{starting:?}");
+            let no_role = answering(error("28000", "role \"postgres\" does not exist")).await;
+            assert!(super::postgres("127.0.0.1", no_role).await.0, "a refused login is an answer from a running server");
+            let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+            assert!(!super::postgres("127.0.0.1", closed).await.0);
+        }
+
+        #[tokio::test]
+        async fn redis_is_ready_on_pong_or_a_password_question_and_not_while_loading() {
+            assert!(super::redis("127.0.0.1", answering(b"+PONG\r\n".to_vec()).await).await.0);
+            assert!(super::redis("127.0.0.1", answering(b"-NOAUTH Authentication required.\r\n".to_vec()).await).await.0);
+            let loading = super::redis("127.0.0.1", answering(b"-LOADING Redis is loading the dataset in memory\r\n".to_vec()).await).await;
+            assert!(!loading.0 && loading.1.contains("LOADING"), "{loading:?}");
+        }
     }
 }

@@ -233,7 +233,7 @@ impl Engine for Docker {
                 // client can be assumed (the host probes HTTP itself): a TCP
                 // connect by bash, as `sh` may be dash or busybox without
                 // /dev/tcp.
-                Probe::Http { port, .. } | Probe::Tcp(port) => {
+                Probe::Http { port, .. } | Probe::Tcp(port) | Probe::Postgres(port) | Probe::Redis(port) => {
                     ["CMD", "bash", "-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")].map(String::from).to_vec()
                 }
             }),

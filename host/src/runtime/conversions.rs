@@ -2,10 +2,12 @@
 //! plugin returns and the host functions it imports are the same shape in
 //! each, though each version's `bindgen!` makes types of its own. A version
 //! module invokes `shared_conversions!()` after naming its bindings `t` and
-//! `host`, and writes by hand only what differs (requests, bindings, roles).
+//! `host`, and writes by hand only what differs (requests, bindings, roles),
+//! passing the probes a version added as match arms:
+//! `shared_conversions!(t::Probe::Redis(port) => d::Probe::Redis(port))`.
 
 macro_rules! shared_conversions {
-    () => {
+    ($($probe:pat => $to:expr),* $(,)?) => {
         pub fn add_to_linker(linker: &mut wasmtime::component::Linker<Sandbox>) -> wasmtime::Result<()> {
             Plugin::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |s| s)
         }
@@ -163,6 +165,7 @@ macro_rules! shared_conversions {
                     t::Probe::Exec(cmd) => d::Probe::Exec(cmd),
                     t::Probe::Http(get) => d::Probe::Http { port: get.port, path: get.path },
                     t::Probe::Tcp(port) => d::Probe::Tcp(port),
+                    $($probe => $to,)*
                 };
                 d::HealthCheck { probe, interval_ms: h.interval_ms, timeout_ms: h.timeout_ms, retries: h.retries, start_period_ms: h.start_period_ms }
             }

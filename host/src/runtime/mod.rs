@@ -15,6 +15,7 @@ mod sandbox;
 mod v0_1_0;
 mod v0_1_1;
 mod v0_2_0;
+mod v0_3_0;
 
 use std::{
     sync::Arc,

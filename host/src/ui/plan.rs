@@ -119,6 +119,8 @@ fn container(w: &mut String, kind: &str, c: &Container) {
             Probe::Exec(cmd) => format!("exec {}", shell_words(cmd)),
             Probe::Http { port, path } => format!("http :{port}{path}"),
             Probe::Tcp(port) => format!("tcp :{port}"),
+            Probe::Postgres(port) => format!("postgres :{port}"),
+            Probe::Redis(port) => format!("redis :{port}"),
         };
         let _ = writeln!(w, "      ready    {probe}");
     }

@@ -110,16 +110,16 @@ impl Plugin for Postgres {
             command.push(format!("{name}={value}"));
         }
 
-        let ready = ["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-U", &config.user, "-d", &config.database];
         let mut server = Container::new("server", image)
             .command(command)
             .env("POSTGRES_USER", &config.user)
             .env("POSTGRES_PASSWORD", &password)
             .env("POSTGRES_DB", &config.database)
             .port(5432, Some(host_port))
-            // pg_isready over TCP: the entrypoint's initdb server listens on the
-            // socket only, so this cannot report ready before initdb is done.
-            .health(HealthCheck::exec(ready));
+            // The host asks as pg_isready does, over TCP: the entrypoint's
+            // initdb server listens on the socket only, so this cannot report
+            // ready before initdb is done.
+            .health(HealthCheck::postgres(5432));
 
         let mut plan = ServicePlan::default();
         if ephemeral {

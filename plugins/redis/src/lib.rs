@@ -101,7 +101,7 @@ impl Plugin for Redis {
             Persistence::None => args.extend(["--appendonly".into(), "no".into(), "--save".into(), String::new()]),
         }
 
-        let mut server = Container::new("server", image).command(args).port(6379, Some(host_port)).health(HealthCheck::exec(["redis-cli", "ping"]));
+        let mut server = Container::new("server", image).command(args).port(6379, Some(host_port)).health(HealthCheck::redis(6379));
         let mut plan = ServicePlan::default();
         if persistence != Persistence::None {
             plan.volume("data");

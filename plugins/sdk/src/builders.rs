@@ -177,6 +177,17 @@ impl HealthCheck {
         Self::with(Probe::Tcp(port))
     }
 
+    /// Ready when the PostgreSQL server on `port` accepts connections (the
+    /// host speaks the protocol, as `pg_isready` does; no credentials).
+    pub fn postgres(port: u16) -> Self {
+        Self::with(Probe::Postgres(port))
+    }
+
+    /// Ready when the Redis server on `port` answers `PING`.
+    pub fn redis(port: u16) -> Self {
+        Self::with(Probe::Redis(port))
+    }
+
     fn with(probe: Probe) -> Self {
         HealthCheck(crate::types::HealthCheck { probe, interval_ms: 1_000, timeout_ms: 3_000, retries: 30, start_period_ms: 30_000 })
     }
