@@ -118,6 +118,22 @@ fn data_survives_down_and_up_and_down_v_removes_it() {
     assert!(!docker(&["network", "ls"]).contains("e2e-data_default"));
 }
 
+/// `down -v` kills at once what leaves nothing behind, but a container that
+/// writes to the host (a writable bind) still gets its SIGTERM and time to
+/// finish.
+#[test]
+fn down_v_still_stops_gracefully_what_writes_to_the_host() {
+    let writer = "[services.writer]\nplugin = \"container\"\nimage = \"provision-standin/redis:7\"\nvolumes = [\"./out:/out\"]\n\
+        command = [\"sh\", \"-c\", \"trap 'echo finished > /out/bye; exit 0' TERM; while true; do sleep 0.1; done\"]\n";
+    let stack = Stack::new("e2e-graceful", &format!("{writer}{CACHE}"));
+    std::fs::create_dir(stack.project.path().join("out")).unwrap();
+    stack.provision(&["up"]).ok();
+    stack.provision(&["down", "-v"]).ok();
+    let bye = std::fs::read_to_string(stack.project.path().join("out/bye")).unwrap_or_default();
+    assert_eq!(bye.trim(), "finished", "the writer was stopped, not killed");
+    assert!(stack.ps().is_empty());
+}
+
 #[test]
 fn a_container_that_exits_during_start_fails_up_with_its_log_and_is_kept() {
     // The redis image cannot run `postgres`: the container exits at once.

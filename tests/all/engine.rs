@@ -70,7 +70,14 @@ impl Engine for MemoryEngine {
         let memory = self.state.lock().unwrap();
         let ours = memory.containers.iter().filter(|c| c.labels.get("dev.provision.project").map(String::as_str) == Some(project));
         Ok(ours
-            .map(|c| Actual { id: c.id.clone(), name: c.name.clone(), labels: c.labels.clone(), running: c.running, published: Vec::new() })
+            .map(|c| Actual {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                labels: c.labels.clone(),
+                running: c.running,
+                published: Vec::new(),
+                writes_host: false,
+            })
             .collect())
     }
 

@@ -236,8 +236,10 @@ pub struct Removed {
     pub volumes: Vec<String>,
 }
 
-/// Remove the project's containers (stopped gracefully, in parallel), then
-/// its networks, and its named volumes only when asked.
+/// Remove the project's containers (in parallel), then its networks, and
+/// its named volumes only when asked. A container is stopped gracefully,
+/// unless all it wrote is removed with it (`down -v`, and no writable bind
+/// mount): then it is killed at once, as nothing of it can be left torn.
 /// `owner`: the project folder whose networks and volumes these are (None:
 /// every one of the project, for `down -p`).
 pub async fn down(
@@ -247,7 +249,10 @@ pub async fn down(
     containers: &[crate::engine::Actual],
     volumes: bool,
 ) -> Result<Removed, EngineError> {
-    for result in join_all(containers.iter().map(|c| engine.stop_and_remove(&c.id, STOP_TIMEOUT_SECS))).await {
+    let remove = containers.iter().map(|c| async move {
+        if volumes && !c.writes_host { engine.remove(&c.id).await } else { engine.stop_and_remove(&c.id, STOP_TIMEOUT_SECS).await }
+    });
+    for result in join_all(remove).await {
         result?;
     }
     let networks = engine.remove_networks(project, owner).await?;

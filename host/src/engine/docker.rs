@@ -102,6 +102,7 @@ impl Engine for Docker {
                 labels: c.labels.unwrap_or_default(),
                 running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
                 published: c.ports.unwrap_or_default().iter().filter_map(|p| Some((p.private_port, p.public_port?))).collect(),
+                writes_host: c.mounts.unwrap_or_default().iter().any(|m| m.typ.as_deref() == Some("bind") && m.rw == Some(true)),
             })
             .collect())
     }
@@ -462,30 +463,35 @@ impl Engine for Docker {
 
     async fn remove_networks(&self, project: &str, owner: Option<&str>) -> Result<Vec<String>> {
         let options = ListNetworksOptionsBuilder::default().filters(&owner_filter(project, owner)).build();
-        let mut removed = Vec::new();
-        for network in self.client.list_networks(Some(options)).await? {
+        let networks = self.client.list_networks(Some(options)).await?;
+        let removals = networks.into_iter().map(|network| async move {
             let name = network.name.unwrap_or_default();
             match self.client.remove_network(network.id.as_deref().unwrap_or(&name)).await {
-                Ok(()) => removed.push(name),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e.into()),
+                Ok(()) => Ok(Some(name)),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(e.into()),
             }
-        }
-        Ok(removed)
+        });
+        removed(futures_util::future::join_all(removals).await)
     }
 
     async fn remove_volumes(&self, project: &str, owner: Option<&str>) -> Result<Vec<String>> {
         let options = ListVolumesOptionsBuilder::default().filters(&owner_filter(project, owner)).build();
-        let mut removed = Vec::new();
-        for volume in self.client.list_volumes(Some(options)).await?.volumes.unwrap_or_default() {
+        let volumes = self.client.list_volumes(Some(options)).await?.volumes.unwrap_or_default();
+        let removals = volumes.into_iter().map(|volume| async move {
             match self.client.remove_volume(&volume.name, None::<RemoveVolumeOptions>).await {
-                Ok(()) => removed.push(volume.name),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e.into()),
+                Ok(()) => Ok(Some(volume.name)),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(e.into()),
             }
-        }
-        Ok(removed)
+        });
+        removed(futures_util::future::join_all(removals).await)
     }
+}
+
+/// The names removed in parallel, or the first error (gone already is neither).
+fn removed(results: Vec<Result<Option<String>>>) -> Result<Vec<String>> {
+    results.into_iter().filter_map(Result::transpose).collect()
 }
 
 /// Copy `stdin` to an attached command while its output streams to

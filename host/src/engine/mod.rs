@@ -109,6 +109,8 @@ pub struct Actual {
     pub running: bool,
     /// What it publishes: (container port, host port on 127.0.0.1).
     pub published: Vec<(u16, u16)>,
+    /// It has a writable bind mount: what it writes there outlives it.
+    pub writes_host: bool,
 }
 
 impl Actual {
