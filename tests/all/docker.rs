@@ -118,6 +118,37 @@ fn data_survives_down_and_up_and_down_v_removes_it() {
     assert!(!docker(&["network", "ls"]).contains("e2e-data_default"));
 }
 
+/// Every container is created while what it waits for comes up, and
+/// started only once that is ready.
+#[test]
+fn a_dependent_is_created_ahead_but_started_only_once_its_dependency_is_ready() {
+    let slow = "[services.slow]\nplugin = \"container\"\nimage = \"provision-standin/redis:7\"\nvolumes = [\"./out:/out\"]\n\
+        command = [\"sh\", \"-c\", \"sleep 2; touch /out/ready; sleep infinity\"]\nhealth = { exec = \"test -f /out/ready\", interval = \"200ms\" }\n";
+    let dependent = "[services.dependent]\nplugin = \"container\"\nimage = \"provision-standin/redis:7\"\nvolumes = [\"./out:/out\"]\n\
+        command = [\"sh\", \"-c\", \"if [ -f /out/ready ]; then echo after; else echo early; fi > /out/dependent; sleep infinity\"]\n\
+        after = { slow = \"ready\" }\n";
+    let stack = Stack::new("e2e-gate", &format!("{slow}{dependent}"));
+    std::fs::create_dir(stack.project.path().join("out")).unwrap();
+    let mut up = crate::support::provision_cmd(&stack.project.cache)
+        .current_dir(stack.project.path())
+        .env("PROVISION_IMAGES", crate::support::repo_root().join("tests/images/standins.toml"))
+        .arg("up")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    while up.try_wait().unwrap().is_none() {
+        let state = docker(&["ps", "-a", "--filter", "name=e2e-gate_dependent_server", "--format", "{{.State}}"]);
+        seen.push(state.trim().to_string());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(up.wait().unwrap().success());
+    assert!(seen.iter().any(|s| s == "created"), "created ahead, while `slow` came up: {seen:?}");
+    let started = std::fs::read_to_string(stack.project.path().join("out/dependent")).unwrap();
+    assert_eq!(started.trim(), "after", "started only once `slow` was ready");
+}
+
 /// `down -v` kills at once what leaves nothing behind, but a container that
 /// writes to the host (a writable bind) still gets its SIGTERM and time to
 /// finish.
@@ -236,18 +267,20 @@ fn tasks_run_to_completion_first_and_files_are_placed_before_start() {
     let at = |phase: &str| {
         events.iter().position(|e| e["service"] == "web" && e["phase"] == phase).unwrap_or_else(|| panic!("no {phase} event: {}", run.stdout))
     };
-    assert!(at("task") < at("creating"), "the task ran before the server was created");
+    assert!(at("task") < at("starting"), "the task ran before the server started");
     let logs = stack.provision(&["logs", "web"]).ok();
     assert!(logs.stdout.contains("web/migrate | migrated"), "{}", logs.stdout);
     let file = stack.provision(&["exec", "web", "--", "cat", "/etc/app/greeting"]).ok();
     assert_eq!(file.stdout, "hello from the plan");
 
-    // A task that fails stops its service before the server exists.
+    // A task that fails stops its service: the server (created ahead) never starts, and is removed.
     stack.rewrite(&format!("[plugins]\napp = {{ path = \"app.wasm\" }}\n{DB}{CACHE}\n[services.web]\nplugin = \"app\"\n{IDLE}task = [\"sh\", \"-c\", \"echo no database; exit 3\"]\n"));
     let run = stack.provision(&["up"]).failed();
     let message = run.message();
     assert!(message.contains("service `web` failed while running task `migrate`: it exited with code 3"), "{message}");
     assert!(message.contains("| no database"), "{message}");
+    let web: Vec<_> = stack.ps().into_iter().filter(|r| r["service"] == "web").map(|r| r["container"].clone()).collect();
+    assert_eq!(web, ["migrate"], "only the failed task is kept, for inspection");
 }
 
 #[test]

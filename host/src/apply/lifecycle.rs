@@ -3,7 +3,7 @@
 //! a planned container into an engine spec (names, labels, networks,
 //! mounts). Must not decide order (the scheduler does) or readiness.
 
-use std::{path::Path, time::Instant};
+use std::{collections::HashMap, path::Path, time::Instant};
 
 use futures_util::future::join_all;
 
@@ -21,39 +21,74 @@ use crate::{
 const STOP_TIMEOUT_SECS: u32 = 3;
 
 impl ServiceRun<'_> {
-    /// Start (creating if needed) one container. Returns its id and whether
-    /// it was (re)created or (re)started now.
-    pub(super) async fn start_container(&self, service: &ServiceState, c: &Container) -> Result<(String, bool), Failure> {
+    /// Create, without starting, every container and task of the service
+    /// that is new or changed (removing the one it replaces): done while
+    /// the service still waits for its dependencies, so no create is on the
+    /// critical path. Returns the ids by container name.
+    pub(super) async fn create_ahead(&self, service: &ServiceState) -> Result<HashMap<String, String>, Failure> {
+        let all = service.plan.tasks.iter().map(|c| (c, true)).chain(service.plan.containers.iter().map(|c| (c, false)));
+        let mut created = HashMap::new();
+        for (c, task) in all {
+            let step = self.diff.step(&service.name, &c.name).expect("every container has a step");
+            if step.change == Change::Keep {
+                continue;
+            }
+            let failure = |e: &dyn std::fmt::Display| Failure {
+                service: service.name.clone(),
+                waiting_for: format!("creating `{}`", c.name),
+                reason: e.to_string(),
+                last_probe: None,
+                container: None,
+                log_tail: None,
+            };
+            if let Some(actual) = &step.actual {
+                self.engine.remove(&actual.id).await.map_err(|e| failure(&e))?;
+            }
+            self.emit(&service.name, Phase::Creating(c.name.clone()));
+            let spec = self.spec(service, c, task).map_err(|e| failure(&e))?;
+            created.insert(c.name.clone(), self.create(&spec, c).await.map_err(|e| failure(&e))?);
+        }
+        Ok(created)
+    }
+
+    /// Remove containers `create_ahead` made that will not start.
+    pub(super) async fn remove_unstarted(&self, ids: impl Iterator<Item = &String>) {
+        join_all(ids.map(|id| self.engine.remove(id))).await;
+    }
+
+    /// Start one container: `created` ahead, or kept. Returns its id and
+    /// whether it was (re)started now.
+    pub(super) async fn start_container(&self, service: &ServiceState, c: &Container, created: Option<&String>) -> Result<(String, bool), Failure> {
         let step = self.diff.step(&service.name, &c.name).expect("every container has a step");
-        let failure = |what: &str, e: &dyn std::fmt::Display| Failure {
+        let failure = |e: &dyn std::fmt::Display| Failure {
             service: service.name.clone(),
-            waiting_for: what.to_string(),
+            waiting_for: "starting".to_string(),
             reason: e.to_string(),
             last_probe: None,
             container: None,
             log_tail: None,
         };
-        if let (Change::Keep, Some(actual)) = (&step.change, &step.actual) {
-            if actual.running {
-                return Ok((actual.id.clone(), false));
-            }
-            self.emit(&service.name, Phase::Starting);
-            self.engine.start(&actual.id).await.map_err(|e| failure("starting", &e))?;
-            return Ok((actual.id.clone(), true));
-        }
-        if let Some(actual) = &step.actual {
-            self.engine.remove(&actual.id).await.map_err(|e| failure("removing the old container", &e))?;
-        }
-        self.emit(&service.name, Phase::Creating(c.name.clone()));
-        let spec = self.spec(service, c, false).map_err(|e| failure("creating", &e))?;
-        let id = self.create(&spec, c).await.map_err(|e| failure("creating", &e))?;
+        let id = match (created, &step.actual) {
+            (Some(id), _) => id.clone(),
+            (None, Some(actual)) if actual.running => return Ok((actual.id.clone(), false)),
+            (None, Some(actual)) => actual.id.clone(),
+            (None, None) => return Err(failure(&"it was not created")),
+        };
         self.emit(&service.name, Phase::Starting);
-        self.engine.start(&id).await.map_err(|e| failure("starting", &e))?;
+        self.engine.start(&id).await.map_err(|e| failure(&e))?;
         self.options.journal.reached(&id, Stage::Started);
         Ok((id, true))
     }
 
-    pub(super) async fn run_task(&self, service: &ServiceState, task: &Container, deadline: Instant) -> Result<(), Failure> {
+    /// Run a task to exit 0: `created` ahead, or kept — then run again
+    /// unless it already exited 0 after being started.
+    pub(super) async fn run_task(
+        &self,
+        service: &ServiceState,
+        task: &Container,
+        created: Option<&String>,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
         let name = &service.name;
         let step = self.diff.step(name, &task.name).expect("every task has a step");
         let waiting_for = format!("running task `{}`", task.name);
@@ -65,19 +100,23 @@ impl ServiceRun<'_> {
             container: None,
             log_tail: None,
         };
-        if let Some(actual) = &step.actual {
-            // An unchanged task that ran to exit 0 (the journal says so: a
-            // task created but never started also reads exit code 0) is
-            // not run again.
-            let done = self.engine.status(&actual.id).await.map_err(|e| failure(e.to_string()))?;
-            if step.change == Change::Keep && !done.running && done.exit_code == Some(0) {
-                return Ok(());
+        let id = match (created, &step.actual) {
+            (Some(id), _) => id.clone(),
+            (None, Some(actual)) => {
+                // An unchanged task that ran to exit 0 (the journal says so: a
+                // task created but never started also reads exit code 0) is
+                // not run again.
+                let done = self.engine.status(&actual.id).await.map_err(|e| failure(e.to_string()))?;
+                if !done.running && done.exit_code == Some(0) {
+                    return Ok(());
+                }
+                self.engine.remove(&actual.id).await.map_err(|e| failure(e.to_string()))?;
+                let spec = self.spec(service, task, true).map_err(|e| failure(e.to_string()))?;
+                self.create(&spec, task).await.map_err(|e| failure(e.to_string()))?
             }
-            self.engine.remove(&actual.id).await.map_err(|e| failure(e.to_string()))?;
-        }
+            (None, None) => return Err(failure("it was not created".into())),
+        };
         self.emit(name, Phase::Task(task.name.clone()));
-        let spec = self.spec(service, task, true).map_err(|e| failure(e.to_string()))?;
-        let id = self.create(&spec, task).await.map_err(|e| failure(e.to_string()))?;
         self.engine.start(&id).await.map_err(|e| failure(e.to_string()))?;
         self.options.journal.reached(&id, Stage::Started);
         // The engine says when it exits: no polling delay between steps.
@@ -91,7 +130,7 @@ impl ServiceRun<'_> {
             Err(_) => failure("timed out".into()),
         };
         f.log_tail = self.engine.log_tail(&id, 20).await.ok();
-        f.container = Some(spec.name.clone());
+        f.container = Some(self.names.container(name, &task.name));
         Err(f)
     }
 

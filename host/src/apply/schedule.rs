@@ -77,35 +77,25 @@ impl ServiceRun<'_> {
         tx: &watch::Sender<Reached>,
     ) -> Result<(), Failure> {
         let name = &service.name;
-        let fail = |waiting_for: &str, reason: String| Failure {
-            service: name.clone(),
-            waiting_for: waiting_for.to_string(),
-            reason,
-            last_probe: None,
-            container: None,
-            log_tail: None,
-        };
         let deadline = self.started + self.options.timeout;
 
-        for (wait, dep, mut rx) in deps {
-            self.emit(name, Phase::Waiting(dep.clone()));
-            let needed = |r: &Reached| match wait {
-                WaitFor::Started => matches!(r, Reached::Started | Reached::Ready | Reached::Failed),
-                // A service is ready only after its tasks exited 0.
-                WaitFor::Ready | WaitFor::Completed => matches!(r, Reached::Ready | Reached::Failed),
-                WaitFor::Planned => true,
-            };
-            let reached = tokio::time::timeout_at(deadline.into(), rx.wait_for(needed)).await;
-            match reached {
-                Ok(Ok(r)) if *r != Reached::Failed => {}
-                Ok(_) => return Err(self.failed(name, fail(&format!("waiting for `{dep}`"), format!("`{dep}` did not come up")))),
-                Err(_) => return Err(self.failed(name, fail(&format!("waiting for `{dep}`"), "timed out".into()))),
-            }
+        self.stop_if_interrupted(name)?;
+        let created = self.create_ahead(service).await.map_err(|f| self.failed(name, f))?;
+        // What never starts is removed: nothing of it is left for the next
+        // `up` to find (a failed task is kept, for inspection).
+        if let Err(failure) = self.gate(name, deps, deadline).await {
+            self.remove_unstarted(created.values()).await;
+            return Err(failure);
         }
-
         for task in &service.plan.tasks {
-            self.stop_if_interrupted(name)?;
-            self.run_task(service, task, deadline).await.map_err(|f| self.failed(name, f))?;
+            let result = match self.stop_if_interrupted(name) {
+                Ok(()) => self.run_task(service, task, created.get(&task.name), deadline).await.map_err(|f| self.failed(name, f)),
+                Err(failure) => Err(failure),
+            };
+            if let Err(failure) = result {
+                self.remove_unstarted(service.plan.containers.iter().filter_map(|c| created.get(&c.name))).await;
+                return Err(failure);
+            }
         }
 
         // The first container is the service's main one; the others (an
@@ -114,8 +104,8 @@ impl ServiceRun<'_> {
         let mut ids = Vec::new();
         self.stop_if_interrupted(name)?;
         if let Some((main, sidecars)) = service.plan.containers.split_first() {
-            ids.push(self.start_container(service, main).await.map_err(|f| self.failed(name, f))?);
-            for result in join_all(sidecars.iter().map(|c| self.start_container(service, c))).await {
+            ids.push(self.start_container(service, main, created.get(&main.name)).await.map_err(|f| self.failed(name, f))?);
+            for result in join_all(sidecars.iter().map(|c| self.start_container(service, c, created.get(&c.name)))).await {
                 ids.push(result.map_err(|f| self.failed(name, f))?);
             }
         }
@@ -127,6 +117,34 @@ impl ServiceRun<'_> {
         }
         let all_kept = ids.iter().all(|(_, fresh)| !fresh) && !service.plan.containers.is_empty();
         self.emit(name, if all_kept { Phase::Kept } else { Phase::Ready });
+        Ok(())
+    }
+
+    /// Wait until every dependency has reached what this service needs of it.
+    async fn gate(&self, name: &str, deps: Vec<(WaitFor, String, watch::Receiver<Reached>)>, deadline: Instant) -> Result<(), Failure> {
+        let fail = |waiting_for: String, reason: String| Failure {
+            service: name.to_string(),
+            waiting_for,
+            reason,
+            last_probe: None,
+            container: None,
+            log_tail: None,
+        };
+        for (wait, dep, mut rx) in deps {
+            self.emit(name, Phase::Waiting(dep.clone()));
+            let needed = |r: &Reached| match wait {
+                WaitFor::Started => matches!(r, Reached::Started | Reached::Ready | Reached::Failed),
+                // A service is ready only after its tasks exited 0.
+                WaitFor::Ready | WaitFor::Completed => matches!(r, Reached::Ready | Reached::Failed),
+                WaitFor::Planned => true,
+            };
+            let reached = tokio::time::timeout_at(deadline.into(), rx.wait_for(needed)).await;
+            match reached {
+                Ok(Ok(r)) if *r != Reached::Failed => {}
+                Ok(_) => return Err(self.failed(name, fail(format!("waiting for `{dep}`"), format!("`{dep}` did not come up")))),
+                Err(_) => return Err(self.failed(name, fail(format!("waiting for `{dep}`"), "timed out".into()))),
+            }
+        }
         Ok(())
     }
 
