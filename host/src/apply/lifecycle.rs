@@ -294,7 +294,9 @@ pub async fn down(
     for result in join_all(remove).await {
         result?;
     }
-    let networks = engine.remove_networks(project, owner).await?;
-    let volumes = if volumes { engine.remove_volumes(project, owner).await? } else { Vec::new() };
+    // Networks and volumes each only wait for the containers, not for each other.
+    let named_volumes = async { if volumes { engine.remove_volumes(project, owner).await } else { Ok(Vec::new()) } };
+    let (networks, volumes) = tokio::join!(engine.remove_networks(project, owner), named_volumes);
+    let (networks, volumes) = (networks?, volumes?);
     Ok(Removed { containers: containers.len(), networks, volumes })
 }
