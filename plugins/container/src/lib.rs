@@ -29,8 +29,10 @@ struct Config {
     #[serde(default)]
     ports: Vec<PortSpec>,
     /// Readiness: `{ http = "/health" }` (on the first port unless `port`),
-    /// `{ tcp = 5432 }` or `{ exec = "pg_isready" }`, with `interval`,
-    /// `timeout`, `start_period` ("500ms", "2s", "1m") and `retries`.
+    /// `{ tcp = 8080 }`, `{ postgres = 5432 }` or `{ redis = 6379 }` (the
+    /// host speaks the protocol), or `{ exec = "pg_isready" }`, with
+    /// `interval`, `timeout`, `start_period` ("500ms", "2s", "1m") and
+    /// `retries`.
     health: Option<Health>,
     /// Working directory inside the container.
     workdir: Option<String>,
@@ -83,6 +85,10 @@ enum PortSpec {
 struct Health {
     http: Option<String>,
     tcp: Option<u16>,
+    /// A PostgreSQL server on this port accepts connections.
+    postgres: Option<u16>,
+    /// A Redis server on this port answers PING.
+    redis: Option<u16>,
     exec: Option<Command>,
     /// Port of the `http` probe; default: the first of `ports`.
     port: Option<u16>,
@@ -255,24 +261,31 @@ fn port(spec: &PortSpec) -> Result<Port, String> {
 }
 
 fn health_check(health: &Health, first_port: Option<u16>) -> Result<provision_sdk::types::HealthCheck, PlanError> {
-    let probe = match (&health.http, health.tcp, &health.exec) {
-        (Some(path), None, None) => {
-            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(config_error("health.http", "a URL path such as \"/health\""));
-            }
-            let port = health.port.or(first_port).ok_or_else(|| config_error("health.port", "an http probe needs a `port` (or `ports`)"))?;
-            HealthCheck::http(port, path)
+    let one_probe =
+        || config_error("health", "give exactly one probe: http = \"/path\", tcp = PORT, postgres = PORT, redis = PORT or exec = \"command\"");
+    let given = [health.http.is_some(), health.tcp.is_some(), health.postgres.is_some(), health.redis.is_some(), health.exec.is_some()];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(one_probe());
+    }
+    let probe = if let Some(path) = &health.http {
+        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(config_error("health.http", "a URL path such as \"/health\""));
         }
-        (None, Some(port), None) => HealthCheck::tcp(port),
-        (None, None, Some(command)) => {
-            let argv = match command {
-                // As Docker's CMD-SHELL: the string runs in a shell.
-                Command::Words(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
-                argv => words(argv).map_err(|m| config_error("health.exec", m))?,
-            };
-            HealthCheck::exec(argv)
-        }
-        _ => return Err(config_error("health", "give exactly one probe: http = \"/path\", tcp = PORT or exec = \"command\"")),
+        let port = health.port.or(first_port).ok_or_else(|| config_error("health.port", "an http probe needs a `port` (or `ports`)"))?;
+        HealthCheck::http(port, path)
+    } else if let Some(port) = health.tcp {
+        HealthCheck::tcp(port)
+    } else if let Some(port) = health.postgres {
+        HealthCheck::postgres(port)
+    } else if let Some(port) = health.redis {
+        HealthCheck::redis(port)
+    } else {
+        let argv = match health.exec.as_ref().ok_or_else(one_probe)? {
+            // As Docker's CMD-SHELL: the string runs in a shell.
+            Command::Words(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+            argv => words(argv).map_err(|m| config_error("health.exec", m))?,
+        };
+        HealthCheck::exec(argv)
     };
     let mut check = probe.0;
     for (key, value, field) in [
@@ -337,5 +350,16 @@ mod tests {
         assert_eq!(millis("1m30s").unwrap(), 90_000);
         assert_eq!(millis("500ms").unwrap(), 500);
         assert!(millis("soon").is_err());
+    }
+
+    #[test]
+    fn a_health_check_is_exactly_one_probe() {
+        use provision_sdk::types::Probe;
+        let health = |json: &str| health_check(&serde_json::from_str::<Health>(json).unwrap(), Some(8000)).map(|h| h.probe);
+        assert!(matches!(health(r#"{"postgres": 5432}"#), Ok(Probe::Postgres(5432))));
+        assert!(matches!(health(r#"{"redis": 6379}"#), Ok(Probe::Redis(6379))));
+        assert!(matches!(health(r#"{"http": "/up"}"#), Ok(Probe::Http(_))));
+        assert!(health(r#"{"postgres": 5432, "tcp": 5432}"#).is_err());
+        assert!(health(r#"{"interval": "1s"}"#).is_err());
     }
 }
