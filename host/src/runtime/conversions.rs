@@ -185,3 +185,66 @@ macro_rules! shared_conversions {
 }
 
 pub(super) use shared_conversions;
+
+/// What 0.2.0 changed, and later versions keep: requests, bindings with
+/// each replica's host name, roles filled by several services.
+macro_rules! conversions_since_0_2_0 {
+    () => {
+        // Host → plugin.
+
+        impl From<&d::ServiceRequest> for t::ServiceRequest {
+            fn from(r: &d::ServiceRequest) -> Self {
+                t::ServiceRequest {
+                    project: r.project.clone(),
+                    service: r.service.clone(),
+                    profile: r.profile.clone(),
+                    config: r.config.to_string(),
+                    bindings: r.bindings.iter().map(Into::into).collect(),
+                    collected: r.collected,
+                }
+            }
+        }
+
+        impl From<&d::Binding> for t::Binding {
+            fn from(b: &d::Binding) -> Self {
+                t::Binding {
+                    role: b.role.clone(),
+                    service: b.service.clone(),
+                    plugin: b.plugin.clone(),
+                    outputs: b.outputs.clone(),
+                    metrics: b
+                        .metrics
+                        .iter()
+                        .map(|m| t::MetricsTarget { host: m.host.clone(), port: m.port, path: m.path.clone(), container: m.container.clone() })
+                        .collect(),
+                    replicas: b.replicas.clone(),
+                }
+            }
+        }
+
+        // Plugin → host.
+
+        impl From<t::RoleInfo> for d::RoleInfo {
+            fn from(r: t::RoleInfo) -> Self {
+                let wait = match r.wait {
+                    t::WaitFor::Started => d::WaitFor::Started,
+                    t::WaitFor::Ready => d::WaitFor::Ready,
+                    t::WaitFor::Completed => d::WaitFor::Completed,
+                    t::WaitFor::Planned => d::WaitFor::Planned,
+                };
+                d::RoleInfo {
+                    name: r.name,
+                    description: r.description,
+                    plugins: r.plugins,
+                    optional: r.optional,
+                    wait,
+                    collect: r.collect,
+                    many: r.many,
+                    from_config: r.from_config,
+                }
+            }
+        }
+    };
+}
+
+pub(super) use conversions_since_0_2_0;
