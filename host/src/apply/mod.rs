@@ -154,22 +154,27 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
 
     // Images first: a missing one fails before anything is created. Pulls
     // and builds count against --timeout like every other wait.
+    // Pulls and builds all at once: each waits on the network or the
+    // engine's builder, not on the others.
     let images = async {
-        let mut images: Vec<&str> = Vec::new();
+        let mut pulls: Vec<&str> = Vec::new();
+        let mut builds = Vec::new();
         for service in &state.services {
             for c in service.plan.tasks.iter().chain(&service.plan.containers) {
                 let changing = diff.step(&service.name, &c.name).is_some_and(|s| s.change != Change::Keep);
                 match (&c.image, changing) {
-                    (Image::Pull(image), true) if !images.contains(&image.as_str()) => images.push(image),
-                    (Image::Build(spec), true) => build(engine, state, &service.name, spec, options, events, started).await?,
+                    (Image::Pull(image), true) if !pulls.contains(&image.as_str()) => pulls.push(image),
+                    (Image::Build(spec), true) if !builds.iter().any(|(_, s): &(&str, &BuildSpec)| s.input_hash == spec.input_hash) => {
+                        builds.push((service.name.as_str(), spec))
+                    }
                     _ => {}
                 }
             }
         }
-        for result in join_all(images.iter().map(|i| engine.ensure_image(i))).await {
-            result?;
-        }
-        Ok::<(), ApplyError>(())
+        let pulls = join_all(pulls.iter().map(|i| async { engine.ensure_image(i).await.map_err(ApplyError::from) }));
+        let builds = join_all(builds.iter().map(|(service, spec)| build(engine, state, service, spec, options, events, started)));
+        let (pulls, builds) = tokio::join!(pulls, builds);
+        pulls.into_iter().chain(builds).collect::<Result<Vec<()>, ApplyError>>().map(drop)
     };
     tokio::time::timeout_at((started + options.timeout).into(), images).await.map_err(|_| ApplyError::ImagesTimedOut(options.timeout))??;
     let resolved_images = image_digests(engine, state).await?;
