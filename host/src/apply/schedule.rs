@@ -1,8 +1,8 @@
-//! The scheduler: every service of the plan runs as its own future, gated
-//! on what its dependencies have reached (started / ready), so independent
-//! services start in parallel and each starts the moment it may. Owns the
-//! ordering; must not talk to the engine except through `lifecycle` and
-//! `readiness`.
+//! The scheduler: every service of the plan runs as its own future: its
+//! containers are created at once, and their start is gated on what its
+//! dependencies have reached (started / ready), so independent services
+//! start in parallel and each starts the moment it may. Owns the ordering;
+//! must not talk to the engine except through `lifecycle` and `readiness`.
 
 use std::{collections::HashMap, time::Instant};
 
