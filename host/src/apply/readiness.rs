@@ -154,7 +154,7 @@ async fn http_get(ip: &str, port: u16, path: &str) -> (bool, String) {
 
 /// Probe delays: start small and grow by half each time, so readiness is
 /// seen within tens of milliseconds. Probes from the host cost the engine
-/// nothing: up to 250 ms apart. An exec probe starts a process in
+/// nothing (a refused connect, or one short exchange): up to 100 ms apart. An exec probe starts a process in
 /// the container through the engine, which costs CPU the services starting
 /// beside it need: up to 500 ms apart.
 struct Backoff {
@@ -164,7 +164,7 @@ struct Backoff {
 
 impl Backoff {
     fn for_probe(probe: &Probe) -> Self {
-        let cap = if matches!(probe, Probe::Exec(_)) { 500 } else { 250 };
+        let cap = if matches!(probe, Probe::Exec(_)) { 500 } else { 100 };
         Backoff { delay: Duration::from_millis(25), cap: Duration::from_millis(cap) }
     }
 
