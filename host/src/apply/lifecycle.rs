@@ -275,6 +275,13 @@ pub struct Removed {
     pub volumes: Vec<String>,
 }
 
+/// "2 containers, 1 networks, 2 volumes", as `down` and `run` report it.
+impl std::fmt::Display for Removed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} containers, {} networks, {} volumes", self.containers, self.networks.len(), self.volumes.len())
+    }
+}
+
 /// Remove the project's containers (in parallel), then its networks, and
 /// its named volumes only when asked. A container is stopped gracefully,
 /// unless all it wrote is removed with it (`down -v`, and no writable bind

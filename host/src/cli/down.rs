@@ -28,12 +28,6 @@ pub async fn run(args: DownArgs) -> miette::Result<ExitCode> {
         let _ = std::fs::remove_file(Journal::path(dir, &project));
     }
     let kept = if args.volumes { "" } else { "; named volumes kept (down -v removes them)" };
-    eprintln!(
-        "{project} is down in {:.2}s: removed {} containers, {} networks, {} volumes{kept}",
-        started.elapsed().as_secs_f64(),
-        removed.containers,
-        removed.networks.len(),
-        removed.volumes.len()
-    );
+    eprintln!("{project} is down in {:.2}s: removed {removed}{kept}", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }

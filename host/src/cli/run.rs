@@ -229,13 +229,7 @@ impl Run<'_> {
                 if self.json {
                     println!("{}", serde_json::json!({"event": "down", "ok": true, "project": project}));
                 } else {
-                    eprintln!(
-                        "provision run: removed {project} in {:.2}s ({} containers, {} networks, {} volumes)",
-                        started.elapsed().as_secs_f64(),
-                        removed.containers,
-                        removed.networks.len(),
-                        removed.volumes.len()
-                    );
+                    eprintln!("provision run: removed {project} in {:.2}s ({removed})", started.elapsed().as_secs_f64());
                 }
                 true
             }
