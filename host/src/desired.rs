@@ -115,6 +115,19 @@ pub struct Container {
     /// when None, so plans made before replicas existed hash the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<u32>,
+    /// Its data may be kept as a snapshot (contract 0.4.0); absent from the
+    /// hash's JSON when None, as `replica`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<DataSnapshot>,
+}
+
+/// Where a container's initialised data lives and how to copy it (see the
+/// contract's `data-snapshot`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DataSnapshot {
+    pub path: String,
+    pub key: String,
+    pub command: Vec<String>,
 }
 
 impl Container {
@@ -143,6 +156,7 @@ impl Container {
             labels: BTreeMap::new(),
             privileges: Privileges::default(),
             replica: None,
+            snapshot: None,
         }
     }
 

@@ -31,5 +31,6 @@ pub mod plan;
 pub mod reconcile;
 pub mod runtime;
 pub mod secrets;
+pub mod snapshot;
 pub mod stack;
 pub mod ui;

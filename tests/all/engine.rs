@@ -9,7 +9,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use provision::{
     apply::{self, Event, Events, UpOptions},
     desired::{BuildSpec, Container, Dependency, DesiredState, File, HealthCheck, Image, Probe, ServicePlan, ServiceState, WaitFor},
-    engine::{Actual, ContainerSpec, Engine, ExecCommand, Existing, Labels, OutputStream, Result, Status},
+    engine::{Actual, BuildContext, ContainerSpec, Engine, ExecCommand, Existing, Labels, OutputStream, Result, Status},
     journal::{Journal, Stage},
     reconcile::{self, Change},
 };
@@ -110,8 +110,19 @@ impl Engine for MemoryEngine {
         Ok(Some("sha256:in-memory".into()))
     }
 
-    async fn build_image(&self, _tag: &str, _spec: &BuildSpec, _context: Vec<u8>, _progress: &(dyn for<'a> Fn(&'a str) + Sync)) -> Result<()> {
+    async fn build_image(
+        &self,
+        _tag: &str,
+        _spec: &BuildSpec,
+        _context: BuildContext,
+        _labels: &Labels,
+        _progress: &(dyn for<'a> Fn(&'a str) + Sync),
+    ) -> Result<()> {
         Ok(())
+    }
+
+    async fn image_id(&self, _image: &str) -> Result<Option<String>> {
+        Ok(Some("sha256:in-memory".into()))
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {

@@ -24,6 +24,8 @@ pub enum Phase {
     Starting,
     Probing(String),
     Hook(String),
+    /// Its data's snapshot: seeded from one, keeping one, or why not.
+    Snapshot(String),
     Ready,
     Kept,
     Failed(String),

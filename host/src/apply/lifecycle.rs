@@ -14,6 +14,7 @@ use crate::{
     journal::Stage,
     plan::host_path,
     reconcile::{Change, Names, label},
+    snapshot::Snapshot,
 };
 
 /// Seconds a container gets to stop before it is killed: with an init as
@@ -24,10 +25,11 @@ impl ServiceRun<'_> {
     /// Create, without starting, every container and task of the service
     /// that is new or changed (removing the one it replaces): done while
     /// the service still waits for its dependencies, so no create is on the
-    /// critical path. Returns the ids by container name.
-    pub(super) async fn create_ahead(&self, service: &ServiceState) -> Result<HashMap<String, String>, Failure> {
+    /// critical path. A container whose new data has a snapshot starts from
+    /// it; one whose has none yet is to keep one once ready.
+    pub(super) async fn create_ahead(&self, service: &ServiceState) -> Result<Created, Failure> {
         let all = service.plan.tasks.iter().map(|c| (c, true)).chain(service.plan.containers.iter().map(|c| (c, false)));
-        let mut created = HashMap::new();
+        let mut created = Created::default();
         for (c, task) in all {
             let step = self.diff.step(&service.name, &c.name).expect("every container has a step");
             if step.change == Change::Keep {
@@ -45,10 +47,59 @@ impl ServiceRun<'_> {
                 self.engine.remove(&actual.id).await.map_err(|e| failure(&e))?;
             }
             self.emit(&service.name, Phase::Creating(c.name.clone()));
-            let spec = self.spec(service, c, task).map_err(|e| failure(&e))?;
-            created.insert(c.name.clone(), self.create(&spec, c).await.map_err(|e| failure(&e))?);
+            let mut spec = self.spec(service, c, task).map_err(|e| failure(&e))?;
+            match self.snapshot(service, c, &spec.image).await {
+                Some((snapshot, true)) => {
+                    snapshot.seed(&mut spec);
+                    self.emit(&service.name, Phase::Snapshot(format!("data from snapshot {}", snapshot.tag)));
+                }
+                Some((snapshot, false)) => created.keep.push((c.name.clone(), snapshot)),
+                None => {}
+            }
+            created.ids.insert(c.name.clone(), self.create(&spec, c).await.map_err(|e| failure(&e))?);
         }
         Ok(created)
+    }
+
+    /// The snapshot `c` would start from (true) or keep (false), when its
+    /// data is new: in a tmpfs, or a volume this `up` created — the data
+    /// of a volume that was there is the project's own.
+    async fn snapshot(&self, service: &ServiceState, c: &Container, image: &str) -> Option<(Snapshot, bool)> {
+        let declared = c.snapshot.as_ref().filter(|_| self.options.snapshots)?;
+        let new_data = c.mounts.iter().any(|m| {
+            m.target == declared.path
+                && match &m.source {
+                    MountSource::Tmpfs { .. } => true,
+                    MountSource::Volume(v) => self.new_volumes.contains(&self.names.volume(&service.name, v)),
+                    MountSource::Bind(_) | MountSource::Anonymous => false,
+                }
+        });
+        if !new_data {
+            return None;
+        }
+        let base = self.engine.image_id(image).await.ok()??;
+        let snapshot = Snapshot::of(self.state, &self.options.project_dir, service, c, &base)?;
+        let exists = self.engine.image_id(&snapshot.tag).await.ok()?.is_some();
+        Some((snapshot, exists))
+    }
+
+    /// Keep the snapshot of a container's data, now that it is ready and
+    /// its hooks ran: the copy is made now, before any dependent starts
+    /// and writes; the image is built from it beside the rest of `up`.
+    pub(super) async fn keep_snapshot<'s>(&'s self, service: &str, id: &str, snapshot: Snapshot, keeper: &Keeper<'s>) {
+        self.emit(service, Phase::Snapshot("copying its new data for a snapshot".into()));
+        let data = match snapshot.capture(self.engine, id).await {
+            Ok(data) => data,
+            Err(e) => return self.emit(service, Phase::Snapshot(format!("no snapshot kept: {e}"))),
+        };
+        let service = service.to_string();
+        let _ = keeper.send(Some(Box::pin(async move {
+            let done = match snapshot.keep(self.engine, data).await {
+                Ok(()) => format!("kept snapshot {}", snapshot.tag),
+                Err(e) => format!("no snapshot kept: {e}"),
+            };
+            self.emit(&service, Phase::Snapshot(done));
+        })));
     }
 
     /// Remove containers `create_ahead` made that will not start.
@@ -148,6 +199,18 @@ impl ServiceRun<'_> {
         container_spec(self.state, &self.options.project_dir, &self.options.labels, service, c, role)
     }
 }
+
+/// What `create_ahead` made: ids by container name, and the snapshots to
+/// keep once their containers are ready.
+#[derive(Default)]
+pub(super) struct Created {
+    pub ids: HashMap<String, String>,
+    pub keep: Vec<(String, Snapshot)>,
+}
+
+/// Where a service hands the building of a snapshot image, so that it goes
+/// on beside the rest of `up` (None: no more will come).
+pub(super) type Keeper<'f> = tokio::sync::mpsc::UnboundedSender<Option<futures_util::future::BoxFuture<'f, ()>>>;
 
 /// What a container is to its service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ mod readiness;
 mod schedule;
 
 use std::{
+    collections::HashSet,
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -25,7 +26,7 @@ use serde::Serialize;
 
 use crate::{
     desired::{BuildSpec, DesiredState, Image, Network},
-    engine::{Actual, Engine, EngineError, Existing, Labels},
+    engine::{Actual, BuildContext, Engine, EngineError, Existing, Labels},
     journal::Journal,
     reconcile::{self, Change, Diff, Names, label},
     ui::plain,
@@ -113,11 +114,13 @@ pub struct UpOptions {
     /// Put on every container, network and volume made (`run` marks its
     /// project as ephemeral, with its owner).
     pub labels: Labels,
+    /// Seed new data from snapshots and keep them (`--no-snapshots`: off).
+    pub snapshots: bool,
 }
 
 impl UpOptions {
     pub fn new(project_dir: PathBuf, timeout: Duration, locked_images: Option<Vec<LockedImage>>, journal: Journal) -> Self {
-        UpOptions { project_dir, timeout, locked_images, journal, interrupted: AtomicBool::new(false), labels: Labels::new() }
+        UpOptions { project_dir, timeout, locked_images, journal, interrupted: AtomicBool::new(false), labels: Labels::new(), snapshots: true }
     }
 
     pub(super) fn is_interrupted(&self) -> bool {
@@ -222,18 +225,24 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
             return Err(ApplyError::NetworkChanged { name, actual: existing.internal, wanted: network.internal });
         }
     }
+    // New volumes hold no data yet: only theirs is seeded from a snapshot.
+    let mut new_volumes = HashSet::new();
     for service in &state.services {
         for volume in &service.plan.volumes {
             let mut labels = project_labels();
             labels.insert(label("service"), service.name.clone());
             options.check_interrupted()?;
             let name = names.volume(&service.name, volume);
-            not_ours("volume", name.clone(), engine.ensure_volume(&name, labels).await?)?;
+            let existing = engine.ensure_volume(&name, labels).await?;
+            if existing.is_none() {
+                new_volumes.insert(name.clone());
+            }
+            not_ours("volume", name, existing)?;
         }
     }
 
     options.check_interrupted()?;
-    let run = schedule::ServiceRun { engine, state, diff: &diff, options, events, started, names: &names };
+    let run = schedule::ServiceRun { engine, state, diff: &diff, options, events, started, names: &names, new_volumes: &new_volumes };
     let results = run.all().await;
 
     let failures: Vec<Failure> = results.into_iter().filter_map(Result::err).collect();
@@ -305,7 +314,7 @@ async fn build(
         let elapsed_ms = started.elapsed().as_millis() as u64;
         events.emit(Event { service: service.to_string(), phase: Phase::Building(line.to_string()), elapsed_ms });
     };
-    engine.build_image(&tag, spec, tar, &emit).await?;
+    engine.build_image(&tag, spec, BuildContext::Memory(tar), &Labels::new(), &emit).await?;
     Ok(())
 }
 

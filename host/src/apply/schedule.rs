@@ -4,14 +4,22 @@
 //! start in parallel and each starts the moment it may. Owns the ordering;
 //! must not talk to the engine except through `lifecycle` and `readiness`.
 
-use std::{collections::HashMap, time::Instant};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Instant,
+};
 
-use futures_util::future::join_all;
-use tokio::sync::watch;
+use futures_util::{
+    StreamExt,
+    future::{BoxFuture, join_all},
+    stream::FuturesUnordered,
+};
+use tokio::sync::{mpsc, watch};
 
 use super::{
     Failure, UpOptions,
     events::{Event, Events, Phase},
+    lifecycle::Keeper,
 };
 use crate::{
     desired::{DesiredState, ServiceState, WaitFor},
@@ -37,6 +45,8 @@ pub(super) struct ServiceRun<'a> {
     pub events: &'a dyn Events,
     pub started: Instant,
     pub names: &'a Names<'a>,
+    /// Volumes this `up` created (their data is new).
+    pub new_volumes: &'a HashSet<String>,
 }
 
 impl ServiceRun<'_> {
@@ -50,8 +60,9 @@ impl ServiceRun<'_> {
         let state = self.state;
         let channels: HashMap<&str, (watch::Sender<Reached>, watch::Receiver<Reached>)> =
             state.services.iter().map(|s| (s.name.as_str(), watch::channel(Reached::Pending))).collect();
-        join_all(state.services.iter().map(|service| {
-            let channels = &channels;
+        let (keeper, kept) = mpsc::unbounded_channel();
+        let services = join_all(state.services.iter().map(|service| {
+            let (channels, keeper) = (&channels, &keeper);
             async move {
                 // `planned` dependencies only ordered the plugin calls.
                 let deps: Vec<(WaitFor, String, watch::Receiver<Reached>)> = service
@@ -61,20 +72,26 @@ impl ServiceRun<'_> {
                     .map(|d| (d.wait, d.service.clone(), channels[d.service.as_str()].1.clone()))
                     .collect();
                 let tx = &channels[service.name.as_str()].0;
-                let result = self.service(service, deps, tx).await;
+                let result = self.service(service, deps, tx, keeper).await;
                 let _ = tx.send(if result.is_ok() { Reached::Ready } else { Reached::Failed });
                 result
             }
-        }))
-        .await
+        }));
+        let services = async {
+            let results = services.await;
+            let _ = keeper.send(None);
+            results
+        };
+        tokio::join!(services, keep_snapshots(kept)).0
     }
 
     /// Bring one service up.
-    async fn service(
-        &self,
+    async fn service<'s>(
+        &'s self,
         service: &ServiceState,
         deps: Vec<(WaitFor, String, watch::Receiver<Reached>)>,
         tx: &watch::Sender<Reached>,
+        keeper: &Keeper<'s>,
     ) -> Result<(), Failure> {
         let name = &service.name;
         let deadline = self.started + self.options.timeout;
@@ -84,16 +101,16 @@ impl ServiceRun<'_> {
         // What never starts is removed: nothing of it is left for the next
         // `up` to find (a failed task is kept, for inspection).
         if let Err(failure) = self.gate(name, deps, deadline).await {
-            self.remove_unstarted(created.values()).await;
+            self.remove_unstarted(created.ids.values()).await;
             return Err(failure);
         }
         for task in &service.plan.tasks {
             let result = match self.stop_if_interrupted(name) {
-                Ok(()) => self.run_task(service, task, created.get(&task.name), deadline).await.map_err(|f| self.failed(name, f)),
+                Ok(()) => self.run_task(service, task, created.ids.get(&task.name), deadline).await.map_err(|f| self.failed(name, f)),
                 Err(failure) => Err(failure),
             };
             if let Err(failure) = result {
-                self.remove_unstarted(service.plan.containers.iter().filter_map(|c| created.get(&c.name))).await;
+                self.remove_unstarted(service.plan.containers.iter().filter_map(|c| created.ids.get(&c.name))).await;
                 return Err(failure);
             }
         }
@@ -104,8 +121,8 @@ impl ServiceRun<'_> {
         let mut ids = Vec::new();
         self.stop_if_interrupted(name)?;
         if let Some((main, sidecars)) = service.plan.containers.split_first() {
-            ids.push(self.start_container(service, main, created.get(&main.name)).await.map_err(|f| self.failed(name, f))?);
-            for result in join_all(sidecars.iter().map(|c| self.start_container(service, c, created.get(&c.name)))).await {
+            ids.push(self.start_container(service, main, created.ids.get(&main.name)).await.map_err(|f| self.failed(name, f))?);
+            for result in join_all(sidecars.iter().map(|c| self.start_container(service, c, created.ids.get(&c.name)))).await {
                 ids.push(result.map_err(|f| self.failed(name, f))?);
             }
         }
@@ -114,6 +131,11 @@ impl ServiceRun<'_> {
         let readies = service.plan.containers.iter().zip(&ids).map(|(c, (id, fresh))| self.ready(service, c, id, *fresh, deadline));
         for result in join_all(readies).await {
             result.map_err(|f| self.failed(name, f))?;
+        }
+        for (container, snapshot) in created.keep {
+            if let Some(((id, _), _)) = ids.iter().zip(&service.plan.containers).find(|(_, c)| c.name == container) {
+                self.keep_snapshot(name, id, snapshot, keeper).await;
+            }
         }
         let all_kept = ids.iter().all(|(_, fresh)| !fresh) && !service.plan.containers.is_empty();
         self.emit(name, if all_kept { Phase::Kept } else { Phase::Ready });
@@ -168,4 +190,20 @@ impl ServiceRun<'_> {
         self.emit(service, Phase::Failed(failure.reason.clone()));
         failure
     }
+}
+
+/// Build the snapshot images services hand over, each as it comes, until
+/// every service is done (None) and every build has finished.
+async fn keep_snapshots(mut kept: mpsc::UnboundedReceiver<Option<BoxFuture<'_, ()>>>) {
+    let mut building = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            next = kept.recv() => match next {
+                Some(Some(build)) => building.push(build),
+                _ => break,
+            },
+            Some(()) = building.next(), if !building.is_empty() => {}
+        }
+    }
+    while building.next().await.is_some() {}
 }

@@ -12,14 +12,15 @@ use bollard::{
     },
     query_parameters::{
         AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-        ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
-        ResizeContainerTTYOptionsBuilder, UploadToContainerOptionsBuilder,
+        ListImagesOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+        RemoveImageOptionsBuilder, RemoveVolumeOptions, ResizeContainerTTYOptionsBuilder, UploadToContainerOptionsBuilder,
     },
 };
 use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
 
 use super::{
-    Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, Kind, LABEL_PREFIX, Labeled, Labels, MountSpec, OutputStream, Result, Status,
+    Actual, BuildContext, ContainerSpec, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels, MountSpec,
+    OutputStream, Result, Status,
 };
 use crate::desired::{BuildSpec, File, Probe, Protocol, RestartPolicy};
 pub struct Docker {
@@ -155,16 +156,62 @@ impl Engine for Docker {
         }
     }
 
-    async fn build_image(&self, tag: &str, spec: &BuildSpec, context: Vec<u8>, progress: &(dyn for<'a> Fn(&'a str) + Sync)) -> Result<()> {
+    async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        match self.client.inspect_image(image).await {
+            Ok(info) => Ok(info.id),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn images(&self, label: &str) -> Result<Vec<ImageInfo>> {
+        let filter = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let images = self.client.list_images(Some(ListImagesOptionsBuilder::default().filters(&filter).build())).await?;
+        Ok(images
+            .into_iter()
+            .map(|i| ImageInfo {
+                id: i.id,
+                tags: i.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
+                labels: i.labels,
+                size: u64::try_from(i.size).unwrap_or(0),
+                created: i.created,
+            })
+            .collect())
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<()> {
+        let options = RemoveImageOptionsBuilder::default().force(true).build();
+        match self.client.remove_image(id, Some(options), None).await {
+            Err(e) if !is_not_found(&e) => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn build_image(
+        &self,
+        tag: &str,
+        spec: &BuildSpec,
+        context: BuildContext,
+        labels: &Labels,
+        progress: &(dyn for<'a> Fn(&'a str) + Sync),
+    ) -> Result<()> {
         let mut options = bollard::query_parameters::BuildImageOptionsBuilder::default()
             .dockerfile(spec.dockerfile.as_deref().unwrap_or("Dockerfile"))
             .t(tag)
             .rm(true)
+            .labels(labels)
             .buildargs(&spec.args.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         if let Some(target) = &spec.target {
             options = options.target(target);
         }
-        let mut stream = self.client.build_image(options.build(), None, Some(bollard::body_full(context.into())));
+        let body = match context {
+            BuildContext::Memory(tar) => bollard::body_full(tar.into()),
+            BuildContext::File(path) => {
+                let file = tokio::fs::File::open(&path).await.map_err(|e| EngineError::Build { tag: tag.to_string(), message: e.to_string() })?;
+                bollard::body_try_stream(tokio_util::io::ReaderStream::new(file))
+            }
+        };
+        let mut stream = self.client.build_image(options.build(), None, Some(body));
         while let Some(info) = stream.next().await {
             let info = info.map_err(|e| EngineError::Build { tag: tag.to_string(), message: e.to_string() })?;
             if let Some(detail) = info.error_detail {

@@ -86,6 +86,24 @@ pub struct Existing {
 
 /// Something on the engine that carries a given label, of any kind.
 #[derive(Debug, Clone)]
+/// A build context tar: small ones in memory, a snapshot's data streamed
+/// from a file (it can be tens of megabytes).
+pub enum BuildContext {
+    Memory(Vec<u8>),
+    File(std::path::PathBuf),
+}
+
+/// An image as listed by the engine.
+#[derive(Debug, Clone)]
+pub struct ImageInfo {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub labels: Labels,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub created: i64,
+}
+
 pub struct Labeled {
     pub kind: Kind,
     /// The id (containers, networks) or name (volumes) to remove it by.
@@ -248,8 +266,24 @@ pub trait Engine: Send + Sync {
     /// The digest an image reference resolves to on the engine (its
     /// registry digest when it was pulled, else its image id).
     async fn image_digest(&self, image: &str) -> Result<Option<String>>;
-    /// Build `tag` from a context tar, reporting each output line.
-    async fn build_image(&self, tag: &str, spec: &BuildSpec, context: Vec<u8>, progress: &(dyn for<'a> Fn(&'a str) + Sync)) -> Result<()>;
+    /// Build `tag` from a context tar, labelled, reporting each output line.
+    async fn build_image(
+        &self,
+        tag: &str,
+        spec: &BuildSpec,
+        context: BuildContext,
+        labels: &Labels,
+        progress: &(dyn for<'a> Fn(&'a str) + Sync),
+    ) -> Result<()>;
+    /// The image id a reference resolves to on the engine, if it is there.
+    async fn image_id(&self, image: &str) -> Result<Option<String>>;
+    /// Images carrying `label` (`key` or `key=value`).
+    async fn images(&self, _label: &str) -> Result<Vec<ImageInfo>> {
+        Ok(Vec::new())
+    }
+    async fn remove_image(&self, _id: &str) -> Result<()> {
+        Ok(())
+    }
 
     // A container's life.
     async fn create(&self, spec: &ContainerSpec) -> Result<String>;

@@ -207,6 +207,10 @@ pub fn apply(
         }
     }
 
+    if options.snapshot == Some(false) {
+        plan.containers.iter_mut().for_each(|c| c.snapshot = None);
+    }
+
     let Some(main) = plan.containers.first_mut() else { return Ok(()) };
     if let Some(restart) = options.restart {
         main.restart = restart;

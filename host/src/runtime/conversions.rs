@@ -5,9 +5,21 @@
 //! `host`, and writes by hand only what differs (requests, bindings, roles),
 //! passing the probes a version added as match arms:
 //! `shared_conversions!(t::Probe::Redis(port) => d::Probe::Redis(port))`.
+//! A version with `container.snapshot` (0.4.0 on) starts the list with
+//! `snapshots;` and defines `fn container_snapshot(&t::Container)` itself.
 
 macro_rules! shared_conversions {
+    (snapshots; $($probe:pat => $to:expr),* $(,)?) => {
+        super::conversions::shared_conversions!(@common $($probe => $to),*);
+    };
     ($($probe:pat => $to:expr),* $(,)?) => {
+        /// Before 0.4.0 a plugin cannot offer its data for snapshots.
+        fn container_snapshot(_: &t::Container) -> Option<d::DataSnapshot> {
+            None
+        }
+        super::conversions::shared_conversions!(@common $($probe => $to),*);
+    };
+    (@common $($probe:pat => $to:expr),*) => {
         pub fn add_to_linker(linker: &mut wasmtime::component::Linker<Sandbox>) -> wasmtime::Result<()> {
             Plugin::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |s| s)
         }
@@ -85,6 +97,7 @@ macro_rules! shared_conversions {
 
         impl From<t::Container> for d::Container {
             fn from(c: t::Container) -> Self {
+                let snapshot = container_snapshot(&c);
                 d::Container {
                     name: c.name,
                     image: c.image.into(),
@@ -117,6 +130,7 @@ macro_rules! shared_conversions {
                         devices: c.privileges.devices,
                     },
                     replica: None,
+                    snapshot,
                 }
             }
         }

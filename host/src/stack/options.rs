@@ -25,6 +25,7 @@ pub const KEYS: &[&str] = &[
     "read_only",
     "no_new_privileges",
     "hooks",
+    "snapshot",
 ];
 
 /// The most replicas a service may ask for.
@@ -52,6 +53,8 @@ pub struct ServiceOptions {
     pub no_new_privileges: Option<bool>,
     /// Commands run in the main container once it is ready.
     pub hooks: Vec<Hook>,
+    /// `false`: never keep or use a snapshot of the service's data.
+    pub snapshot: Option<bool>,
 }
 
 /// `publish`: what becomes of the host ports the plugin asked for.
@@ -92,6 +95,7 @@ struct Raw {
     no_new_privileges: Option<bool>,
     #[serde(default)]
     hooks: BTreeMap<String, Command>,
+    snapshot: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +300,7 @@ impl Raw {
             read_only: self.read_only,
             no_new_privileges: self.no_new_privileges,
             hooks,
+            snapshot: self.snapshot,
         })
     }
 }

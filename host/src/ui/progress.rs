@@ -53,6 +53,7 @@ fn describe(phase: &apply::Phase) -> String {
         Starting => "starting".into(),
         Probing(name) => format!("waiting for {name} to be ready"),
         Hook(name) => format!("hook: {name}"),
+        Snapshot(what) => what.clone(),
         Ready => "ready".into(),
         Kept => "up to date".into(),
         Failed(reason) => format!("failed: {reason}"),

@@ -113,6 +113,7 @@ impl Container {
             networks: Vec::new(),
             labels: Vec::new(),
             privileges: Privileges { privileged: false, cap_add: Vec::new(), host_network: false, host_pid: false, devices: Vec::new() },
+            snapshot: None,
         }
     }
 
@@ -156,6 +157,16 @@ impl Container {
     /// A command run in the container once it is ready.
     pub fn hook<S: Into<String>>(mut self, name: impl Into<String>, command: impl IntoIterator<Item = S>) -> Self {
         self.hooks.push(Hook { name: name.into(), command: command.into_iter().map(Into::into).collect(), user: None, env: Vec::new() });
+        self
+    }
+
+    /// The data at `path` (a volume or tmpfs mount's target) may be kept as
+    /// a snapshot once the container is ready and its hooks ran; `command`
+    /// writes a consistent tar of it to stdout. `key` is what, beyond the
+    /// container itself, decides the data (see the contract's
+    /// `data-snapshot`).
+    pub fn snapshot<S: Into<String>>(mut self, path: impl Into<String>, key: impl Into<String>, command: impl IntoIterator<Item = S>) -> Self {
+        self.snapshot = Some(DataSnapshot { path: path.into(), key: key.into(), command: command.into_iter().map(Into::into).collect() });
         self
     }
 }
