@@ -34,6 +34,10 @@ use crate::{
 /// Where snapshot images live on the engine.
 pub const REPOSITORY: &str = "provision-snapshot";
 
+/// The largest copy kept: initialised data is small; a copy command that
+/// writes more is not copying that (or is a plugin filling the disk).
+const MAX_BYTES: u64 = 1 << 30;
+
 /// Label every snapshot image carries; its value is the snapshot's key.
 pub fn key_label() -> String {
     label("snapshot")
@@ -107,8 +111,11 @@ impl Snapshot {
             .exec_with(id, command, &mut |stream, chunk| match stream {
                 OutputStream::Stderr => errors.push(chunk),
                 _ => {
-                    if let Ok(n) = &mut written {
-                        written = file.write_all(chunk).map(|()| *n + chunk.len() as u64);
+                    if let Ok(n) = written {
+                        written = match n + chunk.len() as u64 {
+                            total if total > MAX_BYTES => Err(std::io::Error::other(format!("it is over {} MB", MAX_BYTES >> 20))),
+                            total => file.write_all(chunk).map(|()| total),
+                        };
                     }
                 }
             })
@@ -147,8 +154,10 @@ impl Snapshot {
             input_hash: String::new(),
             from_substitutes: Default::default(),
         };
+        let mut labels = self.labels.clone();
+        labels.insert(label("snapshot-bytes"), data.as_file().metadata().map(|m| m.len()).unwrap_or(0).to_string());
         let context = BuildContext::File(context.path().to_path_buf());
-        engine.build_image(&self.tag, &spec, context, &self.labels, &|_| {}).await.map_err(|e| e.to_string())
+        engine.build_image(&self.tag, &spec, context, &labels, &|_| {}).await.map_err(|e| e.to_string())
     }
 }
 

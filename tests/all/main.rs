@@ -13,6 +13,7 @@ mod registry;
 mod run;
 mod sandbox;
 mod security;
+mod snapshots;
 mod stacks;
 mod support;
 mod ui;

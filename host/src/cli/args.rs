@@ -97,6 +97,18 @@ pub enum Command {
     /// made whose process is gone (killed, or its machine rebooted), and
     /// with --older-than any older run's. Never touches a project `up` made.
     Gc(GcArgs),
+    /// List the data snapshots on the engine, or remove them (`rm`). The
+    /// first `up` of a database keeps its initialised data (initdb, init
+    /// scripts, extensions) as a snapshot; a later `up` that needs new data
+    /// (a new project, a CI run, `down -v`) starts from a copy in a fraction
+    /// of the time. Each is keyed on every input of that data, so a changed
+    /// init script or image makes a new one; `snapshot = false` in a
+    /// service, or `--no-snapshots`, turns them off.
+    #[command(after_help = "Examples:
+  provision snapshots                      list them, newest first
+  provision snapshots rm --older-than 7d   remove those made over a week ago
+  provision snapshots rm --all")]
+    Snapshots(SnapshotsArgs),
     /// Print provision's version and the plugin contract versions it loads.
     Version,
 }
@@ -167,6 +179,10 @@ pub struct UpArgs {
     /// One JSON event per line on stdout instead of live progress (for CI).
     #[arg(long)]
     pub json: bool,
+    /// Initialise new data from scratch: neither start from a data snapshot
+    /// nor keep one (see `provision snapshots`).
+    #[arg(long, env = "PROVISION_NO_SNAPSHOTS")]
+    pub no_snapshots: bool,
 }
 
 #[derive(Args)]
@@ -305,6 +321,10 @@ pub struct RunArgs {
     /// Put this before every variable name, e.g. `--env-prefix TEST_` → TEST_DB_URL.
     #[arg(long, value_name = "PREFIX", default_value = "")]
     pub env_prefix: String,
+    /// Initialise new data from scratch: neither start from a data snapshot
+    /// nor keep one (see `provision snapshots`).
+    #[arg(long, env = "PROVISION_NO_SNAPSHOTS")]
+    pub no_snapshots: bool,
     #[command(flatten)]
     pub terminal: TerminalArgs,
     /// The command and its arguments, after `--`.
@@ -324,6 +344,35 @@ pub struct GcArgs {
     /// One JSON object per project removed.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct SnapshotsArgs {
+    #[command(subcommand)]
+    pub command: Option<SnapshotsCommand>,
+    /// The container engine that keeps them.
+    #[arg(long, value_enum, default_value_t, env = "PROVISION_ENGINE", global = true)]
+    pub engine: EngineKind,
+    /// One JSON object per snapshot (listed or removed).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum SnapshotsCommand {
+    /// Remove snapshots: those named (by tag or key prefix), all, or those
+    /// older than an age. A running container made from one keeps it until
+    /// the container is removed.
+    Rm {
+        /// Tags (`provision-snapshot/postgres:3f9c…`) or key prefixes.
+        #[arg(required_unless_present_any = ["all", "older_than"])]
+        names: Vec<String>,
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// Made longer ago than this (30m, 2h, 7d).
+        #[arg(long, value_name = "AGE", value_parser = crate::ephemeral::parse_age, conflicts_with = "names")]
+        older_than: Option<std::time::Duration>,
+    },
 }
 
 #[derive(Args)]

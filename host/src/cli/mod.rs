@@ -11,6 +11,7 @@ mod lock;
 mod plan;
 mod plugin;
 mod run;
+mod snapshots;
 mod up;
 
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
@@ -67,6 +68,7 @@ async fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Port(args) => env::port(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Gc(args) => run::gc(args).await,
+        Command::Snapshots(args) => snapshots::run(args).await,
         Command::Lock(args) => lock::run(args).await,
         Command::Plugin(command) => plugin::run(command),
         Command::Version => {

@@ -120,6 +120,7 @@ async fn around(mut args: RunArgs, signals: &mut Signals) -> miette::Result<Exit
     let journal = Journal::open(Journal::path(&stack.dir, &project));
     let locked_images = if args.stack.locked { lock.map(|l| l.images) } else { None };
     let mut options = UpOptions::new(stack.dir.clone(), Duration::from_secs(args.timeout), locked_images, journal);
+    options.snapshots = !args.no_snapshots;
     if !args.keep {
         options.labels = Owner::me().labels(Scope::Project);
     }

@@ -16,7 +16,8 @@ pub async fn run(args: UpArgs) -> miette::Result<ExitCode> {
     let state = &planned.state;
     let locked_images = if args.stack.locked { lock.as_ref().map(|l| l.images.clone()) } else { None };
     let journal = Journal::open(Journal::path(&stack.dir, &state.project));
-    let options = UpOptions::new(stack.dir.clone(), Duration::from_secs(args.timeout), locked_images, journal);
+    let mut options = UpOptions::new(stack.dir.clone(), Duration::from_secs(args.timeout), locked_images, journal);
+    options.snapshots = !args.no_snapshots;
     let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
     // Live progress only without --json, so CI output is JSON alone.
     let progress = (!args.json).then(|| ui::progress::Progress::new(&names));
