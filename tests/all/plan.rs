@@ -44,7 +44,14 @@ fn quickstart_plans_as_configured() {
     assert_eq!(server["mounts"][0], json!({"source": {"volume": "data"}, "target": "/var/lib/postgresql/data", "read_only": false}));
     assert_eq!(db["plan"]["volumes"], json!(["data"]));
     assert_eq!(server["health"]["probe"], json!({"postgres": 5432}), "the host asks postgres itself");
-    let hook = server["hooks"][0]["command"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
+    let hook_command = |name: &str| {
+        let hook = server["hooks"].as_array().unwrap().iter().find(|h| h["name"] == name).unwrap_or_else(|| panic!("no hook {name}"));
+        hook["command"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string()
+    };
+    // Snapshots and changed passwords: this project's is set on every start.
+    assert_eq!(hook_command("set password"), "ALTER ROLE \"app\" PASSWORD :'password'");
+    assert_eq!(server["snapshot"]["path"], "/var/lib/postgresql/data");
+    let hook = hook_command("create extensions");
     for ext in ["uuid-ossp", "pgcrypto", "pg_stat_statements", "unaccent", "pg_trgm"] {
         assert!(hook.contains(&format!("CREATE EXTENSION IF NOT EXISTS \"{ext}\"")), "{ext} not created by {hook}");
     }
