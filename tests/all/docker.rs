@@ -394,3 +394,27 @@ fn env_hands_a_shell_the_addresses_of_the_running_services() {
     let only_db = stack.provision(&["env", "--format", "dotenv", "db"]).ok().stdout;
     assert!(only_db.lines().all(|l| l.starts_with("DB_")) && only_db.contains("DB_PASSWORD='"), "{only_db}");
 }
+
+/// Where the host cannot reach the engine's bridge (Docker Desktop, rootless
+/// Docker, an engine on another machine), readiness is asked through the
+/// published ports, or from inside the container by exec; forced here with
+/// PROVISION_PROBE_VIA. Every kind of probe comes ready either way, and a
+/// probe that never passes says which way it went.
+#[test]
+fn readiness_is_seen_without_the_bridge_through_published_ports_or_exec() {
+    let web = "[services.web]\nplugin = \"container\"\nimage = \"nginx:1.25-alpine\"\nports = [\"0:80\"]\nhealth = { http = \"/\" }\n";
+    let hidden = "[services.hidden]\nplugin = \"container\"\nimage = \"nginx:1.25-alpine\"\nports = [80]\nhealth = { tcp = 80 }\n";
+    let never = "[services.never]\nplugin = \"container\"\nimage = \"redis:7-alpine\"\ncommand = [\"sleep\", \"infinity\"]\nports = [\"0:7000\"]\nhealth = { tcp = 7000, retries = 1 }\n";
+    for via in ["published", "exec"] {
+        let stack = Stack::new(&format!("reach-{via}"), &format!("{DB}{CACHE}{web}{hidden}"));
+        let up = stack.provision_env(&["up", "--json"], &[("PROVISION_PROBE_VIA", via)]).ok();
+        let events: Vec<serde_json::Value> = up.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        for service in ["db", "cache", "web", "hidden"] {
+            assert!(events.iter().any(|e| e["service"] == service && e["phase"] == "ready"), "{via}: {service} not ready:\n{}", up.stdout);
+        }
+        stack.rewrite(never);
+        let failed = stack.provision_env(&["up", "--timeout", "4"], &[("PROVISION_PROBE_VIA", via)]).failed();
+        let expected = if via == "published" { "connect 127.0.0.1:" } else { "exit " };
+        assert!(failed.message().contains(&format!("last probe output: {expected}")), "{via}:\n{}", failed.message());
+    }
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::{Failure, events::Phase, schedule::ServiceRun};
 use crate::{
     desired::{Container, Probe, ServiceState},
-    engine::ExecCommand,
+    engine::{ExecCommand, Reach, Status},
 };
 
 impl ServiceRun<'_> {
@@ -55,7 +55,7 @@ impl ServiceRun<'_> {
                 }
                 // A probe gets its own timeout, and never past the deadline.
                 let limit = Instant::now() + Duration::from_millis(u64::from(health.timeout_ms.max(100)));
-                let probe = self.probe(id, &health.probe, status.ip.as_deref());
+                let probe = self.probe(id, &health.probe, &status);
                 let (ok, output) = match tokio::time::timeout_at(limit.min(deadline).into(), probe).await {
                     Ok(answer) => answer,
                     Err(_) if limit <= deadline => (false, format!("the probe did not answer within {} ms", health.timeout_ms.max(100))),
@@ -99,33 +99,79 @@ impl ServiceRun<'_> {
         Ok(())
     }
 
-    /// One readiness probe: (ready, output worth showing if not).
-    async fn probe(&self, id: &str, probe: &Probe, ip: Option<&str>) -> (bool, String) {
-        match probe {
-            Probe::Exec(cmd) => match self.engine.exec(id, ExecCommand { command: cmd, ..ExecCommand::default() }).await {
-                Ok((code, output)) => (code == 0, format!("exit {code}: {output}")),
-                Err(e) => (false, e.to_string()),
-            },
-            _ => match ip {
-                Some(ip) => from_host(ip, probe).await,
-                None => (false, "the container has no address yet".into()),
-            },
+    /// One readiness probe: (ready, output worth showing if not). A probe
+    /// of a port goes from the host where the engine lets it (see `Reach`),
+    /// else runs in the container as the equivalent command.
+    async fn probe(&self, id: &str, probe: &Probe, status: &Status) -> (bool, String) {
+        let port = match probe {
+            Probe::Exec(cmd) => return self.exec_probe(id, cmd).await,
+            Probe::Http { port, .. } | Probe::Tcp(port) | Probe::Postgres(port) | Probe::Redis(port) => *port,
+        };
+        let published = status.published.iter().find(|(container, _)| *container == port).map(|(_, host)| *host);
+        match (self.engine.reach().await, status.ip.as_deref(), published) {
+            (Reach::Bridge, Some(ip), _) => from_host(ip, port, probe, false).await,
+            (Reach::Bridge, None, _) => (false, "the container has no address yet".into()),
+            (Reach::Published, _, Some(host_port)) => from_host("127.0.0.1", host_port, probe, true).await,
+            _ => self.exec_probe(id, &in_container(probe)).await,
+        }
+    }
+
+    async fn exec_probe(&self, id: &str, command: &[String]) -> (bool, String) {
+        match self.engine.exec(id, ExecCommand { command, ..ExecCommand::default() }).await {
+            Ok((code, output)) => (code == 0, format!("exit {code}: {output}")),
+            Err(e) => (false, e.to_string()),
         }
     }
 }
 
-/// A probe from the host straight to the container's address on the
-/// engine's bridge (no process started in the container).
-async fn from_host(ip: &str, probe: &Probe) -> (bool, String) {
+/// A probe from the host to `ip`:`port` (the container's address on the
+/// engine's bridge, or where a port is published): no process started in
+/// the container.
+async fn from_host(ip: &str, port: u16, probe: &Probe, published: bool) -> (bool, String) {
     match probe {
-        Probe::Http { port, path } => http_get(ip, *port, path).await,
-        Probe::Tcp(port) => match tokio::net::TcpStream::connect((ip, *port)).await {
+        Probe::Http { path, .. } => http_get(ip, port, path).await,
+        Probe::Tcp(_) => match tokio::net::TcpStream::connect((ip, port)).await {
+            Ok(stream) if published => forwarded(stream, ip, port).await,
             Ok(_) => (true, String::new()),
             Err(e) => (false, format!("connect {ip}:{port}: {e}")),
         },
-        Probe::Postgres(port) => protocol::postgres(ip, *port).await,
-        Probe::Redis(port) => protocol::redis(ip, *port).await,
+        Probe::Postgres(_) => protocol::postgres(ip, port).await,
+        Probe::Redis(_) => protocol::redis(ip, port).await,
         Probe::Exec(_) => (false, "an exec probe runs in the container".into()),
+    }
+}
+
+/// A published port always accepts (the engine's proxy listens, whatever
+/// runs behind it), then closes at once when nothing listens in the
+/// container: ready only if the connection stays open (or the server speaks).
+async fn forwarded(mut stream: tokio::net::TcpStream, ip: &str, port: u16) -> (bool, String) {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(Duration::from_millis(50), stream.read(&mut byte)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => (false, format!("connect {ip}:{port}: closed at once (nothing listens behind the published port)")),
+        _ => (true, String::new()),
+    }
+}
+
+/// The same question asked from inside the container, by the tools its
+/// image most likely has, where the host cannot reach its port.
+fn in_container(probe: &Probe) -> Vec<String> {
+    let shell = |script: String| vec!["sh".to_string(), "-c".to_string(), script];
+    match probe {
+        Probe::Postgres(port) => vec!["pg_isready".into(), "-q".into(), "-h".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
+        Probe::Redis(port) => shell(format!("test \"$(redis-cli -p {port} ping)\" = PONG")),
+        Probe::Tcp(port) => shell(format!("nc -z 127.0.0.1 {port} 2>/dev/null || bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}'")),
+        Probe::Http { port, path } => {
+            // The path (a plugin's) is an argument, never part of the script.
+            let get = format!(
+                "wget -q -O /dev/null \"http://127.0.0.1:{port}$1\" 2>/dev/null || curl -fs -o /dev/null \"http://127.0.0.1:{port}$1\" 2>/dev/null || \
+                 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port} && printf \"GET %s HTTP/1.0\\r\\n\\r\\n\" \"$1\" >&3 && head -1 <&3 | grep -q \" [23][0-9][0-9] \"' bash \"$1\""
+            );
+            let mut command = shell(get);
+            command.extend(["sh".to_string(), path.clone()]);
+            command
+        }
+        Probe::Exec(command) => command.clone(),
     }
 }
 
@@ -287,5 +333,19 @@ mod protocol {
             let loading = super::redis("127.0.0.1", answering(b"-LOADING Redis is loading the dataset in memory\r\n".to_vec()).await).await;
             assert!(!loading.0 && loading.1.contains("LOADING"), "{loading:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_path_reaches_the_exec_probe_as_an_argument_not_as_script() {
+        let path = "/'; rm -rf / #$(reboot)";
+        let command = in_container(&Probe::Http { port: 8080, path: path.into() });
+        assert_eq!(command.last().map(String::as_str), Some(path));
+        assert!(command.iter().take(command.len() - 1).all(|arg| !arg.contains("rm -rf")), "{command:?}");
+        assert_eq!(in_container(&Probe::Postgres(5432)), ["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]);
     }
 }

@@ -20,11 +20,12 @@ use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
 
 use super::{
     Actual, BuildContext, ContainerSpec, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels, MountSpec,
-    OutputStream, Result, Status,
+    OutputStream, Reach, Result, Status,
 };
 use crate::desired::{BuildSpec, File, Probe, Protocol, RestartPolicy};
 pub struct Docker {
     client: Bollard,
+    reach: tokio::sync::OnceCell<Reach>,
 }
 
 impl Docker {
@@ -36,7 +37,33 @@ impl Docker {
         let client = Bollard::connect_with_defaults().map_err(unreachable)?;
         // Asking the version is also the check that an engine answers.
         let client = client.negotiate_version().await.map_err(unreachable)?;
-        Ok(Docker { client })
+        Ok(Docker { client, reach: tokio::sync::OnceCell::new() })
+    }
+
+    /// Where the engine's bridge is: here (a rootful engine on this Linux
+    /// machine), behind forwarded ports (Docker Desktop's VM, rootless
+    /// Docker's namespace), or on another machine. PROVISION_PROBE_VIA
+    /// overrides what this finds.
+    async fn find_reach(&self) -> Reach {
+        use clap::ValueEnum;
+        if let Some(chosen) = std::env::var("PROVISION_PROBE_VIA").ok().and_then(|v| Reach::from_str(&v, true).ok()) {
+            return chosen;
+        }
+        let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+        let remote = ["tcp://", "ssh://", "http://", "https://"].iter().any(|scheme| {
+            host.strip_prefix(scheme).is_some_and(|rest| !["localhost", "127.0.0.1", "[::1]"].iter().any(|local| rest.starts_with(local)))
+        });
+        if remote {
+            return Reach::Exec;
+        }
+        match self.client.info().await {
+            Ok(info) => {
+                let rootless = info.security_options.unwrap_or_default().iter().any(|o| o.contains("rootless"));
+                let desktop = info.operating_system.unwrap_or_default().contains("Docker Desktop");
+                if rootless || desktop { Reach::Published } else { Reach::Bridge }
+            }
+            Err(_) => Reach::Bridge,
+        }
     }
 
     /// The exit code is set a moment after an exec's output stream closes.
@@ -366,9 +393,29 @@ impl Engine for Docker {
     async fn status(&self, id: &str) -> Result<Status> {
         let info = self.client.inspect_container(id, None).await?;
         let state = info.state.unwrap_or_default();
-        let ip = info.network_settings.and_then(|n| n.networks).and_then(|n| n.into_values().find_map(|e| e.ip_address.filter(|ip| !ip.is_empty())));
+        let networks = info.network_settings.as_ref().and_then(|n| n.networks.as_ref());
+        let ip = networks.and_then(|n| n.values().find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty())));
         let health = state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none");
-        Ok(Status { running: state.running.unwrap_or(false), exit_code: state.exit_code, ip, health, started_at: state.started_at })
+        let published = info
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.ports.as_ref())
+            .map(|ports| {
+                ports
+                    .iter()
+                    .filter_map(|(key, bindings)| {
+                        let container = key.split('/').next()?.parse().ok()?;
+                        let host = bindings.as_ref()?.iter().find_map(|b| b.host_port.as_deref()?.parse().ok())?;
+                        Some((container, host))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Status { running: state.running.unwrap_or(false), exit_code: state.exit_code, ip, health, started_at: state.started_at, published })
+    }
+
+    async fn reach(&self) -> Reach {
+        *self.reach.get_or_init(|| self.find_reach()).await
     }
 
     async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send)) -> Result<i64> {

@@ -152,6 +152,23 @@ pub struct Status {
     pub health: Option<String>,
     /// When the container last started (so a restart can be told apart).
     pub started_at: Option<String>,
+    /// What it publishes: (container port, host port on 127.0.0.1).
+    pub published: Vec<(u16, u16)>,
+}
+
+/// How the host reaches a container's ports to probe its readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Reach {
+    /// Straight to its address on the engine's bridge (a local engine on
+    /// Linux: no process started in the container).
+    Bridge,
+    /// Through the ports it publishes on 127.0.0.1 (Docker Desktop,
+    /// rootless Docker: the bridge is in a VM or namespace, published
+    /// ports are forwarded); a port it does not publish is probed by exec.
+    Published,
+    /// From inside it, by exec (`pg_isready`, `redis-cli`, `nc`, `wget`):
+    /// an engine on another machine.
+    Exec,
 }
 
 /// A command to run inside a container.
@@ -251,6 +268,10 @@ pub trait Engine: Send + Sync {
     // What the project has.
     async fn containers(&self, project: &str) -> Result<Vec<Actual>>;
     async fn status(&self, id: &str) -> Result<Status>;
+    /// How readiness probes reach containers on this engine.
+    async fn reach(&self) -> Reach {
+        Reach::Bridge
+    }
 
     // Networks and volumes: ensured by name (returning what was there
     // already, for the caller to check whose it is), removed by project and,
