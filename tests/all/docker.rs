@@ -418,3 +418,33 @@ fn readiness_is_seen_without_the_bridge_through_published_ports_or_exec() {
         assert!(failed.message().contains(&format!("last probe output: {expected}")), "{via}:\n{}", failed.message());
     }
 }
+
+/// A build goes on beside the services that do not need it: they are ready
+/// before it ends. A failed build fails only the services built from it,
+/// naming them and the build's error.
+#[test]
+fn builds_overlap_the_start_of_services_that_do_not_need_them() {
+    let nonce = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    let services = format!("{CACHE}\n[services.slow]\nplugin = \"container\"\nbuild = \"slow\"\ncommand = [\"sleep\", \"infinity\"]\n");
+    let stack = Stack::new("e2e-overlap", &services);
+    let ctx = stack.project.path().join("slow");
+    std::fs::create_dir_all(&ctx).unwrap();
+    // The nonce defeats the engine's layer cache: this run really sleeps.
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM provision-standin/redis:7\nRUN echo {nonce} && sleep 3\n")).unwrap();
+    let up = stack.provision(&["up", "--json"]).ok();
+    let events: Vec<serde_json::Value> = up.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let at = |service: &str, phase: &str| -> Vec<u64> {
+        events.iter().filter(|e| e["service"] == service && e["phase"] == phase).map(|e| e["elapsed_ms"].as_u64().unwrap()).collect()
+    };
+    let cache_ready = *at("cache", "ready").first().unwrap_or_else(|| panic!("{}", up.stdout));
+    let build_ended = *at("slow", "building").iter().max().unwrap_or_else(|| panic!("{}", up.stdout));
+    assert!(cache_ready + 1000 < build_ended, "cache ready at {cache_ready} ms, the build ended at {build_ended} ms");
+    assert!(!at("slow", "ready").is_empty(), "{}", up.stdout);
+
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM provision-standin/redis:7\nRUN echo {nonce} && exit 3\n")).unwrap();
+    let failed = stack.provision(&["up"]).failed();
+    let message = failed.message();
+    assert!(message.contains("service `slow` failed while building its image"), "{message}");
+    assert!(message.contains("returned a non-zero code: 3"), "{message}");
+    assert!(!message.contains("service `cache` failed"), "{message}");
+}

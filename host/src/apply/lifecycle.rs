@@ -21,7 +21,7 @@ use crate::{
 /// PID 1, services shut down promptly, so `down` takes about a second.
 const STOP_TIMEOUT_SECS: u32 = 3;
 
-impl ServiceRun<'_> {
+impl ServiceRun<'_, '_> {
     /// Create, without starting, every container and task of the service
     /// that is new or changed (removing the one it replaces): done while
     /// the service still waits for its dependencies, so no create is on the

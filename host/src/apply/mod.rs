@@ -14,13 +14,16 @@ mod readiness;
 mod schedule;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
-use futures_util::future::join_all;
+use futures_util::{
+    FutureExt,
+    future::{BoxFuture, Shared, join_all},
+};
 use provision_registry::LockedImage;
 use serde::Serialize;
 
@@ -57,8 +60,8 @@ pub enum ApplyError {
     )]
     #[diagnostic(help("run `provision down` and then `provision up` to recreate it with the new setting"))]
     NetworkChanged { name: String, actual: bool, wanted: bool },
-    #[error("images were not pulled and built within {0:?}; nothing was created")]
-    #[diagnostic(help("a slow registry or build needs a longer --timeout"))]
+    #[error("images were not pulled within {0:?}; nothing was created")]
+    #[diagnostic(help("a slow registry needs a longer --timeout"))]
     ImagesTimedOut(Duration),
     #[error("interrupted")]
     Interrupted,
@@ -155,31 +158,30 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     let diff = reconcile::diff(state, &actual, &options.journal);
     check_ports(state, &diff, &actual)?;
 
-    // Images first: a missing one fails before anything is created. Pulls
-    // and builds count against --timeout like every other wait.
-    // Pulls and builds all at once: each waits on the network or the
-    // engine's builder, not on the others.
-    let images = async {
-        let mut pulls: Vec<&str> = Vec::new();
-        let mut builds = Vec::new();
-        for service in &state.services {
-            for c in service.plan.tasks.iter().chain(&service.plan.containers) {
-                let changing = diff.step(&service.name, &c.name).is_some_and(|s| s.change != Change::Keep);
-                match (&c.image, changing) {
-                    (Image::Pull(image), true) if !pulls.contains(&image.as_str()) => pulls.push(image),
-                    (Image::Build(spec), true) if !builds.iter().any(|(_, s): &(&str, &BuildSpec)| s.input_hash == spec.input_hash) => {
-                        builds.push((service.name.as_str(), spec))
-                    }
-                    _ => {}
+    // Pulls first, all at once: a missing image fails before anything is
+    // created, and counts against --timeout like every other wait. Builds
+    // go on beside the services that do not need them: each service waits
+    // for its own (a build's lock entry is its inputs' hash, known now).
+    let mut pulls: Vec<&str> = Vec::new();
+    let mut builds: Builds = HashMap::new();
+    for service in &state.services {
+        for c in service.plan.tasks.iter().chain(&service.plan.containers) {
+            if diff.step(&service.name, &c.name).is_some_and(|s| s.change == Change::Keep) {
+                continue;
+            }
+            match &c.image {
+                Image::Pull(image) if !pulls.contains(&image.as_str()) => pulls.push(image),
+                Image::Build(spec) if !builds.contains_key(&spec.input_hash) => {
+                    let build = build(engine, state, &service.name, spec, options, events, started).map(|r| r.map_err(|e| e.to_string()));
+                    builds.insert(spec.input_hash.clone(), build.boxed().shared());
                 }
+                _ => {}
             }
         }
-        let pulls = join_all(pulls.iter().map(|i| async { engine.ensure_image(i).await.map_err(ApplyError::from) }));
-        let builds = join_all(builds.iter().map(|(service, spec)| build(engine, state, service, spec, options, events, started)));
-        let (pulls, builds) = tokio::join!(pulls, builds);
-        pulls.into_iter().chain(builds).collect::<Result<Vec<()>, ApplyError>>().map(drop)
-    };
-    tokio::time::timeout_at((started + options.timeout).into(), images).await.map_err(|_| ApplyError::ImagesTimedOut(options.timeout))??;
+    }
+    let pulls = join_all(pulls.iter().map(|i| engine.ensure_image(i)));
+    let pulled = tokio::time::timeout_at((started + options.timeout).into(), pulls).await.map_err(|_| ApplyError::ImagesTimedOut(options.timeout))?;
+    pulled.into_iter().collect::<Result<Vec<()>, EngineError>>()?;
     let resolved_images = image_digests(engine, state).await?;
     if let Some(locked) = &options.locked_images {
         for image in &resolved_images {
@@ -242,7 +244,8 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     }
 
     options.check_interrupted()?;
-    let run = schedule::ServiceRun { engine, state, diff: &diff, options, events, started, names: &names, new_volumes: &new_volumes };
+    let run =
+        schedule::ServiceRun { engine, state, diff: &diff, options, events, started, names: &names, new_volumes: &new_volumes, builds: &builds };
     let results = run.all().await;
 
     let failures: Vec<Failure> = results.into_iter().filter_map(Result::err).collect();
@@ -291,6 +294,10 @@ pub async fn image_digests(engine: &dyn Engine, state: &DesiredState) -> Result<
     images.sort_by(|a, b| a.reference.cmp(&b.reference));
     Ok(images)
 }
+
+/// The builds of one `up`, by input hash: each runs once, however many
+/// services wait for it.
+pub(super) type Builds<'a> = HashMap<String, Shared<BoxFuture<'a, Result<(), String>>>>;
 
 /// Build an image from its Dockerfile unless an image with its input hash
 /// is already there; build output streams into the progress display.

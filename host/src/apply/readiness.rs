@@ -11,7 +11,7 @@ use crate::{
     engine::{ExecCommand, Reach, Status},
 };
 
-impl ServiceRun<'_> {
+impl ServiceRun<'_, '_> {
     /// Wait until the container passes its probe, then run its hooks (only
     /// when it was just started: hooks belong to a container's first start),
     /// and record in the journal that its lifecycle finished. Every wait,

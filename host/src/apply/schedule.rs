@@ -17,12 +17,12 @@ use futures_util::{
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    Failure, UpOptions,
+    Builds, Failure, UpOptions,
     events::{Event, Events, Phase},
     lifecycle::Keeper,
 };
 use crate::{
-    desired::{DesiredState, ServiceState, WaitFor},
+    desired::{DesiredState, Image, ServiceState, WaitFor},
     engine::Engine,
     reconcile::{Diff, Names},
 };
@@ -37,7 +37,7 @@ enum Reached {
 }
 
 /// What one `up` shares between its services.
-pub(super) struct ServiceRun<'a> {
+pub(super) struct ServiceRun<'a, 'b> {
     pub engine: &'a dyn Engine,
     pub state: &'a DesiredState,
     pub diff: &'a Diff,
@@ -47,9 +47,10 @@ pub(super) struct ServiceRun<'a> {
     pub names: &'a Names<'a>,
     /// Volumes this `up` created (their data is new).
     pub new_volumes: &'a HashSet<String>,
+    pub builds: &'a Builds<'b>,
 }
 
-impl ServiceRun<'_> {
+impl ServiceRun<'_, '_> {
     pub(super) fn emit(&self, service: &str, phase: Phase) {
         let elapsed_ms = self.started.elapsed().as_millis() as u64;
         self.events.emit(Event { service: service.to_string(), phase, elapsed_ms });
@@ -97,6 +98,7 @@ impl ServiceRun<'_> {
         let deadline = self.started + self.options.timeout;
 
         self.stop_if_interrupted(name)?;
+        self.built(service, deadline).await?;
         let created = self.create_ahead(service).await.map_err(|f| self.failed(name, f))?;
         // What never starts is removed: nothing of it is left for the next
         // `up` to find (a failed task is kept, for inspection).
@@ -140,6 +142,28 @@ impl ServiceRun<'_> {
         let all_kept = ids.iter().all(|(_, fresh)| !fresh) && !service.plan.containers.is_empty();
         self.emit(name, if all_kept { Phase::Kept } else { Phase::Ready });
         Ok(())
+    }
+
+    /// Wait for the images this service builds (each build runs once, for
+    /// every service that waits for it, from the moment `up` begins).
+    async fn built(&self, service: &ServiceState, deadline: Instant) -> Result<(), Failure> {
+        let mine = service.plan.tasks.iter().chain(&service.plan.containers).filter_map(|c| match &c.image {
+            Image::Build(spec) => self.builds.get(&spec.input_hash).cloned(),
+            Image::Pull(_) => None,
+        });
+        let fail = |reason: String| Failure {
+            service: service.name.clone(),
+            waiting_for: "building its image".into(),
+            reason,
+            last_probe: None,
+            container: None,
+            log_tail: None,
+        };
+        match tokio::time::timeout_at(deadline.into(), futures_util::future::try_join_all(mine)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(reason)) => Err(self.failed(&service.name, fail(reason))),
+            Err(_) => Err(self.failed(&service.name, fail(format!("it was not built within {:?} (--timeout)", self.options.timeout)))),
+        }
     }
 
     /// Wait until every dependency has reached what this service needs of it.
