@@ -8,8 +8,10 @@ fi
 
 if [ "$1" = 'postgres' ] && [ "$(id -u)" = '0' ]; then
     mkdir -p "$PGDATA"
-    chown -R postgres:postgres "$PGDATA"
     chmod 700 "$PGDATA"
+    # As the official image: only what postgres does not own yet (a chown
+    # of every file would copy a seeded data folder up a layer, file by file).
+    find "$PGDATA" \! -user postgres -exec chown postgres:postgres '{}' +
     exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
 fi
 
