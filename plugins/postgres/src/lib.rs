@@ -138,22 +138,22 @@ impl Plugin for Postgres {
             server = server.mount(MountSource::Bind(path.clone()), target, true);
         }
         // A snapshot's data, or a password changed in stack.toml, keeps the
-        // password initdb set: set this project's on every start. The SQL
+        // password initdb set: set this project's on every start, with the
+        // extensions in the same psql session (one exec, not two). The SQL
         // reaches psql as an argument and the password as a psql variable
         // from the container's env, so neither is parsed by a shell.
-        let set_password = format!("ALTER ROLE {} PASSWORD :'password'", quote_ident(&config.user));
-        let psql_stdin = r#"printf '%s\n' "$0" | psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" -v password="$POSTGRES_PASSWORD""#;
-        server = server.hook("set password", ["sh", "-c", psql_stdin, &set_password]);
-        if !config.extensions.is_empty() {
-            let sql: String = config.extensions.iter().map(|e| format!("CREATE EXTENSION IF NOT EXISTS \"{e}\";")).collect();
-            let psql = ["psql", "-v", "ON_ERROR_STOP=1", "-U", &config.user, "-d", &config.database, "-c", &sql];
-            server = server.hook("create extensions", psql);
+        let mut sql = format!("ALTER ROLE {} PASSWORD :'password';", quote_ident(&config.user));
+        for extension in &config.extensions {
+            sql.push_str(&format!("\nCREATE EXTENSION IF NOT EXISTS \"{extension}\";"));
         }
+        let name = if config.extensions.is_empty() { "set password" } else { "set password, create extensions" };
+        let psql_stdin = r#"printf '%s\n' "$0" | psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" -v password="$POSTGRES_PASSWORD""#;
+        server = server.hook(name, ["sh", "-c", psql_stdin, &sql]);
         // initdb, init scripts and extensions take seconds; a copy of their
         // result starts in a fraction. pg_basebackup copies consistently
         // while the server runs (trust on the local socket is the image's).
         let key = format!("initdb database={:?} user={:?}", config.database, config.user);
-        let backup = ["pg_basebackup", "-U", &config.user, "-D", "-", "-F", "tar", "-X", "fetch", "-c", "fast"];
+        let backup = ["pg_basebackup", "-U", &config.user, "-D", "-", "-F", "tar", "-X", "fetch", "-c", "fast", "--no-manifest"];
         server = server.snapshot(DATA, key, backup);
         plan.containers.push(server);
 
