@@ -367,6 +367,7 @@ pub enum SnapshotsCommand {
         /// Tags (`provision-snapshot/postgres:3f9c…`) or key prefixes.
         #[arg(required_unless_present_any = ["all", "older_than"])]
         names: Vec<String>,
+        /// Every snapshot.
         #[arg(long, conflicts_with = "names")]
         all: bool,
         /// Made longer ago than this (30m, 2h, 7d).
