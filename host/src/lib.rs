@@ -26,6 +26,7 @@ pub mod cli;
 pub mod desired;
 pub mod engine;
 pub mod ephemeral;
+pub mod export;
 pub mod journal;
 pub mod plan;
 pub mod reconcile;

@@ -6,6 +6,7 @@ mod author;
 mod docker;
 mod engine;
 mod examples;
+mod export;
 mod fuzz;
 mod plan;
 mod rails;

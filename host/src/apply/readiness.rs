@@ -155,7 +155,7 @@ async fn forwarded(mut stream: tokio::net::TcpStream, ip: &str, port: u16) -> (b
 
 /// The same question asked from inside the container, by the tools its
 /// image most likely has, where the host cannot reach its port.
-fn in_container(probe: &Probe) -> Vec<String> {
+pub fn in_container(probe: &Probe) -> Vec<String> {
     let shell = |script: String| vec!["sh".to_string(), "-c".to_string(), script];
     match probe {
         Probe::Postgres(port) => vec!["pg_isready".into(), "-q".into(), "-h".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],

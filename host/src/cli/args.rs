@@ -39,6 +39,15 @@ pub enum Command {
     /// plugins ask for) and, when an engine answers, what `up` would create,
     /// recreate (and why) or keep.
     Plan(PlanArgs),
+    /// Write the stack as a Compose file (`docker compose up --wait` brings
+    /// the same containers up): every container, task (a one-shot service
+    /// waited for), hook (`post_start`), health check, volume, network and
+    /// file (`configs`), secrets as ${VARIABLES}. What Compose says
+    /// differently is listed in the file's header.
+    #[command(after_help = "Examples:
+  provision export > docker-compose.yml
+  provision export --profile test -o compose.test.yml --with-secrets   also writes .env beside it")]
+    Export(ExportArgs),
     /// Create or update the environment and wait until every service is
     /// ready. Unchanged services are kept; services removed from the stack
     /// are removed.
@@ -152,6 +161,19 @@ pub struct StackArgs {
     /// (set by `run`, whose environment is its own).
     #[arg(skip)]
     pub ephemeral_ports: bool,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Write it here instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also write the secrets' values to `.env` beside the file (mode 600),
+    /// where compose reads them; without it, set the variables yourself.
+    #[arg(long, requires = "output")]
+    pub with_secrets: bool,
 }
 
 #[derive(Args)]

@@ -6,6 +6,7 @@
 mod args;
 mod down;
 mod env;
+mod export;
 mod inspect;
 mod lock;
 mod plan;
@@ -59,6 +60,7 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> miette::Result<ExitCode> {
     match cli.command {
         Command::Plan(args) => plan::run(args).await,
+        Command::Export(args) => export::run(args),
         Command::Up(args) => up::run(args).await,
         Command::Down(args) => down::run(args).await,
         Command::Ps(args) => inspect::ps(args).await,

@@ -1,0 +1,384 @@
+//! `provision export`: the plan as a Compose file (the compose spec, no
+//! `version` key), for a colleague who has only Docker, or a team leaving.
+//! Built from the same engine specs `up` creates, so names, aliases, mounts
+//! and env are what `up` would use; what Compose cannot say the same way is
+//! approximated and listed in the file's header.
+//!
+//! - every container is a compose service `SERVICE-CONTAINER` answering to
+//!   the same DNS names (the main one also to `SERVICE`);
+//! - a task is a one-shot service its service's containers wait for with
+//!   `service_completed_successfully`;
+//! - a hook is a `post_start` command (Compose runs it once the container
+//!   starts, not once it is ready);
+//! - health checks become the equivalent command run in the container;
+//! - files are `configs` with their content inline;
+//! - secret outputs' values are `${SERVICE_OUTPUT}` references, their values
+//!   in a `.env` only when asked (`--with-secrets`).
+
+use std::{collections::BTreeMap, path::Path};
+
+use serde_json::{Map, Value, json};
+
+use crate::{
+    apply::{Role, container_spec},
+    desired::{DesiredState, Image, Probe, RestartPolicy, ServiceState, WaitFor},
+    engine::{LABEL_PREFIX, Labels, MountSpec},
+    reconcile::Names,
+};
+
+/// A compose file and the secrets it references.
+pub struct Exported {
+    pub yaml: String,
+    /// `NAME=value` lines for `.env`.
+    pub secrets: Vec<(String, String)>,
+}
+
+pub fn compose(state: &DesiredState, project_dir: &Path) -> Result<Exported, String> {
+    let names = Names { project: &state.project };
+    let secrets = secret_refs(state);
+    let mut services = Map::new();
+    let mut volumes = Map::new();
+    let mut configs = Map::new();
+    let mut notes = Vec::new();
+    let mut networks = Map::new();
+    networks.insert("default".into(), json!({}));
+    for service in &state.services {
+        for network in &service.plan.networks {
+            networks.insert(network.name.clone(), if network.internal { json!({"internal": true}) } else { json!({}) });
+        }
+    }
+    for service in &state.services {
+        let mut waits = depends_on(state, service);
+        for task in &service.plan.tasks {
+            let name = format!("{}-{}", service.name, task.name);
+            let mut out = container(state, project_dir, &names, service, task, Role::Task, &mut volumes, &mut configs, &mut notes)?;
+            out.insert("restart".into(), json!("no"));
+            if !waits.is_empty() {
+                out.insert("depends_on".into(), Value::Object(waits.clone()));
+            }
+            services.insert(name.clone(), Value::Object(out));
+            waits = Map::from_iter([(name, json!({"condition": "service_completed_successfully"}))]);
+        }
+        for c in &service.plan.containers {
+            let mut out = container(state, project_dir, &names, service, c, Role::Container, &mut volumes, &mut configs, &mut notes)?;
+            if !waits.is_empty() {
+                out.insert("depends_on".into(), Value::Object(waits.clone()));
+            }
+            services.insert(format!("{}-{}", service.name, c.name), Value::Object(out));
+        }
+    }
+    let mut file = Map::new();
+    file.insert("services".into(), Value::Object(services));
+    file.insert("networks".into(), Value::Object(networks));
+    if !volumes.is_empty() {
+        file.insert("volumes".into(), Value::Object(volumes));
+    }
+    if !configs.is_empty() {
+        file.insert("configs".into(), Value::Object(configs));
+    }
+    let mut value = Value::Object(file);
+    literal(&mut value, &secrets);
+    let yaml = serde_yaml_ng::to_string(&value).map_err(|e| e.to_string())?;
+    let mut header = format!(
+        "# Written by `provision export` from stack.toml (project {}, profile {}).\n\
+         # `docker compose up --wait` brings the same stack up. Secrets are ${{VARIABLES}}: their\n\
+         # values are in .env with `provision export --with-secrets`, or set them yourself.\n",
+        state.project, state.profile
+    );
+    notes.sort();
+    notes.dedup();
+    if !notes.is_empty() {
+        header.push_str("# Approximated:\n");
+        for note in &notes {
+            header.push_str(&format!("#   - {note}\n"));
+        }
+    }
+    Ok(Exported { yaml: header + &yaml, secrets })
+}
+
+/// Every secret output's value, by the variable that replaces it (longest
+/// value first, so a URL holding a password is replaced whole).
+fn secret_refs(state: &DesiredState) -> Vec<(String, String)> {
+    let mut refs: Vec<(String, String)> = state
+        .services
+        .iter()
+        .flat_map(|s| s.plan.outputs.iter().filter(|o| o.secret && !o.value.is_empty()).map(move |o| (variable(&s.name, &o.name), o.value.clone())))
+        .collect();
+    refs.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+    refs
+}
+
+fn variable(service: &str, output: &str) -> String {
+    format!("{service}_{output}").to_ascii_uppercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// What the service waits for, in compose's conditions.
+fn depends_on(state: &DesiredState, service: &ServiceState) -> Map<String, Value> {
+    let mut waits = Map::new();
+    for dep in service.depends_on.iter().filter(|d| d.wait != WaitFor::Planned) {
+        let Some(used) = state.services.iter().find(|s| s.name == dep.service) else { continue };
+        if dep.wait == WaitFor::Completed || used.plan.containers.is_empty() {
+            for task in &used.plan.tasks {
+                waits.insert(format!("{}-{}", used.name, task.name), json!({"condition": "service_completed_successfully"}));
+            }
+            if dep.wait == WaitFor::Completed {
+                continue;
+            }
+        }
+        for c in &used.plan.containers {
+            let healthy = dep.wait == WaitFor::Ready && c.health.is_some();
+            let condition = if healthy { "service_healthy" } else { "service_started" };
+            waits.insert(format!("{}-{}", used.name, c.name), json!({"condition": condition}));
+        }
+    }
+    waits
+}
+
+#[allow(clippy::too_many_arguments)]
+fn container(
+    state: &DesiredState,
+    project_dir: &Path,
+    names: &Names,
+    service: &ServiceState,
+    c: &crate::desired::Container,
+    role: Role,
+    volumes: &mut Map<String, Value>,
+    configs: &mut Map<String, Value>,
+    notes: &mut Vec<String>,
+) -> Result<Map<String, Value>, String> {
+    let spec = container_spec(state, project_dir, &Labels::new(), service, c, role)?;
+    let mut out = Map::new();
+    out.insert("image".into(), json!(spec.image));
+    if let Image::Build(build) = &c.image {
+        let mut section = Map::from_iter([("context".to_string(), json!(relative(project_dir, &project_dir.join(&build.context))))]);
+        if let Some(dockerfile) = &build.dockerfile {
+            section.insert("dockerfile".into(), json!(dockerfile));
+        }
+        if let Some(target) = &build.target {
+            section.insert("target".into(), json!(target));
+        }
+        if !build.args.is_empty() {
+            section.insert("args".into(), json!(build.args));
+        }
+        if !build.from_substitutes.is_empty() {
+            notes.push("base images the [images] table substitutes in Dockerfiles are not substituted by compose".into());
+        }
+        out.insert("build".into(), Value::Object(section));
+    }
+    if let Some(command) = &spec.command {
+        out.insert("command".into(), json!(command));
+    }
+    if let Some(entrypoint) = &spec.entrypoint {
+        out.insert("entrypoint".into(), json!(entrypoint));
+    }
+    if !spec.env.is_empty() {
+        let env: BTreeMap<&str, &str> = spec.env.iter().filter_map(|kv| kv.split_once('=')).collect();
+        out.insert("environment".into(), json!(env));
+    }
+    for (key, value) in [("working_dir", &spec.working_dir), ("user", &spec.user)] {
+        if let Some(value) = value {
+            out.insert(key.into(), json!(value));
+        }
+    }
+    if spec.init {
+        out.insert("init".into(), json!(true));
+    }
+    if spec.read_only {
+        out.insert("read_only".into(), json!(true));
+    }
+    if spec.no_new_privileges {
+        out.insert("security_opt".into(), json!(["no-new-privileges:true"]));
+    }
+    let ports: Vec<String> = spec
+        .ports
+        .iter()
+        .filter_map(|p| {
+            let proto = if p.protocol == crate::desired::Protocol::Udp { "/udp" } else { "" };
+            p.host.map(|host| match host {
+                0 => format!("127.0.0.1::{}{proto}", p.container),
+                host => format!("127.0.0.1:{host}:{}{proto}", p.container),
+            })
+        })
+        .collect();
+    if !ports.is_empty() {
+        out.insert("ports".into(), json!(ports));
+    }
+    let prefix = format!("{}_", names.project);
+    let mut mounts = Vec::new();
+    let mut tmpfs = Vec::new();
+    for mount in &spec.mounts {
+        match mount {
+            MountSpec::Volume { name, target, read_only } => {
+                let key = name.strip_prefix(&prefix).unwrap_or(name).to_string();
+                volumes.insert(key.clone(), json!({}));
+                mounts.push(json!({"type": "volume", "source": key, "target": target, "read_only": read_only}));
+            }
+            MountSpec::Bind { source, target, read_only } => {
+                mounts.push(json!({"type": "bind", "source": relative(project_dir, Path::new(source)), "target": target, "read_only": read_only}));
+            }
+            MountSpec::Tmpfs { target, size_bytes, mode } => {
+                let mut options = Vec::new();
+                if let Some(size) = size_bytes {
+                    options.push(format!("size={size}"));
+                }
+                if let Some(mode) = mode {
+                    options.push(format!("mode={mode:o}"));
+                }
+                tmpfs.push(if options.is_empty() { target.clone() } else { format!("{target}:{}", options.join(",")) });
+            }
+            MountSpec::Anonymous { target } => mounts.push(json!({"type": "volume", "target": target})),
+        }
+    }
+    if !mounts.is_empty() {
+        out.insert("volumes".into(), json!(mounts));
+    }
+    if !tmpfs.is_empty() {
+        out.insert("tmpfs".into(), json!(tmpfs));
+    }
+    if !c.files.is_empty() {
+        let mut refs = Vec::new();
+        for (i, file) in c.files.iter().enumerate() {
+            let name = format!("{}-{}-{}", service.name, c.name, i + 1);
+            configs.insert(name.clone(), json!({"content": file.contents}));
+            refs.push(json!({"source": name, "target": file.path, "mode": file.mode}));
+        }
+        out.insert("configs".into(), json!(refs));
+    }
+    if let (Some(health), Role::Container) = (&spec.health, role) {
+        let test = match &health.probe {
+            Probe::Exec(command) => command.clone(),
+            probe => crate::apply::in_container(probe),
+        };
+        let ms = |v: u32| format!("{v}ms");
+        out.insert(
+            "healthcheck".into(),
+            json!({
+                "test": std::iter::once("CMD".to_string()).chain(test).collect::<Vec<_>>(),
+                "interval": ms(health.interval_ms),
+                "timeout": ms(health.timeout_ms),
+                "retries": health.retries,
+                "start_period": ms(health.start_period_ms),
+            }),
+        );
+        if !matches!(health.probe, Probe::Exec(_)) {
+            notes.push("probes provision makes from the host run in the container (pg_isready, redis-cli, nc, wget/curl/bash)".into());
+        }
+    }
+    if !c.hooks.is_empty() {
+        // post_start runs as the container starts; provision's hooks run
+        // once it is ready: each waits for its health check first.
+        let ready = spec.health.as_ref().map(|h| match &h.probe {
+            Probe::Exec(command) => command.clone(),
+            probe => crate::apply::in_container(probe),
+        });
+        let hooks: Vec<Value> = c
+            .hooks
+            .iter()
+            .map(|h| {
+                let command = match &ready {
+                    Some(probe) => {
+                        let wait = format!(
+                            "i=0; until {} >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 1200 ] || exit 1; sleep 0.1; done; exec \"$@\"",
+                            probe.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+                        );
+                        ["sh".to_string(), "-c".to_string(), wait, "sh".to_string()].into_iter().chain(h.command.iter().cloned()).collect()
+                    }
+                    None => h.command.clone(),
+                };
+                let mut hook = Map::from_iter([("command".to_string(), json!(command))]);
+                if let Some(user) = &h.user {
+                    hook.insert("user".into(), json!(user));
+                }
+                if !h.env.is_empty() {
+                    hook.insert("environment".into(), json!(h.env));
+                }
+                Value::Object(hook)
+            })
+            .collect();
+        out.insert("post_start".into(), json!(hooks));
+        notes.push("hooks run as post_start, each waiting for its container's health check first".into());
+    }
+    let restart = match spec.restart {
+        RestartPolicy::No => None,
+        RestartPolicy::OnFailure => Some("on-failure"),
+        RestartPolicy::Always => Some("always"),
+        RestartPolicy::UnlessStopped => Some("unless-stopped"),
+    };
+    if let Some(restart) = restart {
+        out.insert("restart".into(), json!(restart));
+    }
+    let r = &spec.resources;
+    let mut limits = Map::new();
+    if let Some(milli) = r.milli_cpus {
+        limits.insert("cpus".into(), json!(format!("{}", f64::from(milli) / 1000.0)));
+    }
+    if let Some(memory) = r.memory_bytes {
+        limits.insert("memory".into(), json!(format!("{memory}b")));
+    }
+    if let Some(pids) = r.pids {
+        limits.insert("pids".into(), json!(pids));
+    }
+    if !limits.is_empty() {
+        out.insert("deploy".into(), json!({"resources": {"limits": limits}}));
+    }
+    let p = &spec.privileges;
+    if p.privileged {
+        out.insert("privileged".into(), json!(true));
+    }
+    if !p.cap_add.is_empty() {
+        out.insert("cap_add".into(), json!(p.cap_add));
+    }
+    if p.host_network {
+        out.insert("network_mode".into(), json!("host"));
+    }
+    if p.host_pid {
+        out.insert("pid".into(), json!("host"));
+    }
+    if !p.devices.is_empty() {
+        out.insert("devices".into(), json!(p.devices));
+    }
+    let labels: BTreeMap<&String, &String> = spec.labels.iter().filter(|(k, _)| !k.starts_with(LABEL_PREFIX)).collect();
+    if !labels.is_empty() {
+        out.insert("labels".into(), json!(labels));
+    }
+    out.insert("stop_grace_period".into(), json!(format!("{}s", spec.stop_timeout)));
+    if !p.host_network {
+        let networks: Map<String, Value> = spec
+            .networks
+            .iter()
+            .map(|(name, aliases)| (name.strip_prefix(&prefix).unwrap_or(name).to_string(), json!({"aliases": aliases})))
+            .collect();
+        out.insert("networks".into(), Value::Object(networks));
+    }
+    Ok(out)
+}
+
+/// One word for `sh`, whatever it holds.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// `./sub/path` for a path inside the project, else the path as it is.
+fn relative(project_dir: &Path, path: &Path) -> String {
+    match path.strip_prefix(project_dir) {
+        Ok(rest) if rest.as_os_str().is_empty() => ".".into(),
+        Ok(rest) => format!("./{}", rest.display()),
+        Err(_) => path.display().to_string(),
+    }
+}
+
+/// Compose interpolates `$` in every string, and the plan's values are
+/// literal: `$` becomes `$$`; then each secret becomes its `${VARIABLE}`.
+fn literal(value: &mut Value, secrets: &[(String, String)]) {
+    match value {
+        Value::String(s) => {
+            *s = s.replace('$', "$$");
+            for (name, secret) in secrets {
+                *s = s.replace(&secret.replace('$', "$$"), &format!("${{{name}}}"));
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| literal(v, secrets)),
+        Value::Object(map) => map.values_mut().for_each(|v| literal(v, secrets)),
+        _ => {}
+    }
+}
