@@ -56,7 +56,7 @@ pub fn compose(state: &DesiredState, project_dir: &Path) -> Result<Exported, Str
             if !waits.is_empty() {
                 out.insert("depends_on".into(), Value::Object(waits.clone()));
             }
-            services.insert(name.clone(), Value::Object(out));
+            insert(&mut services, name.clone(), out)?;
             waits = Map::from_iter([(name, json!({"condition": "service_completed_successfully"}))]);
         }
         for c in &service.plan.containers {
@@ -64,7 +64,7 @@ pub fn compose(state: &DesiredState, project_dir: &Path) -> Result<Exported, Str
             if !waits.is_empty() {
                 out.insert("depends_on".into(), Value::Object(waits.clone()));
             }
-            services.insert(format!("{}-{}", service.name, c.name), Value::Object(out));
+            insert(&mut services, format!("{}-{}", service.name, c.name), out)?;
         }
     }
     let mut file = Map::new();
@@ -94,6 +94,16 @@ pub fn compose(state: &DesiredState, project_dir: &Path) -> Result<Exported, Str
         }
     }
     Ok(Exported { yaml: header + &yaml, secrets })
+}
+
+/// A compose service, unless two containers would get one name (service
+/// `a-b`'s `c` and service `a`'s `b-c`).
+fn insert(services: &mut Map<String, Value>, name: String, service: Map<String, Value>) -> Result<(), String> {
+    if services.contains_key(&name) {
+        return Err(format!("two containers would both be the compose service `{name}`; rename a service or container"));
+    }
+    services.insert(name, Value::Object(service));
+    Ok(())
 }
 
 /// Every secret output's value, by the variable that replaces it (longest
