@@ -93,19 +93,19 @@ fn create_key(state: &Path, path: &PathBuf) -> miette::Result<[u8; 32]> {
     getrandom::fill(&mut key).map_err(|e| miette!("no system randomness: {e}"))?;
     fs::create_dir_all(state).into_diagnostic().wrap_err_with(|| format!("cannot create {}", state.display()))?;
     let _ = fs::write(state.join(".gitignore"), "# provision's local state; never commit it\n*\n");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    // Written whole under another name (mode 0600), then linked into place:
+    // a concurrent `up` in the same folder never reads it half-written.
     let write_error = || format!("cannot write the project's secret key {}", path.display());
-    match options.open(path) {
-        Ok(mut file) => file.write_all(hex::encode(key).as_bytes()).into_diagnostic().wrap_err_with(write_error)?,
+    let mut file = tempfile::NamedTempFile::new_in(state).into_diagnostic().wrap_err_with(write_error)?;
+    file.write_all(hex::encode(key).as_bytes()).into_diagnostic().wrap_err_with(write_error)?;
+    match file.persist_noclobber(path) {
+        Ok(_) => {}
         // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
             let text = fs::read_to_string(path).into_diagnostic().wrap_err_with(write_error)?;
             return parse_key(&text).ok_or_else(|| miette!("{} is damaged", path.display()));
         }
-        Err(e) => return Err(e).into_diagnostic().wrap_err_with(write_error),
+        Err(e) => return Err(e.error).into_diagnostic().wrap_err_with(write_error),
     }
     Ok(key)
 }
