@@ -88,6 +88,15 @@ pub struct Output {
     pub secret: bool,
 }
 
+/// An output as an environment variable (`provision env`, `run`,
+/// `export`): `DB_URL` from service `db`, output `url`, after `prefix`;
+/// upper case, anything but letters and digits as `_`.
+pub fn output_variable(prefix: &str, service: &str, output: &str) -> String {
+    let name = format!("{service}_{output}").to_ascii_uppercase();
+    let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("{prefix}{name}")
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Container {
     pub name: String,

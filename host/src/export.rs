@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     apply::{Role, container_spec},
-    desired::{DesiredState, Image, Probe, RestartPolicy, ServiceState, WaitFor},
+    desired::{DesiredState, Image, Probe, RestartPolicy, ServiceState, WaitFor, output_variable},
     engine::{LABEL_PREFIX, Labels, MountSpec},
     reconcile::Names,
 };
@@ -112,14 +112,12 @@ fn secret_refs(state: &DesiredState) -> Vec<(String, String)> {
     let mut refs: Vec<(String, String)> = state
         .services
         .iter()
-        .flat_map(|s| s.plan.outputs.iter().filter(|o| o.secret && !o.value.is_empty()).map(move |o| (variable(&s.name, &o.name), o.value.clone())))
+        .flat_map(|s| {
+            s.plan.outputs.iter().filter(|o| o.secret && !o.value.is_empty()).map(move |o| (output_variable("", &s.name, &o.name), o.value.clone()))
+        })
         .collect();
     refs.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
     refs
-}
-
-fn variable(service: &str, output: &str) -> String {
-    format!("{service}_{output}").to_ascii_uppercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
 /// What the service waits for, in compose's conditions.
@@ -255,10 +253,7 @@ fn container(
         out.insert("configs".into(), json!(refs));
     }
     if let (Some(health), Role::Container) = (&spec.health, role) {
-        let test = match &health.probe {
-            Probe::Exec(command) => command.clone(),
-            probe => crate::apply::in_container(probe),
-        };
+        let test = crate::apply::in_container(&health.probe);
         let ms = |v: u32| format!("{v}ms");
         out.insert(
             "healthcheck".into(),
@@ -277,10 +272,7 @@ fn container(
     if !c.hooks.is_empty() {
         // post_start runs as the container starts; provision's hooks run
         // once it is ready: each waits for its health check first.
-        let ready = spec.health.as_ref().map(|h| match &h.probe {
-            Probe::Exec(command) => command.clone(),
-            probe => crate::apply::in_container(probe),
-        });
+        let ready = spec.health.as_ref().map(|h| crate::apply::in_container(&h.probe));
         let hooks: Vec<Value> = c
             .hooks
             .iter()

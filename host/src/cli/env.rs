@@ -9,7 +9,10 @@ use super::{
     args::{EnvArgs, EnvFormat, PortArgs},
     connect, prepare, project_containers,
 };
-use crate::{desired::DesiredState, engine::Actual};
+use crate::{
+    desired::{DesiredState, output_variable},
+    engine::Actual,
+};
 
 pub async fn env(args: EnvArgs) -> miette::Result<ExitCode> {
     let Prepared { planned, .. } = prepare(&args.stack, args.stack.locked)?;
@@ -63,17 +66,10 @@ pub(super) fn host_env(state: &DesiredState, actual: &[Actual], prefix: &str, se
                     service.name, output.name
                 );
             }
-            vars.push((var_name(prefix, &service.name, &output.name), value));
+            vars.push((output_variable(prefix, &service.name, &output.name), value));
         }
     }
     vars
-}
-
-/// `DB_URL` from service `db`, output `url`: upper case, `-` as `_`.
-fn var_name(prefix: &str, service: &str, output: &str) -> String {
-    let name = format!("{service}_{output}").to_ascii_uppercase();
-    let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    format!("{prefix}{name}")
 }
 
 /// The project's DNS names and the ports each publishes.
@@ -183,7 +179,7 @@ mod tests {
         assert_eq!(a.seen_from_host("db", "url", "postgres://db:54321/x"), "postgres://db:54321/x", "another port is another address");
         assert_eq!(a.unpublished("redis://cache:6379/0").as_deref(), Some("cache:6379"));
         assert_eq!(a.unpublished("postgres://app:pw@127.0.0.1:40001/app"), None);
-        assert_eq!(var_name("T_", "my-db", "url"), "T_MY_DB_URL");
+        assert_eq!(output_variable("T_", "my-db", "url"), "T_MY_DB_URL");
         assert_eq!(format(&[("A".into(), "it's".into())], EnvFormat::Sh), "export A='it'\\''s'\n");
     }
 }
