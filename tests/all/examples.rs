@@ -34,6 +34,7 @@ fn replicas_answering(port: u16, n: usize) -> BTreeSet<String> {
 
 #[test]
 fn flask_behind_nginx_keeps_the_database_on_an_internal_network() {
+    let _isolation = crate::support::NETWORK_ISOLATION.lock().unwrap_or_else(|p| p.into_inner());
     let stack = Stack::from_example("flask", "e2e-flask", |text| text);
     stack.provision(&["up", "--profile", "test"]).ok();
     let port = stack.host_port("proxy");

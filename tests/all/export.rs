@@ -42,6 +42,7 @@ fn export(stack: &Stack) -> String {
 
 #[test]
 fn the_quickstart_exported_runs_on_compose_with_its_hooks_and_secrets() {
+    let _isolation = crate::support::NETWORK_ISOLATION.lock().unwrap_or_else(|p| p.into_inner());
     let stack = Stack::from_example("quickstart", "export-qs", |text| text);
     let file = export(&stack);
     assert!(!file.contains("\nversion:"), "the obsolete version key: {file}");
@@ -84,6 +85,7 @@ fn the_quickstart_exported_runs_on_compose_with_its_hooks_and_secrets() {
 
 #[test]
 fn the_flask_example_exported_serves_through_its_proxy_on_compose() {
+    let _isolation = crate::support::NETWORK_ISOLATION.lock().unwrap_or_else(|p| p.into_inner());
     let stack = Stack::from_example("flask", "export-flask", |text| text);
     // The image is built by provision (its Dockerfile's base is a stand-in
     // only through [images]); compose uses the tag the file names.

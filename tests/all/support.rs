@@ -240,6 +240,12 @@ pub fn eventually<T>(within: std::time::Duration, what: &str, mut check: impl Fn
 }
 
 /// `docker` CLI output, to look at the engine independently of provision.
+/// Held by tests that check the isolation of internal networks and by the
+/// compose-export tests, which create and remove networks of their own:
+/// Docker 20.10 rewrites its isolation rules as networks come and go, and a
+/// reach across networks was seen while both ran at once.
+pub static NETWORK_ISOLATION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("the docker CLI");
     String::from_utf8_lossy(&out.stdout).into_owned()
