@@ -14,7 +14,7 @@
 //!
 //! `cli` holds one small module per command, each calling into this path;
 //! `author` is the plugin author's kit; `secrets` derives per-project secrets;
-//! `journal` records how far each container's lifecycle got; `ephemeral`
+//! `import` reads a Compose project into a stack.toml; `journal` records how far each container's lifecycle got; `ephemeral`
 //! marks what `run` makes with its owner, for `gc`.
 //! To follow `provision up`: cli/up.rs → cli/mod.rs (`prepare`) → plan/mod.rs
 //! → apply/mod.rs → apply/schedule.rs → apply/lifecycle.rs and
@@ -27,6 +27,7 @@ pub mod desired;
 pub mod engine;
 pub mod ephemeral;
 pub mod export;
+pub mod import;
 pub mod journal;
 pub mod plan;
 pub mod reconcile;

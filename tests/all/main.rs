@@ -8,6 +8,7 @@ mod engine;
 mod examples;
 mod export;
 mod fuzz;
+mod import;
 mod plan;
 mod rails;
 mod registry;

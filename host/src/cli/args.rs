@@ -48,6 +48,24 @@ pub enum Command {
   provision export > docker-compose.yml
   provision export --profile test -o compose.test.yml --with-secrets   also writes .env beside it")]
     Export(ExportArgs),
+    /// Turn a Compose project into a stack.toml, and report what became of
+    /// every key: mapped, approximated (how) or dropped (why). Files are read
+    /// as `docker compose config` reads them: several -f merged in order,
+    /// ${VAR} from the environment and .env (or --env-file), anchors and `<<`
+    /// merge keys, `extends`, `include`, `!reset`/`!override`. postgres and redis
+    /// images become the built-ins when their config says everything (-c
+    /// settings → tuning, init scripts → init, --maxmemory …); everything else
+    /// becomes a `container`. Powers (privileged, capabilities, host network
+    /// or pid, devices, the Docker socket, binds outside the project) are kept
+    /// with the `allow` entry they need and listed. Environment values are
+    /// written as they are in the compose file, so `${DB_PASSWORD}` stays a
+    /// variable read from .env when the stack runs.
+    #[command(after_help = "Examples:
+  provision import                          ./compose.yaml (+ compose.override.yaml) → ./stack.toml
+  provision import -f docker-compose.yml -f docker-compose.prod.yml -o prod/stack.toml
+  provision import --profile debug --json   only the services of that profile; the report as JSON
+  provision import --strict -o -            print stack.toml; exit 1 if any key would be dropped")]
+    Import(ImportArgs),
     /// Create or update the environment and wait until every service is
     /// ready. Unchanged services are kept; services removed from the stack
     /// are removed.
@@ -174,6 +192,38 @@ pub struct ExportArgs {
     /// where compose reads them; without it, set the variables yourself.
     #[arg(long, requires = "output")]
     pub with_secrets: bool,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// A compose file; repeat to merge overrides in order. Default: compose.yaml
+    /// (or docker-compose.yml …) here, and its override file when present.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Variables for ${VAR} from this file instead of the project's .env.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// The stack's name (compose's -p): default the compose file's `name`,
+    /// else its folder's.
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
+    pub project_name: Option<String>,
+    /// Keep only services without profiles or in one of these (repeatable);
+    /// without it every service is kept with its `profiles`.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+    /// Where to write stack.toml ("-": standard output). Default: stack.toml
+    /// beside the first compose file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the report as JSON (every key path with its status).
+    #[arg(long)]
+    pub json: bool,
+    /// Write nothing and exit 1 if any key would be dropped.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Args)]

@@ -7,6 +7,7 @@ mod args;
 mod down;
 mod env;
 mod export;
+mod import;
 mod inspect;
 mod lock;
 mod plan;
@@ -61,6 +62,7 @@ async fn run(cli: Cli) -> miette::Result<ExitCode> {
     match cli.command {
         Command::Plan(args) => plan::run(args).await,
         Command::Export(args) => export::run(args),
+        Command::Import(args) => import::run(args),
         Command::Up(args) => up::run(args).await,
         Command::Down(args) => down::run(args).await,
         Command::Ps(args) => inspect::ps(args).await,

@@ -16,10 +16,15 @@ pub struct Variables {
 impl Variables {
     /// The environment and `DIR/.env` (absent is fine; unreadable is not).
     pub fn for_dir(dir: &Path) -> Result<Variables, String> {
-        let path = dir.join(".env");
-        let dotenv = match std::fs::read_to_string(&path) {
+        Variables::with_file(&dir.join(".env"), false)
+    }
+
+    /// The environment and the env file at `path` (which must exist when
+    /// `required`, as with compose's `--env-file`).
+    pub fn with_file(path: &Path, required: bool) -> Result<Variables, String> {
+        let dotenv = match std::fs::read_to_string(path) {
             Ok(text) => parse_dotenv(&text).map_err(|e| format!("{}: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => HashMap::new(),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
         Ok(Variables { dotenv, environment: true })
@@ -148,7 +153,7 @@ pub fn fill_outputs(text: &str, lookup: &dyn Fn(&str, &str) -> Option<String>) -
 
 /// `KEY=value` lines; `#` comments, blank lines, `export KEY=…`, and values
 /// in single (literal) or double quotes.
-fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, String> {
+pub fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, String> {
     let mut vars = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -51,6 +51,28 @@ struct Config {
     /// Scheme of the `url` output.
     #[serde(default = "default_scheme")]
     scheme: String,
+    /// Powers beyond an ordinary container. Each needs its entry in the
+    /// service's `allow` (the host refuses the plan otherwise): privileged
+    /// mode (`privileged`),
+    #[serde(default)]
+    privileged: bool,
+    /// added Linux capabilities such as "NET_ADMIN" (`cap-add`),
+    #[serde(default)]
+    cap_add: Vec<String>,
+    /// "host": the host's network namespace (`host-network`),
+    network_mode: Option<Namespace>,
+    /// "host": the host's process namespace (`host-pid`),
+    pid: Option<Namespace>,
+    /// host devices such as "/dev/fuse" (`devices`).
+    #[serde(default)]
+    devices: Vec<String>,
+}
+
+/// The only namespace a container can share here: the host's.
+#[derive(Deserialize, JsonSchema, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Namespace {
+    Host,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -127,6 +149,11 @@ impl Plugin for Generic {
         let mut base = Container::new("server", "");
         base.image = image;
         base.working_dir = config.workdir.clone();
+        base.privileges.privileged = config.privileged;
+        base.privileges.cap_add = config.cap_add.clone();
+        base.privileges.host_network = config.network_mode == Some(Namespace::Host);
+        base.privileges.host_pid = config.pid == Some(Namespace::Host);
+        base.privileges.devices = config.devices.clone();
         if let Some(entrypoint) = &config.entrypoint {
             base.entrypoint = Some(words(entrypoint).map_err(|m| config_error("entrypoint", m))?);
         }

@@ -1,0 +1,62 @@
+//! `provision import`: a Compose project as a stack.toml, and the report.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use miette::IntoDiagnostic;
+
+use super::args::ImportArgs;
+use crate::import::{self, Options};
+
+pub fn run(args: ImportArgs) -> miette::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let files = if args.files.is_empty() {
+        import::default_files(&std::env::current_dir().into_diagnostic()?).map_err(|e| miette::miette!("{e}"))?
+    } else {
+        args.files.clone()
+    };
+    let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
+    let output = match &args.output {
+        Some(path) if !to_stdout => path.clone(),
+        _ => files[0].parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into()).join("stack.toml"),
+    };
+    let out_dir = output.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into());
+    if !to_stdout && output.exists() && !args.force {
+        miette::bail!("{} exists; pass --force to replace it, or -o another file (-o - prints it)", output.display());
+    }
+    let imported = import::import(&Options {
+        files: &files,
+        env_file: args.env_file.as_deref(),
+        profiles: &args.profiles,
+        project_name: args.project_name.as_deref(),
+        out_dir: &out_dir,
+    })
+    .map_err(|e| miette::miette!(help = "the compose file must be one `docker compose config` accepts", "cannot import: {e}"))?;
+    let refused = args.strict && imported.report.dropped > 0;
+    if args.json {
+        let mut json = serde_json::to_value(&imported.report).into_diagnostic()?;
+        json["elapsed_ms"] = serde_json::json!(started.elapsed().as_millis() as u64);
+        json["written"] = serde_json::json!(!refused && !to_stdout);
+        let text = serde_json::to_string_pretty(&json).into_diagnostic()?;
+        if to_stdout { eprintln!("{text}") } else { println!("{text}") }
+    } else {
+        eprint!("{}", imported.report.human());
+    }
+    if refused {
+        eprintln!("\n--strict: {} key(s) would be dropped; nothing written", imported.report.dropped);
+        return Ok(ExitCode::FAILURE);
+    }
+    if to_stdout {
+        print!("{}", imported.toml);
+    } else {
+        std::fs::write(&output, &imported.toml).into_diagnostic()?;
+        if !args.json {
+            eprintln!(
+                "\nwrote {} ({} ms); `provision plan -f {}` shows what it runs",
+                output.display(),
+                started.elapsed().as_millis(),
+                output.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,204 @@
+//! `provision import`: compose projects (tests/import/NAME, each written
+//! after a real project's compose file; tests/import/README.md says which)
+//! turned into stack.toml. Golden tests of the stack and the report for
+//! each; the generated stacks must plan; three are brought up on the engine
+//! and checked to work. BLESS=1 rewrites the golden files.
+
+use crate::support::{Project, Stack, copy_dir, http, repo_root};
+
+fn fixtures() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("tests/import"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A copy of tests/import/NAME as a project folder (no stack.toml yet).
+fn fixture(name: &str) -> Project {
+    let project = Project::new("");
+    std::fs::remove_file(project.path().join("stack.toml")).unwrap();
+    copy_dir(&repo_root().join("tests/import").join(name), project.path());
+    let _ = std::fs::remove_dir_all(project.path().join("expected"));
+    project
+}
+
+/// The extra arguments a fixture is imported with (its `import.args`).
+fn import_args(project: &Project) -> Vec<String> {
+    std::fs::read_to_string(project.path().join("import.args")).map(|text| text.split_whitespace().map(str::to_string).collect()).unwrap_or_default()
+}
+
+#[test]
+fn every_fixture_imports_to_its_golden_stack_and_report_and_plans() {
+    let bless = std::env::var_os("BLESS").is_some();
+    let names = fixtures();
+    assert!(names.len() >= 8, "at least eight compose projects: {names:?}");
+    let mut failures = Vec::new();
+    for name in &names {
+        let project = fixture(name);
+        let mut args = vec!["import".to_string(), "--json".into()];
+        args.extend(import_args(&project));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = project.provision(&args).ok();
+        let mut report = run.json();
+        assert!(report["elapsed_ms"].as_u64().is_some());
+        report.as_object_mut().unwrap().remove("elapsed_ms");
+        let report = serde_json::to_string_pretty(&report).unwrap() + "\n";
+        let stack = std::fs::read_to_string(project.path().join("stack.toml")).unwrap();
+
+        let expected = repo_root().join("tests/import").join(name).join("expected");
+        for (file, actual) in [("stack.toml", &stack), ("report.json", &report)] {
+            let path = expected.join(file);
+            if bless {
+                std::fs::create_dir_all(&expected).unwrap();
+                std::fs::write(&path, actual).unwrap();
+            } else if std::fs::read_to_string(&path).ok().as_ref() != Some(actual) {
+                failures.push(format!("{name}/{file} differs from tests/import/{name}/expected/{file} (BLESS=1 rewrites it):\n{actual}"));
+            }
+        }
+
+        // What import writes is a stack provision takes, in every profile it names.
+        let mut profiles = vec!["dev".to_string()];
+        for line in stack.lines().filter(|l| l.starts_with("profiles = ")) {
+            profiles.extend(line.split('"').skip(1).step_by(2).map(str::to_string));
+        }
+        for profile in profiles {
+            let plan = project.provision(&["plan", "--profile", &profile]);
+            if plan.code != Some(0) {
+                failures.push(format!("{name}: the imported stack does not plan in profile {profile}:\n{}", plan.stderr));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn the_report_accounts_for_what_was_approximated_dropped_and_granted() {
+    let project = fixture("powers");
+    let report = project.provision(&["import", "--json"]).ok().json();
+    let entry = |path: &str| {
+        report["entries"].as_array().unwrap().iter().find(|e| e["path"] == path).unwrap_or_else(|| panic!("no entry for {path}: {report}")).clone()
+    };
+    assert_eq!(entry("services.netdata.security_opt.0")["status"], "dropped");
+    assert_eq!(entry("services.cadvisor.privileged")["status"], "mapped");
+    assert!(entry("services.cadvisor.privileged")["detail"].as_str().unwrap().contains("allow"));
+    let granted: Vec<&str> = report["granted"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+    for power in
+        ["portainer: docker-socket", "netdata: host-network", "netdata: host-pid", "netdata: cap-add", "cadvisor: privileged", "cadvisor: devices"]
+    {
+        assert!(granted.contains(&power), "{power} in {granted:?}");
+    }
+    let stack = std::fs::read_to_string(project.path().join("stack.toml")).unwrap();
+    assert!(stack.contains("# ! allow privileged: granted because the compose file asked for it"), "{stack}");
+
+    // Without the grant the plan is refused, naming the power.
+    project.write(
+        "stack.toml",
+        &stack.replace("allow = [\"bind-outside-project\", \"devices\", \"privileged\"]", "allow = [\"bind-outside-project\", \"devices\"]"),
+    );
+    let refused = project.provision(&["plan"]).failed();
+    assert!(refused.message().contains("privileged"), "{}", refused.stderr);
+}
+
+#[test]
+fn strict_writes_nothing_when_a_key_would_be_dropped() {
+    let project = fixture("web-stack");
+    let run = project.provision(&["import", "--strict"]).failed();
+    assert!(run.stderr.contains("would be dropped; nothing written"), "{}", run.stderr);
+    assert!(run.stderr.contains("services.shop.logging"), "the report names what: {}", run.stderr);
+    assert!(!project.path().join("stack.toml").exists());
+
+    // A project with nothing dropped passes --strict; an existing file is kept without --force.
+    let clean = fixture("nginx-golang-postgres");
+    clean.provision(&["import", "--strict"]).ok();
+    let again = clean.provision(&["import"]).failed();
+    assert!(again.stderr.contains("--force"), "{}", again.stderr);
+    clean.provision(&["import", "--force"]).ok();
+}
+
+#[test]
+fn bad_compose_projects_are_refused_naming_file_and_key() {
+    let project = Project::new("");
+    let cases = [
+        ("services:\n  web:\n    image: \"app:${TAG:?set TAG}\"\n", "services.web.image", "TAG is required: set TAG"),
+        ("services:\n  a:\n    extends: b\n  b:\n    extends: a\n    image: x\n", "", "extend each other in a cycle"),
+        ("services:\n  web:\n    command: [serve]\n", "", "neither `image` nor `build`"),
+        ("services:\n  web:\n    image: x\n  Web:\n    image: y\n", "", "would both be named `web`"),
+        ("include:\n  - compose.yaml\nservices: {}\n", "", "cycle"),
+        ("- not a mapping\n", "", "not a compose file"),
+    ];
+    for (text, key, message) in cases {
+        project.write("compose.yaml", text);
+        let run = project.provision(&["import", "-o", "-"]).failed();
+        let stderr = run.message();
+        assert!(stderr.contains("compose.yaml"), "names the file: {stderr}");
+        assert!(stderr.contains(key), "names {key}: {stderr}");
+        assert!(stderr.contains(message), "says {message}: {stderr}");
+    }
+}
+
+/// A fixture imported and brought up (test profile: every published port a
+/// free one), as project `name`.
+fn bring_up(fixture_name: &str, name: &str) -> Stack {
+    let project = fixture(fixture_name);
+    project.provision(&["import"]).ok();
+    let stack = std::fs::read_to_string(project.path().join("stack.toml")).unwrap();
+    let stack = stack.replacen("[stack]\nname = \"", &format!("[stack]\nname = \"{name}\"\n# was \""), 1);
+    project.write("stack.toml", &stack);
+    let stack = Stack { project, name: name.to_string() };
+    stack.provision(&["up", "--profile", "test"]).ok();
+    stack
+}
+
+#[test]
+fn an_imported_flask_app_behind_nginx_writes_rows_to_postgres() {
+    let _isolation = crate::support::NETWORK_ISOLATION.lock().unwrap_or_else(|p| p.into_inner());
+    let stack = bring_up("flask-postgres", "import-flask-e2e");
+    let port = stack.host_port("proxy");
+    let (status, _, body) = http(port, "GET", "/notes");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("written by schema.sql"), "the init script ran: {body}");
+    let (status, _, body) = http(port, "POST", "/notes");
+    assert_eq!(status, 201, "{body}");
+    // The row is in the database, written with the password from .env.
+    let count = stack.provision(&["exec", "db", "--", "psql", "-U", "notes", "-d", "notes", "-tAc", "select count(*) from notes"]).ok();
+    assert_eq!(count.stdout.trim(), "2");
+    let env = stack.provision(&["exec", "backend", "--", "printenv", "DATABASE_URL"]).ok();
+    assert!(env.stdout.contains("s3cret-from-dotenv"), "${{DB_PASSWORD}} read from .env when the stack ran: {}", env.stdout);
+    // The backend network is internal: the database has no route out.
+    let out = stack.provision(&["exec", "db", "--", "sh", "-c", "getent hosts proxy || echo unreachable"]).ok();
+    assert!(out.stdout.contains("unreachable"), "the proxy is not on the database's network: {}", out.stdout);
+}
+
+#[test]
+fn the_imported_hit_counter_counts_in_redis() {
+    let stack = bring_up("counter", "import-counter-e2e");
+    let port = stack.host_port("web");
+    // Compose would wait for nothing here (no health check); the import has
+    // `up` wait for the published port.
+    let (status, _, first) = http(port, "GET", "/");
+    assert_eq!(status, 200, "{first}");
+    assert!(first.contains("seen 1 times"), "{first}");
+    let (_, _, second) = http(port, "GET", "/");
+    assert!(second.contains("seen 2 times"), "{second}");
+    let hits = stack.provision(&["exec", "redis", "--", "redis-cli", "get", "hits"]).ok();
+    assert_eq!(hits.stdout.trim(), "2");
+}
+
+#[test]
+fn imported_dev_services_take_their_settings_scripts_and_rows() {
+    let stack = bring_up("dev-services", "import-devdeps-e2e");
+    let psql =
+        |sql: &str| stack.provision(&["exec", "postgres", "--", "psql", "-U", "dev", "-d", "catalog", "-tAc", sql]).ok().stdout.trim().to_string();
+    assert_eq!(psql("select count(*) from products"), "2", "both init scripts ran, in order");
+    psql("insert into products (name, price_cents) values ('mug', 899)");
+    assert_eq!(psql("select name from products order by id desc limit 1"), "mug");
+    assert_eq!(psql("show max_connections"), "40", "-c settings became tuning");
+    let policy = stack.provision(&["exec", "redis", "--", "redis-cli", "config", "get", "maxmemory-policy"]).ok();
+    assert!(policy.stdout.contains("allkeys-lru"), "{}", policy.stdout);
+    // pgadmin is in the `tools` profile only.
+    assert!(stack.ps().iter().all(|r| r["service"] != "pgadmin"));
+}
