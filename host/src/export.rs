@@ -4,8 +4,8 @@
 //! and env are what `up` would use; what Compose cannot say the same way is
 //! approximated and listed in the file's header.
 //!
-//! - every container is a compose service `SERVICE-CONTAINER` answering to
-//!   the same DNS names (the main one also to `SERVICE`);
+//! - every container is a compose service answering to the same DNS names:
+//!   the main one is `SERVICE`, the others `SERVICE-CONTAINER`;
 //! - a task is a one-shot service its service's containers wait for with
 //!   `service_completed_successfully`;
 //! - a hook is a `post_start` command (Compose runs it once the container
@@ -50,7 +50,7 @@ pub fn compose(state: &DesiredState, project_dir: &Path) -> Result<Exported, Str
     for service in &state.services {
         let mut waits = depends_on(state, service);
         for task in &service.plan.tasks {
-            let name = format!("{}-{}", service.name, task.name);
+            let name = task_name(service, &task.name);
             let mut out = container(state, project_dir, &names, service, task, Role::Task, &mut volumes, &mut configs, &mut notes)?;
             out.insert("restart".into(), json!("no"));
             if !waits.is_empty() {
@@ -59,12 +59,20 @@ pub fn compose(state: &DesiredState, project_dir: &Path) -> Result<Exported, Str
             insert(&mut services, name.clone(), out)?;
             waits = Map::from_iter([(name, json!({"condition": "service_completed_successfully"}))]);
         }
+        let replicas = folded_replicas(service);
         for c in &service.plan.containers {
+            if replicas > 1 && c.replica.is_some() {
+                continue;
+            }
             let mut out = container(state, project_dir, &names, service, c, Role::Container, &mut volumes, &mut configs, &mut notes)?;
             if !waits.is_empty() {
                 out.insert("depends_on".into(), Value::Object(waits.clone()));
             }
-            insert(&mut services, format!("{}-{}", service.name, c.name), out)?;
+            if replicas > 1 && c.replica.is_none() {
+                let deploy = out.entry("deploy").or_insert_with(|| json!({}));
+                deploy["replicas"] = json!(replicas);
+            }
+            insert(&mut services, compose_name(service, &c.name), out)?;
         }
     }
     let mut file = Map::new();
@@ -94,6 +102,31 @@ pub fn compose(state: &DesiredState, project_dir: &Path) -> Result<Exported, Str
         }
     }
     Ok(Exported { yaml: header + &yaml, secrets })
+}
+
+/// The compose service of a container: the service's name for its main
+/// (first) container, so `docker compose exec db …` works as with any
+/// compose file; SERVICE-CONTAINER for the others (sidecars, replicas).
+fn compose_name(service: &ServiceState, container: &str) -> String {
+    match service.plan.containers.first() {
+        Some(main) if main.name == container => service.name.clone(),
+        _ => format!("{}-{container}", service.name),
+    }
+}
+
+/// A task's compose service: the service's name when the service is that
+/// one task (a migration run once), else SERVICE-TASK.
+fn task_name(service: &ServiceState, task: &str) -> String {
+    if service.plan.containers.is_empty() && service.plan.tasks.len() == 1 { service.name.clone() } else { format!("{}-{task}", service.name) }
+}
+
+/// How many copies of the main container compose runs as `deploy.replicas`
+/// (1: none folded). Copies stay services of their own when the main one
+/// publishes a fixed host port, which compose would give every copy.
+fn folded_replicas(service: &ServiceState) -> usize {
+    let Some(main) = service.plan.containers.first() else { return 1 };
+    let fixed_port = main.ports.iter().any(|p| matches!(p.host, Some(h) if h != 0));
+    if fixed_port { 1 } else { 1 + service.plan.containers.iter().filter(|c| c.replica.is_some()).count() }
 }
 
 /// A compose service, unless two containers would get one name (service
@@ -127,16 +160,17 @@ fn depends_on(state: &DesiredState, service: &ServiceState) -> Map<String, Value
         let Some(used) = state.services.iter().find(|s| s.name == dep.service) else { continue };
         if dep.wait == WaitFor::Completed || used.plan.containers.is_empty() {
             for task in &used.plan.tasks {
-                waits.insert(format!("{}-{}", used.name, task.name), json!({"condition": "service_completed_successfully"}));
+                waits.insert(task_name(used, &task.name), json!({"condition": "service_completed_successfully"}));
             }
             if dep.wait == WaitFor::Completed {
                 continue;
             }
         }
-        for c in &used.plan.containers {
+        let folded = folded_replicas(used) > 1;
+        for c in used.plan.containers.iter().filter(|c| !(folded && c.replica.is_some())) {
             let healthy = dep.wait == WaitFor::Ready && c.health.is_some();
             let condition = if healthy { "service_healthy" } else { "service_started" };
-            waits.insert(format!("{}-{}", used.name, c.name), json!({"condition": condition}));
+            waits.insert(compose_name(used, &c.name), json!({"condition": condition}));
         }
     }
     waits
@@ -210,6 +244,11 @@ fn container(
         .collect();
     if !ports.is_empty() {
         out.insert("ports".into(), json!(ports));
+    }
+    // Listened on but not published: compose notes these as `expose`.
+    let exposed: Vec<u16> = spec.ports.iter().filter(|p| p.host.is_none()).map(|p| p.container).collect();
+    if !exposed.is_empty() {
+        out.insert("expose".into(), json!(exposed));
     }
     let prefix = format!("{}_", names.project);
     let mut mounts = Vec::new();

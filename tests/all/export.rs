@@ -71,15 +71,11 @@ fn the_quickstart_exported_runs_on_compose_with_its_hooks_and_secrets() {
     ok(compose(&stack, project, &["config", "-q"]), "compose config -q");
     ok(compose(&stack, project, &["up", "-d", "--wait"]), "compose up --wait");
     let extensions = ok(
-        compose(
-            &stack,
-            project,
-            &["exec", "-T", "db-server", "psql", "-U", "app", "-d", "app_development", "-tAc", "select count(*) from pg_extension"],
-        ),
+        compose(&stack, project, &["exec", "-T", "db", "psql", "-U", "app", "-d", "app_development", "-tAc", "select count(*) from pg_extension"]),
         "psql",
     );
     assert_eq!(extensions.trim(), "6", "plpgsql and the five the hook creates");
-    let ping = ok(compose(&stack, project, &["exec", "-T", "cache-server", "redis-cli", "ping"]), "redis-cli");
+    let ping = ok(compose(&stack, project, &["exec", "-T", "cache", "redis-cli", "ping"]), "redis-cli");
     assert_eq!(ping.trim(), "PONG");
 }
 
@@ -99,7 +95,7 @@ fn the_flask_example_exported_serves_through_its_proxy_on_compose() {
     let _down = Down(&stack, project);
     ok(compose(&stack, project, &["config", "-q"]), "compose config -q");
     ok(compose(&stack, project, &["up", "-d", "--wait", "--no-build"]), "compose up --wait");
-    let address = ok(compose(&stack, project, &["port", "proxy-server", "80"]), "compose port");
+    let address = ok(compose(&stack, project, &["port", "proxy", "80"]), "compose port");
     let port: u16 = address.trim().rsplit(':').next().unwrap().parse().unwrap_or_else(|_| panic!("{address}"));
     let (status, _, body) = http(port, "GET", "/api/notes");
     assert_eq!(status, 200, "{body}");

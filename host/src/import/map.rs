@@ -114,7 +114,7 @@ impl Mapper<'_> {
                 // The image's defaults, which the plugin's differ from.
                 let user = user.unwrap_or_else(|| "postgres".into());
                 table.insert("database".into(), database.clone().unwrap_or_else(|| user.clone()).into());
-                table.insert("user".into(), user.into());
+                table.insert("user".into(), escape(&user).into());
                 for key in ["POSTGRES_USER", "POSTGRES_DB"] {
                     if svc.get("environment").and_then(|e| e.get(key)).is_some() {
                         self.mapped(format!("{at}.environment.{key}"), if key == "POSTGRES_DB" { "database" } else { "user" });
@@ -235,7 +235,10 @@ impl Mapper<'_> {
                     self.approximated(path, format!("networks; {} not kept (containers answer to the service name)", extra.join(", ")));
                 }
             }
-            table.insert("networks".into(), Toml::Array(list));
+            // Only the default network: what a service without `networks` joins.
+            if list != [Toml::String("default".into())] {
+                table.insert("networks".into(), Toml::Array(list));
+            }
         }
         if let Some(mode) = svc.get("network_mode").and_then(Value::as_str) {
             handled.insert("network_mode");
@@ -275,7 +278,7 @@ impl Mapper<'_> {
             && !handled.contains("user")
         {
             handled.insert("user");
-            table.insert("user".into(), user.into());
+            table.insert("user".into(), escape(&user).into());
             self.mapped(format!("{at}.user"), "user");
         }
         if let Some(read_only) = svc.get("read_only").and_then(Value::as_bool) {
@@ -381,10 +384,20 @@ impl Mapper<'_> {
             let mut table_hooks = Table::new();
             for (i, hook) in sequence(Some(hooks.clone())).iter().enumerate() {
                 let path = format!("{at}.post_start.{i}");
-                let Some(command) = hook.get("command").map(command_value) else {
+                let Some(command) = hook.get("command").map(unwrap_wait) else {
                     self.dropped(path, "no command");
                     continue;
                 };
+                if table.get("plugin").and_then(Toml::as_str) == Some("postgres")
+                    && let Some(extensions) = postgres_extensions(&strings(Some(&command)))
+                {
+                    if !extensions.is_empty() {
+                        table.insert("extensions".into(), Toml::Array(extensions.into_iter().map(Toml::String).collect()));
+                    }
+                    self.mapped(path, "extensions: the postgres plugin's own hook sets the password and creates them");
+                    continue;
+                }
+                let command = command_value(&command);
                 table_hooks.insert(format!("post-start-{}", i + 1), command);
                 let extra: Vec<&str> =
                     hook.as_mapping().into_iter().flat_map(|m| m.keys().filter_map(Value::as_str)).filter(|k| *k != "command").collect();
@@ -505,7 +518,8 @@ impl Mapper<'_> {
             (image, Some(Value::Mapping(build))) => {
                 let mut out = Table::new();
                 let context = build.get("context").and_then(Value::as_str).unwrap_or(".");
-                out.insert("context".into(), self.path(context).into());
+                let context = self.path(context);
+                out.insert("context".into(), context.strip_prefix("./").unwrap_or(&context).into());
                 for key in ["dockerfile", "target"] {
                     if let Some(value) = build.get(key).and_then(scalar) {
                         out.insert(key.into(), value.into());
@@ -561,7 +575,7 @@ impl Mapper<'_> {
             }
         }
         if let Some(dir) = svc.get("working_dir").and_then(scalar) {
-            table.insert("workdir".into(), dir.into());
+            table.insert("workdir".into(), escape(&dir).into());
             self.mapped(format!("{at}.working_dir"), "workdir");
         }
         if let Some(Value::Mapping(check)) = svc.get("healthcheck") {
@@ -586,7 +600,18 @@ impl Mapper<'_> {
                     _ => return Err(format!("`{path}.test` is neither a string nor a list")),
                 };
                 let mut health = Table::new();
-                health.insert("exec".into(), exec);
+                let argv = strings(Some(&test));
+                match argv.split_first().and_then(|(kind, rest)| if kind == "CMD" { host_probe(rest) } else { None }) {
+                    Some((kind, value, port)) => {
+                        health.insert(kind.into(), value);
+                        if let Some(port) = port {
+                            health.insert("port".into(), Toml::Integer(port.into()));
+                        }
+                    }
+                    None => {
+                        health.insert("exec".into(), exec);
+                    }
+                }
                 for key in ["interval", "timeout", "start_period", "retries"] {
                     if let Some(value) = check.get(key) {
                         let value = match key {
@@ -596,16 +621,20 @@ impl Mapper<'_> {
                         health.insert(key.into(), value);
                     }
                 }
-                table.insert("health".into(), Toml::Table(health));
                 let extra: Vec<&str> = check
                     .keys()
                     .filter_map(Value::as_str)
                     .filter(|k| !matches!(*k, "test" | "interval" | "timeout" | "start_period" | "retries"))
                     .collect();
+                let how = match health.keys().next().map(String::as_str) {
+                    Some("exec") | None => "health.exec, run in the container as compose runs it".to_string(),
+                    Some(kind) => format!("health.{kind}: the command provision runs for this probe, which it makes from the host"),
+                };
+                table.insert("health".into(), Toml::Table(health));
                 if extra.is_empty() {
-                    self.mapped(path, "health.exec, run in the container as compose runs it");
+                    self.mapped(path, how);
                 } else {
-                    self.approximated(path, format!("health.exec; {} not kept", extra.join(", ")));
+                    self.approximated(path, format!("{how}; {} not kept", extra.join(", ")));
                 }
             }
         }
@@ -817,7 +846,11 @@ impl Mapper<'_> {
                     self.mapped(path, "volumes (anonymous)");
                 }
                 ("volume", Some(source)) => {
-                    let volume_name = volume_name(source);
+                    // provision names volumes by service already: `db_data` of `db` is its `data`.
+                    let only_ours = self.volume_users.get(source).is_some_and(|u| u.len() == 1);
+                    let unprefixed =
+                        [format!("{name}_"), format!("{name}-")].iter().find_map(|p| source.strip_prefix(p.as_str())).filter(|_| only_ours);
+                    let volume_name = volume_name(unprefixed.unwrap_or(source));
                     volumes.push(format!("{volume_name}:{target}{ro}"));
                     let users = self.volume_users.get(source).cloned().unwrap_or_default();
                     let declared = self.compose.volumes.get(source).and_then(Value::as_mapping).cloned().unwrap_or_default();
@@ -831,11 +864,14 @@ impl Mapper<'_> {
                         );
                     } else if plugin_mounts.contains(&target) {
                         self.mapped(path, "volumes (in place of the plugin's own data volume)");
-                    } else if extra.is_empty() && volume_name == source {
-                        self.mapped(path, "volumes");
+                    } else if extra.is_empty() && (volume_name == source || unprefixed.is_some()) {
+                        self.mapped(
+                            path,
+                            if unprefixed.is_some() { format!("volumes: `{volume_name}` of service {name}") } else { "volumes".into() },
+                        );
                     } else {
                         let mut how = vec![];
-                        if volume_name != source {
+                        if volume_name != source && unprefixed.is_none() {
                             how.push(format!("named `{volume_name}`"));
                         }
                         how.extend(
@@ -890,7 +926,7 @@ impl Mapper<'_> {
                 } else if let Some(content) = declared.get("content").and_then(Value::as_str)
                     && table.get("plugin").and_then(Toml::as_str) == Some("container")
                 {
-                    files.insert(target.clone(), content.into());
+                    files.insert(target.clone(), escape(content).into());
                     self.mapped(path, format!("files.\"{target}\""));
                 } else {
                     self.dropped(path, format!("{kind} `{source}` is not a file the project holds (external, from the environment, or undeclared)"));
@@ -1018,6 +1054,67 @@ fn command_value(value: &Value) -> Toml {
         Value::Sequence(items) => Toml::Array(items.iter().map(|w| Toml::String(escape(&scalar(w).unwrap_or_default()))).collect()),
         other => Toml::String(escape(&scalar(other).unwrap_or_default())),
     }
+}
+
+/// The probe a health check runs, when it is exactly the command
+/// provision runs in a container for a probe it makes from the host (what
+/// `provision export` writes): (key, value, http port).
+fn host_probe(argv: &[String]) -> Option<(&'static str, Toml, Option<u16>)> {
+    use crate::{apply::in_container, desired::Probe};
+    let ports = argv.iter().flat_map(|a| a.split(|c: char| !c.is_ascii_digit())).filter_map(|n| n.parse::<u16>().ok());
+    for port in ports {
+        let path = argv.last().cloned().unwrap_or_default();
+        let candidates = [
+            (Probe::Postgres(port), "postgres", Toml::Integer(port.into()), None),
+            (Probe::Redis(port), "redis", Toml::Integer(port.into()), None),
+            (Probe::Tcp(port), "tcp", Toml::Integer(port.into()), None),
+            (Probe::Http { port, path: path.clone() }, "http", Toml::String(path), Some(port)),
+        ];
+        for (probe, key, value, http_port) in candidates {
+            if in_container(&probe) == argv {
+                return Some((key, value, http_port));
+            }
+        }
+    }
+    None
+}
+
+/// A `post_start` command that waits for the container's health check and
+/// then runs the hook (what `provision export` writes), as the hook alone:
+/// provision runs hooks once the container is ready.
+fn unwrap_wait(command: &Value) -> Value {
+    let words = strings(Some(command));
+    match words.as_slice() {
+        [sh, c, script, name, hook @ ..]
+            if sh == "sh"
+                && c == "-c"
+                && name == "sh"
+                && !hook.is_empty()
+                && script.starts_with("i=0; until ")
+                && script.ends_with("exec \"$@\"") =>
+        {
+            Value::Sequence(hook.iter().map(|w| Value::String(w.clone())).collect())
+        }
+        _ => command.clone(),
+    }
+}
+
+/// The extensions of a hook that is the postgres plugin's own (a psql
+/// session setting the role's password and creating extensions), else None.
+fn postgres_extensions(words: &[String]) -> Option<Vec<String>> {
+    let [sh, c, script, sql] = words else { return None };
+    if sh != "sh" || c != "-c" || !script.contains("| psql ") || !script.contains("-v password=") {
+        return None;
+    }
+    let mut extensions = Vec::new();
+    for line in sql.lines() {
+        if line.starts_with("ALTER ROLE ") && line.ends_with(" PASSWORD :'password';") {
+            continue;
+        }
+        let name = line.strip_prefix("CREATE EXTENSION IF NOT EXISTS \"")?.strip_suffix("\";")?;
+        extensions.push(name.to_string());
+    }
+    Some(extensions)
 }
 
 /// A command's words, for reading a server's settings from it: list items

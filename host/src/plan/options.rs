@@ -193,10 +193,12 @@ pub fn apply(
         r.milli_cpus = options.milli_cpus.or(r.milli_cpus);
         r.pids = options.pids.or(r.pids);
         for mount in &options.mounts {
-            // The user's mount replaces the plugin's at the same place
-            // (a database's data on tmpfs in the test profile).
-            c.mounts.retain(|m| m.target != mount.target);
-            c.mounts.push(mount.clone());
+            // The user's mount replaces the plugin's at the same place, in
+            // its place (a database's data on tmpfs in the test profile).
+            match c.mounts.iter().position(|m| m.target == mount.target) {
+                Some(i) => c.mounts[i] = mount.clone(),
+                None => c.mounts.push(mount.clone()),
+            }
         }
     }
     for mount in &options.mounts {
