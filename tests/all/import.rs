@@ -253,3 +253,93 @@ fn examples_exported_and_imported_plan_to_the_same_containers() {
         }
     }
 }
+
+/// What a service is, in terms both `docker compose config --format json`
+/// and `provision import --config` say the same way.
+fn service_facts(name: &str, s: &serde_json::Value, env_from_files: bool) -> serde_json::Value {
+    let words = |v: &serde_json::Value| match v {
+        // Shell words, as compose splits a string (the fixtures' quotes are whole words).
+        serde_json::Value::String(text) => serde_json::json!(text.split_whitespace().map(|w| w.trim_matches(['"', '\''])).collect::<Vec<_>>()),
+        other => other.clone(),
+    };
+    let targets = |key: &str| -> Vec<String> {
+        let mut list: Vec<String> = s[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| match p {
+                serde_json::Value::String(text) => text.rsplit(':').next().unwrap().split('/').next().unwrap().to_string(),
+                other => other["target"].to_string().trim_matches('"').to_string(),
+            })
+            .collect();
+        list.sort();
+        list
+    };
+    let keys = |key: &str| -> Vec<String> {
+        let mut keys: Vec<String> = s[key].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        keys.sort();
+        keys
+    };
+    // A service that names no network is on `default`, as compose writes it.
+    let networks = if keys("networks").is_empty() { vec!["default".to_string()] } else { keys("networks") };
+    let mut depends: Vec<(String, String)> = s["depends_on"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v["condition"].as_str().unwrap_or("service_started").to_string()))
+        .collect();
+    depends.sort();
+    serde_json::json!({
+        "service": name,
+        "image": s["image"],
+        "command": words(&s["command"]),
+        "entrypoint": words(&s["entrypoint"]),
+        "ports": targets("ports"),
+        "volumes": targets("volumes"),
+        "networks": networks,
+        "depends_on": depends,
+        "profiles": s["profiles"],
+        "user": s["user"],
+        "healthcheck": !s["healthcheck"].is_null(),
+        // compose folds env_file into environment; the import keeps them apart.
+        "environment": if env_from_files { serde_json::Value::Null } else { serde_json::json!(keys("environment")) },
+    })
+}
+
+/// The import reads every project as Compose v2 does: the same services,
+/// each with the same image, command, ports, volumes, networks,
+/// dependencies, profiles, user and variables after merging, extends,
+/// include, anchors and interpolation.
+#[test]
+fn the_import_reads_every_project_as_compose_v2_does() {
+    let compose = std::env::var("COMPOSE").unwrap_or_else(|_| repo_root().join("target/compose-venv/bin/docker-compose").display().to_string());
+    for name in fixtures() {
+        let project = fixture(&name);
+        let args = import_args(&project);
+        let files: Vec<&str> =
+            args.iter().skip_while(|a| *a != "-f").collect::<Vec<_>>().chunks(2).filter(|c| c[0] == "-f").map(|c| c[1].as_str()).collect();
+        let mut theirs = std::process::Command::new(&compose);
+        theirs.current_dir(project.path());
+        for f in &files {
+            theirs.args(["-f", f]);
+        }
+        let out = theirs.args(["--profile", "*", "config", "--format", "json"]).output().unwrap_or_else(|e| panic!("Compose v2 at {compose}: {e}"));
+        assert!(out.status.success(), "{name}: compose config: {}", String::from_utf8_lossy(&out.stderr));
+        let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut our_args = vec!["import".to_string(), "--config".into()];
+        our_args.extend(files.iter().flat_map(|f| ["-f".to_string(), f.to_string()]));
+        let ours = project.provision(&our_args.iter().map(String::as_str).collect::<Vec<_>>()).ok().json();
+
+        let names = |v: &serde_json::Value| v["services"].as_object().unwrap().keys().cloned().collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(names(&ours), names(&theirs), "{name}: services");
+        for service in names(&ours) {
+            let o = &ours["services"][&service];
+            let env_files = !o["env_file"].is_null();
+            assert_eq!(
+                service_facts(&service, o, env_files),
+                service_facts(&service, &theirs["services"][&service], env_files),
+                "{name}: service {service} (provision import --config, then docker compose config)"
+            );
+        }
+    }
+}

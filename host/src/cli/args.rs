@@ -224,6 +224,11 @@ pub struct ImportArgs {
     /// Write nothing and exit 1 if any key would be dropped.
     #[arg(long)]
     pub strict: bool,
+    /// Only print the compose project as provision reads it (merged,
+    /// interpolated, short forms made long) as JSON, like `docker compose
+    /// config`; nothing is mapped or written.
+    #[arg(long, conflicts_with_all = ["strict", "json", "output"])]
+    pub config: bool,
 }
 
 #[derive(Args)]

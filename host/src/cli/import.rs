@@ -23,14 +23,20 @@ pub fn run(args: ImportArgs) -> miette::Result<ExitCode> {
     if !to_stdout && output.exists() && !args.force {
         miette::bail!("{} exists; pass --force to replace it, or -o another file (-o - prints it)", output.display());
     }
-    let imported = import::import(&Options {
+    let options = Options {
         files: &files,
         env_file: args.env_file.as_deref(),
         profiles: &args.profiles,
         project_name: args.project_name.as_deref(),
         out_dir: &out_dir,
-    })
-    .map_err(|e| miette::miette!(help = "the compose file must be one `docker compose config` accepts", "cannot import: {e}"))?;
+    };
+    let refuse = |e: String| miette::miette!(help = "the compose file must be one `docker compose config` accepts", "cannot import: {e}");
+    if args.config {
+        let config = import::config(&options).map_err(refuse)?;
+        println!("{}", serde_json::to_string_pretty(&config).into_diagnostic()?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let imported = import::import(&options).map_err(refuse)?;
     let refused = args.strict && imported.report.dropped > 0;
     if args.json {
         let mut json = serde_json::to_value(&imported.report).into_diagnostic()?;

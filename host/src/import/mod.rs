@@ -78,6 +78,22 @@ pub struct Options<'a> {
     pub out_dir: &'a Path,
 }
 
+/// The project as `load` read it (merged, interpolated, normalised), as
+/// JSON: what `provision import --config` prints, to compare with
+/// `docker compose config`.
+pub fn config(options: &Options) -> Result<serde_json::Value, String> {
+    let compose = load::load(options.files, options.env_file, options.profiles)?;
+    let json = |m: &serde_yaml_ng::Mapping| serde_json::to_value(m).map_err(|e| e.to_string());
+    Ok(serde_json::json!({
+        "name": compose.name,
+        "services": json(&compose.services)?,
+        "networks": json(&compose.networks)?,
+        "volumes": json(&compose.volumes)?,
+        "configs": json(&compose.configs)?,
+        "secrets": json(&compose.secrets)?,
+    }))
+}
+
 pub fn import(options: &Options) -> Result<Imported, String> {
     let compose = load::load(options.files, options.env_file, options.profiles)?;
     let out_dir = options.out_dir.canonicalize().map_err(|e| format!("{}: {e}", options.out_dir.display()))?;
