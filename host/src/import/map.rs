@@ -40,8 +40,14 @@ pub(super) struct Mapper<'a> {
 
 /// Which plugin a service goes to.
 enum Kind {
-    Postgres { version: Option<u32>, image: Option<String>, tuning: Table },
-    Redis { version: Option<u32>, image: Option<String>, config: Table },
+    /// postgres or redis: the version from the tag, the image when it is
+    /// not the one the plugin picks, and the keys read from the command.
+    Builtin {
+        plugin: &'static str,
+        version: Option<u32>,
+        image: Option<String>,
+        settings: Table,
+    },
     Container,
 }
 
@@ -90,8 +96,7 @@ impl Mapper<'_> {
         let mut env = environment(svc);
         let kind = self.kind(&at, svc, &env);
         let (plugin, container) = match &kind {
-            Kind::Postgres { .. } => ("postgres", false),
-            Kind::Redis { .. } => ("redis", false),
+            Kind::Builtin { plugin, .. } => (*plugin, false),
             Kind::Container => ("container", true),
         };
         table.insert("plugin".into(), plugin.into());
@@ -99,58 +104,7 @@ impl Mapper<'_> {
         let once = self.run_once.contains(name);
 
         match kind {
-            Kind::Postgres { version, image, tuning } => {
-                handled.extend(["image", "command", "healthcheck", "user"]);
-                if let Some(v) = version {
-                    table.insert("version".into(), Toml::Integer(v.into()));
-                }
-                if let Some(image) = image {
-                    table.insert("image".into(), image.into());
-                }
-                self.mapped(format!("{at}.image"), "plugin = \"postgres\" (version from the tag)");
-                let user = env.remove("POSTGRES_USER").flatten();
-                let database = env.remove("POSTGRES_DB").flatten();
-                let password = env.remove("POSTGRES_PASSWORD");
-                // The image's defaults, which the plugin's differ from.
-                let user = user.unwrap_or_else(|| "postgres".into());
-                table.insert("database".into(), database.clone().unwrap_or_else(|| user.clone()).into());
-                table.insert("user".into(), escape(&user).into());
-                for key in ["POSTGRES_USER", "POSTGRES_DB"] {
-                    if svc.get("environment").and_then(|e| e.get(key)).is_some() {
-                        self.mapped(format!("{at}.environment.{key}"), if key == "POSTGRES_DB" { "database" } else { "user" });
-                    }
-                }
-                match password {
-                    Some(Some(password)) => {
-                        table.insert("password".into(), password.into());
-                        self.mapped(format!("{at}.environment.POSTGRES_PASSWORD"), "password");
-                    }
-                    _ => self.approximated(
-                        format!("{at}.environment"),
-                        "no POSTGRES_PASSWORD: the plugin generates one, stable per project (`provision env` prints it)",
-                    ),
-                }
-                if !tuning.is_empty() {
-                    table.insert("tuning".into(), Toml::Table(tuning));
-                }
-                if svc.contains_key("command") {
-                    self.mapped(format!("{at}.command"), "tuning (its -c settings)");
-                }
-                if svc.contains_key("healthcheck") {
-                    self.approximated(format!("{at}.healthcheck"), "the plugin's own readiness check: the PostgreSQL protocol, probed by the host");
-                }
-                if svc.contains_key("user") {
-                    self.approximated(
-                        format!("{at}.user"),
-                        "the server runs as `postgres`, as the image's entrypoint does (the plugin's `user` is the database role)",
-                    );
-                }
-                let init = self.init_scripts(&at, svc);
-                if !init.is_empty() {
-                    table.insert("init".into(), Toml::Array(init.into_iter().map(Toml::String).collect()));
-                }
-            }
-            Kind::Redis { version, image, config } => {
+            Kind::Builtin { plugin, version, image, settings } => {
                 handled.extend(["image", "command", "healthcheck"]);
                 if let Some(v) = version {
                     table.insert("version".into(), Toml::Integer(v.into()));
@@ -158,13 +112,21 @@ impl Mapper<'_> {
                 if let Some(image) = image {
                     table.insert("image".into(), image.into());
                 }
-                self.mapped(format!("{at}.image"), "plugin = \"redis\" (version from the tag)");
-                table.extend(config);
+                self.mapped(format!("{at}.image"), format!("plugin = \"{plugin}\" (version from the tag)"));
+                let (settings_keys, probe) = match plugin {
+                    "postgres" => ("tuning (its -c settings)", "the PostgreSQL protocol"),
+                    _ => ("maxmemory, maxmemory_policy, save, persistence", "Redis PING"),
+                };
+                if plugin == "postgres" {
+                    handled.insert("user");
+                    self.postgres(&at, svc, &mut env, &mut table);
+                }
+                table.extend(settings);
                 if svc.contains_key("command") {
-                    self.mapped(format!("{at}.command"), "maxmemory, maxmemory_policy, save, persistence");
+                    self.mapped(format!("{at}.command"), settings_keys);
                 }
                 if svc.contains_key("healthcheck") {
-                    self.approximated(format!("{at}.healthcheck"), "the plugin's own readiness check: Redis PING, probed by the host");
+                    self.approximated(format!("{at}.healthcheck"), format!("the plugin's own readiness check: {probe}, probed by the host"));
                 }
             }
             Kind::Container => {
@@ -445,7 +407,6 @@ impl Mapper<'_> {
             return Kind::Container;
         }
         let (repo, tag) = split_image(image);
-        let why_not = |what: &str| format!("kept as a `container` (image {image}): {what}");
         let common = |svc: &Mapping| -> Option<&'static str> {
             if svc.contains_key("entrypoint") {
                 return Some("it sets an entrypoint");
@@ -458,7 +419,8 @@ impl Mapper<'_> {
             }
             None
         };
-        match repo {
+        let command = svc.get("command").map(argv);
+        let (plugin, reason, settings) = match repo {
             "postgres" => {
                 let reason = common(svc)
                     .map(str::to_string)
@@ -472,43 +434,65 @@ impl Mapper<'_> {
                             .map(|k| format!("it sets {k}, which the postgres plugin has no key for"))
                     })
                     .or_else(|| svc.get("user").and_then(scalar).filter(|u| u != "postgres").map(|u| format!("it runs as user {u:?}")));
-                let tuning = match svc.get("command").map(argv) {
-                    None => Ok(Table::new()),
-                    Some(argv) => postgres_settings(&argv),
-                };
-                match (reason, tuning) {
-                    (None, Ok(tuning)) => {
-                        let version = tag.and_then(major);
-                        let own = version.map(|v| format!("postgres:{v}-alpine"));
-                        let image = (own.as_deref() != Some(image)).then(|| image.to_string());
-                        Kind::Postgres { version, image, tuning }
-                    }
-                    (Some(reason), _) | (None, Err(reason)) => {
-                        self.mapped(format!("{at}.image"), why_not(&reason));
-                        Kind::Container
-                    }
-                }
+                let settings = command.map(|argv| postgres_settings(&argv)).transpose().map(|tuning| match tuning {
+                    Some(tuning) if !tuning.is_empty() => Table::from_iter([("tuning".to_string(), Toml::Table(tuning))]),
+                    _ => Table::new(),
+                });
+                ("postgres", reason, settings)
             }
             "redis" => {
-                let reason = common(svc).map(str::to_string);
-                let config = match svc.get("command").map(argv) {
-                    None => Ok(Table::new()),
-                    Some(argv) => redis_settings(&argv),
-                };
-                match (reason, config) {
-                    (None, Ok(config)) => {
-                        let version = tag.and_then(major);
-                        let own = version.map(|v| format!("redis:{v}-alpine"));
-                        let image = (own.as_deref() != Some(image)).then(|| image.to_string());
-                        Kind::Redis { version, image, config }
-                    }
-                    (Some(reason), _) | (None, Err(reason)) => {
-                        self.mapped(format!("{at}.image"), why_not(&reason));
-                        Kind::Container
-                    }
-                }
+                ("redis", common(svc).map(str::to_string), command.map(|argv| redis_settings(&argv)).transpose().map(Option::unwrap_or_default))
             }
-            _ => Kind::Container,
+            _ => return Kind::Container,
+        };
+        match (reason, settings) {
+            (None, Ok(settings)) => {
+                let version = tag.and_then(major);
+                let own = version.map(|v| format!("{plugin}:{v}-alpine"));
+                let image = (own.as_deref() != Some(image)).then(|| image.to_string());
+                Kind::Builtin { plugin, version, image, settings }
+            }
+            (Some(reason), _) | (None, Err(reason)) => {
+                self.mapped(format!("{at}.image"), format!("kept as a `container` (image {image}): {reason}"));
+                Kind::Container
+            }
+        }
+    }
+
+    /// A postgres service's database, role, password and init scripts,
+    /// from the image's variables and mounts (its defaults where unset).
+    fn postgres(&mut self, at: &str, svc: &Mapping, env: &mut BTreeMap<String, Option<String>>, table: &mut Table) {
+        // `- POSTGRES_PASSWORD` (no value) is taken from the environment: a variable.
+        let mut take = |key: &str| env.remove(key).map(|value| value.unwrap_or_else(|| format!("${{{key}}}")));
+        let user = take("POSTGRES_USER").unwrap_or_else(|| "postgres".into());
+        let database = take("POSTGRES_DB").unwrap_or_else(|| user.clone());
+        let password = take("POSTGRES_PASSWORD");
+        table.insert("database".into(), database.into());
+        table.insert("user".into(), user.into());
+        for (key, to) in [("POSTGRES_USER", "user"), ("POSTGRES_DB", "database")] {
+            if svc.get("environment").and_then(|e| e.get(key)).is_some() {
+                self.mapped(format!("{at}.environment.{key}"), to);
+            }
+        }
+        match password {
+            Some(password) => {
+                table.insert("password".into(), password.into());
+                self.mapped(format!("{at}.environment.POSTGRES_PASSWORD"), "password");
+            }
+            None => self.approximated(
+                format!("{at}.environment"),
+                "no POSTGRES_PASSWORD: the plugin generates one, stable per project (`provision env` prints it)",
+            ),
+        }
+        if svc.contains_key("user") {
+            self.approximated(
+                format!("{at}.user"),
+                "the server runs as `postgres`, as the image's entrypoint does (the plugin's `user` is the database role)",
+            );
+        }
+        let init = self.init_scripts(at, svc);
+        if !init.is_empty() {
+            table.insert("init".into(), Toml::Array(init.into_iter().map(Toml::String).collect()));
         }
     }
 
