@@ -101,3 +101,66 @@ fn the_flask_example_exported_serves_through_its_proxy_on_compose() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("hello from init.sql"), "{body}");
 }
+
+/// The other examples: exported, brought up by compose v2 (every health
+/// check passing, the one-shot migration completed), and answering.
+#[test]
+fn the_bot_layered_and_scaled_examples_exported_come_up_on_compose() {
+    let _isolation = crate::support::NETWORK_ISOLATION.lock().unwrap_or_else(|p| p.into_inner());
+    for example in ["bot", "layered", "scaled"] {
+        let name = format!("export-{example}");
+        // Any free port for the proxy: tests run side by side.
+        let stack = Stack::from_example(example, &name, |text| text.replace("\"${PROXY_PORT:-8080}\"", "0"));
+        // provision builds the images (their Dockerfiles' base is a stand-in
+        // only through [images]); compose runs the tags the file names.
+        stack.provision(&["up", "--profile", "test"]).ok();
+        stack.provision(&["down", "-v"]).ok();
+        export(&stack);
+        let project = format!("{name}-compose");
+        let _down = Down(&stack, &project);
+        ok(compose(&stack, &project, &["config", "-q"]), "compose config -q");
+        ok(compose(&stack, &project, &["up", "-d", "--wait", "--no-build"]), &format!("{example}: compose up --wait"));
+        let ps = ok(compose(&stack, &project, &["ps", "-a", "--format", "{{.Service}} {{.State}} {{.Health}}"]), "compose ps");
+        assert!(!ps.contains("unhealthy"), "{example}: {ps}");
+        match example {
+            "bot" => {
+                let runs =
+                    ok(compose(&stack, &project, &["exec", "-T", "db", "psql", "-U", "app", "-tAc", "select count(*) from migration_runs"]), "psql");
+                assert_eq!(runs.trim(), "1", "bot: the migration ran once before its dependents");
+            }
+            "scaled" => {
+                assert_eq!(ps.lines().filter(|l| l.starts_with("backend ")).count(), 3, "scaled: three replicas: {ps}");
+                let address = ok(compose(&stack, &project, &["port", "proxy", "80"]), "compose port");
+                let port: u16 = address.trim().rsplit(':').next().unwrap().parse().unwrap_or_else(|_| panic!("{address}"));
+                let (status, _, body) = http(port, "GET", "/whoami");
+                assert_eq!(status, 200, "scaled: through the proxy: {body}");
+            }
+            _ => {
+                let address = ok(compose(&stack, &project, &["port", "api", "8000"]), "compose port");
+                let port: u16 = address.trim().rsplit(':').next().unwrap().parse().unwrap_or_else(|_| panic!("{address}"));
+                let (status, _, body) = http(port, "GET", "/env");
+                assert_eq!(status, 200, "layered: the api: {body}");
+            }
+        }
+    }
+}
+
+/// The Rails example exported: compose runs its tasks as one-shot services
+/// web waits for, and a job POSTed through nginx is processed by Sidekiq.
+#[test]
+fn the_rails_example_exported_processes_a_job_on_compose() {
+    let stack = crate::rails::rails_stack("export-rails");
+    stack.provision(&["up", "--profile", "test"]).ok();
+    stack.provision(&["down", "-v"]).ok();
+    export(&stack);
+    let project = "export-rails-compose";
+    let _down = Down(&stack, project);
+    ok(compose(&stack, project, &["up", "-d", "--wait", "--no-build"]), "rails: compose up --wait");
+    let address = ok(compose(&stack, project, &["port", "proxy", "80"]), "compose port");
+    let port: u16 = address.trim().rsplit(':').next().unwrap().parse().unwrap_or_else(|_| panic!("{address}"));
+    let token = crate::rails::enqueue(port);
+    crate::support::eventually(std::time::Duration::from_secs(15), "the job processed through compose's stack", || {
+        let (status, _, body) = http(port, "GET", &format!("/api/jobs/{token}"));
+        (status == 200 && body.contains("\"done\":true")).then_some(())
+    });
+}

@@ -11,7 +11,7 @@ use crate::support::{Stack, eventually, http};
 
 /// The example as it is, but on free host ports so it can run beside
 /// anything (and other tests).
-fn rails_stack(name: &str) -> Stack {
+pub fn rails_stack(name: &str) -> Stack {
     Stack::from_example("rails", name, |text| {
         let mut text = text;
         for plugin in ["postgres", "redis", "rails", "nginx", "monitoring"] {
@@ -31,7 +31,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
     headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
 }
 
-fn enqueue(proxy: u16) -> String {
+pub fn enqueue(proxy: u16) -> String {
     let (status, _, body) = http(proxy, "POST", "/api/jobs");
     assert_eq!(status, 202, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
