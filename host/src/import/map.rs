@@ -633,31 +633,31 @@ impl Mapper<'_> {
         let mut published = BTreeMap::new();
         for (i, port) in sequence(svc.get("ports").cloned()).iter().enumerate() {
             let path = format!("{at}.ports.{i}");
-            let Some(parsed) = parse_port(port) else {
-                self.dropped(
-                    path,
-                    format!("{:?}: a port range or form provision does not take; list the ports one by one", scalar(port).unwrap_or_default()),
-                );
+            let Some(ports) = parse_ports(port) else {
+                self.dropped(path, format!("{:?}: a port form provision does not take; list the ports one by one", scalar(port).unwrap_or_default()));
                 continue;
             };
             if once {
                 self.dropped(path, "a service others wait to complete listens on nothing");
                 continue;
             }
-            let how = match (&parsed.host_ip, parsed.host) {
+            let mut how = match (&ports[0].host_ip, ports[0].host) {
                 (Some(ip), _) if ip == "127.0.0.1" => None,
                 (_, None) => Some("published on any free port of 127.0.0.1 (compose: of every interface)".to_string()),
                 _ => Some("published on 127.0.0.1 only (compose: every interface); reach it from another machine through a proxy".to_string()),
             };
-            let text = match parsed.host {
-                Some(h) => format!("{h}:{}", parsed.container),
-                None => format!("0:{}", parsed.container),
-            };
-            let text = if parsed.udp { format!("{text}/udp") } else { text };
-            published.insert(parsed.container, parsed.host.unwrap_or(0));
-            specs.push((text, Toml::Integer(parsed.container.into())));
+            for parsed in &ports {
+                let text = format!("{}:{}", parsed.host.unwrap_or(0), parsed.container);
+                let text = if parsed.udp { format!("{text}/udp") } else { text };
+                published.insert(parsed.container, parsed.host.unwrap_or(0));
+                specs.push((text, Toml::Integer(parsed.container.into())));
+            }
+            let target = if container { "ports" } else { "port (the plugin publishes it)" };
+            if ports.len() > 1 {
+                how = Some(format!("{}: the range as {} ports", how.as_deref().unwrap_or(target), ports.len()));
+            }
             match how {
-                None => self.mapped(path, if container { "ports" } else { "port (the plugin publishes it)" }),
+                None => self.mapped(path, target),
                 Some(how) => self.approximated(path, how),
             }
         }
@@ -796,7 +796,11 @@ impl Mapper<'_> {
                 .into_iter()
                 .flat_map(|m| m.keys().filter_map(Value::as_str))
                 .filter(|k| !matches!(*k, "type" | "source" | "target" | "read_only"))
-                .map(str::to_string)
+                .map(|k| match volume.get("mode").and_then(Value::as_str) {
+                    // The short form's options other than ro/rw (":z", ":cached").
+                    Some(mode) if k == "mode" => format!("option {mode:?}"),
+                    _ => k.to_string(),
+                })
                 .collect();
             match (kind, source) {
                 ("bind", Some(source)) => {
@@ -806,23 +810,27 @@ impl Mapper<'_> {
                     if outside {
                         allow.insert("bind-outside-project");
                     }
+                    let mut detail = "volumes".to_string();
                     if engine_socket {
                         allow.insert("docker-socket");
-                        self.mapped(path, "volumes, with allow = [\"docker-socket\"] (granted: the container controls the engine; review it)");
-                    } else if !Path::new(source).exists() && !source.starts_with('~') {
-                        self.approximated(
-                            path,
-                            format!(
-                                "volumes; {} does not exist yet: create it before `provision up` (compose would create an empty folder)",
-                                self.path(source)
-                            ),
-                        );
+                        detail.push_str(", with allow = [\"docker-socket\"] (granted: the container controls the engine; review it)");
                     } else if outside {
-                        self.mapped(path, "volumes, with allow = [\"bind-outside-project\"] (granted: review it)");
-                    } else if extra.is_empty() {
-                        self.mapped(path, "volumes");
+                        detail.push_str(", with allow = [\"bind-outside-project\"] (granted: review it)");
+                    }
+                    let mut notes = Vec::new();
+                    if !Path::new(source).exists() && !source.starts_with('~') {
+                        notes.push(format!(
+                            "{} does not exist yet: create it before `provision up` (compose would create an empty folder)",
+                            self.path(source)
+                        ));
+                    }
+                    if !extra.is_empty() {
+                        notes.push(format!("{} not kept", extra.join(", ")));
+                    }
+                    if notes.is_empty() {
+                        self.mapped(path, detail);
                     } else {
-                        self.approximated(path, format!("volumes; {} not kept", extra.join(", ")));
+                        self.approximated(path, format!("{detail}; {}", notes.join("; ")));
                     }
                 }
                 ("volume", None) => {
@@ -1230,8 +1238,9 @@ struct ParsedPort {
     udp: bool,
 }
 
-/// "80", "8080:80", "127.0.0.1:8080:80", "53:53/udp", or the long form.
-fn parse_port(port: &Value) -> Option<ParsedPort> {
+/// "80", "8080:80", "127.0.0.1:8080:80", "53:53/udp", "3000-3002:3000-3002"
+/// (one per port of the range), or the long form.
+fn parse_ports(port: &Value) -> Option<Vec<ParsedPort>> {
     if let Value::Mapping(long) = port {
         let container = long.get("target").and_then(scalar)?.parse().ok()?;
         let host = match long.get("published").and_then(scalar) {
@@ -1240,7 +1249,7 @@ fn parse_port(port: &Value) -> Option<ParsedPort> {
         };
         let host_ip = long.get("host_ip").and_then(scalar);
         let udp = long.get("protocol").and_then(Value::as_str) == Some("udp");
-        return Some(ParsedPort { container, host, host_ip, udp });
+        return Some(vec![ParsedPort { container, host, host_ip, udp }]);
     }
     let text = scalar(port)?;
     let (text, udp) = match text.rsplit_once('/') {
@@ -1251,16 +1260,26 @@ fn parse_port(port: &Value) -> Option<ParsedPort> {
     let parts: Vec<&str> = text.rsplitn(3, ':').collect();
     let (container, host, host_ip) = match parts[..] {
         [c] => (c, None, None),
-        [c, h] => (c, Some(h), None),
-        [c, h, ip] => (c, Some(h), Some(ip.trim_matches(['[', ']']).to_string())),
+        [c, h] => (c, Some(h).filter(|h| !h.is_empty()), None),
+        [c, h, ip] => (c, Some(h).filter(|h| !h.is_empty()), Some(ip.trim_matches(['[', ']']).to_string())),
         _ => return None,
     };
-    let container = container.parse().ok()?;
-    let host = match host {
-        None | Some("") => None,
-        Some(h) => Some(h.parse().ok()?),
+    let range = |text: &str| -> Option<(u16, u16)> {
+        match text.split_once('-') {
+            Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)).filter(|(a, b)| a <= b),
+            None => text.parse().ok().map(|p| (p, p)),
+        }
     };
-    Some(ParsedPort { container, host, host_ip, udp })
+    let (first, last) = range(container)?;
+    let hosts = match host {
+        None => None,
+        Some(h) => Some(range(h)?),
+    };
+    // A host range of another length than the container's: compose picks one of it; we cannot.
+    if hosts.is_some_and(|(a, b)| b - a != last - first) {
+        return None;
+    }
+    Some((first..=last).map(|c| ParsedPort { container: c, host: hosts.map(|(a, _)| a + (c - first)), host_ip: host_ip.clone(), udp }).collect())
 }
 
 #[cfg(test)]
@@ -1289,11 +1308,13 @@ mod tests {
 
     #[test]
     fn ports() {
-        let p = |s: &str| parse_port(&Value::from(s)).map(|p| (p.container, p.host, p.host_ip, p.udp));
+        let p = |s: &str| parse_ports(&Value::from(s)).map(|p| (p[0].container, p[0].host, p[0].host_ip.clone(), p[0].udp));
         assert_eq!(p("80"), Some((80, None, None, false)));
         assert_eq!(p("8080:80"), Some((80, Some(8080), None, false)));
         assert_eq!(p("127.0.0.1:5433:5432"), Some((5432, Some(5433), Some("127.0.0.1".into()), false)));
         assert_eq!(p("53:53/udp"), Some((53, Some(53), None, true)));
-        assert_eq!(p("3000-3005:3000-3005"), None);
+        let range = parse_ports(&Value::from("8000-8002:3000-3002")).unwrap();
+        assert_eq!(range.iter().map(|p| (p.host, p.container)).collect::<Vec<_>>(), [(Some(8000), 3000), (Some(8001), 3001), (Some(8002), 3002)]);
+        assert!(parse_ports(&Value::from("3000-3005:3000-3002")).is_none());
     }
 }
