@@ -96,6 +96,30 @@ fn probe_output_is_kept_to_a_tail_and_every_wait_ends_at_the_timeout() {
     assert!(run.message().contains("running hook `mischief`: it did not finish within the 5s of --timeout"), "{}", run.stderr);
 }
 
+/// Another service's volume holds its data (postgres's cluster): a plugin
+/// mounts it only through a `uses` the user wrote; the user may share one.
+#[test]
+fn a_plugin_cannot_mount_another_services_volume_it_does_not_use() {
+    let stack = Stack::new(
+        "e2e-sec-borrow",
+        &format!(
+            "[plugins]\nmischief = {{ path = \"mischief.wasm\" }}\n[services.db]\nplugin = \"postgres\"\n[services.x]\nplugin = \"mischief\"\n{IDLE}borrow_volume = \"db/data\"\n"
+        ),
+    );
+    stack.project.add_plugin("mischief", provision_test_artifacts::MISCHIEF);
+    let refused = stack.provision(&["plan"]).failed();
+    assert!(refused.message().contains("of service `db`, which it does not use"), "{}", refused.stderr);
+
+    // Written by the user as a host-level option, the same mount is theirs to make.
+    let shared = Stack::new(
+        "e2e-sec-share",
+        "[services.db]\nplugin = \"postgres\"\n[services.x]\nplugin = \"container\"\nimage = \"redis:7-alpine\"\nvolumes = [\"db/data:/pgdata:ro\"]\n",
+    );
+    shared.provision(&["plan"]).ok();
+    let missing = Stack::new("e2e-sec-share2", "[services.x]\nplugin = \"container\"\nimage = \"redis:7-alpine\"\nvolumes = [\"db/data:/pgdata\"]\n");
+    assert!(missing.provision(&["plan"]).failed().message().contains("service `db` declares no volume `data`"));
+}
+
 #[test]
 fn a_volume_of_another_checkout_is_never_used_or_removed() {
     let first = mischief("e2e-sec-twin", &format!("{IDLE}volume = \"data\""));

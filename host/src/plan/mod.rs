@@ -219,6 +219,21 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
             let at = options::key_naming(&config, "", &|s| refusal.message.contains(&format!("{s:?}"))).map_or(String::new(), |k| format!(".{k}"));
             stack.error_at(&format!("services.{name}{at}"), format!("{who} is refused: {}", refusal.message), "planned here", help)
         })?;
+        // Another service's volume holds its data: a plugin mounts one only
+        // through a binding that carries secrets (a `uses` the user wrote,
+        // or a built-in's inferred one, as sidekiq shares rails's gems).
+        for mount in plan.containers.iter().chain(&plan.tasks).flat_map(|c| &c.mounts) {
+            let d::MountSource::Volume(volume) = &mount.source else { continue };
+            let Some((owner, _)) = volume.split_once('/') else { continue };
+            if !dependencies[name].iter().any(|d| d.service == owner && d.secrets) {
+                return Err(stack.error_at(
+                    &format!("services.{name}"),
+                    format!("{who} is refused: it mounts volume `{volume}` of service `{owner}`, which it does not use"),
+                    "planned here",
+                    Some(format!("if it should reach `{owner}`'s data, name it in `uses` (uses = {{ ROLE = \"{owner}\" }})")),
+                ));
+            }
+        }
         options::apply(&mut plan, &service_options, &stack.networks, options.ephemeral_ports).map_err(|(key, message)| {
             stack.error_at(&format!("services.{name}.{key}"), format!("`{key}` of service `{name}`: {message}"), "here", None)
         })?;

@@ -202,7 +202,9 @@ pub fn apply(
         }
     }
     for mount in &options.mounts {
+        // SERVICE/VOLUME is that service's to declare.
         if let crate::desired::MountSource::Volume(name) = &mount.source
+            && !name.contains('/')
             && !plan.volumes.contains(name)
         {
             plan.volumes.push(name.clone());

@@ -328,15 +328,22 @@ fn volume_mount(text: &str) -> Result<Mount, String> {
         MountSource::Anonymous
     } else if source.starts_with(['.', '/', '~']) {
         MountSource::Bind(source.to_string())
-    } else if source.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+    } else if source.split('/').count() <= 2 && source.split('/').all(volume_name) {
+        // `web/uploads`: service web's volume `uploads`, shared.
         MountSource::Volume(source.to_string())
     } else {
-        return Err(format!("{text:?}: {source:?} is neither a volume name ([a-z0-9_-]) nor a path (./dir, /dir, ~/dir)"));
+        return Err(format!(
+            "{text:?}: {source:?} is neither a volume name ([a-z0-9_-]), another service's volume (SERVICE/VOLUME) nor a path (./dir, /dir, ~/dir)"
+        ));
     };
     Ok(Mount { source, target: target.to_string(), read_only })
 }
 
 /// "512m", "1g", "64k", "1048576" → bytes.
+fn volume_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
 fn memory(text: &str) -> Result<u64, String> {
     let lower = text.trim().to_ascii_lowercase();
     let lower = lower.trim_end_matches('b');

@@ -16,6 +16,8 @@ struct Config {
     health: Option<Vec<String>>,
     hook: Option<Vec<String>>,
     volume: Option<String>,
+    /// Mount another service's volume (`SERVICE/VOLUME`) at `/borrowed`.
+    borrow_volume: Option<String>,
     network: Option<String>,
     internal: bool,
     build: Option<String>,
@@ -88,6 +90,9 @@ impl Plugin for Mischief {
         if let Some(volume) = &config.volume {
             plan.volume(volume.clone());
             c = c.mount(MountSource::Volume(volume.clone()), "/data", false);
+        }
+        if let Some(volume) = &config.borrow_volume {
+            c = c.mount(MountSource::Volume(volume.clone()), "/borrowed", false);
         }
         if let Some(network) = &config.network {
             plan.networks.push(Network { name: network.clone(), internal: config.internal });
