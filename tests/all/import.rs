@@ -168,6 +168,9 @@ fn an_imported_flask_app_behind_nginx_writes_rows_to_postgres() {
     assert_eq!(count.stdout.trim(), "2");
     let env = stack.provision(&["exec", "backend", "--", "printenv", "DATABASE_URL"]).ok();
     assert!(env.stdout.contains("s3cret-from-dotenv"), "${{DB_PASSWORD}} read from .env when the stack ran: {}", env.stdout);
+    // nginx serves what the backend wrote into the volume they share.
+    let (status, _, body) = http(port, "GET", "/static/hello.txt");
+    assert_eq!((status, body.trim()), (200, "static from the backend"));
     // The backend network is internal: the database has no route out.
     let out = stack.provision(&["exec", "db", "--", "sh", "-c", "getent hosts proxy || echo unreachable"]).ok();
     assert!(out.stdout.contains("unreachable"), "the proxy is not on the database's network: {}", out.stdout);

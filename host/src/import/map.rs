@@ -843,17 +843,35 @@ impl Mapper<'_> {
                     let unprefixed =
                         [format!("{name}_"), format!("{name}-")].iter().find_map(|p| source.strip_prefix(p.as_str())).filter(|_| only_ours);
                     let volume_name = volume_name(unprefixed.unwrap_or(source));
-                    volumes.push(format!("{volume_name}:{target}{ro}"));
                     let users = self.volume_users.get(source).cloned().unwrap_or_default();
+                    // A volume several services mount is the first one's (one in every
+                    // profile, if any is), the others mount it as OWNER/VOLUME.
+                    let owner = users
+                        .iter()
+                        .find(|u| self.compose.services.get(u.as_str()).is_some_and(|s| s.get("profiles").is_none()))
+                        .or(users.first())
+                        .cloned()
+                        .unwrap_or_else(|| name.to_string());
+                    if owner == name {
+                        volumes.push(format!("{volume_name}:{target}{ro}"));
+                    } else {
+                        volumes.push(format!("{}/{volume_name}:{target}{ro}", self.names[&owner]));
+                    }
                     let declared = self.compose.volumes.get(source).and_then(Value::as_mapping).cloned().unwrap_or_default();
                     if declared.get("external").and_then(Value::as_bool) == Some(true) || declared.get("name").is_some() {
-                        extra.push(format!("the volume's own name (provision names it PROJECT_{name}_{volume_name})"));
+                        extra.push(format!("the volume's own name (provision names it PROJECT_{}_{volume_name})", self.names[&owner]));
                     }
-                    if users.len() > 1 {
-                        self.approximated(
-                            path,
-                            format!("volumes; compose shares volume `{source}` between {}: provision gives each service its own", users.join(", ")),
-                        );
+                    if users.len() > 1 && extra.is_empty() {
+                        let how = if owner == name {
+                            format!(
+                                "volumes; shared with {}, which mount it as `{}/{volume_name}`",
+                                users.iter().filter(|u| **u != owner).cloned().collect::<Vec<_>>().join(", "),
+                                self.names[&owner]
+                            )
+                        } else {
+                            format!("volumes: `{}/{volume_name}`, service {owner}'s volume, shared as compose shares it", self.names[&owner])
+                        };
+                        self.mapped(path, how);
                     } else if plugin_mounts.contains(&target) {
                         self.mapped(path, "volumes (in place of the plugin's own data volume)");
                     } else if extra.is_empty() && (volume_name == source || unprefixed.is_some()) {
