@@ -838,11 +838,6 @@ impl Mapper<'_> {
                     self.mapped(path, "volumes (anonymous)");
                 }
                 ("volume", Some(source)) => {
-                    // provision names volumes by service already: `db_data` of `db` is its `data`.
-                    let only_ours = self.volume_users.get(source).is_some_and(|u| u.len() == 1);
-                    let unprefixed =
-                        [format!("{name}_"), format!("{name}-")].iter().find_map(|p| source.strip_prefix(p.as_str())).filter(|_| only_ours);
-                    let volume_name = volume_name(unprefixed.unwrap_or(source));
                     let users = self.volume_users.get(source).cloned().unwrap_or_default();
                     // A volume several services mount is the first one's (one in every
                     // profile, if any is), the others mount it as OWNER/VOLUME.
@@ -852,6 +847,9 @@ impl Mapper<'_> {
                         .or(users.first())
                         .cloned()
                         .unwrap_or_else(|| name.to_string());
+                    // provision names volumes by service already: `db_data` of `db` is its `data`.
+                    let unprefixed = [format!("{owner}_"), format!("{owner}-")].iter().find_map(|p| source.strip_prefix(p.as_str()));
+                    let volume_name = volume_name(unprefixed.unwrap_or(source));
                     if owner == name {
                         volumes.push(format!("{volume_name}:{target}{ro}"));
                     } else {
