@@ -16,7 +16,7 @@ pub fn run(args: ExportArgs) -> miette::Result<ExitCode> {
     std::fs::write(path, &exported.yaml).into_diagnostic()?;
     eprintln!("wrote {}", path.display());
     if args.with_secrets {
-        let env = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")).join(".env");
+        let env = super::folder_of(path).join(".env");
         // Secrets: readable by their owner only.
         let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&env).into_diagnostic()?;
         for (name, value) in &exported.secrets {

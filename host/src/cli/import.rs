@@ -1,6 +1,6 @@
 //! `provision import`: a Compose project as a stack.toml, and the report.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use miette::IntoDiagnostic;
 
@@ -17,9 +17,9 @@ pub fn run(args: ImportArgs) -> miette::Result<ExitCode> {
     let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
     let output = match &args.output {
         Some(path) if !to_stdout => path.clone(),
-        _ => files[0].parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into()).join("stack.toml"),
+        _ => super::folder_of(&files[0]).join("stack.toml"),
     };
-    let out_dir = output.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into());
+    let out_dir = super::folder_of(&output);
     if !to_stdout && output.exists() && !args.force {
         miette::bail!("{} exists; pass --force to replace it, or -o another file (-o - prints it)", output.display());
     }

@@ -32,6 +32,11 @@ use crate::{
 };
 use args::{Cli, Command, ProjectArgs, StackArgs};
 
+/// The folder `path` is in ("." for a bare file name).
+fn folder_of(path: &std::path::Path) -> PathBuf {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into())
+}
+
 /// The binary's entry point.
 pub fn main() -> ExitCode {
     miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().terminal_links(false).unicode(true).build())))

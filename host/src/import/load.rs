@@ -567,6 +567,12 @@ pub(super) fn strings(value: Option<&Value>) -> Vec<String> {
     sequence(value.cloned()).iter().filter_map(scalar).collect()
 }
 
+/// The keys of a mapping other than `known`: what a mapping sets that the
+/// import does not carry over.
+pub(super) fn other_keys(value: &Value, known: &[&str]) -> Vec<String> {
+    value.as_mapping().into_iter().flat_map(|m| m.keys().filter_map(Value::as_str)).filter(|k| !known.contains(k)).map(str::to_string).collect()
+}
+
 /// A scalar as compose reads it into a string field.
 pub(super) fn scalar(value: &Value) -> Option<String> {
     match value {

@@ -14,7 +14,7 @@ use toml::{Table, Value as Toml};
 
 use super::{
     Entry, Status,
-    load::{Compose, scalar, sequence, strings},
+    load::{Compose, other_keys, scalar, sequence, strings},
 };
 
 /// A stack.toml service, in the order its keys are written.
@@ -189,8 +189,7 @@ impl Mapper<'_> {
                 let network = network.as_str().unwrap_or_default();
                 let path = format!("{at}.networks.{network}");
                 list.push(Toml::String(network.to_string()));
-                let extra: Vec<String> =
-                    how.as_mapping().map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect()).unwrap_or_default();
+                let extra = other_keys(how, &[]);
                 if extra.is_empty() {
                     self.mapped(path, "networks");
                 } else {
@@ -361,8 +360,7 @@ impl Mapper<'_> {
                 }
                 let command = command_value(&command);
                 table_hooks.insert(format!("post-start-{}", i + 1), command);
-                let extra: Vec<&str> =
-                    hook.as_mapping().into_iter().flat_map(|m| m.keys().filter_map(Value::as_str)).filter(|k| *k != "command").collect();
+                let extra = other_keys(hook, &["command"]);
                 let mut how = format!("hooks.post-start-{}: runs once the container is ready (compose runs it as soon as it starts)", i + 1);
                 if !extra.is_empty() {
                     how.push_str(&format!("; {} not kept: hooks run as the container's user", extra.join(", ")));
@@ -562,7 +560,7 @@ impl Mapper<'_> {
             table.insert("workdir".into(), escape(&dir).into());
             self.mapped(format!("{at}.working_dir"), "workdir");
         }
-        if let Some(Value::Mapping(check)) = svc.get("healthcheck") {
+        if let Some(healthcheck @ Value::Mapping(check)) = svc.get("healthcheck") {
             let path = format!("{at}.healthcheck");
             let test = check.get("test").cloned().unwrap_or(Value::Null);
             let disabled = check.get("disable").and_then(Value::as_bool) == Some(true) || strings(Some(&test)).first().is_some_and(|t| t == "NONE");
@@ -605,11 +603,7 @@ impl Mapper<'_> {
                         health.insert(key.into(), value);
                     }
                 }
-                let extra: Vec<&str> = check
-                    .keys()
-                    .filter_map(Value::as_str)
-                    .filter(|k| !matches!(*k, "test" | "interval" | "timeout" | "start_period" | "retries"))
-                    .collect();
+                let extra = other_keys(healthcheck, &["test", "interval", "timeout", "start_period", "retries"]);
                 let how = match health.keys().next().map(String::as_str) {
                     Some("exec") | None => "health.exec, run in the container as compose runs it".to_string(),
                     Some(kind) => format!("health.{kind}: the command provision runs for this probe, which it makes from the host"),
@@ -791,15 +785,12 @@ impl Mapper<'_> {
             if postgres && kind == "bind" && target.starts_with("/docker-entrypoint-initdb.d") {
                 continue; // init, above
             }
-            let mut extra: Vec<String> = volume
-                .as_mapping()
+            let mut extra: Vec<String> = other_keys(volume, &["type", "source", "target", "read_only"])
                 .into_iter()
-                .flat_map(|m| m.keys().filter_map(Value::as_str))
-                .filter(|k| !matches!(*k, "type" | "source" | "target" | "read_only"))
                 .map(|k| match volume.get("mode").and_then(Value::as_str) {
                     // The short form's options other than ro/rw (":z", ":cached").
                     Some(mode) if k == "mode" => format!("option {mode:?}"),
-                    _ => k.to_string(),
+                    _ => k,
                 })
                 .collect();
             match (kind, source) {

@@ -138,21 +138,19 @@ pub fn import(options: &Options) -> Result<Imported, String> {
         for (name, definition) in declared {
             let name = name.as_str().unwrap_or_default();
             let path = format!("{kind}.{name}");
-            let keys: Vec<String> =
-                definition.as_mapping().into_iter().flat_map(|m| m.keys().filter_map(Value::as_str)).map(str::to_string).collect();
-            let options: Vec<&String> = keys.iter().filter(|k| !matches!(k.as_str(), "file" | "content")).collect();
+            let options = load::other_keys(definition, &["file", "content"]);
             if options.is_empty() {
                 mapper.report.push(Entry { path, status: Status::Mapped, detail: "where the services mount it".into() });
             } else {
-                let list: Vec<&str> = options.iter().map(|s| s.as_str()).collect();
-                let detail = format!("{} not kept: provision creates its volumes, and reads files from the project", list.join(", "));
+                let detail = format!("{} not kept: provision creates its volumes, and reads files from the project", options.join(", "));
                 mapper.report.push(Entry { path, status: Status::Approximated, detail });
             }
         }
     }
 
     let name = project_name(options.project_name, &compose)?;
-    let toml = render(&name, &networks, &services, options.files, &out_dir)?;
+    let sources: Vec<String> = options.files.iter().map(|f| display_path(f, &out_dir)).collect();
+    let toml = render(&name, &networks, &services, &sources)?;
     let entries = mapper.report;
     let count = |s: Status| entries.iter().filter(|e| e.status == s).count();
     let granted = services
@@ -163,7 +161,7 @@ pub fn import(options: &Options) -> Result<Imported, String> {
         })
         .collect();
     let report = Report {
-        files: options.files.iter().map(|f| display_path(f, &out_dir)).collect(),
+        files: sources,
         services: services.iter().map(|s| (s.name.clone(), s.table["plugin"].as_str().unwrap_or_default().to_string())).collect(),
         mapped: count(Status::Mapped),
         approximated: count(Status::Approximated),
@@ -253,8 +251,7 @@ fn display_path(path: &Path, dir: &Path) -> String {
 
 /// stack.toml's text: a header, [stack], [networks], then each service
 /// with its notes above it.
-fn render(name: &str, networks: &Table, services: &[StackService], files: &[PathBuf], out_dir: &Path) -> Result<String, String> {
-    let sources: Vec<String> = files.iter().map(|f| display_path(f, out_dir)).collect();
+fn render(name: &str, networks: &Table, services: &[StackService], sources: &[String]) -> Result<String, String> {
     let mut text = format!(
         "# Imported from {} by `provision import`.\n\
          # Notes above a service: ~ approximated, - dropped, ! a power granted in `allow`.\n\n",
