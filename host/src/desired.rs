@@ -279,6 +279,30 @@ pub enum Probe {
     Redis(u16),
 }
 
+impl Probe {
+    /// The same question asked from inside the container, by the tools its
+    /// image most likely has, where the host cannot reach its port.
+    pub fn in_container(&self) -> Vec<String> {
+        let shell = |script: String| vec!["sh".to_string(), "-c".to_string(), script];
+        match self {
+            Probe::Postgres(port) => vec!["pg_isready".into(), "-q".into(), "-h".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
+            Probe::Redis(port) => shell(format!("test \"$(redis-cli -p {port} ping)\" = PONG")),
+            Probe::Tcp(port) => shell(format!("nc -z 127.0.0.1 {port} 2>/dev/null || bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}'")),
+            Probe::Http { port, path } => {
+                // The path (a plugin's) is an argument, never part of the script.
+                let get = format!(
+                    "wget -q -O /dev/null \"http://127.0.0.1:{port}$1\" 2>/dev/null || curl -fs -o /dev/null \"http://127.0.0.1:{port}$1\" 2>/dev/null || \
+                     bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port} && printf \"GET %s HTTP/1.0\\r\\n\\r\\n\" \"$1\" >&3 && head -1 <&3 | grep -q \" [23][0-9][0-9] \"' bash \"$1\""
+                );
+                let mut command = shell(get);
+                command.extend(["sh".to_string(), path.clone()]);
+                command
+            }
+            Probe::Exec(command) => command.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Hook {
     pub name: String,

@@ -292,7 +292,7 @@ fn container(
         out.insert("configs".into(), json!(refs));
     }
     if let (Some(health), Role::Container) = (&spec.health, role) {
-        let test = crate::apply::in_container(&health.probe);
+        let test = health.probe.in_container();
         let ms = |v: u32| format!("{v}ms");
         out.insert(
             "healthcheck".into(),
@@ -311,7 +311,7 @@ fn container(
     if !c.hooks.is_empty() {
         // post_start runs as the container starts; provision's hooks run
         // once it is ready: each waits for its health check first.
-        let ready = spec.health.as_ref().map(|h| crate::apply::in_container(&h.probe));
+        let ready = spec.health.as_ref().map(|h| h.probe.in_container());
         let hooks: Vec<Value> = c
             .hooks
             .iter()

@@ -302,6 +302,8 @@ pub fn container_spec(
         stop_timeout: i64::from(STOP_TIMEOUT_SECS),
         stdin: false,
         tty: false,
+        task: role == Role::Task,
+        hooks: !c.hooks.is_empty(),
     })
 }
 

@@ -37,7 +37,6 @@ use crate::{
 
 pub use events::{Event, Events, Phase};
 pub use lifecycle::{Removed, Role, container_spec, down};
-pub use readiness::in_container;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ApplyError {

@@ -28,7 +28,10 @@ impl ServiceRun<'_, '_> {
             log_tail: None,
         };
         let mut started_at = None;
-        if let Some(health) = &c.health {
+        if self.engine.reach().await == Reach::Engine {
+            self.emit(name, Phase::Probing(c.name.clone()));
+            started_at = self.engine_says_ready(id, &mut failure, deadline).await?;
+        } else if let Some(health) = &c.health {
             self.emit(name, Phase::Probing(c.name.clone()));
             let mut backoff = Backoff::for_probe(&health.probe);
             loop {
@@ -99,6 +102,33 @@ impl ServiceRun<'_, '_> {
         Ok(())
     }
 
+    /// Wait until an engine that runs the health checks itself, in every
+    /// replica wherever it is (Swarm), says they all run and pass; its word
+    /// on a task that does not ("no suitable node", a failed pull) is the
+    /// failure's probe output. Returns when they started.
+    async fn engine_says_ready(&self, id: &str, failure: &mut Failure, deadline: Instant) -> Result<Option<String>, Failure> {
+        let mut backoff = Backoff { delay: Duration::from_millis(50), cap: Duration::from_millis(250) };
+        loop {
+            let status = self.engine.status(id).await.map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?;
+            if status.health.as_deref() == Some("healthy") {
+                return Ok(status.started_at);
+            }
+            failure.last_probe = status.problem;
+            if !status.running {
+                failure.reason = format!("it stopped (code {})", status.exit_code.unwrap_or(-1));
+            } else if self.options.is_interrupted() {
+                failure.reason = "interrupted".into();
+            } else if Instant::now() > deadline {
+                failure.reason = format!("not ready after {:?}", self.options.timeout);
+            } else {
+                backoff.sleep().await;
+                continue;
+            }
+            failure.log_tail = self.engine.log_tail(id, 20).await.ok();
+            return Err(failure.clone());
+        }
+    }
+
     /// One readiness probe: (ready, output worth showing if not). A probe
     /// of a port goes from the host where the engine lets it (see `Reach`),
     /// else runs in the container as the equivalent command.
@@ -112,7 +142,7 @@ impl ServiceRun<'_, '_> {
             (Reach::Bridge, Some(ip), _) => from_host(ip, port, probe, false).await,
             (Reach::Bridge, None, _) => (false, "the container has no address yet".into()),
             (Reach::Published, _, Some(host_port)) => from_host("127.0.0.1", host_port, probe, true).await,
-            _ => self.exec_probe(id, &in_container(probe)).await,
+            _ => self.exec_probe(id, &probe.in_container()).await,
         }
     }
 
@@ -150,28 +180,6 @@ async fn forwarded(mut stream: tokio::net::TcpStream, ip: &str, port: u16) -> (b
     match tokio::time::timeout(Duration::from_millis(50), stream.read(&mut byte)).await {
         Ok(Ok(0)) | Ok(Err(_)) => (false, format!("connect {ip}:{port}: closed at once (nothing listens behind the published port)")),
         _ => (true, String::new()),
-    }
-}
-
-/// The same question asked from inside the container, by the tools its
-/// image most likely has, where the host cannot reach its port.
-pub fn in_container(probe: &Probe) -> Vec<String> {
-    let shell = |script: String| vec!["sh".to_string(), "-c".to_string(), script];
-    match probe {
-        Probe::Postgres(port) => vec!["pg_isready".into(), "-q".into(), "-h".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
-        Probe::Redis(port) => shell(format!("test \"$(redis-cli -p {port} ping)\" = PONG")),
-        Probe::Tcp(port) => shell(format!("nc -z 127.0.0.1 {port} 2>/dev/null || bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}'")),
-        Probe::Http { port, path } => {
-            // The path (a plugin's) is an argument, never part of the script.
-            let get = format!(
-                "wget -q -O /dev/null \"http://127.0.0.1:{port}$1\" 2>/dev/null || curl -fs -o /dev/null \"http://127.0.0.1:{port}$1\" 2>/dev/null || \
-                 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port} && printf \"GET %s HTTP/1.0\\r\\n\\r\\n\" \"$1\" >&3 && head -1 <&3 | grep -q \" [23][0-9][0-9] \"' bash \"$1\""
-            );
-            let mut command = shell(get);
-            command.extend(["sh".to_string(), path.clone()]);
-            command
-        }
-        Probe::Exec(command) => command.clone(),
     }
 }
 
@@ -343,9 +351,9 @@ mod tests {
     #[test]
     fn a_plugin_path_reaches_the_exec_probe_as_an_argument_not_as_script() {
         let path = "/'; rm -rf / #$(reboot)";
-        let command = in_container(&Probe::Http { port: 8080, path: path.into() });
+        let command = Probe::Http { port: 8080, path: path.into() }.in_container();
         assert_eq!(command.last().map(String::as_str), Some(path));
         assert!(command.iter().take(command.len() - 1).all(|arg| !arg.contains("rm -rf")), "{command:?}");
-        assert_eq!(in_container(&Probe::Postgres(5432)), ["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]);
+        assert_eq!(Probe::Postgres(5432).in_container(), ["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]);
     }
 }

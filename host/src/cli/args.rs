@@ -149,9 +149,10 @@ pub struct ProjectArgs {
     /// stack's name (inside `provision run`, the run's project).
     #[arg(short = 'p', long = "project", value_name = "NAME", global = true, value_parser = project_name, env = "PROVISION_PROJECT")]
     pub project: Option<String>,
-    /// The container engine to run the stack on.
-    #[arg(long, value_enum, default_value_t, env = "PROVISION_ENGINE", global = true)]
-    pub engine: EngineKind,
+    /// The container engine to run the stack on. Default: the stack's
+    /// `[stack] engine`, else docker.
+    #[arg(long, value_enum, env = "PROVISION_ENGINE", global = true)]
+    pub engine: Option<EngineKind>,
 }
 
 #[derive(Args)]
@@ -333,9 +334,10 @@ pub struct LogsArgs {
     /// Project name. Default: the stack's name.
     #[arg(short = 'p', long = "project", value_name = "NAME", value_parser = project_name)]
     pub project: Option<String>,
-    /// The container engine the stack runs on.
-    #[arg(long, value_enum, default_value_t, env = "PROVISION_ENGINE")]
-    pub engine: EngineKind,
+    /// The container engine the stack runs on. Default: the stack's
+    /// `[stack] engine`, else docker.
+    #[arg(long, value_enum, env = "PROVISION_ENGINE")]
+    pub engine: Option<EngineKind>,
     /// Only this service.
     pub service: Option<String>,
     /// Keep printing new lines.

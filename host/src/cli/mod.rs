@@ -23,7 +23,7 @@ use miette::IntoDiagnostic;
 use provision_registry::{LOCK_FILE, Lock, Resolver};
 
 use crate::{
-    engine::{self, Actual, Engine},
+    engine::{self, Actual, Engine, EngineKind, EngineSettings},
     plan::{Options, Planned},
     runtime::{CompileCache, Limits, LogLevel, Runtime, cache_base},
     secrets::{self, Secrets},
@@ -154,14 +154,26 @@ fn project_of(args: &ProjectArgs) -> miette::Result<(String, Option<PathBuf>)> {
     }
 }
 
+/// The engine the project runs on: --engine (or PROVISION_ENGINE), else the
+/// stack's `[stack] engine`, else one Docker engine; set up by the stack's
+/// `[engine.*]` tables. A stack that cannot be read leaves the defaults (a
+/// command that needs the stack reports why it cannot be read).
+fn engine_of(args: &ProjectArgs) -> (EngineKind, EngineSettings) {
+    let stack = args.file.exists().then(|| Stack::load(&args.file, None).ok()).flatten();
+    let kind = args.engine.or(stack.as_ref().and_then(|s| s.engine)).unwrap_or_default();
+    (kind, stack.map(|s| s.engine_settings).unwrap_or_default())
+}
+
 async fn connect(args: &ProjectArgs) -> miette::Result<Box<dyn Engine>> {
-    Ok(engine::connect(args.engine).await?)
+    let (kind, settings) = engine_of(args);
+    Ok(engine::connect(kind, &settings).await?)
 }
 
 /// The engine when one answers within 2 s, for commands that also work
 /// without one (`plan`, `lock`).
 async fn try_connect(args: &ProjectArgs) -> Option<Box<dyn Engine>> {
-    tokio::time::timeout(Duration::from_secs(2), engine::connect(args.engine)).await.ok()?.ok()
+    let (kind, settings) = engine_of(args);
+    tokio::time::timeout(Duration::from_secs(2), engine::connect(kind, &settings)).await.ok()?.ok()
 }
 
 /// The project's name, an engine connection and the project's containers:

@@ -356,7 +356,7 @@ async fn one_off(args: RunArgs, service: &str, signals: &mut Signals) -> miette:
 }
 
 pub async fn gc(args: GcArgs) -> miette::Result<ExitCode> {
-    let engine = engine::connect(args.engine).await?;
+    let engine = engine::connect(args.engine, &Default::default()).await?;
     let collected = ephemeral::collect(engine.as_ref(), args.older_than, None).await?;
     for c in &collected {
         if args.json {

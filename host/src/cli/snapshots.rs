@@ -46,7 +46,7 @@ impl Row {
 }
 
 pub async fn run(args: SnapshotsArgs) -> miette::Result<ExitCode> {
-    let engine = engine::connect(args.engine).await?;
+    let engine = engine::connect(args.engine, &Default::default()).await?;
     let images = snapshot::list(engine.as_ref()).await?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let Some(SnapshotsCommand::Rm { names, all, older_than }) = args.command else {

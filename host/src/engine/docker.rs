@@ -24,7 +24,7 @@ use super::{
 };
 use crate::desired::{BuildSpec, File, Probe, Protocol, RestartPolicy};
 pub struct Docker {
-    client: Bollard,
+    pub(super) client: Bollard,
     reach: tokio::sync::OnceCell<Reach>,
 }
 
@@ -91,13 +91,13 @@ impl From<bollard::errors::Error> for EngineError {
     }
 }
 
-fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
+pub(super) fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![format!("{LABEL_PREFIX}project={project}")])])
 }
 
 /// The project's resources, and of those only the ones `owner` (a project
 /// folder) made, when given.
-fn owner_filter(project: &str, owner: Option<&str>) -> HashMap<String, Vec<String>> {
+pub(super) fn owner_filter(project: &str, owner: Option<&str>) -> HashMap<String, Vec<String>> {
     let mut filter = project_filter(project);
     if let Some(dir) = owner {
         filter.get_mut("label").expect("a label filter").push(format!("{LABEL_PREFIX}project-dir={dir}"));
@@ -105,15 +105,15 @@ fn owner_filter(project: &str, owner: Option<&str>) -> HashMap<String, Vec<Strin
     filter
 }
 
-fn is_not_found(e: &bollard::errors::Error) -> bool {
+pub(super) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
-fn is_conflict(e: &bollard::errors::Error) -> bool {
+pub(super) fn is_conflict(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })
 }
 
-fn nanos(ms: u32) -> i64 {
+pub(super) fn nanos(ms: u32) -> i64 {
     i64::from(ms) * 1_000_000
 }
 
@@ -411,7 +411,15 @@ impl Engine for Docker {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Status { running: state.running.unwrap_or(false), exit_code: state.exit_code, ip, health, started_at: state.started_at, published })
+        Ok(Status {
+            running: state.running.unwrap_or(false),
+            exit_code: state.exit_code,
+            ip,
+            health,
+            started_at: state.started_at,
+            published,
+            problem: None,
+        })
     }
 
     async fn reach(&self) -> Reach {
@@ -584,7 +592,7 @@ impl Engine for Docker {
 }
 
 /// The names removed in parallel, or the first error (gone already is neither).
-fn removed(results: Vec<Result<Option<String>>>) -> Result<Vec<String>> {
+pub(super) fn removed(results: Vec<Result<Option<String>>>) -> Result<Vec<String>> {
     results.into_iter().filter_map(Result::transpose).collect()
 }
 
@@ -626,7 +634,7 @@ async fn pump(
     }
 }
 
-fn mount(m: &MountSpec) -> BollardMount {
+pub(super) fn mount(m: &MountSpec) -> BollardMount {
     let base = |typ, target: &str, read_only| BollardMount {
         typ: Some(typ),
         target: Some(target.to_string()),

@@ -3,10 +3,11 @@
 //! (`ContainerSpec`, `Actual`, `Status`). Must not know about plugins,
 //! stacks or plans: it speaks in resolved names and absolute paths.
 //!
-//! A backend is one module here (`docker` today) plus a variant of
+//! A backend is one module here (`docker`, `swarm`) plus a variant of
 //! [`EngineKind`]; `connect` is the one place that chooses.
 
 mod docker;
+mod swarm;
 
 use std::collections::HashMap;
 
@@ -15,6 +16,7 @@ use futures_util::stream::BoxStream;
 use crate::desired::{BuildSpec, File, HealthCheck, Port, Privileges, Resources, RestartPolicy};
 
 pub use docker::Docker;
+pub use swarm::Swarm;
 
 /// Every label the project sets starts with this.
 pub const LABEL_PREFIX: &str = "dev.provision.";
@@ -28,12 +30,24 @@ pub enum EngineKind {
     /// through DOCKER_HOST or the default socket.
     #[default]
     Docker,
+    /// A Docker Swarm cluster, through one of its managers (DOCKER_HOST or
+    /// the default socket): every container a service, spread over the nodes.
+    Swarm,
+}
+
+/// How a backend is set up beyond its kind (`[engine.swarm]` in stack.toml).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineSettings {
+    /// The registry every Swarm node pulls the stack's images from
+    /// (`host:port`, or `host:port/path`).
+    pub swarm_registry: Option<String>,
 }
 
 /// Connect to the engine of that kind.
-pub async fn connect(kind: EngineKind) -> Result<Box<dyn Engine>> {
+pub async fn connect(kind: EngineKind, settings: &EngineSettings) -> Result<Box<dyn Engine>> {
     match kind {
         EngineKind::Docker => Ok(Box::new(Docker::connect().await?)),
+        EngineKind::Swarm => Ok(Box::new(Swarm::connect(settings.swarm_registry.clone()).await?)),
     }
 }
 
@@ -65,6 +79,11 @@ pub struct ContainerSpec {
     /// stdin open (and closed when ours ends), on a TTY when asked.
     pub stdin: bool,
     pub tty: bool,
+    /// Runs once, to exit 0 (a task), rather than for as long as the project.
+    pub task: bool,
+    /// The host runs commands in it once it is ready (hooks): an engine that
+    /// spreads containers over machines keeps it where it can reach it.
+    pub hooks: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +173,9 @@ pub struct Status {
     pub started_at: Option<String>,
     /// What it publishes: (container port, host port on 127.0.0.1).
     pub published: Vec<(u16, u16)>,
+    /// Why the engine has not got it running, when it says (a Swarm task's
+    /// error: "no suitable node", an image a node cannot pull).
+    pub problem: Option<String>,
 }
 
 /// How the host reaches a container's ports to probe its readiness.
@@ -169,6 +191,9 @@ pub enum Reach {
     /// From inside it, by exec (`pg_isready`, `redis-cli`, `nc`, `wget`):
     /// an engine on another machine.
     Exec,
+    /// Not at all: the engine runs the checks in every replica, wherever it
+    /// is, and says when they pass (Swarm).
+    Engine,
 }
 
 /// A command to run inside a container.
@@ -207,6 +232,19 @@ pub enum EngineError {
     },
     #[error("building {tag} failed: {}", bounded(message))]
     Build { tag: String, message: String },
+    #[error("this engine is not a Swarm manager (its swarm state: {state})")]
+    #[diagnostic(help(
+        "point DOCKER_HOST at a manager of the cluster, make this engine one with `docker swarm init` (or `scripts/swarm up` for a local three-node swarm), or leave out --engine swarm"
+    ))]
+    NotSwarmManager { state: String },
+    #[error("pushing image {image} to {registry} failed: {}", bounded(message))]
+    #[diagnostic(help(
+        "the swarm's nodes pull the stack's images from `[engine.swarm] registry`; check that it runs and that this engine may push to it"
+    ))]
+    Push { image: String, registry: String, message: String },
+    #[error("{what}, which {engine} cannot do")]
+    #[diagnostic(help("run this stack on one Docker engine (leave out --engine), or drop that option"))]
+    Unsupported { what: String, engine: &'static str },
     #[error("lost the connection to the container engine ({0})")]
     #[diagnostic(help(
         "what was done so far is recorded; once the engine answers again, run `provision up` to finish (or `provision down` to remove it)"

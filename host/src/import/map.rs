@@ -1059,7 +1059,7 @@ fn command_value(value: &Value) -> Toml {
 /// provision runs in a container for a probe it makes from the host (what
 /// `provision export` writes): (key, value, http port).
 fn host_probe(argv: &[String]) -> Option<(&'static str, Toml, Option<u16>)> {
-    use crate::{apply::in_container, desired::Probe};
+    use crate::desired::Probe;
     let ports = argv.iter().flat_map(|a| a.split(|c: char| !c.is_ascii_digit())).filter_map(|n| n.parse::<u16>().ok());
     for port in ports {
         let path = argv.last().cloned().unwrap_or_default();
@@ -1070,7 +1070,7 @@ fn host_probe(argv: &[String]) -> Option<(&'static str, Toml, Option<u16>)> {
             (Probe::Http { port, path: path.clone() }, "http", Toml::String(path), Some(port)),
         ];
         for (probe, key, value, http_port) in candidates {
-            if in_container(&probe) == argv {
+            if probe.in_container() == argv {
                 return Some((key, value, http_port));
             }
         }

@@ -6,6 +6,10 @@
 //! [stack]
 //! name = "shop"              # project name (default: the folder's name)
 //! profile = "dev"            # default profile (dev, test, ci, prod, or your own)
+//! engine = "swarm"           # optional: where it runs (docker, the default, or swarm)
+//!
+//! [engine.swarm]             # optional: the registry every node pulls images from
+//! registry = "registry.example.com:5000"
 //!
 //! [plugins]                  # optional: versions and plugins of your own
 //! postgres = "^0.1"
@@ -39,6 +43,8 @@ use std::{
 };
 
 use provision_registry::{Requirement, RequirementSource};
+
+use crate::engine::{EngineKind, EngineSettings};
 use semver::VersionReq;
 use toml::Value;
 
@@ -71,6 +77,10 @@ pub struct Stack {
     pub plugins: BTreeMap<String, Requirement>,
     /// `[images]`: reference → substitute.
     pub images: BTreeMap<String, String>,
+    /// `[stack] engine`: where the stack runs unless --engine says.
+    pub engine: Option<EngineKind>,
+    /// `[engine.*]`: how each engine is set up.
+    pub engine_settings: EngineSettings,
     source: Arc<String>,
     /// Dotted key path → span of `key = value` (or of the key, for tables).
     spans: HashMap<String, Range<usize>>,
@@ -136,6 +146,8 @@ impl Stack {
             by_name: HashMap::new(),
             plugins: BTreeMap::new(),
             images: BTreeMap::new(),
+            engine: None,
+            engine_settings: EngineSettings::default(),
             source: source.clone(),
             spans: HashMap::new(),
         };
@@ -182,12 +194,13 @@ impl Stack {
                 "plugins" => self.read_plugins(value)?,
                 "images" => self.read_images(value)?,
                 "networks" => self.read_networks(value)?,
+                "engine" => self.read_engine(value)?,
                 _ => {
                     return Err(self.error_at(
                         &key,
                         format!("unknown top-level table `{key}`"),
                         "not a stack.toml key",
-                        Some("the top level has [stack], [services.NAME], [networks.NAME], [plugins] and [images]".into()),
+                        Some("the top level has [stack], [services.NAME], [networks.NAME], [plugins], [images] and [engine.swarm]".into()),
                     ));
                 }
             }
@@ -260,6 +273,34 @@ impl Stack {
         Ok(())
     }
 
+    fn read_engine(&mut self, value: Value) -> Result<(), StackError> {
+        for (name, value) in self.expect_table("engine", value)? {
+            let path = format!("engine.{name}");
+            if name != "swarm" {
+                return Err(self.unknown_key(&path, "[engine.swarm] is the engine with settings"));
+            }
+            for (key, value) in self.expect_table(&path, value)? {
+                let path = format!("{path}.{key}");
+                match key.as_str() {
+                    "registry" => {
+                        let registry = self.expect_str(&path, value)?;
+                        if registry.is_empty() || registry.contains("://") || registry.chars().any(|c| c.is_whitespace() || c == '@') {
+                            return Err(self.error_at(
+                                &path,
+                                format!("registry {registry:?} is not a registry address"),
+                                "not HOST[:PORT][/PATH]",
+                                Some("write it as Docker names it in image references, e.g. \"registry.example.com:5000\" (no scheme)".into()),
+                            ));
+                        }
+                        self.engine_settings.swarm_registry = Some(registry);
+                    }
+                    _ => return Err(self.unknown_key(&path, "[engine.swarm] has `registry`")),
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn read_stack(&mut self, value: Value) -> Result<(), StackError> {
         let table = self.expect_table("stack", value)?;
         for (key, value) in table {
@@ -278,7 +319,15 @@ impl Stack {
                     self.name = name;
                 }
                 "profile" => self.profile = self.expect_str(&path, value)?,
-                _ => return Err(self.unknown_key(&path, "[stack] has `name` and `profile`")),
+                "engine" => {
+                    use clap::ValueEnum;
+                    let name = self.expect_str(&path, value)?;
+                    let kind = EngineKind::from_str(&name, false).map_err(|_| {
+                        self.error_at(&path, format!("unknown engine {name:?}"), "not an engine", Some("use \"docker\" or \"swarm\"".into()))
+                    })?;
+                    self.engine = Some(kind);
+                }
+                _ => return Err(self.unknown_key(&path, "[stack] has `name`, `profile` and `engine`")),
             }
         }
         Ok(())
