@@ -18,4 +18,5 @@ mod security;
 mod snapshots;
 mod stacks;
 mod support;
+mod swarm;
 mod ui;

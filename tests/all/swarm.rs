@@ -1,0 +1,179 @@
+//! The Swarm backend on a real three-node swarm: `scripts/swarm up` (which
+//! scripts/test runs) makes this engine the manager, starts two worker
+//! nodes as containers with their own dockerd, and a registry every node
+//! pulls from as 127.0.0.1:5000.
+
+use std::collections::BTreeSet;
+
+use crate::support::{Stack, docker, eventually};
+
+const WORKERS: [&str; 2] = ["provision-swarm-worker-1", "provision-swarm-worker-2"];
+
+/// `[stack]` and `[engine.swarm]` for project `name` on the local swarm.
+fn on_swarm(name: &str) -> String {
+    assert_eq!(
+        docker(&["info", "--format", "{{.Swarm.ControlAvailable}}"]).trim(),
+        "true",
+        "this engine is not a swarm manager: run `scripts/swarm up` (scripts/test does)"
+    );
+    let ready = docker(&["node", "ls", "--format", "{{.Status}}"]).lines().filter(|s| *s == "Ready").count();
+    assert!(ready >= 3, "the swarm has {ready} ready nodes, not 3: run `scripts/swarm up`");
+    format!("[stack]\nname = \"{name}\"\nengine = \"swarm\"\n\n[engine.swarm]\nregistry = \"127.0.0.1:5000\"\n")
+}
+
+fn swarm_stack(name: &str, services: &str) -> Stack {
+    let stack = Stack::new(name, "");
+    stack.project.write("stack.toml", &format!("{}\n{services}", on_swarm(name)));
+    stack
+}
+
+/// The project's objects of a kind (`service`, `network`, …) on this node,
+/// of one service when given.
+fn labeled(what: &str, project: &str, service: Option<&str>) -> Vec<String> {
+    let mut args = vec![what.to_string(), "ls".into(), "-q".into(), "--filter".into(), format!("label=dev.provision.project={project}")];
+    if let Some(service) = service {
+        args.extend(["--filter".into(), format!("label=dev.provision.service={service}")]);
+    }
+    docker(&args.iter().map(String::as_str).collect::<Vec<_>>()).lines().map(str::to_string).collect()
+}
+
+/// The nodes running the tasks of a service of the project.
+fn nodes_of(project: &str, service: &str) -> BTreeSet<String> {
+    labeled("service", project, Some(service))
+        .iter()
+        .flat_map(|id| {
+            docker(&["service", "ps", id, "--filter", "desired-state=running", "--format", "{{.Node}}"])
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_quickstart_runs_on_the_swarm_unchanged_stack_changes_nothing_and_down_leaves_nothing() {
+    let name = "e2e-swarm-quick";
+    let stack = Stack::from_example("quickstart", name, |text| {
+        // Free ports: the same example runs on the single engine meanwhile.
+        let text = text.replacen(&format!("[stack]\nname = \"{name}\"\n"), &on_swarm(name), 1);
+        text.replace("plugin = \"postgres\"\n", "plugin = \"postgres\"\nport = 0\n").replace("plugin = \"redis\"\n", "plugin = \"redis\"\nport = 0\n")
+    });
+    let up = stack.provision(&["up"]).ok();
+    assert!(up.stderr.contains("2 created"), "{}", up.stderr);
+
+    // Each planned container is a service whose image (a stand-in, or the
+    // snapshot of postgres's data) every node pulls from the registry by digest.
+    let services = labeled("service", name, None);
+    assert_eq!(services.len(), 2, "{services:?}");
+    for id in &services {
+        let image = docker(&["service", "inspect", id, "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"]);
+        assert!(image.starts_with("127.0.0.1:5000/provision-") && image.contains("@sha256:"), "{image}");
+    }
+    // Ready means ready: the hook ran (it needs postgres up) and both answer.
+    let extensions = stack
+        .provision(&[
+            "exec",
+            "db",
+            "--",
+            "psql",
+            "-U",
+            "app",
+            "-d",
+            "app_development",
+            "-tAc",
+            "select count(*) from pg_extension where extname in ('pgcrypto', 'pg_trgm')",
+        ])
+        .ok();
+    assert_eq!(extensions.stdout.trim(), "2", "{}", extensions.stderr);
+    assert_eq!(stack.provision(&["exec", "cache", "--", "redis-cli", "ping"]).ok().stdout.trim(), "PONG");
+    let ps = stack.ps();
+    assert!(ps.iter().all(|row| row["state"] == "running" && row["health"] == "healthy"), "{ps:?}");
+
+    let again = stack.provision(&["up"]).ok();
+    assert!(again.stderr.contains("0 created, 0 recreated, 2 kept, 0 removed"), "{}", again.stderr);
+    let plan = stack.provision(&["plan"]).ok();
+    assert!(plan.stdout.contains("db/server (container): keep") && plan.stdout.contains("cache/server (container): keep"), "{}", plan.stdout);
+
+    stack.provision(&["down", "-v"]).ok();
+    for what in ["service", "network", "config", "volume", "secret"] {
+        assert_eq!(labeled(what, name, None), Vec::<String>::new(), "a {what} of the project is left");
+    }
+    for worker in WORKERS {
+        let left = docker(&["exec", worker, "docker", "ps", "-a", "--format", "{{.Names}}"]);
+        assert!(!left.contains(name), "{worker} still has {left}");
+        let volumes = docker(&["exec", worker, "docker", "volume", "ls", "-q"]);
+        assert!(!volumes.contains(name), "{worker} still has {volumes}");
+    }
+}
+
+#[test]
+fn replicas_spread_over_the_nodes_and_every_one_answers_to_the_service_name() {
+    let name = "e2e-swarm-spread";
+    let stack = swarm_stack(
+        name,
+        r#"
+[services.web]
+plugin = "container"
+image = "redis:7-alpine"
+command = ["redis-server", "--save", ""]
+health = { redis = 6379 }
+replicas = 3
+"#,
+    );
+    stack.provision(&["up"]).ok();
+    let nodes = nodes_of(name, "web");
+    assert!(nodes.len() >= 2, "three replicas on one node: {nodes:?}");
+
+    // From a container on the project's (attachable, overlay) network: the
+    // service's name resolves to every replica, and each is a server of its own.
+    let network = format!("{name}_default");
+    let script = "for ip in $(getent ahostsv4 web | cut -d' ' -f1 | sort -u); do redis-cli -h $ip info server | grep run_id; done";
+    let ids = eventually(std::time::Duration::from_secs(30), "every replica answers", || {
+        let out = docker(&["run", "--rm", "--network", &network, "--entrypoint", "sh", "provision-standin/redis:7", "-c", script]);
+        let ids: BTreeSet<String> = out.lines().map(str::to_string).collect();
+        (ids.len() == 3).then_some(ids)
+    });
+    assert_eq!(ids.len(), 3, "{ids:?}");
+}
+
+#[test]
+fn a_job_blocks_its_dependents_and_a_failing_one_fails_up_naming_it() {
+    let name = "e2e-swarm-job";
+    let services = |code: u8| {
+        format!(
+            r#"
+[services.migrate]
+plugin = "container"
+image = "redis:7-alpine"
+entrypoint = ["sh", "-c"]
+command = ["sleep 2; echo migrated; exit {code}"]
+once = true
+
+[services.app]
+plugin = "container"
+image = "redis:7-alpine"
+command = ["redis-server", "--save", ""]
+health = {{ redis = 6379 }}
+after = {{ migrate = "completed" }}
+"#
+        )
+    };
+    let stack = swarm_stack(name, &services(3));
+    let failed = stack.provision(&["up"]).failed();
+    let message = failed.message();
+    assert!(message.contains("service `migrate` failed") && message.contains("code 3"), "{message}");
+    assert!(message.contains("migrated"), "the job's log is shown: {message}");
+    let app = labeled("service", name, Some("app"));
+    assert!(app.is_empty(), "the dependent was left behind: {app:?}");
+
+    stack.project.write("stack.toml", &format!("{}\n{}", on_swarm(name), services(0)));
+    let up = stack.provision(&["up", "--json"]).ok();
+    let events: Vec<serde_json::Value> = up.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let at = |service: &str, phase: &str| {
+        events
+            .iter()
+            .position(|e| e["service"] == service && e["phase"].as_str().is_some_and(|p| p.starts_with(phase)))
+            .unwrap_or_else(|| panic!("no {phase} of {service}: {events:?}"))
+    };
+    assert!(at("migrate", "ready") < at("app", "starting"), "app started before the job completed: {events:?}");
+}
