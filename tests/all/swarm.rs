@@ -177,3 +177,43 @@ after = {{ migrate = "completed" }}
     };
     assert!(at("migrate", "ready") < at("app", "starting"), "app started before the job completed: {events:?}");
 }
+
+#[test]
+fn a_service_on_an_internal_network_cannot_reach_outside_it() {
+    // Both checks run as jobs, on whichever node the scheduler picks: `up`
+    // succeeds only if each exits 0. The registry on the host's docker0
+    // address stands for "outside": every node reaches it.
+    let stack = swarm_stack(
+        "e2e-swarm-internal",
+        r#"
+[networks.back]
+internal = true
+
+[services.db]
+plugin = "container"
+image = "redis:7-alpine"
+command = ["redis-server", "--save", ""]
+health = { redis = 6379 }
+networks = ["back"]
+
+[services.inside]
+plugin = "container"
+image = "redis:7-alpine"
+once = true
+entrypoint = ["bash", "-c"]
+command = ["redis-cli -h db ping | grep -q PONG && ! timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/5000'"]
+networks = ["back"]
+after = { db = "ready" }
+
+[services.outside]
+plugin = "container"
+image = "redis:7-alpine"
+once = true
+entrypoint = ["bash", "-c"]
+command = ["timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/5000'"]
+"#,
+    );
+    stack.provision(&["up"]).ok();
+    let internal = docker(&["network", "inspect", "e2e-swarm-internal_back", "--format", "{{.Driver}} {{.Internal}}"]);
+    assert_eq!(internal.trim(), "overlay true");
+}
