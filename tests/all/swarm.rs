@@ -9,6 +9,15 @@ use crate::support::{Stack, docker, eventually};
 
 const WORKERS: [&str; 2] = ["provision-swarm-worker-1", "provision-swarm-worker-2"];
 
+/// Held by each test here: the scheduler places a task by how many run on
+/// each node, so another test's tasks on a worker could crowd the replicas
+/// of the spread test onto the other one.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// `[stack]` and `[engine.swarm]` for project `name` on the local swarm.
 fn on_swarm(name: &str) -> String {
     assert_eq!(
@@ -52,6 +61,7 @@ fn nodes_of(project: &str, service: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_quickstart_runs_on_the_swarm_unchanged_stack_changes_nothing_and_down_leaves_nothing() {
+    let _swarm = one_at_a_time();
     let name = "e2e-swarm-quick";
     let stack = Stack::from_example("quickstart", name, |text| {
         // Free ports: the same example runs on the single engine meanwhile.
@@ -108,6 +118,7 @@ fn the_quickstart_runs_on_the_swarm_unchanged_stack_changes_nothing_and_down_lea
 
 #[test]
 fn replicas_spread_over_the_nodes_and_every_one_answers_to_the_service_name() {
+    let _swarm = one_at_a_time();
     let name = "e2e-swarm-spread";
     let stack = swarm_stack(
         name,
@@ -138,6 +149,7 @@ replicas = 3
 
 #[test]
 fn a_job_blocks_its_dependents_and_a_failing_one_fails_up_naming_it() {
+    let _swarm = one_at_a_time();
     let name = "e2e-swarm-job";
     let services = |code: u8| {
         format!(
@@ -180,6 +192,7 @@ after = {{ migrate = "completed" }}
 
 #[test]
 fn a_service_on_an_internal_network_cannot_reach_outside_it() {
+    let _swarm = one_at_a_time();
     // Both checks run as jobs, on whichever node the scheduler picks: `up`
     // succeeds only if each exits 0. The registry on the host's docker0
     // address stands for "outside": every node reaches it.
@@ -216,4 +229,44 @@ command = ["timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/5000'"]
     stack.provision(&["up"]).ok();
     let internal = docker(&["network", "inspect", "e2e-swarm-internal_back", "--format", "{{.Driver}} {{.Internal}}"]);
     assert_eq!(internal.trim(), "overlay true");
+}
+
+#[test]
+fn a_changed_env_rolls_the_service_in_place_and_plan_says_why() {
+    let _swarm = one_at_a_time();
+    let name = "e2e-swarm-roll";
+    let services = |greeting: &str| {
+        format!(
+            r#"
+[services.web]
+plugin = "container"
+image = "redis:7-alpine"
+command = ["redis-server", "--save", ""]
+health = {{ redis = 6379 }}
+env = {{ GREETING = "{greeting}" }}
+"#
+        )
+    };
+    let stack = swarm_stack(name, &services("hello"));
+    stack.provision(&["up"]).ok();
+    let before = labeled("service", name, Some("web"));
+    assert_eq!(before.len(), 1);
+    let env = |id: &str| docker(&["service", "inspect", id, "--format", "{{json .Spec.TaskTemplate.ContainerSpec.Env}}"]);
+    assert!(env(&before[0]).contains("GREETING=hello"));
+
+    stack.project.write("stack.toml", &format!("{}\n{}", on_swarm(name), services("bonjour")));
+    let plan = stack.provision(&["plan"]).ok();
+    assert!(plan.stdout.contains("web/server (container): recreate (changed: env)"), "{}", plan.stdout);
+    let up = stack.provision(&["up"]).ok();
+    assert!(up.stderr.contains("1 recreated"), "{}", up.stderr);
+
+    // The same service, updated by the engine (a rolling update), now
+    // running the new env and ready; its earlier task was shut down.
+    assert_eq!(labeled("service", name, Some("web")), before, "the service was replaced, not updated");
+    assert!(env(&before[0]).contains("GREETING=bonjour"), "{}", env(&before[0]));
+    assert_eq!(docker(&["service", "inspect", &before[0], "--format", "{{.UpdateStatus.State}}"]).trim(), "completed");
+    let tasks = docker(&["service", "ps", &before[0], "--format", "{{.DesiredState}}"]);
+    assert_eq!(tasks.lines().filter(|s| *s == "Running").count(), 1, "{tasks}");
+    assert!(tasks.lines().any(|s| s == "Shutdown"), "{tasks}");
+    assert!(stack.provision(&["up"]).ok().stderr.contains("0 created, 0 recreated, 1 kept"));
 }

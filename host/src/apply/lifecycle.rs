@@ -43,9 +43,6 @@ impl ServiceRun<'_, '_> {
                 container: None,
                 log_tail: None,
             };
-            if let Some(actual) = &step.actual {
-                self.engine.remove(&actual.id).await.map_err(|e| failure(&e))?;
-            }
             self.emit(&service.name, Phase::Creating(c.name.clone()));
             let mut spec = self.spec(service, c, task).map_err(|e| failure(&e))?;
             match self.snapshot(service, c, &spec.image).await {
@@ -56,7 +53,8 @@ impl ServiceRun<'_, '_> {
                 Some((snapshot, false)) => created.keep.push((c.name.clone(), snapshot)),
                 None => {}
             }
-            created.ids.insert(c.name.clone(), self.create(&spec, c).await.map_err(|e| failure(&e))?);
+            let replacing = step.actual.as_ref().map(|a| a.id.as_str());
+            created.ids.insert(c.name.clone(), self.create(&spec, c, replacing).await.map_err(|e| failure(&e))?);
         }
         Ok(created)
     }
@@ -163,7 +161,7 @@ impl ServiceRun<'_, '_> {
                 }
                 self.engine.remove(&actual.id).await.map_err(|e| failure(e.to_string()))?;
                 let spec = self.spec(service, task, true).map_err(|e| failure(e.to_string()))?;
-                self.create(&spec, task).await.map_err(|e| failure(e.to_string()))?
+                self.create(&spec, task, None).await.map_err(|e| failure(e.to_string()))?
             }
             (None, None) => return Err(failure("it was not created".into())),
         };
@@ -185,9 +183,13 @@ impl ServiceRun<'_, '_> {
         Err(f)
     }
 
-    /// Create and place its files, each step in the journal as it is done.
-    async fn create(&self, spec: &ContainerSpec, c: &Container) -> Result<String, EngineError> {
-        let id = self.engine.create(spec).await?;
+    /// Create (replacing the container of the last `up`, if any) and place
+    /// its files, each step in the journal as it is done.
+    async fn create(&self, spec: &ContainerSpec, c: &Container, replacing: Option<&str>) -> Result<String, EngineError> {
+        let id = match replacing {
+            Some(old) => self.engine.replace(old, spec).await?,
+            None => self.engine.create(spec).await?,
+        };
         self.options.journal.created(&id, c);
         self.engine.put_files(&id, &c.files).await?;
         self.options.journal.reached(&id, Stage::FilesPlaced);

@@ -346,6 +346,12 @@ pub trait Engine: Send + Sync {
 
     // A container's life.
     async fn create(&self, spec: &ContainerSpec) -> Result<String>;
+    /// Replace container `old` by one made from `spec` (not started):
+    /// removed, then created, unless the engine can change it in place.
+    async fn replace(&self, old: &str, spec: &ContainerSpec) -> Result<String> {
+        self.remove(old).await?;
+        self.create(spec).await
+    }
     /// Place files in a created container (before it starts).
     async fn put_files(&self, id: &str, files: &[File]) -> Result<()>;
     async fn start(&self, id: &str) -> Result<()>;

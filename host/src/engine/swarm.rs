@@ -33,8 +33,9 @@ use bollard::{
     models::{
         ConfigSpec, EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum,
         HealthConfig, Limit, NetworkAttachmentConfig, NetworkCreateRequest, Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-        ServiceSpecModeReplicatedJob, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile1,
-        TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+        ServiceSpecModeReplicatedJob, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigOrderEnum, ServiceUpdateStatusStateEnum, Task, TaskSpec,
+        TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile1, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+        TaskSpecRestartPolicyConditionEnum, TaskState,
     },
     query_parameters::{
         ListConfigsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
@@ -112,298 +113,9 @@ impl Swarm {
         .cloned()
     }
 
-    async fn service(&self, id: &str) -> Result<Service> {
-        Ok(self.client().inspect_service(id, None).await?)
-    }
-
-    /// Change a service's spec (its version is checked, so a change made
-    /// meanwhile by someone else is not overwritten).
-    async fn update(&self, service: Service, change: impl FnOnce(&mut ServiceSpec)) -> Result<()> {
-        let id = service.id.unwrap_or_default();
-        let version = service.version.and_then(|v| v.index).unwrap_or_default();
-        let mut spec = service.spec.unwrap_or_default();
-        let kept = spec.labels.as_ref().and_then(|l| l.get(HEALTH)).and_then(|h| serde_json::from_str::<HealthConfig>(h).ok());
-        if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
-            c.health_check = c.health_check.take().or(kept);
-        }
-        change(&mut spec);
-        let options = UpdateServiceOptionsBuilder::default().version(i32::try_from(version).unwrap_or(i32::MAX)).build();
-        self.client().update_service(&id, spec, options, None).await?;
-        Ok(())
-    }
-
-    async fn tasks(&self, service: &str) -> Result<Vec<Task>> {
-        let filter = HashMap::from([("service".to_string(), vec![service.to_string()])]);
-        Ok(self.client().list_tasks(Some(ListTasksOptionsBuilder::default().filters(&filter).build())).await?)
-    }
-
-    /// The container of a running task of the service on this node.
-    async fn local_container(&self, id: &str) -> Result<String> {
-        let tasks = self.tasks(id).await?;
-        let running = || tasks.iter().filter(|t| state(t) == Some(TaskState::RUNNING));
-        if let Some(container) = running().filter(|t| t.node_id.as_deref() == Some(&self.node)).find_map(container_id) {
-            return Ok(container);
-        }
-        let elsewhere = running().find_map(|t| t.node_id.clone());
-        Err(EngineError::Api(
-            match elsewhere {
-                Some(node) => format!("its task runs on node {node}; provision runs commands only in tasks on the node it talks to"),
-                None => "it has no running task".into(),
-            }
-            .into(),
-        ))
-    }
-
-    /// Wait until the engine has removed this node's containers of a removed
-    /// service, so its volumes and networks can go too.
-    async fn gone_here(&self, id: &str) -> Result<()> {
-        let filter = HashMap::from([("label".to_string(), vec![format!("com.docker.swarm.service.id={id}")])]);
-        for _ in 0..150 {
-            let options = ListContainersOptionsBuilder::default().all(true).filters(&filter).build();
-            if self.client().list_containers(Some(options)).await?.is_empty() {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(())
-    }
-
-    async fn remove_configs(&self, service: &str) -> Result<()> {
-        let filter = HashMap::from([("label".to_string(), vec![format!("{CONFIG_OF}={service}")])]);
-        let configs = self.client().list_configs(Some(ListConfigsOptionsBuilder::default().filters(&filter).build())).await?;
-        for config in configs {
-            match self.client().delete_config(config.id.as_deref().unwrap_or_default()).await {
-                Err(e) if !is_not_found(&e) => return Err(e.into()),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `image` under `registry`: its repository and tag (a digest-only
-/// reference gets a tag made of the digest).
-fn in_registry(registry: &str, image: &str) -> (String, String) {
-    let (name, digest) = image.split_once('@').map_or((image, None), |(n, d)| (n, Some(d)));
-    // A first part with a dot or a port, or `localhost`, is a registry host.
-    let path = match name.split_once('/') {
-        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => rest,
-        _ => name,
-    };
-    let (repository, tag) = match path.rsplit_once(':') {
-        Some((repository, tag)) if !tag.contains('/') => (repository, tag.to_string()),
-        _ => (path, digest.map(|d| d.trim_start_matches("sha256:").chars().take(16).collect()).unwrap_or_else(|| "latest".into())),
-    };
-    (format!("{}/{repository}", registry.trim_end_matches('/')), tag)
-}
-
-fn state(task: &Task) -> Option<TaskState> {
-    task.status.as_ref()?.state
-}
-
-fn timestamp(task: &Task) -> Option<String> {
-    Some(task.status.as_ref()?.timestamp.as_ref()?.to_string())
-}
-
-fn container_id(task: &Task) -> Option<String> {
-    task.status.as_ref()?.container_status.as_ref()?.container_id.clone().filter(|c| !c.is_empty())
-}
-
-fn is_job(spec: &ServiceSpec) -> bool {
-    spec.mode.as_ref().is_some_and(|m| m.replicated_job.is_some())
-}
-
-/// Replicas asked for (a job: completions asked for).
-fn wanted(spec: &ServiceSpec) -> i64 {
-    let mode = spec.mode.clone().unwrap_or_default();
-    match (mode.replicated, mode.replicated_job) {
-        (Some(r), _) => r.replicas.unwrap_or(1),
-        (_, Some(j)) => j.total_completions.unwrap_or(0),
-        _ => 1,
-    }
-}
-
-/// (container port, published port) of a service or its tasks.
-fn published(ports: Option<&Vec<EndpointPortConfig>>) -> Vec<(u16, u16)> {
-    ports
-        .into_iter()
-        .flatten()
-        .filter_map(|p| Some((u16::try_from(p.target_port?).ok()?, u16::try_from(p.published_port?).ok().filter(|p| *p != 0)?)))
-        .collect()
-}
-
-/// What a task that is not running says about why.
-fn problem(task: &Task) -> Option<String> {
-    let status = task.status.as_ref()?;
-    let said = status.err.clone().filter(|e| !e.is_empty()).or_else(|| status.message.clone())?;
-    Some(format!("task {} on node {}: {} ({said})", task.slot.unwrap_or(0), task.node_id.as_deref().unwrap_or("?"), status.state?))
-}
-
-#[async_trait::async_trait]
-impl Engine for Swarm {
-    async fn containers(&self, project: &str) -> Result<Vec<Actual>> {
-        let options = ListServicesOptionsBuilder::default().filters(&project_filter(project)).build();
-        let services = self.client().list_services(Some(options)).await?;
-        Ok(services
-            .into_iter()
-            .map(|s| {
-                let spec = s.spec.clone().unwrap_or_default();
-                let container = spec.task_template.as_ref().and_then(|t| t.container_spec.as_ref());
-                Actual {
-                    id: s.id.clone().unwrap_or_default(),
-                    name: spec.name.clone().unwrap_or_default(),
-                    labels: spec.labels.clone().unwrap_or_default(),
-                    // Started: the engine keeps it running (or ran the job).
-                    running: wanted(&spec) > 0 && !is_job(&spec),
-                    published: published(spec.endpoint_spec.as_ref().and_then(|e| e.ports.as_ref())),
-                    writes_host: container
-                        .and_then(|c| c.mounts.as_ref())
-                        .is_some_and(|m| m.iter().any(|m| m.typ == Some(bollard::models::MountType::BIND) && m.read_only != Some(true))),
-                }
-            })
-            .collect())
-    }
-
-    async fn status(&self, id: &str) -> Result<Status> {
-        let service = self.service(id).await?;
-        let spec = service.spec.clone().unwrap_or_default();
-        let tasks = self.tasks(id).await?;
-        let job = is_job(&spec);
-        let wanted = wanted(&spec);
-        // The tasks of the current run: a job's newest iteration, else those
-        // the engine wants running.
-        let iteration = service.job_status.as_ref().and_then(|j| j.job_iteration.as_ref()).and_then(|v| v.index);
-        let current: Vec<&Task> = tasks
-            .iter()
-            .filter(|t| {
-                if job {
-                    iteration.is_some() && t.job_iteration.as_ref().and_then(|v| v.index) == iteration
-                } else {
-                    t.desired_state == Some(TaskState::RUNNING)
-                }
-            })
-            .collect();
-        let running = current.iter().filter(|t| state(t) == Some(TaskState::RUNNING)).count() as i64;
-        let failed = current.iter().find(|t| matches!(state(t), Some(TaskState::FAILED | TaskState::REJECTED)));
-        let exit_code = if job {
-            match (current.iter().any(|t| state(t) == Some(TaskState::COMPLETE)), failed) {
-                (true, _) => Some(0),
-                (false, Some(t)) => Some(t.status.as_ref().and_then(|s| s.container_status.as_ref()).and_then(|c| c.exit_code).unwrap_or(-1)),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        // The latest word on a task that is not (yet) running.
-        let problem = tasks.iter().filter(|t| state(t) != Some(TaskState::RUNNING)).max_by_key(|t| timestamp(t)).and_then(problem);
-        let ready = wanted > 0 && running >= wanted;
-        Ok(Status {
-            // A service runs as long as the engine keeps it so (it restarts
-            // failed tasks); a job, until it is done.
-            running: if job { wanted > 0 && exit_code.is_none() } else { wanted > 0 },
-            exit_code,
-            ip: None,
-            health: Some(if ready { "healthy" } else { "starting" }.into()),
-            started_at: current
-                .iter()
-                .filter(|t| state(t) == Some(TaskState::RUNNING))
-                .map(|t| format!("{}@{}", t.id.clone().unwrap_or_default(), timestamp(t).unwrap_or_default()))
-                .min(),
-            published: current
-                .iter()
-                .flat_map(|t| published(t.status.as_ref().and_then(|s| s.port_status.as_ref()).and_then(|p| p.ports.as_ref())))
-                .collect(),
-            problem,
-        })
-    }
-
-    async fn reach(&self) -> Reach {
-        Reach::Engine
-    }
-
-    async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<Option<Existing>> {
-        let existing =
-            |found: bollard::models::NetworkInspect| Existing { labels: found.labels.unwrap_or_default(), internal: found.internal.unwrap_or(false) };
-        if let Ok(found) = self.client().inspect_network(name, None).await {
-            return Ok(Some(existing(found)));
-        }
-        let request = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("overlay".into()),
-            // Attachable: a one-off container (and a debugging one) can join.
-            attachable: Some(true),
-            internal: Some(internal),
-            labels: Some(labels),
-            ..Default::default()
-        };
-        match self.client().create_network(request).await {
-            Ok(_) => Ok(None),
-            Err(e) if is_conflict(&e) => Ok(Some(existing(self.client().inspect_network(name, None).await?))),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// On this node, where the services that mount volumes are placed.
-    async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<Option<Existing>> {
-        self.docker.ensure_volume(name, labels).await
-    }
-
-    async fn remove_networks(&self, project: &str, owner: Option<&str>) -> Result<Vec<String>> {
-        let options = ListNetworksOptionsBuilder::default().filters(&owner_filter(project, owner)).build();
-        let networks = self.client().list_networks(Some(options)).await?;
-        let removals = networks.into_iter().map(|network| async move {
-            let name = network.name.unwrap_or_default();
-            let id = network.id.unwrap_or_else(|| name.clone());
-            // Tasks leave a network a moment after their service is gone.
-            for attempt in 0.. {
-                match self.client().remove_network(&id).await {
-                    Ok(()) => return Ok(Some(name)),
-                    Err(e) if is_not_found(&e) => return Ok(None),
-                    Err(_) if attempt < 50 => tokio::time::sleep(Duration::from_millis(200)).await,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            unreachable!("the loop returns")
-        });
-        removed(futures_util::future::join_all(removals).await)
-    }
-
-    async fn remove_volumes(&self, project: &str, owner: Option<&str>) -> Result<Vec<String>> {
-        self.docker.remove_volumes(project, owner).await
-    }
-
-    async fn ensure_image(&self, image: &str) -> Result<()> {
-        self.docker.ensure_image(image).await
-    }
-
-    async fn image_digest(&self, image: &str) -> Result<Option<String>> {
-        self.docker.image_digest(image).await
-    }
-
-    async fn build_image(
-        &self,
-        tag: &str,
-        spec: &BuildSpec,
-        context: BuildContext,
-        labels: &Labels,
-        progress: &(dyn for<'a> Fn(&'a str) + Sync),
-    ) -> Result<()> {
-        self.docker.build_image(tag, spec, context, labels, progress).await
-    }
-
-    async fn image_id(&self, image: &str) -> Result<Option<String>> {
-        self.docker.image_id(image).await
-    }
-
-    async fn images(&self, label: &str) -> Result<Vec<ImageInfo>> {
-        self.docker.images(label).await
-    }
-
-    async fn remove_image(&self, id: &str) -> Result<()> {
-        self.docker.remove_image(id).await
-    }
-
-    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+    /// A planned container as a service with no replica (a job with no
+    /// completion): `start` asks for one.
+    async fn service_spec(&self, spec: &ContainerSpec) -> Result<ServiceSpec> {
         let p = &spec.privileges;
         let refused = [(p.privileged, "privileged"), (p.host_pid, "pid = \"host\""), (!p.devices.is_empty(), "devices")];
         if let Some((_, what)) = refused.iter().find(|(asked, _)| *asked) {
@@ -510,8 +222,366 @@ impl Engine for Swarm {
             endpoint_spec: Some(EndpointSpec { mode: Some(EndpointSpecModeEnum::DNSRR), ports: Some(ports) }),
             ..Default::default()
         };
+        Ok(service)
+    }
+
+    async fn service(&self, id: &str) -> Result<Service> {
+        Ok(self.client().inspect_service(id, None).await?)
+    }
+
+    /// Change a service's spec. Its version is checked, so a change made
+    /// meanwhile is not overwritten; the engine's own (the allocator's, just
+    /// after a create) is read again and the change made on top of it.
+    async fn update(&self, id: &str, change: impl Fn(&mut ServiceSpec)) -> Result<()> {
+        for attempt in 0.. {
+            let service = self.service(id).await?;
+            let version = service.version.and_then(|v| v.index).unwrap_or_default();
+            let mut spec = service.spec.unwrap_or_default();
+            let kept = spec.labels.as_ref().and_then(|l| l.get(HEALTH)).and_then(|h| serde_json::from_str::<HealthConfig>(h).ok());
+            if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
+                c.health_check = c.health_check.take().or(kept);
+            }
+            change(&mut spec);
+            let options = UpdateServiceOptionsBuilder::default().version(i32::try_from(version).unwrap_or(i32::MAX)).build();
+            match self.client().update_service(id, spec, options, None).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 10 && e.to_string().contains("out of sequence") => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn tasks(&self, service: &str) -> Result<Vec<Task>> {
+        let filter = HashMap::from([("service".to_string(), vec![service.to_string()])]);
+        Ok(self.client().list_tasks(Some(ListTasksOptionsBuilder::default().filters(&filter).build())).await?)
+    }
+
+    /// The container of a running task of the service on this node.
+    async fn local_container(&self, id: &str) -> Result<String> {
+        let tasks = self.tasks(id).await?;
+        let running = || tasks.iter().filter(|t| state(t) == Some(TaskState::RUNNING));
+        if let Some(container) = running().filter(|t| t.node_id.as_deref() == Some(&self.node)).find_map(container_id) {
+            return Ok(container);
+        }
+        let elsewhere = running().find_map(|t| t.node_id.clone());
+        Err(EngineError::Api(
+            match elsewhere {
+                Some(node) => format!("its task runs on node {node}; provision runs commands only in tasks on the node it talks to"),
+                None => "it has no running task".into(),
+            }
+            .into(),
+        ))
+    }
+
+    /// Wait until the engine has removed this node's containers of a removed
+    /// service, so its volumes and networks can go too.
+    async fn gone_here(&self, id: &str) -> Result<()> {
+        let filter = HashMap::from([("label".to_string(), vec![format!("com.docker.swarm.service.id={id}")])]);
+        for _ in 0..150 {
+            let options = ListContainersOptionsBuilder::default().all(true).filters(&filter).build();
+            if self.client().list_containers(Some(options)).await?.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    async fn remove_configs(&self, service: &str) -> Result<()> {
+        let filter = HashMap::from([("label".to_string(), vec![format!("{CONFIG_OF}={service}")])]);
+        let configs = self.client().list_configs(Some(ListConfigsOptionsBuilder::default().filters(&filter).build())).await?;
+        for config in configs {
+            match self.client().delete_config(config.id.as_deref().unwrap_or_default()).await {
+                Err(e) if !is_not_found(&e) => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `image` under `registry`: its repository and tag (a digest-only
+/// reference gets a tag made of the digest).
+fn in_registry(registry: &str, image: &str) -> (String, String) {
+    let (name, digest) = image.split_once('@').map_or((image, None), |(n, d)| (n, Some(d)));
+    // A first part with a dot or a port, or `localhost`, is a registry host.
+    let path = match name.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => rest,
+        _ => name,
+    };
+    let (repository, tag) = match path.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, tag.to_string()),
+        _ => (path, digest.map(|d| d.trim_start_matches("sha256:").chars().take(16).collect()).unwrap_or_else(|| "latest".into())),
+    };
+    (format!("{}/{repository}", registry.trim_end_matches('/')), tag)
+}
+
+/// What tells a task of the service's current spec from an older one: the
+/// container's own settings (the engine's answers fill in other parts of a
+/// task's spec differently, and lose its health check: see `HEALTH`).
+fn comparable(spec: &TaskSpec) -> serde_json::Value {
+    let c = spec.container_spec.clone().unwrap_or_default();
+    serde_json::json!([c.image, c.command, c.args, c.env, c.dir, c.user, c.mounts, c.configs, c.read_only, spec.force_update])
+}
+
+fn state(task: &Task) -> Option<TaskState> {
+    task.status.as_ref()?.state
+}
+
+fn timestamp(task: &Task) -> Option<String> {
+    Some(task.status.as_ref()?.timestamp.as_ref()?.to_string())
+}
+
+fn container_id(task: &Task) -> Option<String> {
+    task.status.as_ref()?.container_status.as_ref()?.container_id.clone().filter(|c| !c.is_empty())
+}
+
+fn is_job(spec: &ServiceSpec) -> bool {
+    spec.mode.as_ref().is_some_and(|m| m.replicated_job.is_some())
+}
+
+/// Replicas asked for (a job: completions asked for).
+fn wanted(spec: &ServiceSpec) -> i64 {
+    let mode = spec.mode.clone().unwrap_or_default();
+    match (mode.replicated, mode.replicated_job) {
+        (Some(r), _) => r.replicas.unwrap_or(1),
+        (_, Some(j)) => j.total_completions.unwrap_or(0),
+        _ => 1,
+    }
+}
+
+/// (container port, published port) of a task (listed once per address
+/// family by the engine: once here).
+fn published(ports: Option<&Vec<EndpointPortConfig>>) -> Vec<(u16, u16)> {
+    let mut pairs: Vec<(u16, u16)> = ports
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((u16::try_from(p.target_port?).ok()?, u16::try_from(p.published_port?).ok().filter(|p| *p != 0)?)))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+/// What a task that is not running says about why.
+fn problem(task: &Task) -> Option<String> {
+    let status = task.status.as_ref()?;
+    let said = status.err.clone().filter(|e| !e.is_empty()).or_else(|| status.message.clone())?;
+    Some(format!("task {} on node {}: {} ({said})", task.slot.unwrap_or(0), task.node_id.as_deref().unwrap_or("?"), status.state?))
+}
+
+#[async_trait::async_trait]
+impl Engine for Swarm {
+    async fn containers(&self, project: &str) -> Result<Vec<Actual>> {
+        let options = ListServicesOptionsBuilder::default().filters(&project_filter(project)).build();
+        let services = self.client().list_services(Some(options)).await?;
+        // A port published in host mode without a number gets one per task.
+        let running = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
+        let tasks = self.client().list_tasks(Some(ListTasksOptionsBuilder::default().filters(&running).build())).await?;
+        let ports_of = |service: &str| -> Vec<(u16, u16)> {
+            tasks
+                .iter()
+                .filter(|t| t.service_id.as_deref() == Some(service))
+                .flat_map(|t| published(t.status.as_ref().and_then(|s| s.port_status.as_ref()).and_then(|p| p.ports.as_ref())))
+                .collect()
+        };
+        Ok(services
+            .into_iter()
+            .map(|s| {
+                let spec = s.spec.clone().unwrap_or_default();
+                let container = spec.task_template.as_ref().and_then(|t| t.container_spec.as_ref());
+                Actual {
+                    id: s.id.clone().unwrap_or_default(),
+                    name: spec.name.clone().unwrap_or_default(),
+                    labels: spec.labels.clone().unwrap_or_default(),
+                    // Started: the engine keeps it running (or ran the job).
+                    running: wanted(&spec) > 0 && !is_job(&spec),
+                    published: ports_of(s.id.as_deref().unwrap_or_default()),
+                    writes_host: container
+                        .and_then(|c| c.mounts.as_ref())
+                        .is_some_and(|m| m.iter().any(|m| m.typ == Some(bollard::models::MountType::BIND) && m.read_only != Some(true))),
+                }
+            })
+            .collect())
+    }
+
+    async fn status(&self, id: &str) -> Result<Status> {
+        let service = self.service(id).await?;
+        let spec = service.spec.clone().unwrap_or_default();
+        let tasks = self.tasks(id).await?;
+        let job = is_job(&spec);
+        let wanted = wanted(&spec);
+        // The tasks of the current run: a job's newest iteration, else those
+        // the engine wants running.
+        let iteration = service.job_status.as_ref().and_then(|j| j.job_iteration.as_ref()).and_then(|v| v.index);
+        let current: Vec<&Task> = tasks
+            .iter()
+            .filter(|t| {
+                if job {
+                    iteration.is_some() && t.job_iteration.as_ref().and_then(|v| v.index) == iteration
+                } else {
+                    t.desired_state == Some(TaskState::RUNNING)
+                }
+            })
+            .collect();
+        // Running, and of the current spec: during a rolling update the old
+        // task runs on beside the new one.
+        let template = spec.task_template.as_ref().map(comparable);
+        let running = current.iter().filter(|t| state(t) == Some(TaskState::RUNNING) && t.spec.as_ref().map(comparable) == template).count() as i64;
+        let failed = current.iter().find(|t| matches!(state(t), Some(TaskState::FAILED | TaskState::REJECTED)));
+        let exit_code = if job {
+            match (current.iter().any(|t| state(t) == Some(TaskState::COMPLETE)), failed) {
+                (true, _) => Some(0),
+                (false, Some(t)) => Some(t.status.as_ref().and_then(|s| s.container_status.as_ref()).and_then(|c| c.exit_code).unwrap_or(-1)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        // The latest word on a task that is not (yet) running.
+        let problem = tasks.iter().filter(|t| state(t) != Some(TaskState::RUNNING)).max_by_key(|t| timestamp(t)).and_then(problem);
+        // A rolling update is done when the engine says so: until then the
+        // old task may still be the one running.
+        let update = service.update_status.as_ref().and_then(|u| u.state);
+        let updating = matches!(update, Some(ServiceUpdateStatusStateEnum::UPDATING | ServiceUpdateStatusStateEnum::PAUSED));
+        let problem = match (update, service.update_status.as_ref().and_then(|u| u.message.clone())) {
+            (Some(ServiceUpdateStatusStateEnum::PAUSED), Some(message)) => Some(format!("its update is paused: {message}")),
+            _ => problem,
+        };
+        let ready = wanted > 0 && running >= wanted && !updating;
+        Ok(Status {
+            // A service runs as long as the engine keeps it so (it restarts
+            // failed tasks); a job, until it is done.
+            running: if job { wanted > 0 && exit_code.is_none() } else { wanted > 0 },
+            exit_code,
+            ip: None,
+            health: (!job).then(|| if ready { "healthy" } else { "starting" }.into()),
+            started_at: current
+                .iter()
+                .filter(|t| state(t) == Some(TaskState::RUNNING))
+                .map(|t| format!("{}@{}", t.id.clone().unwrap_or_default(), timestamp(t).unwrap_or_default()))
+                .min(),
+            published: current
+                .iter()
+                .flat_map(|t| published(t.status.as_ref().and_then(|s| s.port_status.as_ref()).and_then(|p| p.ports.as_ref())))
+                .collect(),
+            problem,
+        })
+    }
+
+    async fn reach(&self) -> Reach {
+        Reach::Engine
+    }
+
+    async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<Option<Existing>> {
+        let existing =
+            |found: bollard::models::NetworkInspect| Existing { labels: found.labels.unwrap_or_default(), internal: found.internal.unwrap_or(false) };
+        if let Ok(found) = self.client().inspect_network(name, None).await {
+            return Ok(Some(existing(found)));
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("overlay".into()),
+            // Attachable: a one-off container (and a debugging one) can join.
+            attachable: Some(true),
+            internal: Some(internal),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        match self.client().create_network(request).await {
+            Ok(_) => Ok(None),
+            Err(e) if is_conflict(&e) => Ok(Some(existing(self.client().inspect_network(name, None).await?))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// On this node, where the services that mount volumes are placed.
+    async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<Option<Existing>> {
+        self.docker.ensure_volume(name, labels).await
+    }
+
+    async fn remove_networks(&self, project: &str, owner: Option<&str>) -> Result<Vec<String>> {
+        let options = ListNetworksOptionsBuilder::default().filters(&owner_filter(project, owner)).build();
+        let networks = self.client().list_networks(Some(options)).await?;
+        let removals = networks.into_iter().map(|network| async move {
+            let name = network.name.unwrap_or_default();
+            let id = network.id.unwrap_or_else(|| name.clone());
+            // Tasks leave a network a moment after their service is gone.
+            for attempt in 0.. {
+                match self.client().remove_network(&id).await {
+                    Ok(()) => return Ok(Some(name)),
+                    Err(e) if is_not_found(&e) => return Ok(None),
+                    Err(_) if attempt < 50 => tokio::time::sleep(Duration::from_millis(200)).await,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            unreachable!("the loop returns")
+        });
+        removed(futures_util::future::join_all(removals).await)
+    }
+
+    async fn remove_volumes(&self, project: &str, owner: Option<&str>) -> Result<Vec<String>> {
+        self.docker.remove_volumes(project, owner).await
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<()> {
+        self.docker.ensure_image(image).await
+    }
+
+    async fn image_digest(&self, image: &str) -> Result<Option<String>> {
+        self.docker.image_digest(image).await
+    }
+
+    async fn build_image(
+        &self,
+        tag: &str,
+        spec: &BuildSpec,
+        context: BuildContext,
+        labels: &Labels,
+        progress: &(dyn for<'a> Fn(&'a str) + Sync),
+    ) -> Result<()> {
+        self.docker.build_image(tag, spec, context, labels, progress).await
+    }
+
+    async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        self.docker.image_id(image).await
+    }
+
+    async fn images(&self, label: &str) -> Result<Vec<ImageInfo>> {
+        self.docker.images(label).await
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<()> {
+        self.docker.remove_image(id).await
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        let service = self.service_spec(spec).await?;
         let created = self.client().create_service(service, None).await?;
         Ok(created.id.unwrap_or_default())
+    }
+
+    /// A changed service is updated in place, as a rolling update that
+    /// keeps it serving (its new task starts before the old one stops,
+    /// unless it keeps data on its node); a job is made anew.
+    async fn replace(&self, old: &str, spec: &ContainerSpec) -> Result<String> {
+        let current = self.service(old).await?;
+        let old_spec = current.spec.clone().unwrap_or_default();
+        if spec.task || is_job(&old_spec) || old_spec.name.as_deref() != Some(spec.name.as_str()) {
+            self.remove(old).await?;
+            return self.create(spec).await;
+        }
+        let mut new = self.service_spec(spec).await?;
+        let stateful = new.task_template.as_ref().and_then(|t| t.placement.as_ref()).is_some();
+        new.mode = old_spec.mode.clone();
+        new.update_config = Some(ServiceSpecUpdateConfig {
+            order: Some(if stateful { ServiceSpecUpdateConfigOrderEnum::STOP_FIRST } else { ServiceSpecUpdateConfigOrderEnum::START_FIRST }),
+            monitor: Some(nanos(1000)),
+            ..Default::default()
+        });
+        self.update(old, |spec| *spec = new.clone()).await?;
+        Ok(old.to_string())
     }
 
     /// Files become configs (one per file and content: configs cannot
@@ -520,8 +590,7 @@ impl Engine for Swarm {
         if files.is_empty() {
             return Ok(());
         }
-        let service = self.service(id).await?;
-        let spec = service.spec.clone().unwrap_or_default();
+        let spec = self.service(id).await?.spec.unwrap_or_default();
         let name = spec.name.clone().unwrap_or_default();
         let labels = spec.labels.clone().unwrap_or_default();
         let mut references = Vec::new();
@@ -554,17 +623,22 @@ impl Engine for Swarm {
                 ..Default::default()
             });
         }
-        self.update(service, |spec| {
+        self.update(id, |spec| {
             if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
-                c.configs = Some(references);
+                c.configs = Some(references.clone());
             }
         })
         .await
     }
 
     async fn start(&self, id: &str) -> Result<()> {
-        let service = self.service(id).await?;
-        self.update(service, |spec| {
+        // A service updated in place runs already: another update, even one
+        // that changes nothing, would clear the state of its rolling update.
+        let spec = self.service(id).await?.spec.unwrap_or_default();
+        if !is_job(&spec) && wanted(&spec) > 0 {
+            return Ok(());
+        }
+        self.update(id, |spec| {
             if is_job(spec) {
                 // A job runs (again) on every change of its spec.
                 spec.mode = Some(ServiceSpecMode {
