@@ -270,3 +270,25 @@ env = {{ GREETING = "{greeting}" }}
     assert!(tasks.lines().any(|s| s == "Shutdown"), "{tasks}");
     assert!(stack.provision(&["up"]).ok().stderr.contains("0 created, 0 recreated, 1 kept"));
 }
+
+#[test]
+fn the_rails_example_processes_a_job_posted_through_nginx_on_the_swarm() {
+    let _swarm = one_at_a_time();
+    let name = "e2e-swarm-rails";
+    let stack = crate::rails::rails_stack(name);
+    let path = stack.project.path().join("stack.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen(&format!("[stack]\nname = \"{name}\"\n"), &on_swarm(name), 1)).unwrap();
+    stack.provision(&["up"]).ok();
+
+    let token = crate::rails::enqueue(stack.host_port("proxy"));
+    eventually(std::time::Duration::from_secs(20), "the job's row in postgres", || {
+        let sql = format!("select count(*) from job_runs where token = '{token}'");
+        let run = stack.provision(&["exec", "db", "--", "psql", "-U", "app", "-d", "app_development", "-tAc", &sql]).ok();
+        (run.stdout.trim() == "1").then_some(())
+    });
+    // The exporters keep no data, publish nothing and run no hooks: the
+    // scheduler is free to put them on the workers.
+    let nodes: BTreeSet<String> = ["db", "cache", "proxy", "web", "worker", "metrics"].iter().flat_map(|s| nodes_of(name, s)).collect();
+    assert!(nodes.len() >= 2, "everything on one node: {nodes:?}");
+}
