@@ -292,3 +292,59 @@ fn the_rails_example_processes_a_job_posted_through_nginx_on_the_swarm() {
     let nodes: BTreeSet<String> = ["db", "cache", "proxy", "web", "worker", "metrics"].iter().flat_map(|s| nodes_of(name, s)).collect();
     assert!(nodes.len() >= 2, "everything on one node: {nodes:?}");
 }
+
+/// Starts a stopped worker node again when dropped, and waits until the
+/// swarm has it back, pass or fail.
+struct Restart(&'static str);
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        docker(&["start", self.0]);
+        let _ = std::panic::catch_unwind(|| {
+            eventually(std::time::Duration::from_secs(60), "the worker back in the swarm", || {
+                let status = docker(&["node", "inspect", self.0, "--format", "{{.Status.State}}"]);
+                (status.trim() == "ready").then_some(())
+            })
+        });
+    }
+}
+
+#[test]
+fn replicas_of_a_lost_worker_run_again_on_the_other_nodes_without_another_up() {
+    let _swarm = one_at_a_time();
+    let name = "e2e-swarm-lost";
+    let stack = swarm_stack(
+        name,
+        r#"
+[services.web]
+plugin = "container"
+image = "redis:7-alpine"
+command = ["redis-server", "--save", ""]
+health = { redis = 6379 }
+replicas = 3
+"#,
+    );
+    stack.provision(&["up"]).ok();
+    let services = labeled("service", name, Some("web"));
+    let node_of = |id: &str| docker(&["service", "ps", id, "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}"]);
+    let lost = WORKERS.into_iter().max_by_key(|w| services.iter().filter(|s| node_of(s).starts_with(&format!("{w} "))).count()).unwrap();
+    let moved: Vec<&String> = services.iter().filter(|s| node_of(s).starts_with(&format!("{lost} "))).collect();
+    assert!(!moved.is_empty(), "no replica on a worker: {:?}", services.iter().map(|s| node_of(s)).collect::<Vec<_>>());
+
+    let _restart = Restart(lost);
+    docker(&["stop", "-t", "0", lost]);
+    let started = std::time::Instant::now();
+    eventually(std::time::Duration::from_secs(90), "the lost worker's replicas running elsewhere", || {
+        moved
+            .iter()
+            .all(|s| {
+                let now = node_of(s);
+                !now.is_empty() && !now.starts_with(&format!("{lost} ")) && now.contains(" Running ")
+            })
+            .then_some(())
+    });
+    eprintln!("replicas of {lost} running and healthy elsewhere after {:?}", started.elapsed());
+    // The stack is ready as it is: `up` finds nothing to do.
+    let up = stack.provision(&["up"]).ok();
+    assert!(up.stderr.contains("0 created, 0 recreated, 3 kept"), "{}", up.stderr);
+}

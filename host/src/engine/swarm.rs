@@ -162,9 +162,10 @@ impl Swarm {
         let restart = if spec.task {
             TaskSpecRestartPolicyConditionEnum::NONE
         } else {
+            // The engine cannot tell a lost node from a failure: with
+            // `none`, a service whose node is gone would never run again.
             match spec.restart {
-                RestartPolicy::No => TaskSpecRestartPolicyConditionEnum::NONE,
-                RestartPolicy::OnFailure => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
+                RestartPolicy::No | RestartPolicy::OnFailure => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
                 RestartPolicy::Always | RestartPolicy::UnlessStopped => TaskSpecRestartPolicyConditionEnum::ANY,
             }
         };
@@ -274,14 +275,23 @@ impl Swarm {
         ))
     }
 
-    /// Wait until the engine has removed this node's containers of a removed
-    /// service, so its volumes and networks can go too.
+    /// Wait until this node's containers of a removed service are gone, so
+    /// its volumes and networks can go too. The engine stops them itself,
+    /// but leaves a job's exited ones behind: those are removed here, as is
+    /// whatever still runs after 10 s.
     async fn gone_here(&self, id: &str) -> Result<()> {
         let filter = HashMap::from([("label".to_string(), vec![format!("com.docker.swarm.service.id={id}")])]);
-        for _ in 0..150 {
+        for attempt in 0..150 {
             let options = ListContainersOptionsBuilder::default().all(true).filters(&filter).build();
-            if self.client().list_containers(Some(options)).await?.is_empty() {
+            let left = self.client().list_containers(Some(options)).await?;
+            if left.is_empty() {
                 return Ok(());
+            }
+            for c in left {
+                let running = c.state.is_some_and(|s| s.to_string() == "running");
+                if !running || attempt >= 100 {
+                    self.docker.remove(c.id.as_deref().unwrap_or_default()).await?;
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
