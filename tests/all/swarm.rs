@@ -18,6 +18,16 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A stateless service in three replicas (redis servers of their own).
+const THREE_REPLICAS: &str = r#"
+[services.web]
+plugin = "container"
+image = "redis:7-alpine"
+command = ["redis-server", "--save", ""]
+health = { redis = 6379 }
+replicas = 3
+"#;
+
 /// `[stack]` and `[engine.swarm]` for project `name` on the local swarm.
 fn on_swarm(name: &str) -> String {
     assert_eq!(
@@ -120,17 +130,7 @@ fn the_quickstart_runs_on_the_swarm_unchanged_stack_changes_nothing_and_down_lea
 fn replicas_spread_over_the_nodes_and_every_one_answers_to_the_service_name() {
     let _swarm = one_at_a_time();
     let name = "e2e-swarm-spread";
-    let stack = swarm_stack(
-        name,
-        r#"
-[services.web]
-plugin = "container"
-image = "redis:7-alpine"
-command = ["redis-server", "--save", ""]
-health = { redis = 6379 }
-replicas = 3
-"#,
-    );
+    let stack = swarm_stack(name, THREE_REPLICAS);
     stack.provision(&["up"]).ok();
     let nodes = nodes_of(name, "web");
     assert!(nodes.len() >= 2, "three replicas on one node: {nodes:?}");
@@ -313,17 +313,7 @@ impl Drop for Restart {
 fn replicas_of_a_lost_worker_run_again_on_the_other_nodes_without_another_up() {
     let _swarm = one_at_a_time();
     let name = "e2e-swarm-lost";
-    let stack = swarm_stack(
-        name,
-        r#"
-[services.web]
-plugin = "container"
-image = "redis:7-alpine"
-command = ["redis-server", "--save", ""]
-health = { redis = 6379 }
-replicas = 3
-"#,
-    );
+    let stack = swarm_stack(name, THREE_REPLICAS);
     stack.provision(&["up"]).ok();
     let services = labeled("service", name, Some("web"));
     let node_of = |id: &str| docker(&["service", "ps", id, "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}"]);
