@@ -291,6 +291,10 @@ fn the_rails_example_processes_a_job_posted_through_nginx_on_the_swarm() {
     // scheduler is free to put them on the workers.
     let nodes: BTreeSet<String> = ["db", "cache", "proxy", "web", "worker", "metrics"].iter().flat_map(|s| nodes_of(name, s)).collect();
     assert!(nodes.len() >= 2, "everything on one node: {nodes:?}");
+
+    // Its jobs' exited containers go too, so their volumes can.
+    stack.provision(&["down", "-v"]).ok();
+    assert_eq!(labeled("volume", name, None), Vec::<String>::new());
 }
 
 /// Starts a stopped worker node again when dropped, and waits until the
