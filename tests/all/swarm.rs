@@ -342,3 +342,23 @@ fn replicas_of_a_lost_worker_run_again_on_the_other_nodes_without_another_up() {
     let up = stack.provision(&["up"]).ok();
     assert!(up.stderr.contains("0 created, 0 recreated, 3 kept"), "{}", up.stderr);
 }
+
+#[test]
+fn a_service_whose_tasks_keep_failing_fails_up_with_the_engines_word_on_them() {
+    let _swarm = one_at_a_time();
+    let stack = swarm_stack(
+        "e2e-swarm-failing",
+        r#"
+[services.web]
+plugin = "container"
+image = "redis:7-alpine"
+entrypoint = ["sh", "-c"]
+command = ["echo cannot start; exit 4"]
+health = { redis = 6379 }
+"#,
+    );
+    let message = stack.provision(&["up", "--timeout", "15"]).failed().message();
+    assert!(message.contains("service `web` failed") && message.contains("not ready after"), "{message}");
+    assert!(message.contains("non-zero exit (4)"), "the task's error is shown: {message}");
+    assert!(message.contains("cannot start"), "its log is shown: {message}");
+}

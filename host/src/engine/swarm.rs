@@ -449,8 +449,10 @@ impl Engine for Swarm {
         } else {
             None
         };
-        // The latest word on a task that is not (yet) running.
-        let problem = tasks.iter().filter(|t| state(t) != Some(TaskState::RUNNING)).max_by_key(|t| timestamp(t)).and_then(problem);
+        // The latest word on a task that is not (yet) running: its error,
+        // if one has one (a retried task's successor is only "preparing").
+        let has_error = |t: &&Task| t.status.as_ref().and_then(|s| s.err.as_deref()).is_some_and(|e| !e.is_empty());
+        let problem = tasks.iter().filter(|t| state(t) != Some(TaskState::RUNNING)).max_by_key(|t| (has_error(t), timestamp(t))).and_then(problem);
         // A rolling update is done when the engine says so: until then the
         // old task may still be the one running.
         let update = service.update_status.as_ref().and_then(|u| u.state);
