@@ -9,7 +9,7 @@ use crate::{apply, journal::Journal, reconcile};
 pub async fn run(args: DownArgs) -> miette::Result<ExitCode> {
     let started = std::time::Instant::now();
     let (project, stack_dir) = project_of(&args.project)?;
-    let engine = connect(&args.project).await?;
+    let engine = connect(&args.project, None).await?;
     let containers = engine.containers(&project).await?;
     // A project named after the stack may belong to another checkout; only
     // an explicit -p may take down what another folder brought up.

@@ -15,7 +15,7 @@ use crate::{
 };
 
 pub async fn env(args: EnvArgs) -> miette::Result<ExitCode> {
-    let Prepared { planned, .. } = prepare(&args.stack, args.stack.locked)?;
+    let Prepared { stack, planned, .. } = prepare(&args.stack, args.stack.locked)?;
     let state = &planned.state;
     for service in &args.services {
         if !state.services.iter().any(|s| &s.name == service) {
@@ -23,7 +23,7 @@ pub async fn env(args: EnvArgs) -> miette::Result<ExitCode> {
             return Err(miette::miette!(help = format!("its services: {}", names.join(", ")), "the stack has no service `{service}`"));
         }
     }
-    let engine = connect(&args.stack.project).await?;
+    let engine = connect(&args.stack.project, Some(&stack)).await?;
     let actual = engine.containers(&state.project).await?;
     if actual.is_empty() {
         return Err(miette::miette!(help = "bring it up first: provision up", "project {} has no containers", state.project));

@@ -13,7 +13,7 @@ pub async fn run(args: LockArgs) -> miette::Result<ExitCode> {
     let Prepared { stack, planned, lock, .. } = prepare(&args.stack, false)?;
     let path = stack.dir.join(LOCK_FILE);
     // Images need an engine; without one, keep what the lock already says.
-    let images = match try_connect(&args.stack.project).await {
+    let images = match try_connect(&args.stack.project, &stack).await {
         Some(engine) => apply::image_digests(engine.as_ref(), &planned.state).await?,
         None => {
             eprintln!("note: no container engine answers; image digests are kept as they were");

@@ -156,23 +156,25 @@ fn project_of(args: &ProjectArgs) -> miette::Result<(String, Option<PathBuf>)> {
 
 /// The engine the project runs on: --engine (or PROVISION_ENGINE), else the
 /// stack's `[stack] engine`, else one Docker engine; set up by the stack's
-/// `[engine.*]` tables. A stack that cannot be read leaves the defaults (a
-/// command that needs the stack reports why it cannot be read).
-fn engine_of(args: &ProjectArgs) -> (EngineKind, EngineSettings) {
-    let stack = args.file.exists().then(|| Stack::load(&args.file, None).ok()).flatten();
-    let kind = args.engine.or(stack.as_ref().and_then(|s| s.engine)).unwrap_or_default();
-    (kind, stack.map(|s| s.engine_settings).unwrap_or_default())
+/// `[engine.*]` tables: of `stack` when the command has loaded it, else read
+/// here. A stack that cannot be read leaves the defaults (a command that
+/// needs the stack reports why it cannot be read).
+fn engine_of(args: &ProjectArgs, stack: Option<&Stack>) -> (EngineKind, EngineSettings) {
+    let read = (stack.is_none() && args.file.exists()).then(|| Stack::load(&args.file, None).ok()).flatten();
+    let stack = stack.or(read.as_ref());
+    let kind = args.engine.or(stack.and_then(|s| s.engine)).unwrap_or_default();
+    (kind, stack.map(|s| s.engine_settings.clone()).unwrap_or_default())
 }
 
-async fn connect(args: &ProjectArgs) -> miette::Result<Box<dyn Engine>> {
-    let (kind, settings) = engine_of(args);
+async fn connect(args: &ProjectArgs, stack: Option<&Stack>) -> miette::Result<Box<dyn Engine>> {
+    let (kind, settings) = engine_of(args, stack);
     Ok(engine::connect(kind, &settings).await?)
 }
 
 /// The engine when one answers within 2 s, for commands that also work
 /// without one (`plan`, `lock`).
-async fn try_connect(args: &ProjectArgs) -> Option<Box<dyn Engine>> {
-    let (kind, settings) = engine_of(args);
+async fn try_connect(args: &ProjectArgs, stack: &Stack) -> Option<Box<dyn Engine>> {
+    let (kind, settings) = engine_of(args, Some(stack));
     tokio::time::timeout(Duration::from_secs(2), engine::connect(kind, &settings)).await.ok()?.ok()
 }
 
@@ -180,7 +182,7 @@ async fn try_connect(args: &ProjectArgs) -> Option<Box<dyn Engine>> {
 /// what `ps`, `logs` and `exec` start from.
 async fn project_containers(args: &ProjectArgs) -> miette::Result<(String, Box<dyn Engine>, Vec<Actual>)> {
     let (project, _) = project_of(args)?;
-    let engine = connect(args).await?;
+    let engine = connect(args, None).await?;
     let containers = engine.containers(&project).await?;
     Ok((project, engine, containers))
 }

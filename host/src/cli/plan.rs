@@ -11,7 +11,7 @@ pub async fn run(args: PlanArgs) -> miette::Result<ExitCode> {
     let masker = ui::Masker::new(args.show_secrets);
     // What `up` would change, when an engine answers; the plan stands without one.
     let journal = Journal::open(Journal::path(&stack.dir, &planned.state.project));
-    let diff = match try_connect(&args.stack.project).await {
+    let diff = match try_connect(&args.stack.project, &stack).await {
         Some(engine) => engine.containers(&planned.state.project).await.ok().map(|actual| reconcile::diff(&planned.state, &actual, &journal)),
         None => None,
     };

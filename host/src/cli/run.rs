@@ -84,7 +84,7 @@ fn signal_code(signal: i32) -> ExitCode {
 
 async fn around(mut args: RunArgs, signals: &mut Signals) -> miette::Result<ExitCode> {
     let started = Instant::now();
-    let engine = connect(&args.stack.project).await?;
+    let engine = connect(&args.stack.project, None).await?;
     match ephemeral::collect(engine.as_ref(), None, None).await {
         Ok(collected) => collected.iter().for_each(|c| eprintln!("note: removed project {}: {}", c.project, c.why)),
         Err(e) => eprintln!("warning: could not look for what earlier runs left: {e}"),
@@ -312,7 +312,7 @@ async fn one_off(args: RunArgs, service: &str, signals: &mut Signals) -> miette:
     let Some(main) = planned_service.plan.containers.first() else {
         return Err(miette::miette!("service `{service}` only has one-shot tasks; there is no container to run a command like"));
     };
-    let engine = connect(&args.stack.project).await?;
+    let engine = connect(&args.stack.project, Some(&stack)).await?;
     let project = &state.project;
     if !engine.containers(project).await?.iter().any(|c| c.label("service") == Some(service)) {
         return Err(miette::miette!(

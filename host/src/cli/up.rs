@@ -12,7 +12,7 @@ use crate::{
 
 pub async fn run(args: UpArgs) -> miette::Result<ExitCode> {
     let Prepared { stack, planned, lock, .. } = prepare(&args.stack, args.stack.locked)?;
-    let engine = connect(&args.stack.project).await?;
+    let engine = connect(&args.stack.project, Some(&stack)).await?;
     let state = &planned.state;
     let locked_images = if args.stack.locked { lock.as_ref().map(|l| l.images.clone()) } else { None };
     let journal = Journal::open(Journal::path(&stack.dir, &state.project));
