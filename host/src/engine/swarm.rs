@@ -386,9 +386,19 @@ impl Engine for Swarm {
     async fn containers(&self, project: &str) -> Result<Vec<Actual>> {
         let options = ListServicesOptionsBuilder::default().filters(&project_filter(project)).build();
         let services = self.client().list_services(Some(options)).await?;
-        // A port published in host mode without a number gets one per task.
-        let running = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
-        let tasks = self.client().list_tasks(Some(ListTasksOptionsBuilder::default().filters(&running).build())).await?;
+        // A port published in host mode without a number gets one per task:
+        // read from the running tasks of the project's services that publish.
+        let publishing: Vec<String> = services
+            .iter()
+            .filter(|s| s.spec.as_ref().and_then(|s| s.endpoint_spec.as_ref()).and_then(|e| e.ports.as_ref()).is_some_and(|p| !p.is_empty()))
+            .filter_map(|s| s.id.clone())
+            .collect();
+        let tasks = if publishing.is_empty() {
+            Vec::new()
+        } else {
+            let filter = HashMap::from([("desired-state".to_string(), vec!["running".to_string()]), ("service".to_string(), publishing)]);
+            self.client().list_tasks(Some(ListTasksOptionsBuilder::default().filters(&filter).build())).await?
+        };
         let ports_of = |service: &str| -> Vec<(u16, u16)> {
             tasks
                 .iter()
@@ -671,12 +681,15 @@ impl Engine for Swarm {
     }
 
     async fn wait_exit(&self, id: &str) -> Result<i64> {
+        // Only a job exits; a service the engine keeps running is waited
+        // for until it is scaled to nothing.
+        let job = is_job(&self.service(id).await?.spec.unwrap_or_default());
         loop {
             let status = self.status(id).await?;
             if let Some(code) = status.exit_code {
                 return Ok(code);
             }
-            if !status.running && status.exit_code.is_none() && !is_job(&self.service(id).await?.spec.unwrap_or_default()) {
+            if !job && !status.running {
                 return Ok(-1);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
