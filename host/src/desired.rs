@@ -124,6 +124,11 @@ pub struct Container {
     /// when None, so plans made before replicas existed hash the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<u32>,
+    /// How many of it the engine runs, when the engine runs the copies
+    /// itself (`plan::options::fold_replicas`); absent from the hash's JSON
+    /// when None, as `replica`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
     /// Its data may be kept as a snapshot (contract 0.4.0); absent from the
     /// hash's JSON when None, as `replica`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,6 +170,7 @@ impl Container {
             labels: BTreeMap::new(),
             privileges: Privileges::default(),
             replica: None,
+            replicas: None,
             snapshot: None,
         }
     }

@@ -174,7 +174,7 @@ pub async fn list(engine: &dyn Engine) -> Result<Vec<ImageInfo>, crate::engine::
 fn masked_json(service: &ServiceState, c: &Container) -> String {
     let mut value = serde_json::to_value(c).expect("a container serializes");
     if let Some(map) = value.as_object_mut() {
-        for key in ["name", "ports", "health", "restart", "resources", "networks", "labels", "replica"] {
+        for key in ["name", "ports", "health", "restart", "resources", "networks", "labels", "replica", "replicas"] {
             map.remove(key);
         }
     }

@@ -9,9 +9,9 @@ use crate::support::{Stack, docker, eventually};
 
 const WORKERS: [&str; 2] = ["provision-swarm-worker-1", "provision-swarm-worker-2"];
 
-/// Held by each test here: the scheduler places a task by how many run on
-/// each node, so another test's tasks on a worker could crowd the replicas
-/// of the spread test onto the other one.
+/// Held by each test here: one of them stops a worker node, which would
+/// fail another's tasks there, and the scheduler places tasks by how many
+/// already run on each node.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
@@ -132,6 +132,11 @@ fn replicas_spread_over_the_nodes_and_every_one_answers_to_the_service_name() {
     let name = "e2e-swarm-spread";
     let stack = swarm_stack(name, THREE_REPLICAS);
     stack.provision(&["up"]).ok();
+    // One Swarm service runs the three.
+    let services = labeled("service", name, Some("web"));
+    assert_eq!(services.len(), 1, "{services:?}");
+    let replicas = docker(&["service", "inspect", &services[0], "--format", "{{.Spec.Mode.Replicated.Replicas}}"]);
+    assert_eq!(replicas.trim(), "3");
     let nodes = nodes_of(name, "web");
     assert!(nodes.len() >= 2, "three replicas on one node: {nodes:?}");
 
@@ -145,6 +150,21 @@ fn replicas_spread_over_the_nodes_and_every_one_answers_to_the_service_name() {
         (ids.len() == 3).then_some(ids)
     });
     assert_eq!(ids.len(), 3, "{ids:?}");
+
+    // Scaled down in place: `plan` names the field, and the tasks that stay
+    // are the ones that ran (no rolling restart).
+    let tasks = || -> BTreeSet<String> {
+        docker(&["service", "ps", &services[0], "--filter", "desired-state=running", "--format", "{{.ID}}"]).lines().map(str::to_string).collect()
+    };
+    let before = tasks();
+    let text = std::fs::read_to_string(stack.project.path().join("stack.toml")).unwrap();
+    stack.project.write("stack.toml", &text.replace("replicas = 3", "replicas = 2"));
+    let plan = stack.provision(&["plan"]).ok();
+    assert!(plan.stdout.contains("web/server (container): recreate (changed: replicas)"), "{}", plan.stdout);
+    let up = stack.provision(&["up"]).ok();
+    assert!(up.stderr.contains("1 recreated"), "{}", up.stderr);
+    let after = eventually(std::time::Duration::from_secs(30), "two replicas left", || Some(tasks()).filter(|t| t.len() == 2));
+    assert!(after.is_subset(&before), "replicas were restarted: {before:?} → {after:?}");
 }
 
 #[test]
@@ -320,27 +340,30 @@ fn replicas_of_a_lost_worker_run_again_on_the_other_nodes_without_another_up() {
     let stack = swarm_stack(name, THREE_REPLICAS);
     stack.provision(&["up"]).ok();
     let services = labeled("service", name, Some("web"));
-    let node_of = |id: &str| docker(&["service", "ps", id, "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}"]);
-    let lost = WORKERS.into_iter().max_by_key(|w| services.iter().filter(|s| node_of(s).starts_with(&format!("{w} "))).count()).unwrap();
-    let moved: Vec<&String> = services.iter().filter(|s| node_of(s).starts_with(&format!("{lost} "))).collect();
-    assert!(!moved.is_empty(), "no replica on a worker: {:?}", services.iter().map(|s| node_of(s)).collect::<Vec<_>>());
+    assert_eq!(services.len(), 1, "{services:?}");
+    // Node and state of each running task.
+    let tasks = || -> Vec<String> {
+        docker(&["service", "ps", &services[0], "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let on = |node: &str, tasks: &[String]| tasks.iter().filter(|t| t.starts_with(&format!("{node} "))).count();
+    let placed = tasks();
+    let lost = WORKERS.into_iter().max_by_key(|w| on(w, &placed)).unwrap();
+    assert!(on(lost, &placed) > 0, "no replica on a worker: {placed:?}");
 
     let _restart = Restart(lost);
     docker(&["stop", "-t", "0", lost]);
     let started = std::time::Instant::now();
     eventually(std::time::Duration::from_secs(90), "the lost worker's replicas running elsewhere", || {
-        moved
-            .iter()
-            .all(|s| {
-                let now = node_of(s);
-                !now.is_empty() && !now.starts_with(&format!("{lost} ")) && now.contains(" Running ")
-            })
-            .then_some(())
+        let now = tasks();
+        (now.len() == 3 && on(lost, &now) == 0 && now.iter().all(|t| t.contains(" Running "))).then_some(())
     });
     eprintln!("replicas of {lost} running and healthy elsewhere after {:?}", started.elapsed());
     // The stack is ready as it is: `up` finds nothing to do.
     let up = stack.provision(&["up"]).ok();
-    assert!(up.stderr.contains("0 created, 0 recreated, 3 kept"), "{}", up.stderr);
+    assert!(up.stderr.contains("0 created, 0 recreated, 1 kept"), "{}", up.stderr);
 }
 
 #[test]

@@ -304,6 +304,7 @@ pub fn container_spec(
         stop_timeout: i64::from(STOP_TIMEOUT_SECS),
         stdin: false,
         tty: false,
+        replicas: c.replicas.unwrap_or(1),
         task: role == Role::Task,
         hooks: !c.hooks.is_empty(),
     })

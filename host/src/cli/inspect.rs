@@ -22,7 +22,11 @@ pub async fn ps(args: PsArgs) -> miette::Result<ExitCode> {
     for (service, list) in reconcile::by_service(containers) {
         for c in list {
             let status = engine.status(&c.id).await?;
-            let state = if status.running { "running".to_string() } else { format!("exited ({})", status.exit_code.unwrap_or(-1)) };
+            let state = match (status.running, status.replicas) {
+                (true, Some((running, wanted))) => format!("running {running}/{wanted}"),
+                (true, None) => "running".to_string(),
+                (false, _) => format!("exited ({})", status.exit_code.unwrap_or(-1)),
+            };
             rows.push(ui::table::PsRow {
                 container: c.label("container").unwrap_or("").to_string(),
                 role: c.label("role").unwrap_or("").to_string(),
@@ -31,6 +35,7 @@ pub async fn ps(args: PsArgs) -> miette::Result<ExitCode> {
                 state,
                 health: status.health.unwrap_or_else(|| "-".into()),
                 ports: c.host_ports().collect(),
+                address: engine.publishes_on().to_string(),
                 id: c.id[..12.min(c.id.len())].to_string(),
             });
         }

@@ -122,6 +122,7 @@ fn prepare_here(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
         profile: stack.profile.clone(),
         images,
         ephemeral_ports: args.ephemeral_ports || matches!(stack.profile.as_str(), "test" | "ci"),
+        engine_runs_replicas: engine_of(&args.project, Some(&stack)).0.runs_replicas(),
     };
     let secrets = Arc::new(Secrets::for_project_dir(&stack.dir)?);
     let runtime = plugin_runtime()?;

@@ -419,6 +419,7 @@ impl Engine for Docker {
             started_at: state.started_at,
             published,
             problem: None,
+            replicas: None,
         })
     }
 

@@ -35,6 +35,14 @@ pub enum EngineKind {
     Swarm,
 }
 
+impl EngineKind {
+    /// The engine runs a service's copies itself, as one object with a
+    /// count (Swarm's replicas), rather than as containers of their own.
+    pub fn runs_replicas(self) -> bool {
+        self == EngineKind::Swarm
+    }
+}
+
 /// How a backend is set up beyond its kind (`[engine.swarm]` in stack.toml).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineSettings {
@@ -79,6 +87,8 @@ pub struct ContainerSpec {
     /// stdin open (and closed when ours ends), on a TTY when asked.
     pub stdin: bool,
     pub tty: bool,
+    /// Copies of it the engine runs (1 unless it runs replicas itself).
+    pub replicas: u32,
     /// Runs once, to exit 0 (a task), rather than for as long as the project.
     pub task: bool,
     /// The host runs commands in it once it is ready (hooks): an engine that
@@ -176,6 +186,8 @@ pub struct Status {
     /// Why the engine has not got it running, when it says (a Swarm task's
     /// error: "no suitable node", an image a node cannot pull).
     pub problem: Option<String>,
+    /// Replicas running of those wanted, when the engine runs several.
+    pub replicas: Option<(u32, u32)>,
 }
 
 /// How the host reaches a container's ports to probe its readiness.
@@ -307,6 +319,10 @@ pub trait Engine: Send + Sync {
     async fn containers(&self, project: &str) -> Result<Vec<Actual>>;
     async fn status(&self, id: &str) -> Result<Status>;
     /// How readiness probes reach containers on this engine.
+    /// The address its published ports listen on.
+    fn publishes_on(&self) -> &'static str {
+        "127.0.0.1"
+    }
     async fn reach(&self) -> Reach {
         Reach::Bridge
     }

@@ -3,9 +3,11 @@
 //! of engine-boundary types into Swarm objects; must not decide anything
 //! about the project (apply does).
 //!
-//! - A container of a plan is one service; `create` makes it with no
-//!   replica (a task: a `replicated-job` with no completion), so that a
-//!   created-but-gated container costs nothing; `start` scales it to one.
+//! - A container of a plan is one service, and a service's replicas are
+//!   that service's (the plan's copies are folded into it, see
+//!   `plan::options::fold_replicas`); `create` makes it with no replica (a
+//!   task: a `replicated-job` with no completion), so that a
+//!   created-but-gated container costs nothing; `start` scales it up.
 //! - The engine runs each service's health check in every replica, on
 //!   whichever node it lands, and a task counts as running only once
 //!   healthy: readiness is read from the tasks (`Reach::Engine`).
@@ -58,6 +60,9 @@ const CONFIG_OF: &str = "dev.provision.config-of";
 /// `Healthcheck` where bollard reads `HealthCheck`, so an inspected spec
 /// comes back without it, and an update would drop it.
 const HEALTH: &str = "dev.provision.health-check";
+
+/// How many replicas `start` scales a service to (it is made with none).
+const REPLICAS: &str = "dev.provision.replicas";
 
 pub struct Swarm {
     /// This node's engine: images, volumes, and exec into the tasks it runs.
@@ -209,12 +214,13 @@ impl Swarm {
                 ..Default::default()
             }
         } else {
-            ServiceSpecMode { replicated: Some(ServiceSpecModeReplicated { replicas: Some(0) }), ..Default::default() }
+            replicated(0)
         };
         let mut labels = spec.labels.clone();
         if let Some(health) = &health_check {
             labels.insert(HEALTH.into(), serde_json::to_string(health).expect("JSON"));
         }
+        labels.insert(REPLICAS.into(), spec.replicas.to_string());
         let service = ServiceSpec {
             name: Some(spec.name.clone()),
             labels: Some(labels),
@@ -349,6 +355,10 @@ fn container_id(task: &Task) -> Option<String> {
 
 fn is_job(spec: &ServiceSpec) -> bool {
     spec.mode.as_ref().is_some_and(|m| m.replicated_job.is_some())
+}
+
+fn replicated(replicas: u32) -> ServiceSpecMode {
+    ServiceSpecMode { replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(replicas)) }), ..Default::default() }
 }
 
 /// Replicas asked for (a job: completions asked for).
@@ -489,7 +499,14 @@ impl Engine for Swarm {
                 .flat_map(|t| published(t.status.as_ref().and_then(|s| s.port_status.as_ref()).and_then(|p| p.ports.as_ref())))
                 .collect(),
             problem,
+            replicas: (wanted > 1).then(|| (u32::try_from(running).unwrap_or(0), u32::try_from(wanted).unwrap_or(0))),
         })
+    }
+
+    /// Host mode: every address of the node runs the task (the engine
+    /// takes no host address for a port).
+    fn publishes_on(&self) -> &'static str {
+        "0.0.0.0"
     }
 
     async fn reach(&self) -> Reach {
@@ -596,7 +613,8 @@ impl Engine for Swarm {
         }
         let mut new = self.service_spec(spec).await?;
         let stateful = new.task_template.as_ref().and_then(|t| t.placement.as_ref()).is_some();
-        new.mode = old_spec.mode.clone();
+        // Scaled as asked if it runs; else left for `start` to scale.
+        new.mode = if wanted(&old_spec) > 0 { Some(replicated(spec.replicas)) } else { old_spec.mode.clone() };
         new.update_config = Some(ServiceSpecUpdateConfig {
             order: Some(if stateful { ServiceSpecUpdateConfigOrderEnum::STOP_FIRST } else { ServiceSpecUpdateConfigOrderEnum::START_FIRST }),
             monitor: Some(nanos(1000)),
@@ -674,7 +692,8 @@ impl Engine for Swarm {
                 spec.update_config = None;
                 spec.rollback_config = None;
             } else {
-                spec.mode = Some(ServiceSpecMode { replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }), ..Default::default() });
+                let replicas = spec.labels.as_ref().and_then(|l| l.get(REPLICAS)).and_then(|n| n.parse().ok()).unwrap_or(1);
+                spec.mode = Some(replicated(replicas));
             }
         })
         .await

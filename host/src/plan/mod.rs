@@ -34,6 +34,9 @@ pub struct Options {
     /// Every published port a free one unless `publish` names it: the test
     /// and ci profiles, and `run`, so parallel jobs never collide.
     pub ephemeral_ports: bool,
+    /// The engine runs a service's replicas itself (Swarm): each service's
+    /// copies are one container with a count.
+    pub engine_runs_replicas: bool,
 }
 
 /// A plan and how long its parts took (for `plan --timings` and benches).
@@ -234,9 +237,11 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
                 ));
             }
         }
-        options::apply(&mut plan, &service_options, &stack.networks, options.ephemeral_ports).map_err(|(key, message)| {
-            stack.error_at(&format!("services.{name}.{key}"), format!("`{key}` of service `{name}`: {message}"), "here", None)
-        })?;
+        options::apply(&mut plan, &service_options, &stack.networks, options.ephemeral_ports)
+            .and_then(|()| if options.engine_runs_replicas { options::fold_replicas(&mut plan) } else { Ok(()) })
+            .map_err(|(key, message)| {
+                stack.error_at(&format!("services.{name}.{key}"), format!("`{key}` of service `{name}`: {message}"), "here", None)
+            })?;
         for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
             if let d::Image::Build(spec) = &mut c.image {
                 // [images] also covers the base images a Dockerfile names.

@@ -239,6 +239,29 @@ pub fn apply(
     Ok(())
 }
 
+/// For an engine that runs a service's copies itself (Swarm's replicas):
+/// the copies folded into the main container as a count, one object there
+/// that answers to the main one's names (so a change of count changes no
+/// more than the count).
+pub fn fold_replicas(plan: &mut ServicePlan) -> Result<(), Misfit> {
+    let copies = plan.containers.iter().filter(|c| c.replica.is_some()).count();
+    plan.containers.retain(|c| c.replica.is_none());
+    let Some(main) = plan.containers.first_mut().filter(|_| copies > 0) else { return Ok(()) };
+    let replicas = u32::try_from(copies + 1).unwrap_or(u32::MAX);
+    if let Some(port) = main.ports.iter().find(|p| p.host.is_some_and(|h| h != 0)) {
+        let (host, container) = (port.host.unwrap_or_default(), port.container);
+        return Err((
+            "replicas".into(),
+            format!(
+                "{replicas} replicas cannot all publish host port {host} on this engine (a port of a node is one replica's): \
+                 publish free ports (`publish = {{ {container} = 0 }}`), or put a proxy such as nginx in front"
+            ),
+        ));
+    }
+    main.replicas = Some(replicas);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +306,26 @@ mod tests {
         assert_eq!(exporter.env["A"], "1");
         assert_eq!(exporter.networks, ["backend"]);
         assert_eq!(p.networks, [Network { name: "backend".into(), internal: true }]);
+    }
+
+    #[test]
+    fn folded_replicas_are_the_main_container_with_a_count() {
+        let mut p = plan();
+        apply(&mut p, &ServiceOptions { replicas: 3, ..ServiceOptions::default() }, &BTreeMap::new(), false).unwrap();
+        p.containers[0].ports.iter_mut().for_each(|port| port.host = Some(0));
+        let unfolded = p.containers.len();
+        fold_replicas(&mut p).unwrap();
+        assert_eq!(p.containers.len(), unfolded - 2);
+        assert_eq!((p.containers[0].replica, p.containers[0].replicas), (None, Some(3)));
+        // One replica is no count: the same hash as on one engine.
+        let mut single = plan();
+        let hash = single.containers[0].spec_hash();
+        fold_replicas(&mut single).unwrap();
+        assert_eq!(single.containers[0].spec_hash(), hash);
+        // A fixed host port is one replica's.
+        let mut fixed = plan();
+        apply(&mut fixed, &ServiceOptions { replicas: 2, ..ServiceOptions::default() }, &BTreeMap::new(), false).unwrap();
+        assert_eq!(fold_replicas(&mut fixed).unwrap_err().0, "replicas");
     }
 
     #[test]

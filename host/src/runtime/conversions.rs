@@ -130,6 +130,7 @@ macro_rules! shared_conversions {
                         devices: c.privileges.devices,
                     },
                     replica: None,
+                    replicas: None,
                     snapshot,
                 }
             }

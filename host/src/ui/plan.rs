@@ -82,6 +82,9 @@ fn container(w: &mut String, kind: &str, c: &Container) {
         Image::Build(b) => format!("built from {}", b.context),
     };
     let _ = writeln!(w, "    {kind} {}: {image}  [spec {}]", c.name, c.spec_hash());
+    if let Some(n) = c.replicas {
+        let _ = writeln!(w, "      replicas {n} (run by the engine)");
+    }
     if let Some(cmd) = &c.command {
         let _ = writeln!(w, "      command  {}", shell_words(cmd));
     }

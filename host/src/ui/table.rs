@@ -14,6 +14,8 @@ pub struct PsRow {
     pub state: String,
     pub health: String,
     pub ports: Vec<u16>,
+    /// What the ports listen on: 127.0.0.1, or every address of the node.
+    pub address: String,
     pub id: String,
 }
 
@@ -21,7 +23,7 @@ pub fn ps(rows: &[PsRow]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{:12} {:10} {:10} {:12} {:10} {:12} ID", "SERVICE", "CONTAINER", "ROLE", "STATE", "HEALTH", "PORTS");
     for r in rows {
-        let ports: Vec<String> = r.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let ports: Vec<String> = r.ports.iter().map(|p| format!("{}:{p}", r.address)).collect();
         let _ = writeln!(out, "{:12} {:10} {:10} {:12} {:10} {:12} {}", r.service, r.container, r.role, r.state, r.health, ports.join(","), r.id);
     }
     out
