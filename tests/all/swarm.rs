@@ -252,6 +252,44 @@ command = ["timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/5000'"]
 }
 
 #[test]
+fn a_file_that_holds_a_secret_is_a_swarm_secret_and_other_files_are_configs() {
+    let _swarm = one_at_a_time();
+    let name = "e2e-swarm-secret";
+    let stack = swarm_stack(
+        name,
+        r#"
+[services.db]
+plugin = "postgres"
+port = 0
+
+[services.app]
+plugin = "container"
+image = "redis:7-alpine"
+entrypoint = ["sh", "-c"]
+command = ["cat /etc/app/db.url; echo; cat /etc/app/greeting; echo; exec redis-server --save ''"]
+files = { "/etc/app/db.url" = "${db.url}", "/etc/app/greeting" = "hello" }
+health = { redis = 6379 }
+"#,
+    );
+    stack.provision(&["up"]).ok();
+    let secrets = labeled("secret", name, Some("app"));
+    let configs = labeled("config", name, Some("app"));
+    assert_eq!((secrets.len(), configs.len()), (1, 1), "secrets {secrets:?}, configs {configs:?}");
+    // A config's data can be read back through the API; a secret's cannot.
+    assert_eq!(docker(&["config", "inspect", &configs[0], "--format", "{{printf \"%s\" .Spec.Data}}"]).trim(), "hello");
+    assert!(!docker(&["secret", "inspect", &secrets[0]]).contains("postgres://"));
+    // The task, wherever it runs, read both.
+    let logs = eventually(std::time::Duration::from_secs(20), "the app's log", || {
+        let logs = stack.provision(&["logs", "app"]).ok().stdout;
+        logs.contains("hello").then_some(logs)
+    });
+    assert!(logs.contains("postgres://app:") && logs.contains("@db:5432/"), "{logs}");
+
+    stack.provision(&["down", "-v"]).ok();
+    assert_eq!((labeled("secret", name, None), labeled("config", name, None)), (vec![], vec![]));
+}
+
+#[test]
 fn a_changed_env_rolls_the_service_in_place_and_plan_says_why() {
     let _swarm = one_at_a_time();
     let name = "e2e-swarm-roll";

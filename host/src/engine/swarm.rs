@@ -34,13 +34,13 @@ use bollard::{
     Docker as Bollard,
     models::{
         ConfigSpec, EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum,
-        HealthConfig, Limit, NetworkAttachmentConfig, NetworkCreateRequest, Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+        HealthConfig, Limit, NetworkAttachmentConfig, NetworkCreateRequest, SecretSpec, Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
         ServiceSpecModeReplicatedJob, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigOrderEnum, ServiceUpdateStatusStateEnum, Task, TaskSpec,
-        TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile1, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+        TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
         TaskSpecRestartPolicyConditionEnum, TaskState,
     },
     query_parameters::{
-        ListConfigsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
+        ListConfigsOptionsBuilder, ListContainersOptionsBuilder, ListSecretsOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
         LogsOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder, UpdateServiceOptionsBuilder,
     },
 };
@@ -53,7 +53,7 @@ use super::{
 };
 use crate::desired::{BuildSpec, File, Protocol, RestartPolicy};
 
-/// The label that ties a config (a planned file) to its service.
+/// The label that ties a config or secret (a planned file) to its service.
 const CONFIG_OF: &str = "dev.provision.config-of";
 
 /// A service's health check, kept in a label too: Docker 20.10 answers with
@@ -274,11 +274,22 @@ impl Swarm {
         let elsewhere = running().find_map(|t| t.node_id.clone());
         Err(EngineError::Api(
             match elsewhere {
-                Some(node) => format!("its task runs on node {node}; provision runs commands only in tasks on the node it talks to"),
+                Some(node) => format!(
+                    "its task runs on node {}; provision runs commands only in tasks on the node it talks to (a service that publishes a port, \
+                     keeps a volume or runs hooks stays there)",
+                    self.node_name(Some(&node)).await
+                ),
                 None => "it has no running task".into(),
             }
             .into(),
         ))
+    }
+
+    /// A node's host name, for messages (its id when it has none).
+    async fn node_name(&self, id: Option<&str>) -> String {
+        let Some(id) = id.filter(|id| !id.is_empty()) else { return "(none yet)".into() };
+        let node = self.client().inspect_node(id).await.ok();
+        node.and_then(|n| n.description?.hostname).unwrap_or_else(|| id.to_string())
     }
 
     /// Wait until this node's containers of a removed service are gone, so
@@ -304,11 +315,19 @@ impl Swarm {
         Ok(())
     }
 
-    async fn remove_configs(&self, service: &str) -> Result<()> {
+    /// The configs and secrets made of a removed service's files.
+    async fn remove_files(&self, service: &str) -> Result<()> {
         let filter = HashMap::from([("label".to_string(), vec![format!("{CONFIG_OF}={service}")])]);
         let configs = self.client().list_configs(Some(ListConfigsOptionsBuilder::default().filters(&filter).build())).await?;
+        let secrets = self.client().list_secrets(Some(ListSecretsOptionsBuilder::default().filters(&filter).build())).await?;
         for config in configs {
             match self.client().delete_config(config.id.as_deref().unwrap_or_default()).await {
+                Err(e) if !is_not_found(&e) => return Err(e.into()),
+                _ => {}
+            }
+        }
+        for secret in secrets {
+            match self.client().delete_secret(secret.id.as_deref().unwrap_or_default()).await {
                 Err(e) if !is_not_found(&e) => return Err(e.into()),
                 _ => {}
             }
@@ -338,7 +357,7 @@ fn in_registry(registry: &str, image: &str) -> (String, String) {
 /// task's spec differently, and lose its health check: see `HEALTH`).
 fn comparable(spec: &TaskSpec) -> serde_json::Value {
     let c = spec.container_spec.clone().unwrap_or_default();
-    serde_json::json!([c.image, c.command, c.args, c.env, c.dir, c.user, c.mounts, c.configs, c.read_only, spec.force_update])
+    serde_json::json!([c.image, c.command, c.args, c.env, c.dir, c.user, c.mounts, c.configs, c.secrets, c.read_only, spec.force_update])
 }
 
 fn state(task: &Task) -> Option<TaskState> {
@@ -385,10 +404,10 @@ fn published(ports: Option<&Vec<EndpointPortConfig>>) -> Vec<(u16, u16)> {
 }
 
 /// What a task that is not running says about why.
-fn problem(task: &Task) -> Option<String> {
+fn problem(task: &Task, node: &str) -> Option<String> {
     let status = task.status.as_ref()?;
     let said = status.err.clone().filter(|e| !e.is_empty()).or_else(|| status.message.clone())?;
-    Some(format!("task {} on node {}: {} ({said})", task.slot.unwrap_or(0), task.node_id.as_deref().unwrap_or("?"), status.state?))
+    Some(format!("task {} on node {node}: {} ({said})", task.slot.unwrap_or(0), status.state?))
 }
 
 #[async_trait::async_trait]
@@ -472,7 +491,10 @@ impl Engine for Swarm {
         // The latest word on a task that is not (yet) running: its error,
         // if one has one (a retried task's successor is only "preparing").
         let has_error = |t: &&Task| t.status.as_ref().and_then(|s| s.err.as_deref()).is_some_and(|e| !e.is_empty());
-        let problem = tasks.iter().filter(|t| state(t) != Some(TaskState::RUNNING)).max_by_key(|t| (has_error(t), timestamp(t))).and_then(problem);
+        let problem = match tasks.iter().filter(|t| state(t) != Some(TaskState::RUNNING)).max_by_key(|t| (has_error(t), timestamp(t))) {
+            Some(task) => problem(task, &self.node_name(task.node_id.as_deref()).await),
+            None => None,
+        };
         // A rolling update is done when the engine says so: until then the
         // old task may still be the one running.
         let update = service.update_status.as_ref().and_then(|u| u.state);
@@ -625,47 +647,57 @@ impl Engine for Swarm {
     }
 
     /// Files become configs (one per file and content: configs cannot
-    /// change), attached to the service before it starts.
+    /// change), attached to the service before it starts. A file that holds
+    /// a secret (a password a plugin put in it) becomes a Swarm secret
+    /// instead: encrypted in the managers' store, sent only to the nodes
+    /// that run the service, kept in memory there, never shown by the API.
     async fn put_files(&self, id: &str, files: &[File]) -> Result<()> {
         if files.is_empty() {
             return Ok(());
         }
         let spec = self.service(id).await?.spec.unwrap_or_default();
         let name = spec.name.clone().unwrap_or_default();
-        let labels = spec.labels.clone().unwrap_or_default();
-        let mut references = Vec::new();
+        let mut labels: Labels = spec.labels.unwrap_or_default().into_iter().filter(|(k, _)| k.starts_with(LABEL_PREFIX)).collect();
+        labels.retain(|k, _| k != HEALTH && k != REPLICAS);
+        labels.insert(CONFIG_OF.into(), name.clone());
+        let (mut configs, mut secrets) = (Vec::new(), Vec::new());
         for file in files {
             use sha2::Digest;
             let digest = sha2::Sha256::new().chain_update(&file.path).chain_update([0]).chain_update(&file.contents).finalize();
-            let config_name = format!("{name}-{}", &hex::encode(digest)[..16]);
-            let mut config_labels: Labels = labels.iter().filter(|(k, _)| k.starts_with(LABEL_PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect();
-            config_labels.insert(CONFIG_OF.into(), name.clone());
-            let request = ConfigSpec {
-                name: Some(config_name.clone()),
-                labels: Some(config_labels),
-                data: Some(base64::engine::general_purpose::STANDARD.encode(&file.contents)),
-                ..Default::default()
-            };
-            let config_id = match self.client().create_config(request).await {
-                Ok(made) => made.id,
-                Err(e) if is_conflict(&e) => self.client().inspect_config(&config_name).await?.id.unwrap_or_default(),
-                Err(e) => return Err(e.into()),
-            };
-            references.push(TaskSpecContainerSpecConfigs {
-                file: Some(TaskSpecContainerSpecFile1 {
-                    name: Some(file.path.clone()),
-                    uid: Some("0".into()),
-                    gid: Some("0".into()),
-                    mode: Some(file.mode),
-                }),
-                config_id: Some(config_id),
-                config_name: Some(config_name),
-                ..Default::default()
-            });
+            let object = format!("{name}-{}", &hex::encode(digest)[..16]);
+            let data = base64::engine::general_purpose::STANDARD.encode(&file.contents);
+            let target = TaskSpecContainerSpecFile1 { name: Some(file.path.clone()), uid: Some("0".into()), gid: Some("0".into()), mode: Some(file.mode) };
+            if crate::secrets::holds_secret(&file.contents) {
+                let request = SecretSpec { name: Some(object.clone()), labels: Some(labels.clone()), data: Some(data), ..Default::default() };
+                let secret_id = match self.client().create_secret(request).await {
+                    Ok(made) => made.id,
+                    Err(e) if is_conflict(&e) => self.client().inspect_secret(&object).await?.id.unwrap_or_default(),
+                    Err(e) => return Err(e.into()),
+                };
+                secrets.push(TaskSpecContainerSpecSecrets {
+                    file: Some(TaskSpecContainerSpecFile { name: target.name, uid: target.uid, gid: target.gid, mode: target.mode }),
+                    secret_id: Some(secret_id),
+                    secret_name: Some(object),
+                });
+            } else {
+                let request = ConfigSpec { name: Some(object.clone()), labels: Some(labels.clone()), data: Some(data), ..Default::default() };
+                let config_id = match self.client().create_config(request).await {
+                    Ok(made) => made.id,
+                    Err(e) if is_conflict(&e) => self.client().inspect_config(&object).await?.id.unwrap_or_default(),
+                    Err(e) => return Err(e.into()),
+                };
+                configs.push(TaskSpecContainerSpecConfigs {
+                    file: Some(target),
+                    config_id: Some(config_id),
+                    config_name: Some(object),
+                    ..Default::default()
+                });
+            }
         }
         self.update(id, |spec| {
             if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
-                c.configs = Some(references.clone());
+                c.configs = Some(configs.clone());
+                c.secrets = Some(secrets.clone());
             }
         })
         .await
@@ -725,7 +757,7 @@ impl Engine for Swarm {
             Err(e) if !is_not_found(&e) => return Err(e.into()),
             _ => {}
         }
-        self.remove_configs(&name).await?;
+        self.remove_files(&name).await?;
         self.gone_here(id).await
     }
 
