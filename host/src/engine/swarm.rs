@@ -34,14 +34,15 @@ use bollard::{
     Docker as Bollard,
     models::{
         ConfigSpec, EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum,
-        HealthConfig, Limit, NetworkAttachmentConfig, NetworkCreateRequest, SecretSpec, Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-        ServiceSpecModeReplicatedJob, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigOrderEnum, ServiceUpdateStatusStateEnum, Task, TaskSpec,
-        TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+        HealthConfig, Limit, NetworkAttachmentConfig, NetworkCreateRequest, SecretSpec, Service, ServiceSpec, ServiceSpecMode,
+        ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigOrderEnum,
+        ServiceUpdateStatusStateEnum, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile,
+        TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
         TaskSpecRestartPolicyConditionEnum, TaskState,
     },
     query_parameters::{
-        ListConfigsOptionsBuilder, ListContainersOptionsBuilder, ListSecretsOptionsBuilder, ListNetworksOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
-        LogsOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder, UpdateServiceOptionsBuilder,
+        ListConfigsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListSecretsOptionsBuilder, ListServicesOptionsBuilder,
+        ListTasksOptionsBuilder, LogsOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder, UpdateServiceOptionsBuilder,
     },
 };
 use futures_util::{StreamExt, stream::BoxStream};
@@ -666,7 +667,8 @@ impl Engine for Swarm {
             let digest = sha2::Sha256::new().chain_update(&file.path).chain_update([0]).chain_update(&file.contents).finalize();
             let object = format!("{name}-{}", &hex::encode(digest)[..16]);
             let data = base64::engine::general_purpose::STANDARD.encode(&file.contents);
-            let target = TaskSpecContainerSpecFile1 { name: Some(file.path.clone()), uid: Some("0".into()), gid: Some("0".into()), mode: Some(file.mode) };
+            let target =
+                TaskSpecContainerSpecFile1 { name: Some(file.path.clone()), uid: Some("0".into()), gid: Some("0".into()), mode: Some(file.mode) };
             if crate::secrets::holds_secret(&file.contents) {
                 let request = SecretSpec { name: Some(object.clone()), labels: Some(labels.clone()), data: Some(data), ..Default::default() };
                 let secret_id = match self.client().create_secret(request).await {
