@@ -318,11 +318,11 @@ pub trait Engine: Send + Sync {
     // What the project has.
     async fn containers(&self, project: &str) -> Result<Vec<Actual>>;
     async fn status(&self, id: &str) -> Result<Status>;
-    /// How readiness probes reach containers on this engine.
     /// The address its published ports listen on.
     fn publishes_on(&self) -> &'static str {
         "127.0.0.1"
     }
+    /// How readiness probes reach containers on this engine.
     async fn reach(&self) -> Reach {
         Reach::Bridge
     }
