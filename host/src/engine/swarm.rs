@@ -74,6 +74,9 @@ pub struct Swarm {
     /// Local image reference → the registry's reference by digest, pushed
     /// once per run.
     pushed: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<String>>>>,
+    /// Node id → host name, for messages: `status` reports a task's node
+    /// on every poll while it is not running.
+    node_names: Mutex<HashMap<String, String>>,
 }
 
 impl Swarm {
@@ -85,7 +88,7 @@ impl Swarm {
         if !swarm.control_available.unwrap_or(false) {
             return Err(EngineError::NotSwarmManager { state: swarm.local_node_state.map(|s| s.to_string()).unwrap_or_else(|| "inactive".into()) });
         }
-        Ok(Swarm { docker, node: swarm.node_id.unwrap_or_default(), registry, pushed: Mutex::new(HashMap::new()) })
+        Ok(Swarm { docker, node: swarm.node_id.unwrap_or_default(), registry, pushed: Mutex::default(), node_names: Mutex::default() })
     }
 
     fn client(&self) -> &Bollard {
@@ -237,10 +240,11 @@ impl Swarm {
         Ok(self.client().inspect_service(id, None).await?)
     }
 
-    /// Change a service's spec. Its version is checked, so a change made
-    /// meanwhile is not overwritten; the engine's own (the allocator's, just
-    /// after a create) is read again and the change made on top of it.
-    async fn update(&self, id: &str, change: impl Fn(&mut ServiceSpec)) -> Result<()> {
+    /// Change a service's spec; `change` returns false when there is
+    /// nothing to change. Its version is checked, so a change made meanwhile
+    /// is not overwritten; the engine's own (the allocator's, just after a
+    /// create) is read again and the change made on top of it.
+    async fn update(&self, id: &str, change: impl Fn(&mut ServiceSpec) -> bool) -> Result<()> {
         for attempt in 0.. {
             let service = self.service(id).await?;
             let version = service.version.and_then(|v| v.index).unwrap_or_default();
@@ -249,7 +253,9 @@ impl Swarm {
             if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
                 c.health_check = c.health_check.take().or(kept);
             }
-            change(&mut spec);
+            if !change(&mut spec) {
+                return Ok(());
+            }
             let options = UpdateServiceOptionsBuilder::default().version(i32::try_from(version).unwrap_or(i32::MAX)).build();
             match self.client().update_service(id, spec, options, None).await {
                 Ok(_) => return Ok(()),
@@ -286,11 +292,17 @@ impl Swarm {
         ))
     }
 
-    /// A node's host name, for messages (its id when it has none).
+    /// A node's host name, for messages (its id when it has none), asked
+    /// of the engine once per node.
     async fn node_name(&self, id: Option<&str>) -> String {
         let Some(id) = id.filter(|id| !id.is_empty()) else { return "(none yet)".into() };
+        if let Some(name) = self.node_names.lock().expect("not poisoned").get(id) {
+            return name.clone();
+        }
         let node = self.client().inspect_node(id).await.ok();
-        node.and_then(|n| n.description?.hostname).unwrap_or_else(|| id.to_string())
+        let name = node.and_then(|n| n.description?.hostname).unwrap_or_else(|| id.to_string());
+        self.node_names.lock().expect("not poisoned").insert(id.to_string(), name.clone());
+        name
     }
 
     /// Wait until this node's containers of a removed service are gone, so
@@ -643,7 +655,11 @@ impl Engine for Swarm {
             monitor: Some(nanos(1000)),
             ..Default::default()
         });
-        self.update(old, |spec| *spec = new.clone()).await?;
+        self.update(old, |spec| {
+            *spec = new.clone();
+            true
+        })
+        .await?;
         Ok(old.to_string())
     }
 
@@ -701,17 +717,12 @@ impl Engine for Swarm {
                 c.configs = Some(configs.clone());
                 c.secrets = Some(secrets.clone());
             }
+            true
         })
         .await
     }
 
     async fn start(&self, id: &str) -> Result<()> {
-        // A service updated in place runs already: another update, even one
-        // that changes nothing, would clear the state of its rolling update.
-        let spec = self.service(id).await?.spec.unwrap_or_default();
-        if !is_job(&spec) && wanted(&spec) > 0 {
-            return Ok(());
-        }
         self.update(id, |spec| {
             if is_job(spec) {
                 // A job runs (again) on every change of its spec.
@@ -725,10 +736,15 @@ impl Engine for Swarm {
                 // Jobs take no update policy.
                 spec.update_config = None;
                 spec.rollback_config = None;
+            } else if wanted(spec) > 0 {
+                // Updated in place, it runs already: another update, even
+                // one that changes nothing, would clear its rolling update's state.
+                return false;
             } else {
                 let replicas = spec.labels.as_ref().and_then(|l| l.get(REPLICAS)).and_then(|n| n.parse().ok()).unwrap_or(1);
                 spec.mode = Some(replicated(replicas));
             }
+            true
         })
         .await
     }
