@@ -56,17 +56,15 @@ fn labeled(what: &str, project: &str, service: Option<&str>) -> Vec<String> {
     docker(&args.iter().map(String::as_str).collect::<Vec<_>>()).lines().map(str::to_string).collect()
 }
 
+/// A line per task of a Swarm service that the engine wants running, in
+/// `docker service ps` format `format`.
+fn running_tasks(service: &str, format: &str) -> Vec<String> {
+    docker(&["service", "ps", service, "--filter", "desired-state=running", "--format", format]).lines().map(str::to_string).collect()
+}
+
 /// The nodes running the tasks of a service of the project.
 fn nodes_of(project: &str, service: &str) -> BTreeSet<String> {
-    labeled("service", project, Some(service))
-        .iter()
-        .flat_map(|id| {
-            docker(&["service", "ps", id, "--filter", "desired-state=running", "--format", "{{.Node}}"])
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    labeled("service", project, Some(service)).iter().flat_map(|id| running_tasks(id, "{{.Node}}")).collect()
 }
 
 #[test]
@@ -153,9 +151,7 @@ fn replicas_spread_over_the_nodes_and_every_one_answers_to_the_service_name() {
 
     // Scaled down in place: `plan` names the field, and the tasks that stay
     // are the ones that ran (no rolling restart).
-    let tasks = || -> BTreeSet<String> {
-        docker(&["service", "ps", &services[0], "--filter", "desired-state=running", "--format", "{{.ID}}"]).lines().map(str::to_string).collect()
-    };
+    let tasks = || -> BTreeSet<String> { running_tasks(&services[0], "{{.ID}}").into_iter().collect() };
     let before = tasks();
     let text = std::fs::read_to_string(stack.project.path().join("stack.toml")).unwrap();
     stack.project.write("stack.toml", &text.replace("replicas = 3", "replicas = 2"));
@@ -380,12 +376,7 @@ fn replicas_of_a_lost_worker_run_again_on_the_other_nodes_without_another_up() {
     let services = labeled("service", name, Some("web"));
     assert_eq!(services.len(), 1, "{services:?}");
     // Node and state of each running task.
-    let tasks = || -> Vec<String> {
-        docker(&["service", "ps", &services[0], "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}"])
-            .lines()
-            .map(str::to_string)
-            .collect()
-    };
+    let tasks = || running_tasks(&services[0], "{{.Node}} {{.CurrentState}}");
     let on = |node: &str, tasks: &[String]| tasks.iter().filter(|t| t.starts_with(&format!("{node} "))).count();
     let placed = tasks();
     let lost = WORKERS.into_iter().max_by_key(|w| on(w, &placed)).unwrap();
