@@ -81,6 +81,15 @@ pub struct ServicePlan {
     pub metrics: Vec<MetricsEndpoint>,
 }
 
+impl ServicePlan {
+    /// Whether container `index` answers to the service's name on the
+    /// network: the main (first) container and its replicas, not sidecars
+    /// such as an exporter.
+    pub fn answers_to_name(&self, index: usize) -> bool {
+        index == 0 || self.containers.get(index).is_some_and(|c| c.replica.is_some())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Output {
     pub name: String,

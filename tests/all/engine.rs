@@ -171,22 +171,26 @@ impl Engine for MemoryEngine {
     }
 
     /// Exec is only used for probes here: each container passes its
-    /// `PROBES_TO_READY`th.
+    /// `PROBES_TO_READY`th, or the Nth for a probe `["ready-after", N]`.
     async fn exec_with(
         &self,
         id: &str,
-        _command: ExecCommand<'_>,
+        command: ExecCommand<'_>,
         on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
     ) -> Result<i64> {
+        let needed = match command.command {
+            [word, n] if word == "ready-after" => n.parse().expect("a number of probes"),
+            _ => PROBES_TO_READY,
+        };
         let mut memory = self.state.lock().unwrap();
         let name = memory.containers.iter().find(|c| c.id == id).expect("a container the engine has").name.clone();
         let count = memory.probes.entry(id.to_string()).or_default();
         *count += 1;
-        if *count < PROBES_TO_READY {
+        if *count < needed {
             on_output(OutputStream::Stdout, b"not yet");
             return Ok(1);
         }
-        if *count == PROBES_TO_READY {
+        if *count == needed {
             memory.journal.push(format!("ready {name}"));
         }
         Ok(0)
@@ -267,6 +271,23 @@ fn services_start_in_dependency_order_and_independent_ones_in_parallel() {
     assert!(engine.at("start mem_cache_server") < engine.at("start mem_app_migrate"));
     assert!(engine.at("start mem_app_migrate") < engine.at("start mem_app_server"));
     assert!(engine.at("start mem_app_server") < engine.at("ready mem_app_server"));
+}
+
+/// A dependent waits for what answers to the service's name (its main
+/// container), not for a sidecar such as an exporter; the service itself is
+/// ready only once the sidecar is.
+#[test]
+fn a_dependent_waits_for_the_main_container_not_for_its_sidecars() {
+    let engine = MemoryEngine::default();
+    let mut state = stack();
+    let mut exporter = server(true);
+    exporter.name = "exporter".into();
+    exporter.health.as_mut().unwrap().probe = Probe::Exec(vec!["ready-after".into(), "8".into()]);
+    state.services[0].plan.containers.push(exporter);
+    up(&engine, &state, &options());
+
+    assert!(engine.at("ready mem_db_server") < engine.at("start mem_app_migrate"), "{:#?}", engine.journal());
+    assert!(engine.at("start mem_app_server") < engine.at("ready mem_db_exporter"), "{:#?}", engine.journal());
 }
 
 #[test]

@@ -262,10 +262,10 @@ pub fn container_spec(
     ] {
         labels.insert(label(key), value);
     }
-    let first = service.plan.containers.first().is_some_and(|f| f.name == c.name);
+    let named = service.plan.containers.iter().position(|p| p.name == c.name).is_some_and(|i| service.plan.answers_to_name(i));
     let mut aliases = vec![format!("{}-{}", service.name, c.name)];
     match role {
-        Role::Container if first || c.replica.is_some() => aliases.push(service.name.clone()),
+        Role::Container if named => aliases.push(service.name.clone()),
         // A one-off answers to no name: the service's traffic must not reach it.
         Role::Run => aliases.clear(),
         _ => {}

@@ -130,15 +130,34 @@ impl ServiceRun<'_, '_> {
         }
         let _ = tx.send(Reached::Started);
 
-        let readies = service.plan.containers.iter().zip(&ids).map(|(c, (id, fresh))| self.ready(service, c, id, *fresh, deadline));
-        for result in join_all(readies).await {
-            result.map_err(|f| self.failed(name, f))?;
-        }
-        for (container, snapshot) in created.keep {
-            if let Some(((id, _), _)) = ids.iter().zip(&service.plan.containers).find(|(_, c)| c.name == container) {
-                self.keep_snapshot(name, id, snapshot, keeper).await;
+        // Dependents wait for what answers to the service's name (its main
+        // container and replicas), not for its sidecars: an exporter that
+        // is still retrying a login the main container's hook has just set
+        // (a second, for postgres's) stays off their path. Its snapshots are
+        // copied before they are let go, as nothing of theirs has written yet.
+        let group = |named: bool| {
+            let containers = service.plan.containers.iter().zip(&ids).enumerate();
+            let mine: Vec<_> = containers.filter(|(i, _)| service.plan.answers_to_name(*i) == named).map(|(_, c)| c).collect();
+            let keep: Vec<_> = created.keep.iter().filter(|(k, _)| mine.iter().any(|(c, _)| c.name == *k)).collect();
+            async move {
+                for result in join_all(mine.iter().map(|(c, (id, fresh))| self.ready(service, c, id, *fresh, deadline))).await {
+                    result.map_err(|f| self.failed(name, f))?;
+                }
+                for (container, snapshot) in keep {
+                    if let Some((_, (id, _))) = mine.iter().find(|(c, _)| c.name == *container) {
+                        self.keep_snapshot(name, id, snapshot.clone(), keeper).await;
+                    }
+                }
+                Ok::<(), Failure>(())
             }
-        }
+        };
+        let named = async {
+            group(true).await?;
+            let _ = tx.send(Reached::Ready);
+            Ok::<(), Failure>(())
+        };
+        let (named, sidecars) = tokio::join!(named, group(false));
+        named.and(sidecars)?;
         let all_kept = ids.iter().all(|(_, fresh)| !fresh) && !service.plan.containers.is_empty();
         self.emit(name, if all_kept { Phase::Kept } else { Phase::Ready });
         Ok(())

@@ -141,7 +141,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
                         .containers
                         .iter()
                         .enumerate()
-                        .filter(|(i, c)| *i == 0 || c.replica.is_some())
+                        .filter(|(i, _)| used.plan.answers_to_name(*i))
                         .map(|(_, c)| format!("{}-{}", dep.service, c.name))
                         .collect(),
                     outputs: used.plan.outputs.iter().filter(|o| dep.secrets || !o.secret).map(|o| (o.name.clone(), o.value.clone())).collect(),
