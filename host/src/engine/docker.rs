@@ -66,6 +66,13 @@ impl Docker {
         }
     }
 
+    /// Whether no container is attached to network `id`, as the engine
+    /// reports it (false when it cannot say).
+    async fn unattached(&self, id: &str) -> bool {
+        let network = self.client.inspect_network(id, None::<bollard::query_parameters::InspectNetworkOptions>).await;
+        network.is_ok_and(|n| n.containers.is_none_or(|c| c.is_empty()))
+    }
+
     /// The exit code is set a moment after an exec's output stream closes.
     async fn exit_code(&self, exec_id: &str) -> Result<i64> {
         for _ in 0..100 {
@@ -569,11 +576,24 @@ impl Engine for Docker {
         let networks = self.client.list_networks(Some(options)).await?;
         let removals = networks.into_iter().map(|network| async move {
             let name = network.name.unwrap_or_default();
-            match self.client.remove_network(network.id.as_deref().unwrap_or(&name)).await {
-                Ok(()) => Ok(Some(name)),
-                Err(e) if is_not_found(&e) => Ok(None),
-                Err(e) => Err(e.into()),
+            let id = network.id.as_deref().unwrap_or(&name);
+            // Docker 20.10 can count an endpoint on a network after parallel
+            // removals of its containers (moby/moby#42119): when no container
+            // is attached, wait for a late count a little, then say what it is.
+            for attempt in 1.. {
+                match self.client.remove_network(id).await {
+                    Ok(()) => return Ok(Some(name)),
+                    Err(e) if is_not_found(&e) => return Ok(None),
+                    Err(e) if e.to_string().contains("active endpoints") && self.unattached(id).await => {
+                        if attempt == 4 {
+                            return Err(EngineError::StaleNetwork { name });
+                        }
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
+            unreachable!("the loop returns")
         });
         removed(futures_util::future::join_all(removals).await)
     }
