@@ -172,12 +172,7 @@ impl Engine for MemoryEngine {
 
     /// Exec is only used for probes here: each container passes its
     /// `PROBES_TO_READY`th, or the Nth for a probe `["ready-after", N]`.
-    async fn exec_with(
-        &self,
-        id: &str,
-        command: ExecCommand<'_>,
-        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
-    ) -> Result<i64> {
+    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send)) -> Result<i64> {
         let needed = match command.command {
             [word, n] if word == "ready-after" => n.parse().expect("a number of probes"),
             _ => PROBES_TO_READY,

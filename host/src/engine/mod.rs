@@ -257,8 +257,12 @@ pub enum EngineError {
     #[error("{what}, which {engine} cannot do")]
     #[diagnostic(help("run this stack on one Docker engine (leave out --engine), or drop that option"))]
     Unsupported { what: String, engine: &'static str },
-    #[error("network `{name}` was not removed: the engine still counts an endpoint on it, though no container is attached (a Docker bug, moby/moby#42119); everything else was removed")]
-    #[diagnostic(help("restart the engine (e.g. `sudo systemctl restart docker`) and the network can be removed; until then `up` of this project uses it as it is"))]
+    #[error(
+        "network `{name}` was not removed: the engine still counts an endpoint on it, though no container is attached (a Docker bug, moby/moby#42119); everything else was removed"
+    )]
+    #[diagnostic(help(
+        "restart the engine (e.g. `sudo systemctl restart docker`) and the network can be removed; until then `up` of this project uses it as it is"
+    ))]
     StaleNetwork { name: String },
     #[error("lost the connection to the container engine ({0})")]
     #[diagnostic(help(
