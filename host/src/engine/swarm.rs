@@ -104,12 +104,28 @@ impl Swarm {
             let (repository, tag) = in_registry(registry, image);
             let tag_options = TagImageOptionsBuilder::default().repo(&repository).tag(&tag).build();
             self.client().tag_image(image, Some(tag_options)).await.map_err(|e| EngineError::Image { image: image.into(), source: e.into() })?;
-            let push = PushImageOptionsBuilder::default().tag(&tag).build();
-            let mut progress = self.client().push_image(&repository, Some(push), None);
-            while let Some(info) = progress.next().await {
-                let info = info.map_err(|e| EngineError::Push { image: image.into(), registry: registry.clone(), message: e.to_string() })?;
-                if let Some(detail) = info.error_detail {
-                    return Err(EngineError::Push { image: image.into(), registry: registry.clone(), message: detail.message.unwrap_or_default() });
+            let failed = |message: String| EngineError::Push { image: image.into(), registry: registry.clone(), message };
+            // A progress stream cut short ("bytes remaining on stream", seen
+            // with the engine busy) is pushed again: a push is idempotent. What
+            // the registry refuses is not.
+            for attempt in 1.. {
+                let push = PushImageOptionsBuilder::default().tag(&tag).build();
+                let mut progress = self.client().push_image(&repository, Some(push), None);
+                let mut cut = None;
+                while let Some(info) = progress.next().await {
+                    match info {
+                        Ok(info) if info.error_detail.is_some() => return Err(failed(info.error_detail.and_then(|d| d.message).unwrap_or_default())),
+                        Ok(_) => {}
+                        Err(e) => {
+                            cut = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                match cut {
+                    None => break,
+                    Some(message) if attempt == 3 => return Err(failed(message)),
+                    Some(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
                 }
             }
             let pushed = self.client().inspect_image(&format!("{repository}:{tag}")).await?;
