@@ -232,7 +232,9 @@ impl Engine for Docker {
         let mut options = bollard::query_parameters::BuildImageOptionsBuilder::default()
             .dockerfile(spec.dockerfile.as_deref().unwrap_or("Dockerfile"))
             .t(tag)
+            // A failed step's container goes too: nothing of a failed build is left.
             .rm(true)
+            .forcerm(true)
             .labels(labels)
             .buildargs(&spec.args.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         if let Some(target) = &spec.target {
