@@ -138,7 +138,7 @@ impl ServiceRun<'_, '_> {
         let group = |named: bool| {
             let containers = service.plan.containers.iter().zip(&ids).enumerate();
             let mine: Vec<_> = containers.filter(|(i, _)| service.plan.answers_to_name(*i) == named).map(|(_, c)| c).collect();
-            let keep: Vec<_> = created.keep.iter().filter(|(k, _)| mine.iter().any(|(c, _)| c.name == *k)).collect();
+            let keep = &created.keep;
             async move {
                 for result in join_all(mine.iter().map(|(c, (id, fresh))| self.ready(service, c, id, *fresh, deadline))).await {
                     result.map_err(|f| self.failed(name, f))?;

@@ -582,20 +582,19 @@ impl Engine for Docker {
             // Docker 20.10 can count an endpoint on a network after parallel
             // removals of its containers (moby/moby#42119): when no container
             // is attached, wait for a late count a little, then say what it is.
-            for attempt in 1.. {
+            for attempt in 1..=4 {
                 match self.client.remove_network(id).await {
                     Ok(()) => return Ok(Some(name)),
                     Err(e) if is_not_found(&e) => return Ok(None),
                     Err(e) if e.to_string().contains("active endpoints") && self.unattached(id).await => {
-                        if attempt == 4 {
-                            return Err(EngineError::StaleNetwork { name });
+                        if attempt < 4 {
+                            tokio::time::sleep(Duration::from_millis(250)).await;
                         }
-                        tokio::time::sleep(Duration::from_millis(250)).await;
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
-            unreachable!("the loop returns")
+            Err(EngineError::StaleNetwork { name })
         });
         removed(futures_util::future::join_all(removals).await)
     }

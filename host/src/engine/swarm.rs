@@ -114,8 +114,11 @@ impl Swarm {
                 let mut cut = None;
                 while let Some(info) = progress.next().await {
                     match info {
-                        Ok(info) if info.error_detail.is_some() => return Err(failed(info.error_detail.and_then(|d| d.message).unwrap_or_default())),
-                        Ok(_) => {}
+                        Ok(info) => {
+                            if let Some(detail) = info.error_detail {
+                                return Err(failed(detail.message.unwrap_or_default()));
+                            }
+                        }
                         Err(e) => {
                             cut = Some(e.to_string());
                             break;
