@@ -16,7 +16,7 @@ use crate::{
     desired::{self as d, Container, Network, ServicePlan},
     stack::{
         NetworkDecl, Stack, StackError,
-        interpolate::output_references,
+        interpolate::{has_references, output_references, shown},
         options::{Publish, ServiceOptions},
     },
 };
@@ -32,6 +32,28 @@ pub(super) fn split(stack: &Stack, service: &crate::stack::Service, loaded: &Loa
     let properties = loaded.plugin.info.config_schema.get("properties").filter(|_| builtin);
     let declared = |key: &str| properties.and_then(|p| p.get(key)).is_some();
     let mut config = service.config.clone();
+    // Outputs are filled in the plugin's config, `env` and `hooks`; a host
+    // option is read before any service is planned.
+    for key in crate::stack::options::KEYS.iter().filter(|k| !["env", "hooks"].contains(k) && !declared(k)) {
+        let Some(value) = config.get(*key) else { continue };
+        let text = std::cell::RefCell::new(String::new());
+        let marked = |s: &str| {
+            let found = has_references(s);
+            if found {
+                *text.borrow_mut() = shown(s);
+            }
+            found
+        };
+        if let Some(at) = key_naming(value, key, &marked) {
+            let text = text.into_inner();
+            return Err(stack.error_at(
+                &format!("services.{name}.{at}"),
+                format!("`{key}` of service `{name}` refers to another service's output ({text:?}), which is filled only in env, hooks and the plugin's config"),
+                "not filled here",
+                Some("write the value itself, or a ${VARIABLE} from the environment or .env".into()),
+            ));
+        }
+    }
     let options = ServiceOptions::take(&mut config, &declared).map_err(|e| {
         let key = e.key.split('.').next().unwrap_or_default().to_string();
         stack.error_at(&format!("services.{name}.{}", e.key), format!("invalid `{key}` of service `{name}`: {}", e.message), "here", None)
@@ -76,7 +98,7 @@ pub(super) fn map_strings(
     use serde_json::Value;
     let join = |k: &str| if key.is_empty() { k.to_string() } else { format!("{key}.{k}") };
     Ok(match value {
-        Value::String(s) if s.contains("${") => Value::String(f(&s, key)?),
+        Value::String(s) if has_references(&s) => Value::String(f(&s, key)?),
         Value::Array(items) => {
             Value::Array(items.into_iter().enumerate().map(|(i, v)| map_strings(v, &join(&i.to_string()), f)).collect::<Result<_, _>>()?)
         }

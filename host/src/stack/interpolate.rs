@@ -4,8 +4,16 @@
 //! literal `$`. Values come from the environment, then from a `.env` file
 //! beside stack.toml. `${SERVICE.OUTPUT}` (a dot: not a variable name) is
 //! left for the planner, which fills it with another service's output.
+//!
+//! Each string is read for `$` once: a reference is kept between two
+//! `REFERENCE` marks, which no string of stack.toml may hold, so text that
+//! only looks like one (`$${db.password}`, or a variable whose value is
+//! `${db.password}`) stays text and never reaches another service's outputs.
 
 use std::{collections::HashMap, path::Path};
+
+/// Marks a kept `${service.output}` reference (NUL: refused in the file).
+const REFERENCE: char = '\0';
 
 /// Where variables come from: the process environment wins over `.env`.
 pub struct Variables {
@@ -36,11 +44,16 @@ impl Variables {
     }
 
     fn get(&self, name: &str) -> Option<String> {
-        self.environment.then(|| std::env::var(name).ok()).flatten().or_else(|| self.dotenv.get(name).cloned())
+        // A value is text: a NUL in it could pose as a reference mark.
+        let value = self.environment.then(|| std::env::var(name).ok()).flatten().or_else(|| self.dotenv.get(name).cloned());
+        value.map(|v| v.replace(REFERENCE, ""))
     }
 
     /// `text` with every variable replaced. The error says which and why.
     pub fn interpolate(&self, text: &str) -> Result<String, String> {
+        if text.contains(REFERENCE) {
+            return Err("it holds a NUL character, which no command, env value or path can hold".into());
+        }
         if !text.contains('$') {
             return Ok(text.to_string());
         }
@@ -58,11 +71,11 @@ impl Variables {
                 rest = &body[end + 1..];
                 match self.expand(expression)? {
                     Some(value) => out.push_str(&value),
-                    // An output reference: kept for the planner.
+                    // An output reference: kept for the planner, marked.
                     None => {
-                        out.push_str("${");
+                        out.push(REFERENCE);
                         out.push_str(expression);
-                        out.push('}');
+                        out.push(REFERENCE);
                     }
                 }
             } else {
@@ -123,31 +136,44 @@ pub fn output_reference(expression: &str) -> Option<(&str, &str)> {
     (service_ok && output_ok).then_some((service, output))
 }
 
-/// Every `${service.output}` in `text`.
+/// Every `${service.output}` reference kept in `text` by `interpolate`.
 pub fn output_references(text: &str) -> impl Iterator<Item = (&str, &str)> {
-    text.match_indices("${").filter_map(move |(at, _)| {
-        let body = &text[at + 2..];
-        body.find('}').and_then(|end| output_reference(&body[..end]))
-    })
+    text.split(REFERENCE).skip(1).step_by(2).filter_map(output_reference)
 }
 
-/// `text` with each `${service.output}` replaced by `lookup`'s answer;
-/// the error names a reference `lookup` does not know.
+/// Whether `text` holds a reference still to be filled.
+pub fn has_references(text: &str) -> bool {
+    text.contains(REFERENCE)
+}
+
+/// `text` as the user wrote it, for messages: references as `${…}`.
+pub fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, part) in text.split(REFERENCE).enumerate() {
+        if i % 2 == 1 {
+            out.push_str("${");
+            out.push_str(part);
+            out.push('}');
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// `text` with each reference kept by `interpolate` replaced by `lookup`'s
+/// answer, once: what a value holds is never read for references again.
+/// The error names a reference `lookup` does not know.
 pub fn fill_outputs(text: &str, lookup: &dyn Fn(&str, &str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("${") {
-        let body = &rest[at + 2..];
-        let Some((end, (service, output))) = body.find('}').and_then(|end| Some((end, output_reference(&body[..end])?))) else {
-            out.push_str(&rest[..at + 2]);
-            rest = body;
+    for (i, part) in text.split(REFERENCE).enumerate() {
+        if i % 2 == 0 {
+            out.push_str(part);
             continue;
-        };
-        out.push_str(&rest[..at]);
+        }
+        let (service, output) = output_reference(part).ok_or_else(|| format!("`${{{part}}}` is not a reference"))?;
         out.push_str(&lookup(service, output).ok_or_else(|| format!("`${{{service}.{output}}}`: service `{service}` has no output `{output}`"))?);
-        rest = &body[end + 1..];
     }
-    out.push_str(rest);
     Ok(out)
 }
 
@@ -197,16 +223,31 @@ mod tests {
         assert_eq!(i("${MISSING:?set the token}").unwrap_err(), "variable MISSING is required: set the token");
         assert!(i("${MISSING?}").unwrap_err().contains("required but not set"));
         assert!(i("${PORT").is_err());
-        assert_eq!(i("${db.url}/x").unwrap(), "${db.url}/x");
+        assert_eq!(shown(&i("${db.url}/x").unwrap()), "${db.url}/x");
+        assert!(i("a\0b").unwrap_err().contains("NUL"));
+    }
+
+    #[test]
+    fn text_is_read_for_references_once() {
+        let vars = Variables::fixed(&[("LOOKS_LIKE", "${db.password}"), ("SNEAKY", "\0db.password\0")]);
+        let lookup = |s: &str, o: &str| (s == "db").then(|| format!("<{o}>"));
+        let filled = |t: &str| fill_outputs(&vars.interpolate(t).unwrap(), &lookup).unwrap();
+        assert_eq!(filled("$${db.password}"), "${db.password}", "`$$` is a literal `$`");
+        assert_eq!(filled("${LOOKS_LIKE}"), "${db.password}", "a value is not read again");
+        assert_eq!(filled("$LOOKS_LIKE"), "${db.password}");
+        assert_eq!(filled("${SNEAKY}"), "db.password", "a NUL in a value is no mark");
+        assert_eq!(filled("$${x} ${db.url}"), "${x} <url>");
+        assert_eq!(output_references(&vars.interpolate("$${db.password}").unwrap()).count(), 0);
     }
 
     #[test]
     fn outputs_are_filled_by_the_planner() {
-        let text = "postgres://${db.host}:${db.port}/x";
+        let text = &Variables::fixed(&[]).interpolate("postgres://${db.host}:${db.port}/x").unwrap();
         assert_eq!(output_references(text).collect::<Vec<_>>(), [("db", "host"), ("db", "port")]);
         let filled = fill_outputs(text, &|s, o| (s == "db").then(|| format!("<{o}>"))).unwrap();
         assert_eq!(filled, "postgres://<host>:<port>/x");
-        assert!(fill_outputs("${cache.url}", &|_, _| None).unwrap_err().contains("no output `url`"));
+        let text = &Variables::fixed(&[]).interpolate("${cache.url}").unwrap();
+        assert!(fill_outputs(text, &|_, _| None).unwrap_err().contains("no output `url`"));
     }
 
     #[test]
