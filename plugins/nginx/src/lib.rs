@@ -205,7 +205,11 @@ fn site(config: &Config, routes: &BTreeMap<String, String>, status: bool) -> Str
     // The engine's DNS, asked again every second: a scaled or recreated
     // upstream's replicas are all found, and none is kept after it is gone.
     conf.push_str("resolver 127.0.0.11 valid=1s ipv6=off;\nresolver_timeout 2s;\n\n");
-    let zones: Vec<(String, &String, &RateLimit)> = config.rate_limits.iter().map(|(prefix, limit)| (zone_name(prefix), prefix, limit)).collect();
+    let mut zones: Vec<(String, &String, &RateLimit)> = Vec::new();
+    for (prefix, limit) in &config.rate_limits {
+        let zone = zone_name(prefix, &|name| zones.iter().any(|(z, _, _)| z == name));
+        zones.push((zone, prefix, limit));
+    }
     for (zone, _, limit) in &zones {
         writeln!(conf, "limit_req_zone $binary_remote_addr zone={zone}:10m rate={};", limit.rate).unwrap();
     }
@@ -301,10 +305,13 @@ fn check_header(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `/api/v1` → `api_v1`, `/` → `root`.
-fn zone_name(prefix: &str) -> String {
+/// `/api/v1` → `api_v1`, `/` → `root`; a name `taken` already (`/login`
+/// and `/login/` both read `login`) gets the first free `_2`, `_3`…, since
+/// nginx refuses a zone declared twice.
+fn zone_name(prefix: &str, taken: &dyn Fn(&str) -> bool) -> String {
     let name: String = prefix.trim_matches('/').chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    if name.is_empty() { "root".into() } else { name }
+    let name = if name.is_empty() { "root".to_string() } else { name };
+    (1..).map(|n| if n == 1 { name.clone() } else { format!("{name}_{n}") }).find(|candidate| !taken(candidate)).expect("a free name")
 }
 
 fn check_rate(rate: &str) -> Result<(), String> {
@@ -322,3 +329,23 @@ fn check_size(size: &str) -> Result<(), String> {
 }
 
 export!(Nginx);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rate_limit_has_a_zone_of_its_own() {
+        let config: Config = serde_json::from_str(
+            r#"{"rate_limits": {"/login": {"rate": "5r/m"}, "/login/": {"rate": "1r/s"}, "/login_2": {"rate": "2r/s"}}}"#,
+        )
+        .unwrap();
+        let conf = site(&config, &BTreeMap::from([("/".to_string(), "web:3000".to_string())]), false);
+        let mut zones: Vec<&str> =
+            conf.lines().filter_map(|l| l.strip_prefix("limit_req_zone $binary_remote_addr zone=")).map(|l| l.split(':').next().unwrap()).collect();
+        assert_eq!(zones.len(), 3, "{conf}");
+        zones.sort_unstable();
+        zones.dedup();
+        assert_eq!(zones.len(), 3, "two prefixes share a zone: {conf}");
+    }
+}
