@@ -5,7 +5,7 @@
 
 use std::{
     collections::BTreeMap,
-    path::Path,
+    path::{Component, Path},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -116,8 +116,15 @@ pub async fn collect(engine: &dyn Engine, older_than: Option<Duration>, except: 
             engine.remove_labeled(item).await?;
         }
         let whole = items.iter().any(|i| i.labels.get(&label("ephemeral")).map(String::as_str) == Some(Scope::Project.label()));
-        if let Some(dir) = items.first().and_then(|i| i.labels.get(&label("project-dir"))).filter(|_| whole) {
-            let _ = std::fs::remove_file(Journal::path(Path::new(dir), &project));
+        // The labels name the project and its folder; they come from the
+        // engine, where anyone may have set them: the journal goes only if
+        // they make a plain path to a file that is one (not a link).
+        let dir = items.first().and_then(|i| i.labels.get(&label("project-dir"))).filter(|_| whole).map(Path::new);
+        let plain = |dir: &Path| dir.is_absolute() && dir.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if let Some(journal) = dir.filter(|d| plain(d)).and_then(|dir| Journal::path(dir, &project))
+            && std::fs::symlink_metadata(&journal).is_ok_and(|m| m.is_file())
+        {
+            let _ = std::fs::remove_file(journal);
         }
         let count = |kind| items.iter().filter(|i| i.kind == kind).count();
         collected.push(Collected { project, why, containers: count(Kind::Container), networks: count(Kind::Network), volumes: count(Kind::Volume) });

@@ -45,9 +45,17 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// `.provision/state/PROJECT.json` in the project folder.
-    pub fn path(project_dir: &Path, project: &str) -> PathBuf {
-        project_dir.join(".provision").join("state").join(format!("{project}.json"))
+    /// `.provision/state/PROJECT.json` in the project folder. None for a
+    /// name that is no project's: a name read back from the engine (a
+    /// label) is data, and `../x` must not become a path.
+    pub fn path(project_dir: &Path, project: &str) -> Option<PathBuf> {
+        crate::stack::valid_name(project).then(|| project_dir.join(".provision").join("state").join(format!("{project}.json")))
+    }
+
+    /// The journal of `project` in `project_dir` (in memory only for a name
+    /// that is no project's, which the command line never lets through).
+    pub fn of(project_dir: &Path, project: &str) -> Journal {
+        Journal::path(project_dir, project).map_or_else(Journal::in_memory, Journal::open)
     }
 
     /// The journal at `path`; empty when there is none or it is unreadable
@@ -151,7 +159,8 @@ mod tests {
     #[test]
     fn stages_survive_a_restart_of_the_process() {
         let dir = tempfile::tempdir().unwrap();
-        let path = Journal::path(dir.path(), "p");
+        let path = Journal::path(dir.path(), "p").unwrap();
+        assert_eq!(Journal::path(dir.path(), "../../x"), None, "a label is not a path");
         let journal = Journal::open(path.clone());
         journal.created("a", &Container::new("server", Image::Pull("redis".into())));
         journal.reached("a", Stage::Started);

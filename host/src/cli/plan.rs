@@ -10,7 +10,7 @@ pub async fn run(args: PlanArgs) -> miette::Result<ExitCode> {
     let Prepared { stack, planned, .. } = prepare(&args.stack, args.stack.locked)?;
     let masker = ui::Masker::new(args.show_secrets);
     // What `up` would change, when an engine answers; the plan stands without one.
-    let journal = Journal::open(Journal::path(&stack.dir, &planned.state.project));
+    let journal = Journal::of(&stack.dir, &planned.state.project);
     let diff = match try_connect(&args.stack.project, &stack).await {
         Some(engine) => engine.containers(&planned.state.project).await.ok().map(|actual| reconcile::diff(&planned.state, &actual, &journal)),
         None => None,
