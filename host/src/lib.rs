@@ -36,3 +36,4 @@ pub mod secrets;
 pub mod snapshot;
 pub mod stack;
 pub mod ui;
+pub mod writer;

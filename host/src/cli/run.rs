@@ -103,6 +103,7 @@ async fn around(mut args: RunArgs, signals: &mut Signals) -> miette::Result<Exit
         None => fresh_name(&stack_name),
     };
     args.stack.project.project = Some(project.clone());
+    let _writer = crate::writer::Writer::claim(&project, "provision run")?;
     args.stack.ephemeral_ports = true;
     // stack.lock is read (and with --locked, held to) but never written: a
     // run leaves the checkout as it found it.
@@ -117,7 +118,7 @@ async fn around(mut args: RunArgs, signals: &mut Signals) -> miette::Result<Exit
 
     let run = Run { engine: engine.as_ref(), project: &project, dir: &stack.dir, keep: args.keep, json: args.json };
     let state = &planned.state;
-    let journal = Journal::open(Journal::path(&stack.dir, &project));
+    let journal = Journal::of(&stack.dir, &project);
     let locked_images = if args.stack.locked { lock.map(|l| l.images) } else { None };
     let mut options = UpOptions::new(stack.dir.clone(), Duration::from_secs(args.timeout), locked_images, journal);
     options.snapshots = !args.no_snapshots;
@@ -224,7 +225,9 @@ impl Run<'_> {
             apply::down(self.engine, project, Some(&owner), &containers, true).await
         }
         .await;
-        let _ = std::fs::remove_file(Journal::path(self.dir, project));
+        if let Some(path) = Journal::path(self.dir, project) {
+            let _ = std::fs::remove_file(path);
+        }
         match result {
             Ok(removed) => {
                 if self.json {

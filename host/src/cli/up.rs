@@ -8,14 +8,16 @@ use crate::{
     apply::{self, UpOptions},
     journal::Journal,
     secrets, ui,
+    writer::Writer,
 };
 
 pub async fn run(args: UpArgs) -> miette::Result<ExitCode> {
     let Prepared { stack, planned, lock, .. } = prepare(&args.stack, args.stack.locked)?;
+    let _writer = Writer::claim(&planned.state.project, "provision up")?;
     let engine = connect(&args.stack.project, Some(&stack)).await?;
     let state = &planned.state;
     let locked_images = if args.stack.locked { lock.as_ref().map(|l| l.images.clone()) } else { None };
-    let journal = Journal::open(Journal::path(&stack.dir, &state.project));
+    let journal = Journal::of(&stack.dir, &state.project);
     let mut options = UpOptions::new(stack.dir.clone(), Duration::from_secs(args.timeout), locked_images, journal);
     options.snapshots = !args.no_snapshots;
     let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();

@@ -8,7 +8,7 @@
 //! place (`dispatch`). Must not interpret what a plugin returns beyond
 //! converting it into the host's types: `plan` checks it.
 
-mod cache;
+pub mod cache;
 mod conversions;
 mod dispatch;
 mod sandbox;
