@@ -66,6 +66,25 @@ impl Docker {
         }
     }
 
+    /// A container of `spec`'s name and project that the caller did not
+    /// know of when it planned this create: one a killed `up` asked for,
+    /// made by the engine after that `up` was gone (so its journal never
+    /// heard of it). Removed, it is made again as planned; one of another
+    /// project or folder is left alone (and the create fails, saying so).
+    async fn remove_late_leftover(&self, spec: &ContainerSpec) -> Result<bool> {
+        let Ok(found) = self.client.inspect_container(&spec.name, None).await else { return Ok(false) };
+        let labels = found.config.and_then(|c| c.labels).unwrap_or_default();
+        let same = |key: &str| {
+            let key = format!("{LABEL_PREFIX}{key}");
+            labels.get(&key).is_some_and(|value| spec.labels.get(&key) == Some(value))
+        };
+        if !(same("project") && same("project-dir")) {
+            return Ok(false);
+        }
+        self.remove(&found.id.unwrap_or_else(|| spec.name.clone())).await?;
+        Ok(true)
+    }
+
     /// Whether no container is attached to network `id`, as the engine
     /// reports it (false when it cannot say).
     async fn unattached(&self, id: &str) -> bool {
@@ -143,9 +162,12 @@ impl Engine for Docker {
     }
 
     async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<Option<Existing>> {
-        // Docker accepts two networks of one name; never make a second.
-        if let Ok(found) = self.client.inspect_network(name, None).await {
-            return Ok(Some(Existing { labels: found.labels.unwrap_or_default(), internal: found.internal.unwrap_or(false) }));
+        // Docker accepts two networks of one name; never make a second
+        // (nor a third, when two are there and the name is ambiguous).
+        match self.client.inspect_network(name, None).await {
+            Ok(found) => return Ok(Some(Existing { labels: found.labels.unwrap_or_default(), internal: found.internal.unwrap_or(false) })),
+            Err(e) if !is_not_found(&e) => return Err(e.into()),
+            Err(_) => {}
         }
         let request = NetworkCreateRequest { name: name.to_string(), internal: Some(internal), labels: Some(labels), ..Default::default() };
         match self.client.create_network(request).await {
@@ -350,7 +372,10 @@ impl Engine for Docker {
             ..Default::default()
         };
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
-        let created = self.client.create_container(Some(options), body).await?;
+        let created = match self.client.create_container(Some(options.clone()), body.clone()).await {
+            Err(e) if is_conflict(&e) && self.remove_late_leftover(spec).await? => self.client.create_container(Some(options), body).await?,
+            created => created?,
+        };
         // Further networks are joined before start, so DNS works from the first moment.
         for (network, aliases) in spec.networks.iter().skip(1) {
             let request = bollard::models::NetworkConnectRequest {
