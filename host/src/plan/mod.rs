@@ -6,6 +6,7 @@
 
 pub mod build_context;
 pub mod host_path;
+pub mod host_tree;
 mod options;
 pub mod policy;
 mod wire;
@@ -371,14 +372,31 @@ fn check_volume_references(stack: &Stack, planned: &BTreeMap<&str, ServiceState>
     Ok(())
 }
 
-/// What must hold across services: one meaning per network name, and one
+/// What must hold across services: one meaning per network name, one
 /// container per DNS name (a service's name answers for its main container,
-/// `SERVICE-CONTAINER` for each container).
+/// `SERVICE-CONTAINER` for each container), and one output per variable
+/// name of `provision env` and `run` (`web`'s `api_url` and `web-api`'s
+/// `url` would both be `WEB_API_URL`: one would take the other's place).
 fn check_project_wide(stack: &Stack, planned: &BTreeMap<&str, ServiceState>) -> Result<(), StackError> {
     let mut networks: HashMap<&str, (bool, &str)> = HashMap::new();
     let mut dns: HashMap<String, &str> = HashMap::new();
+    let mut variables: HashMap<String, (&str, &str)> = HashMap::new();
     for state in planned.values() {
         let at = format!("services.{}", state.name);
+        for output in &state.plan.outputs {
+            let variable = d::output_variable("", &state.name, &output.name);
+            if let Some((service, other)) = variables.insert(variable.clone(), (&state.name, &output.name)) {
+                return Err(stack.error_at(
+                    &at,
+                    format!(
+                        "output `{}` of service `{}` and output `{other}` of service `{service}` would both be {variable} in `provision env` and `run`",
+                        output.name, state.name
+                    ),
+                    "planned here",
+                    Some("rename one of the services, so that no service name and output name join into another's".into()),
+                ));
+            }
+        }
         for network in &state.plan.networks {
             match networks.insert(&network.name, (network.internal, &state.name)) {
                 Some((internal, other)) if internal != network.internal => {

@@ -13,10 +13,24 @@ use std::{
 use super::host_path;
 use crate::desired::{Container, Image, MountSource, PluginInfo, ServicePlan};
 
-/// The most containers and tasks one service may plan: a plan is written by
-/// hand in a plugin; thousands are a mistake or an attack.
-pub const MAX_CONTAINERS: usize = 256;
-const MAX_VOLUMES_OR_NETWORKS: usize = 64;
+/// How much one service's plan may hold. A plan is written by hand in a
+/// plugin; thousands of anything are a mistake or an attack (each published
+/// port is a process on the host: 150 of them cost 500 MiB). `allow =
+/// ["large-plan"]` raises every limit to `LARGE`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub containers: usize,
+    pub volumes: usize,
+    pub networks: usize,
+    pub published_ports: usize,
+    /// Files placed in containers, all of them.
+    pub files: usize,
+}
+
+impl Limits {
+    pub const NORMAL: Limits = Limits { containers: 256, volumes: 64, networks: 64, published_ports: 64, files: 256 };
+    pub const LARGE: Limits = Limits { containers: 1024, volumes: 256, networks: 256, published_ports: 1024, files: 4096 };
+}
 
 /// Label namespaces of provision itself and of other tools: a plugin setting
 /// `com.docker.compose.project` would pass its container off as theirs.
@@ -47,11 +61,19 @@ pub fn check(plan: &ServicePlan, info: &PluginInfo, grants: &Grants) -> Result<(
             return Err(malformed(format!("output `{}` is not declared in its info", output.name)));
         }
     }
-    if plan.containers.len() + plan.tasks.len() > MAX_CONTAINERS {
-        return Err(malformed(format!("{} containers and tasks, over the limit of {MAX_CONTAINERS}", plan.containers.len() + plan.tasks.len())));
-    }
-    if plan.volumes.len() > MAX_VOLUMES_OR_NETWORKS || plan.networks.len() > MAX_VOLUMES_OR_NETWORKS {
-        return Err(malformed(format!("more than {MAX_VOLUMES_OR_NETWORKS} volumes or networks")));
+    let large = grants.allow.iter().any(|a| a == "large-plan");
+    let limits = if large { Limits::LARGE } else { Limits::NORMAL };
+    let everything = || plan.containers.iter().chain(&plan.tasks);
+    let counts = [
+        ("containers and tasks", plan.containers.len() + plan.tasks.len(), limits.containers),
+        ("volumes", plan.volumes.len(), limits.volumes),
+        ("networks", plan.networks.len(), limits.networks),
+        ("published ports", everything().flat_map(|c| &c.ports).filter(|p| p.host.is_some()).count(), limits.published_ports),
+        ("files", everything().map(|c| c.files.len()).sum(), limits.files),
+    ];
+    if let Some((what, count, limit)) = counts.into_iter().find(|(_, count, limit)| count > limit) {
+        let message = format!("its plan has {count} {what}, over the limit of {limit} for one service");
+        return Err(Refusal { message, permission: (!large).then_some("large-plan") });
     }
     for volume in &plan.volumes {
         if !valid_last_name(volume) {
@@ -108,6 +130,11 @@ fn check_container(c: &Container, at: &str, plan: &ServicePlan, grants: &Grants,
     }
     if !p.devices.is_empty() {
         needs("devices", "privileges.devices".into(), &format!("host devices {}", p.devices.join(", ")))?;
+    }
+    // `KEY=value` is how the engine takes env: a name holding `=` would set
+    // another variable after the user's (`DATABASE_URL=postgres://evil` = "").
+    if let Some(key) = c.env.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
+        return Err(malformed(format!("{at}.env: {key:?} is not a variable name (empty, or holding `=` or NUL)")));
     }
     if let Some(key) = c.labels.keys().find(|k| RESERVED_LABELS.iter().any(|r| k.starts_with(r))) {
         return Err(malformed(format!("{at}.labels: `{key}` is in a namespace of provision or another tool")));

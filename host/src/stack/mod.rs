@@ -57,7 +57,8 @@ pub use diagnostic::{ReadError, StackError};
 pub use interpolate::Variables;
 
 /// What a service may be granted with `allow = [...]`.
-pub const PERMISSIONS: &[&str] = &["privileged", "cap-add", "host-network", "host-pid", "devices", "docker-socket", "bind-outside-project"];
+pub const PERMISSIONS: &[&str] =
+    &["privileged", "cap-add", "host-network", "host-pid", "devices", "docker-socket", "bind-outside-project", "large-plan"];
 
 #[derive(Debug)]
 pub struct Stack {
