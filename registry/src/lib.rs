@@ -5,6 +5,7 @@
 //! cache so a second run needs no network.
 
 pub mod contract;
+pub mod files;
 pub mod lock;
 pub mod oci;
 
@@ -355,22 +356,7 @@ pub const MAX_COMPONENT_BYTES: u64 = 32 << 20;
 /// Read a component file: a regular file (not a FIFO, device or folder,
 /// which could block or never end) of at most `MAX_COMPONENT_BYTES`.
 pub fn read_component(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::{Error, Read};
-    let meta = fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(Error::other("not a regular file; a plugin must be a .wasm file"));
-    }
-    let too_big = || Error::other(format!("larger than {} MiB, the limit for a plugin", MAX_COMPONENT_BYTES >> 20));
-    if meta.len() > MAX_COMPONENT_BYTES {
-        return Err(too_big());
-    }
-    let mut wasm = Vec::with_capacity(meta.len() as usize);
-    // Bounded again while reading: the file may grow after the check.
-    fs::File::open(path)?.take(MAX_COMPONENT_BYTES + 1).read_to_end(&mut wasm)?;
-    if wasm.len() as u64 > MAX_COMPONENT_BYTES {
-        return Err(too_big());
-    }
-    Ok(wasm)
+    files::read_regular(path, MAX_COMPONENT_BYTES)
 }
 
 /// Lower-case hex sha256, the digest form used in stack.toml and the lock.
