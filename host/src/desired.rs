@@ -24,7 +24,15 @@ pub struct DesiredState {
     /// a stack reuses the build before it (the tag's hash is of its inputs).
     #[serde(skip)]
     pub build_scope: String,
+    /// Every host path the plan names (binds, build contexts), as written →
+    /// as `plan` resolved and checked it. What is handed to the engine or
+    /// read later must still resolve there (`host_path::pinned`).
+    #[serde(skip)]
+    pub host_paths: HostPaths,
 }
+
+/// Host paths as written (relative to the project folder) → resolved.
+pub type HostPaths = BTreeMap<String, std::path::PathBuf>;
 
 /// Which plugin, exactly, planned something.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -256,6 +264,11 @@ pub enum MountSource {
     Volume(String),
     /// As written by the plugin, relative to the stack's folder.
     Bind(String),
+    /// A read-only bind whose host path lies inside a folder a container
+    /// of the project can write: its contents are copied into the
+    /// container when it is created instead (a container could otherwise
+    /// swap a folder on the way for a link before the engine mounts it).
+    Copy(String),
     Tmpfs {
         size_bytes: Option<u64>,
         mode: Option<u32>,

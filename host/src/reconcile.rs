@@ -28,6 +28,11 @@ impl Names<'_> {
     pub fn network(&self, name: &str) -> String {
         format!("{}_{name}", self.project)
     }
+    /// The network a container is alone on until its data's snapshot is
+    /// taken: `.` is in no network name a plan may declare.
+    pub fn sealed_network(&self, service: &str, container: &str) -> String {
+        format!("{}_{service}_{container}.sealed", self.project)
+    }
     /// `NAME` is the service's own volume; `SERVICE/NAME` another's.
     pub fn volume(&self, service: &str, name: &str) -> String {
         match name.split_once('/') {

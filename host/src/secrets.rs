@@ -52,7 +52,7 @@ impl Secrets {
     pub fn for_project_dir(dir: &Path) -> miette::Result<Self> {
         let state = dir.join(".provision");
         let path = state.join("secret-key");
-        let key = match fs::read_to_string(&path) {
+        let key = match provision_registry::files::read_regular_text(&path, 1024) {
             Ok(text) => parse_key(&text).ok_or_else(|| {
                 miette!(help = "delete it to generate a new key (generated passwords will change)", "{} is damaged", path.display())
             })?,

@@ -18,7 +18,7 @@
 //! scripts). It is only ever made from data initialised in the same `up`.
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     path::{Component, Path},
 };
 
@@ -26,8 +26,11 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     desired::{BuildSpec, Container, DataSnapshot, DesiredState, MountSource, ServiceState},
-    engine::{BuildContext, ContainerSpec, Engine, ExecCommand, ImageInfo, Labels, MountSpec, OutputStream},
-    plan::host_path,
+    engine::{ContainerSpec, Engine, ExecCommand, ImageInfo, Labels, MountSpec, OutputStream},
+    plan::{
+        host_path,
+        host_tree::{Filter, Limits, Tree},
+    },
     reconcile::label,
 };
 
@@ -69,16 +72,19 @@ impl Snapshot {
         }
         let plugin = state.plugins.iter().find(|p| p.name == service.plugin)?;
         let mut hash = Sha256::new();
-        hash.update(b"provision snapshot 1\0");
+        hash.update(b"provision snapshot 2\0");
         for part in [&plugin.name, &plugin.version, &plugin.sha256, &base.to_string(), &declared.key] {
             hash.update(part.as_bytes());
             hash.update(b"\0");
         }
         hash.update(masked_json(service, c).as_bytes());
         for m in &c.mounts {
-            if let (MountSource::Bind(path), true) = (&m.source, m.read_only) {
+            let (MountSource::Bind(path) | MountSource::Copy(path)) = &m.source else { continue };
+            if m.read_only || matches!(m.source, MountSource::Copy(_)) {
+                // Read as the engine gets it: where `plan` checked it, no link followed.
+                let real = host_path::pinned(&state.host_paths, project_dir, path).ok()?;
                 hash.update(m.target.as_bytes());
-                hash_tree(&mut hash, &host_path::resolve(project_dir, path).ok()?.real).ok()?;
+                Tree::open(&real, &Filter::ALL, Limits::COPY).and_then(|tree| tree.hash_into(&mut hash)).ok()?;
             }
         }
         let key = hex::encode(hash.finalize());
@@ -156,8 +162,7 @@ impl Snapshot {
         };
         let mut labels = self.labels.clone();
         labels.insert(label("snapshot-bytes"), data.as_file().metadata().map(|m| m.len()).unwrap_or(0).to_string());
-        let context = BuildContext::File(context.path().to_path_buf());
-        engine.build_image(&self.tag, &spec, context, &labels, &|_| {}).await.map_err(|e| e.to_string())
+        engine.build_image(&self.tag, &spec, context.path(), &labels, &|_| {}).await.map_err(|e| e.to_string())
     }
 }
 
@@ -186,31 +191,6 @@ fn masked_json(service: &ServiceState, c: &Container) -> String {
         json = json.replace(&escaped[1..escaped.len() - 1], "<secret>");
     }
     json
-}
-
-/// Hash a file or a folder's files (names and contents, in sorted order).
-fn hash_tree(hash: &mut Sha256, path: &Path) -> std::io::Result<()> {
-    let meta = std::fs::metadata(path)?;
-    if meta.is_file() {
-        let mut file = std::fs::File::open(path)?;
-        let mut buffer = [0u8; 64 * 1024];
-        loop {
-            let n = file.read(&mut buffer)?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buffer[..n]);
-        }
-        return Ok(());
-    }
-    let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        hash.update(entry.file_name().as_encoded_bytes());
-        hash.update(b"\0");
-        hash_tree(hash, &entry.path())?;
-    }
-    Ok(())
 }
 
 /// An absolute path of plain components: it is written into a Dockerfile.

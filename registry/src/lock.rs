@@ -72,7 +72,7 @@ pub enum LockError {
 
 impl Lock {
     pub fn load(path: &Path) -> Result<Option<Lock>, LockError> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::files::read_regular_text(path, crate::files::MAX_TEXT_BYTES) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(LockError::Read { path: path.display().to_string(), source }),

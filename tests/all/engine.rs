@@ -9,7 +9,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use provision::{
     apply::{self, Event, Events, UpOptions},
     desired::{BuildSpec, Container, Dependency, DesiredState, File, HealthCheck, Image, Probe, ServicePlan, ServiceState, WaitFor},
-    engine::{Actual, BuildContext, ContainerSpec, Engine, ExecCommand, Existing, Labels, OutputStream, Result, Status},
+    engine::{Actual, ContainerSpec, Engine, ExecCommand, Existing, Labels, OutputStream, Result, Status},
     journal::{Journal, Stage},
     reconcile::{self, Change},
 };
@@ -114,7 +114,7 @@ impl Engine for MemoryEngine {
         &self,
         _tag: &str,
         _spec: &BuildSpec,
-        _context: BuildContext,
+        _context: &std::path::Path,
         _labels: &Labels,
         _progress: &(dyn for<'a> Fn(&'a str) + Sync),
     ) -> Result<()> {
@@ -237,6 +237,7 @@ fn stack() -> DesiredState {
         ],
         substitutes: Default::default(),
         build_scope: "mem".into(),
+        host_paths: Default::default(),
     }
 }
 

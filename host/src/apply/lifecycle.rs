@@ -7,14 +7,13 @@ use std::{collections::HashMap, path::Path, time::Instant};
 
 use futures_util::future::join_all;
 
-use super::{Failure, events::Phase, schedule::ServiceRun};
+use super::{Failure, events::Phase, schedule::ServiceRun, snapshots::Sealed};
 use crate::{
-    desired::{Container, DesiredState, Image, Mount, MountSource, ServiceState},
-    engine::{ContainerSpec, Engine, EngineError, Labels, MountSpec},
+    desired::{Container, DesiredState, HostPaths, Image, Mount, MountSource, ServiceState},
+    engine::{ContainerSpec, CopySpec, Engine, EngineError, Labels, MountSpec},
     journal::Stage,
     plan::host_path,
     reconcile::{Change, Names, label},
-    snapshot::Snapshot,
 };
 
 /// Seconds a container gets to stop before it is killed: with an init as
@@ -45,59 +44,13 @@ impl ServiceRun<'_, '_> {
             };
             self.emit(&service.name, Phase::Creating(c.name.clone()));
             let mut spec = self.spec(service, c, task).map_err(|e| failure(&e))?;
-            match self.snapshot(service, c, &spec.image).await {
-                Some((snapshot, true)) => {
-                    snapshot.seed(&mut spec);
-                    self.emit(&service.name, Phase::Snapshot(format!("data from snapshot {}", snapshot.tag)));
-                }
-                Some((snapshot, false)) => created.keep.push((c.name.clone(), snapshot)),
-                None => {}
+            if let Some(keep) = self.seed_or_seal(service, c, &mut spec).await.map_err(|e| failure(&e))? {
+                created.keep.push(keep);
             }
             let replacing = step.actual.as_ref().map(|a| a.id.as_str());
             created.ids.insert(c.name.clone(), self.create(&spec, c, replacing).await.map_err(|e| failure(&e))?);
         }
         Ok(created)
-    }
-
-    /// The snapshot `c` would start from (true) or keep (false), when its
-    /// data is new: in a tmpfs, or a volume this `up` created — the data
-    /// of a volume that was there is the project's own.
-    async fn snapshot(&self, service: &ServiceState, c: &Container, image: &str) -> Option<(Snapshot, bool)> {
-        let declared = c.snapshot.as_ref().filter(|_| self.options.snapshots)?;
-        let new_data = c.mounts.iter().any(|m| {
-            m.target == declared.path
-                && match &m.source {
-                    MountSource::Tmpfs { .. } => true,
-                    MountSource::Volume(v) => self.new_volumes.contains(&self.names.volume(&service.name, v)),
-                    MountSource::Bind(_) | MountSource::Anonymous => false,
-                }
-        });
-        if !new_data {
-            return None;
-        }
-        let base = self.engine.image_id(image).await.ok()??;
-        let snapshot = Snapshot::of(self.state, &self.options.project_dir, service, c, &base)?;
-        let exists = self.engine.image_id(&snapshot.tag).await.ok()?.is_some();
-        Some((snapshot, exists))
-    }
-
-    /// Keep the snapshot of a container's data, now that it is ready and
-    /// its hooks ran: the copy is made now, before any dependent starts
-    /// and writes; the image is built from it beside the rest of `up`.
-    pub(super) async fn keep_snapshot<'s>(&'s self, service: &str, id: &str, snapshot: Snapshot, keeper: &Keeper<'s>) {
-        self.emit(service, Phase::Snapshot("copying its new data for a snapshot".into()));
-        let data = match snapshot.capture(self.engine, id).await {
-            Ok(data) => data,
-            Err(e) => return self.emit(service, Phase::Snapshot(format!("no snapshot kept: {e}"))),
-        };
-        let service = service.to_string();
-        let _ = keeper.send(Some(Box::pin(async move {
-            let done = match snapshot.keep(self.engine, data).await {
-                Ok(()) => format!("kept snapshot {}", snapshot.tag),
-                Err(e) => format!("no snapshot kept: {e}"),
-            };
-            self.emit(&service, Phase::Snapshot(done));
-        })));
     }
 
     /// Remove containers `create_ahead` made that will not start.
@@ -192,6 +145,9 @@ impl ServiceRun<'_, '_> {
         };
         self.options.journal.created(&id, c);
         self.engine.put_files(&id, &c.files).await?;
+        for copy in &spec.copies {
+            self.engine.put_archive(&id, copy.archive().map_err(|message| EngineError::Copy { target: copy.target.clone(), message })?).await?;
+        }
         self.options.journal.reached(&id, Stage::FilesPlaced);
         Ok(id)
     }
@@ -207,12 +163,8 @@ impl ServiceRun<'_, '_> {
 #[derive(Default)]
 pub(super) struct Created {
     pub ids: HashMap<String, String>,
-    pub keep: Vec<(String, Snapshot)>,
+    pub keep: Vec<Sealed>,
 }
-
-/// Where a service hands the building of a snapshot image, so that it goes
-/// on beside the rest of `up` (None: no more will come).
-pub(super) type Keeper<'f> = tokio::sync::mpsc::UnboundedSender<Option<futures_util::future::BoxFuture<'f, ()>>>;
 
 /// What a container is to its service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,8 +228,15 @@ pub fn container_spec(
         c.networks.iter().map(|n| (names.network(n), aliases.clone())).collect()
     };
     let mut mounts = Vec::new();
+    let mut copies = Vec::new();
     for m in &c.mounts {
-        mounts.extend(mount_specs(m, names, &service.name, project_dir)?);
+        match &m.source {
+            MountSource::Copy(path) => {
+                let source = host_path::pinned(&state.host_paths, project_dir, path).map_err(|e| format!("copy of {path:?}: {e}"))?;
+                copies.push(CopySpec { source, target: m.target.clone() });
+            }
+            _ => mounts.extend(mount_specs(m, names, &service.name, project_dir, &state.host_paths)?),
+        }
     }
     Ok(ContainerSpec {
         name: names.container(&service.name, &c.name),
@@ -292,6 +251,7 @@ pub fn container_spec(
         user: c.user.clone(),
         ports: c.ports.clone(),
         mounts,
+        copies,
         health: c.health.clone(),
         read_only: c.read_only,
         init: c.init,
@@ -314,13 +274,13 @@ pub fn container_spec(
 /// again now, as it is handed to the engine (a link may have changed since
 /// `plan` checked it), and the project's hidden folders below it are each
 /// covered by an empty read-only tmpfs.
-fn mount_specs(m: &Mount, names: &Names, service: &str, project_dir: &Path) -> Result<Vec<MountSpec>, String> {
+fn mount_specs(m: &Mount, names: &Names, service: &str, project_dir: &Path, pins: &HostPaths) -> Result<Vec<MountSpec>, String> {
     let target = m.target.clone();
     Ok(match &m.source {
         MountSource::Volume(name) => vec![MountSpec::Volume { name: names.volume(service, name), target, read_only: m.read_only }],
         MountSource::Bind(path) => {
-            let host = host_path::resolve(project_dir, path).map_err(|e| format!("bind mount {path:?}: {e}"))?;
-            let covers: Vec<MountSpec> = host_path::hidden_below(project_dir, &host.real)
+            let real = host_path::pinned(pins, project_dir, path).map_err(|e| format!("bind mount {path:?}: {e}"))?;
+            let covers: Vec<MountSpec> = host_path::hidden_below(project_dir, &real)
                 .into_iter()
                 .map(|below| MountSpec::Tmpfs {
                     target: Path::new(&target).join(below).display().to_string(),
@@ -328,11 +288,12 @@ fn mount_specs(m: &Mount, names: &Names, service: &str, project_dir: &Path) -> R
                     mode: Some(0o500),
                 })
                 .collect();
-            let bind = MountSpec::Bind { source: host.real.display().to_string(), target, read_only: m.read_only };
+            let bind = MountSpec::Bind { source: real.display().to_string(), target, read_only: m.read_only };
             std::iter::once(bind).chain(covers).collect()
         }
         MountSource::Tmpfs { size_bytes, mode } => vec![MountSpec::Tmpfs { target, size_bytes: *size_bytes, mode: *mode }],
         MountSource::Anonymous => vec![MountSpec::Anonymous { target }],
+        MountSource::Copy(_) => Vec::new(),
     })
 }
 

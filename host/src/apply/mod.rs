@@ -12,6 +12,7 @@ mod events;
 mod lifecycle;
 mod readiness;
 mod schedule;
+mod snapshots;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -29,8 +30,9 @@ use serde::Serialize;
 
 use crate::{
     desired::{BuildSpec, DesiredState, Image, Network},
-    engine::{Actual, BuildContext, Engine, EngineError, Existing, Labels},
+    engine::{Actual, Engine, EngineError, Existing, Labels},
     journal::Journal,
+    plan::{build_context, host_path},
     reconcile::{self, Change, Diff, Names, label},
     ui::plain,
 };
@@ -81,6 +83,13 @@ pub struct Failure {
     pub last_probe: Option<String>,
     pub container: Option<String>,
     pub log_tail: Option<String>,
+}
+
+impl Failure {
+    /// `service` failed while `waiting_for` (e.g. "starting"), because of `reason`.
+    pub fn new(service: &str, waiting_for: &str, reason: impl Into<String>) -> Failure {
+        Failure { service: service.into(), waiting_for: waiting_for.into(), reason: reason.into(), last_probe: None, container: None, log_tail: None }
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -199,11 +208,7 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     for id in &diff.orphan_ids {
         engine.remove(id).await?;
     }
-    let project_labels = || {
-        let mut labels = options.labels.clone();
-        labels.extend([(label("project"), state.project.clone()), (label("project-dir"), ours.clone())]);
-        labels
-    };
+    let project_labels = || project_labels(&state.project, options);
     // A network or volume of this name that another project or checkout
     // made is never used: it would share its data or its network.
     let not_ours = |kind: &'static str, name: String, existing: Option<Existing>| -> Result<Option<Existing>, ApplyError> {
@@ -264,6 +269,15 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     })
 }
 
+/// Labels every network and volume of the project carries: its name and
+/// folder (and `run`'s owner), so `down` finds it and no other checkout
+/// uses it.
+fn project_labels(project: &str, options: &UpOptions) -> Labels {
+    let mut labels = options.labels.clone();
+    labels.extend([(label("project"), project.to_string()), (label("project-dir"), options.project_dir.display().to_string())]);
+    labels
+}
+
 /// Every pulled image of the plan with the digest the engine has for it,
 /// keyed by the reference the plugin asked for.
 pub async fn image_digests(engine: &dyn Engine, state: &DesiredState) -> Result<Vec<LockedImage>, ApplyError> {
@@ -314,14 +328,16 @@ async fn build(
     if engine.image_digest(&tag).await?.is_some() {
         return Ok(());
     }
-    let context =
-        crate::plan::build_context::Context::load(&options.project_dir, spec).map_err(|message| EngineError::Build { tag: tag.clone(), message })?;
-    let tar = context.tar(spec).map_err(|e| EngineError::Build { tag: tag.clone(), message: e.to_string() })?;
+    let failed = |message: String| EngineError::Build { tag: tag.clone(), message };
+    // Read where `plan` checked it, with no link followed: a container that
+    // writes into the context cannot point the build elsewhere meanwhile.
+    let root = host_path::pinned(&state.host_paths, &options.project_dir, &spec.context).map_err(|e| failed(format!("build context: {e}")))?;
+    let tar = build_context::Context::load(&root, spec).and_then(|context| context.tar(spec)).map_err(failed)?;
     let emit = |line: &str| {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         events.emit(Event { service: service.to_string(), phase: Phase::Building(line.to_string()), elapsed_ms });
     };
-    engine.build_image(&tag, spec, BuildContext::Memory(tar), &Labels::new(), &emit).await?;
+    engine.build_image(&tag, spec, tar.path(), &Labels::new(), &emit).await?;
     Ok(())
 }
 

@@ -19,10 +19,10 @@ use tokio::sync::{mpsc, watch};
 use super::{
     Builds, Failure, UpOptions,
     events::{Event, Events, Phase},
-    lifecycle::Keeper,
+    snapshots::Keeper,
 };
 use crate::{
-    desired::{DesiredState, Image, ServiceState, WaitFor},
+    desired::{DesiredState, Image, MountSource, ServiceState, WaitFor},
     engine::Engine,
     reconcile::{Diff, Names},
 };
@@ -65,12 +65,21 @@ impl ServiceRun<'_, '_> {
         let services = join_all(state.services.iter().map(|service| {
             let (channels, keeper) = (&channels, &keeper);
             async move {
-                // `planned` dependencies only ordered the plugin calls.
+                // `planned` dependencies only ordered the plugin calls, but a
+                // service that mounts another's volume waits for it to have
+                // started (which, while it keeps a snapshot, is after the copy).
+                let mounts_volume_of = |owner: &str| {
+                    let mounts = service.plan.containers.iter().chain(&service.plan.tasks).flat_map(|c| &c.mounts);
+                    mounts.filter_map(|m| if let MountSource::Volume(v) = &m.source { v.split_once('/') } else { None }).any(|(o, _)| o == owner)
+                };
                 let deps: Vec<(WaitFor, String, watch::Receiver<Reached>)> = service
                     .depends_on
                     .iter()
-                    .filter(|d| d.wait != WaitFor::Planned)
-                    .map(|d| (d.wait, d.service.clone(), channels[d.service.as_str()].1.clone()))
+                    .filter_map(|d| match d.wait {
+                        WaitFor::Planned if mounts_volume_of(&d.service) => Some(WaitFor::Started),
+                        WaitFor::Planned => None,
+                        wait => Some(wait),
+                    }.map(|wait| (wait, d.service.clone(), channels[d.service.as_str()].1.clone())))
                     .collect();
                 let tx = &channels[service.name.as_str()].0;
                 let result = self.service(service, deps, tx, keeper).await;
@@ -128,13 +137,19 @@ impl ServiceRun<'_, '_> {
                 ids.push(result.map_err(|f| self.failed(name, f))?);
             }
         }
-        let _ = tx.send(Reached::Started);
+        // A container keeping a snapshot is sealed until its copy is taken:
+        // for its dependents the service has started only then (`snapshots`).
+        if created.keep.is_empty() {
+            let _ = tx.send(Reached::Started);
+        }
 
         // Dependents wait for what answers to the service's name (its main
         // container and replicas), not for its sidecars: an exporter that
         // is still retrying a login the main container's hook has just set
         // (a second, for postgres's) stays off their path. Its snapshots are
         // copied before they are let go, as nothing of theirs has written yet.
+        let named_index = |container: &str| service.plan.containers.iter().position(|c| c.name == container);
+        let sealed_sidecar = created.keep.iter().any(|k| named_index(&k.container).is_some_and(|i| !service.plan.answers_to_name(i)));
         let group = |named: bool| {
             let containers = service.plan.containers.iter().zip(&ids).enumerate();
             let mine: Vec<_> = containers.filter(|(i, _)| service.plan.answers_to_name(*i) == named).map(|(_, c)| c).collect();
@@ -143,21 +158,28 @@ impl ServiceRun<'_, '_> {
                 for result in join_all(mine.iter().map(|(c, (id, fresh))| self.ready(service, c, id, *fresh, deadline))).await {
                     result.map_err(|f| self.failed(name, f))?;
                 }
-                for (container, snapshot) in keep {
-                    if let Some((_, (id, _))) = mine.iter().find(|(c, _)| c.name == *container) {
-                        self.keep_snapshot(name, id, snapshot.clone(), keeper).await;
+                for sealed in keep {
+                    if let Some((_, (id, _))) = mine.iter().find(|(c, _)| c.name == sealed.container) {
+                        self.keep_snapshot(name, id, sealed, keeper).await.map_err(|f| self.failed(name, f))?;
                     }
                 }
                 Ok::<(), Failure>(())
             }
         };
-        let named = async {
-            group(true).await?;
+        if sealed_sidecar {
+            // Rare: a sidecar keeps data of its own; nothing is let go before its copy.
+            let (named, sidecars) = tokio::join!(group(true), group(false));
+            named.and(sidecars)?;
             let _ = tx.send(Reached::Ready);
-            Ok::<(), Failure>(())
-        };
-        let (named, sidecars) = tokio::join!(named, group(false));
-        named.and(sidecars)?;
+        } else {
+            let named = async {
+                group(true).await?;
+                let _ = tx.send(Reached::Ready);
+                Ok::<(), Failure>(())
+            };
+            let (named, sidecars) = tokio::join!(named, group(false));
+            named.and(sidecars)?;
+        }
         let all_kept = ids.iter().all(|(_, fresh)| !fresh) && !service.plan.containers.is_empty();
         self.emit(name, if all_kept { Phase::Kept } else { Phase::Ready });
         Ok(())

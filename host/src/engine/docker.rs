@@ -19,7 +19,7 @@ use bollard::{
 use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
 
 use super::{
-    Actual, BuildContext, ContainerSpec, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels, MountSpec,
+    Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels, MountSpec,
     OutputStream, Reach, Result, Status,
 };
 use crate::desired::{BuildSpec, File, Probe, Protocol, RestartPolicy};
@@ -247,7 +247,7 @@ impl Engine for Docker {
         &self,
         tag: &str,
         spec: &BuildSpec,
-        context: BuildContext,
+        context: &std::path::Path,
         labels: &Labels,
         progress: &(dyn for<'a> Fn(&'a str) + Sync),
     ) -> Result<()> {
@@ -262,13 +262,8 @@ impl Engine for Docker {
         if let Some(target) = &spec.target {
             options = options.target(target);
         }
-        let body = match context {
-            BuildContext::Memory(tar) => bollard::body_full(tar.into()),
-            BuildContext::File(path) => {
-                let file = tokio::fs::File::open(&path).await.map_err(|e| EngineError::Build { tag: tag.to_string(), message: e.to_string() })?;
-                bollard::body_try_stream(tokio_util::io::ReaderStream::new(file))
-            }
-        };
+        let file = tokio::fs::File::open(context).await.map_err(|e| EngineError::Build { tag: tag.to_string(), message: e.to_string() })?;
+        let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
         let mut stream = self.client.build_image(options.build(), None, Some(body));
         while let Some(info) = stream.next().await {
             let info = info.map_err(|e| EngineError::Build { tag: tag.to_string(), message: e.to_string() })?;
@@ -377,14 +372,35 @@ impl Engine for Docker {
             created => created?,
         };
         // Further networks are joined before start, so DNS works from the first moment.
-        for (network, aliases) in spec.networks.iter().skip(1) {
+        self.join_networks(&created.id, spec.networks.get(1..).unwrap_or_default()).await?;
+        Ok(created.id)
+    }
+
+    fn joins_networks_later(&self) -> bool {
+        true
+    }
+
+    async fn join_networks(&self, id: &str, networks: &[(String, Vec<String>)]) -> Result<()> {
+        for (network, aliases) in networks {
             let request = bollard::models::NetworkConnectRequest {
-                container: created.id.clone(),
+                container: id.to_string(),
                 endpoint_config: Some(EndpointSettings { aliases: Some(aliases.clone()), ..Default::default() }),
             };
             self.client.connect_network(network, request).await?;
         }
-        Ok(created.id)
+        Ok(())
+    }
+
+    async fn leave_network(&self, id: &str, network: &str) -> Result<()> {
+        let request = bollard::models::NetworkDisconnectRequest { container: id.to_string(), force: Some(false) };
+        self.client.disconnect_network(network, request).await?;
+        if self.unattached(network).await {
+            match self.client.remove_network(network).await {
+                Err(e) if !is_not_found(&e) => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     async fn put_files(&self, id: &str, files: &[File]) -> Result<()> {
@@ -401,9 +417,12 @@ impl Engine for Docker {
             let path = file.path.trim_start_matches('/');
             archive.append_data(&mut header, path, file.contents.as_bytes()).map_err(EngineError::api)?;
         }
-        let bytes = archive.into_inner().map_err(EngineError::api)?;
+        self.put_archive(id, archive.into_inner().map_err(EngineError::api)?).await
+    }
+
+    async fn put_archive(&self, id: &str, archive: Vec<u8>) -> Result<()> {
         let options = UploadToContainerOptionsBuilder::default().path("/").build();
-        self.client.upload_to_container(id, Some(options), bollard::body_full(bytes.into())).await?;
+        self.client.upload_to_container(id, Some(options), bollard::body_full(archive.into())).await?;
         Ok(())
     }
 

@@ -71,6 +71,8 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     pub ports: Vec<Port>,
     pub mounts: Vec<MountSpec>,
+    /// Host files and folders copied in when it is created, not mounted.
+    pub copies: Vec<CopySpec>,
     pub health: Option<HealthCheck>,
     pub read_only: bool,
     pub init: bool,
@@ -104,7 +106,27 @@ pub enum MountSpec {
     Anonymous { target: String },
 }
 
-/// A container the engine has, as far as the project is concerned.
+/// A host file or folder copied into a container at `target` when it is
+/// created (a bind inside a folder a container can write: `host_path`).
+#[derive(Debug, Clone)]
+pub struct CopySpec {
+    /// Absolute, links resolved: read with no link followed.
+    pub source: std::path::PathBuf,
+    pub target: String,
+}
+
+impl CopySpec {
+    /// The tar to unpack at `/` of the container: `target` and what is
+    /// below it, the folders on the way made as they are in the image.
+    pub fn archive(&self) -> std::result::Result<Vec<u8>, String> {
+        use crate::plan::host_tree::{Filter, Limits, Tree};
+        let tree = Tree::open(&self.source, &Filter::ALL, Limits::COPY)?;
+        let mut archive = tar::Builder::new(Vec::new());
+        tree.append_to(&mut archive, self.target.trim_start_matches('/'), true, None)?;
+        archive.into_inner().map_err(|e| e.to_string())
+    }
+}
+
 /// A network or volume found under the name asked for.
 #[derive(Debug, Clone, Default)]
 pub struct Existing {
@@ -113,14 +135,6 @@ pub struct Existing {
     pub internal: bool,
 }
 
-/// Something on the engine that carries a given label, of any kind.
-#[derive(Debug, Clone)]
-/// A build context tar: small ones in memory, a snapshot's data streamed
-/// from a file (it can be tens of megabytes).
-pub enum BuildContext {
-    Memory(Vec<u8>),
-    File(std::path::PathBuf),
-}
 
 /// An image as listed by the engine.
 #[derive(Debug, Clone)]
@@ -133,6 +147,8 @@ pub struct ImageInfo {
     pub created: i64,
 }
 
+/// Something on the engine that carries a given label, of any kind.
+#[derive(Debug, Clone)]
 pub struct Labeled {
     pub kind: Kind,
     /// The id (containers, networks) or name (volumes) to remove it by.
@@ -264,6 +280,9 @@ pub enum EngineError {
         "restart the engine (e.g. `sudo systemctl restart docker`) and the network can be removed; until then `up` of this project uses it as it is"
     ))]
     StaleNetwork { name: String },
+    #[error("copying into {target} failed: {message}")]
+    #[diagnostic(help("the host copies a bind whose folder lies inside one a container can write; check that it is there and readable"))]
+    Copy { target: String, message: String },
     #[error("lost the connection to the container engine ({0})")]
     #[diagnostic(help(
         "what was done so far is recorded; once the engine answers again, run `provision up` to finish (or `provision down` to remove it)"
@@ -348,12 +367,13 @@ pub trait Engine: Send + Sync {
     /// The digest an image reference resolves to on the engine (its
     /// registry digest when it was pulled, else its image id).
     async fn image_digest(&self, image: &str) -> Result<Option<String>>;
-    /// Build `tag` from a context tar, labelled, reporting each output line.
+    /// Build `tag` from the context tar in the file `context` (streamed: it
+    /// can be large), labelled, reporting each output line.
     async fn build_image(
         &self,
         tag: &str,
         spec: &BuildSpec,
-        context: BuildContext,
+        context: &std::path::Path,
         labels: &Labels,
         progress: &(dyn for<'a> Fn(&'a str) + Sync),
     ) -> Result<()>;
@@ -375,8 +395,25 @@ pub trait Engine: Send + Sync {
         self.remove(old).await?;
         self.create(spec).await
     }
+    /// Whether a container can join networks after it was created and
+    /// leave them (`join_networks`, `leave_network`): snapshots need it.
+    fn joins_networks_later(&self) -> bool {
+        false
+    }
+    /// Join networks, each with the DNS aliases it has there.
+    async fn join_networks(&self, _id: &str, _networks: &[(String, Vec<String>)]) -> Result<()> {
+        Err(EngineError::Unsupported { what: "joining a network after creation".into(), engine: "this engine" })
+    }
+    /// Leave a network, and remove it if no other container is on it.
+    async fn leave_network(&self, _id: &str, _network: &str) -> Result<()> {
+        Err(EngineError::Unsupported { what: "leaving a network".into(), engine: "this engine" })
+    }
     /// Place files in a created container (before it starts).
     async fn put_files(&self, id: &str, files: &[File]) -> Result<()>;
+    /// Unpack a tar at `/` of a created container (before it starts).
+    async fn put_archive(&self, _id: &str, _archive: Vec<u8>) -> Result<()> {
+        Err(EngineError::Unsupported { what: "a bind handed over by copy (a folder inside one a container writes)".into(), engine: "this engine" })
+    }
     async fn start(&self, id: &str) -> Result<()>;
     /// Wait until the container is not running; returns its exit code.
     async fn wait_exit(&self, id: &str) -> Result<i64>;

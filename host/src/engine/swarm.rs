@@ -48,7 +48,7 @@ use bollard::{
 use futures_util::{StreamExt, stream::BoxStream};
 
 use super::{
-    Actual, BuildContext, ContainerSpec, Docker, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels,
+    Actual, ContainerSpec, Docker, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels,
     MountSpec, OutputStream, Reach, Result, Status,
     docker::{is_conflict, is_not_found, mount, nanos, owner_filter, project_filter, removed},
 };
@@ -630,7 +630,7 @@ impl Engine for Swarm {
         &self,
         tag: &str,
         spec: &BuildSpec,
-        context: BuildContext,
+        context: &std::path::Path,
         labels: &Labels,
         progress: &(dyn for<'a> Fn(&'a str) + Sync),
     ) -> Result<()> {

@@ -3,42 +3,59 @@
 //! inputs change) and packed as the tar the engine's build API takes. Must
 //! not talk to the engine: apply hands the tar over.
 
-use std::path::{Path, PathBuf};
+use std::{io::Read, path::Path};
 
 use globset::{GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 
+use super::host_tree::{Filter, Kind, Limits, Tree};
 use crate::desired::BuildSpec;
 
+/// The most a Dockerfile or a .dockerignore may hold.
+const MAX_SMALL_FILE: u64 = 1 << 20;
+
 pub struct Context {
-    root: PathBuf,
+    tree: Tree,
     /// The Dockerfile's path in the context, and its text (read once).
     dockerfile: String,
     dockerfile_text: String,
-    /// Relative paths (with `/`), sorted.
-    files: Vec<String>,
 }
 
 impl Context {
-    /// The context of `spec`, relative to the stack's folder, resolved with
-    /// links followed each time it is loaded (policy refuses one outside the
-    /// project without `allow`). Links inside it go to the engine as links.
-    pub fn load(project_dir: &Path, spec: &BuildSpec) -> Result<Context, String> {
-        let root = super::host_path::resolve(project_dir, &spec.context).map_err(|e| format!("build context: {e}"))?.real;
-        if !root.is_dir() {
-            return Err(format!("build context `{}` is not a folder ({})", spec.context, root.display()));
-        }
+    /// The context of `spec` at `root`, the folder `plan` resolved and
+    /// checked its path to (`host_paths`), listed as `.dockerignore` leaves
+    /// it — never the project's `.provision` or `.git`, whatever that says
+    /// — with no link followed on the way (`host_tree`). Links inside it go
+    /// to the engine as links; a FIFO or device in it is refused by name.
+    pub fn load(root: &Path, spec: &BuildSpec) -> Result<Context, String> {
+        let context = &spec.context;
         let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
-        // Sent as text: it must not be a link to a file outside the context.
-        let inside = root.join(dockerfile).canonicalize().is_ok_and(|real| real.starts_with(&root));
-        let Some(dockerfile_text) = inside.then(|| std::fs::read_to_string(root.join(dockerfile)).ok()).flatten() else {
-            return Err(format!("build context `{}` has no {dockerfile} (or it links outside the context)", spec.context));
+        let plain = |path: &str| !path.is_empty() && Path::new(path).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain(dockerfile) {
+            return Err(format!("build context `{context}`: the Dockerfile {dockerfile:?} must be a path inside the context"));
+        }
+        let ignore = DockerIgnore::read(root).map_err(|e| format!("build context `{context}`: {e}"))?;
+        // The Dockerfile and .dockerignore always go (Docker's own rule).
+        let excluded = |path: &str| path != dockerfile && path != ".dockerignore" && ignore.excludes(path);
+        let look_inside = |path: &str| ignore.may_reinclude_under(path);
+        let filter = Filter { excluded: &excluded, look_inside: &look_inside };
+        let tree = Tree::open(root, &filter, Limits::CONTEXT).map_err(|e| {
+            format!("build context `{context}`: {e}{}", if e.contains("more than") { "; leave out what the image does not need in its .dockerignore" } else { "" })
+        })?;
+        let dockerfile_text = match tree.entries.iter().find(|e| e.path == dockerfile).map(|e| &e.kind) {
+            Some(Kind::File { .. }) => {
+                let (file, _) = tree.open_file(dockerfile).map_err(|e| format!("build context `{context}`: {e}"))?;
+                let mut text = String::new();
+                file.take(MAX_SMALL_FILE + 1).read_to_string(&mut text).map_err(|e| format!("build context `{context}`: {dockerfile}: {e}"))?;
+                if text.len() as u64 > MAX_SMALL_FILE {
+                    return Err(format!("build context `{context}`: {dockerfile} is larger than 1 MiB"));
+                }
+                text
+            }
+            Some(_) => return Err(format!("build context `{context}`: {dockerfile} is a link or a folder; name the file itself")),
+            None => return Err(format!("build context `{context}` has no {dockerfile}")),
         };
-        let ignore = DockerIgnore::read(&root)?;
-        let mut files = Vec::new();
-        walk(&root, &root, &ignore, dockerfile, &mut files).map_err(|e| format!("cannot read build context `{}`: {e}", spec.context))?;
-        files.sort();
-        Ok(Context { root, dockerfile: dockerfile.to_string(), dockerfile_text, files })
+        Ok(Context { tree, dockerfile: dockerfile.to_string(), dockerfile_text })
     }
 
     /// The images the Dockerfile's `FROM` lines name (not earlier stages,
@@ -62,40 +79,20 @@ impl Context {
         let mut hasher = Sha256::new();
         let settings = serde_json::json!([spec.dockerfile, spec.target, spec.args, spec.from_substitutes]);
         hasher.update(settings.to_string().as_bytes());
-        for file in &self.files {
-            let path = self.root.join(file);
-            // A link is sent as a link: hash where it points, never what.
-            let bytes = match std::fs::read_link(&path) {
-                Ok(target) => target.to_string_lossy().into_owned().into_bytes(),
-                Err(_) => std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-            };
-            hasher.update((file.len() as u64).to_be_bytes());
-            hasher.update(file.as_bytes());
-            hasher.update(mode(&path).to_be_bytes());
-            hasher.update((bytes.len() as u64).to_be_bytes());
-            hasher.update(&bytes);
-        }
+        self.tree.hash_into(&mut hasher).map_err(|e| format!("build context `{}`: {e}", spec.context))?;
         Ok(hex::encode(hasher.finalize()))
     }
 
-    /// The context as a tar, with the Dockerfile's base images substituted.
-    pub fn tar(&self, spec: &BuildSpec) -> std::io::Result<Vec<u8>> {
-        let mut archive = tar::Builder::new(Vec::new());
-        archive.follow_symlinks(false);
-        for file in &self.files {
-            let path = self.root.join(file);
-            if *file == self.dockerfile && !spec.from_substitutes.is_empty() {
-                let text = substitute_from(&self.dockerfile_text, &spec.from_substitutes);
-                let mut header = tar::Header::new_gnu();
-                header.set_size(text.len() as u64);
-                header.set_mode(0o644);
-                header.set_cksum();
-                archive.append_data(&mut header, file, text.as_bytes())?;
-            } else {
-                archive.append_path_with_name(path, file)?;
-            }
-        }
-        archive.into_inner()
+    /// The context as a tar in a temporary file (it can be large), with the
+    /// Dockerfile's base images substituted.
+    pub fn tar(&self, spec: &BuildSpec) -> Result<tempfile::NamedTempFile, String> {
+        let file = tempfile::NamedTempFile::new().map_err(|e| format!("a temporary file: {e}"))?;
+        let mut archive = tar::Builder::new(std::io::BufWriter::new(file.as_file()));
+        let dockerfile = (!spec.from_substitutes.is_empty()).then(|| substitute_from(&self.dockerfile_text, &spec.from_substitutes));
+        let replace = dockerfile.as_deref().map(|text| (self.dockerfile.as_str(), text.as_bytes()));
+        self.tree.append_to(&mut archive, "", false, replace).map_err(|e| format!("build context `{}`: {e}", spec.context))?;
+        archive.into_inner().and_then(|mut w| std::io::Write::flush(&mut w)).map_err(|e| format!("writing the build context: {e}"))?;
+        Ok(file)
     }
 }
 
@@ -126,38 +123,6 @@ fn substitute_from(dockerfile: &str, substitutes: &std::collections::BTreeMap<St
     out
 }
 
-#[cfg(unix)]
-fn mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::symlink_metadata(path).map(|m| m.permissions().mode()).unwrap_or(0)
-}
-
-#[cfg(not(unix))]
-fn mode(_: &Path) -> u32 {
-    0
-}
-
-fn walk(root: &Path, dir: &Path, ignore: &DockerIgnore, dockerfile: &str, files: &mut Vec<String>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let relative = path.strip_prefix(root).expect("inside the root").to_string_lossy().replace('\\', "/");
-        // The Dockerfile and .dockerignore always go (Docker's own rule).
-        let always = relative == dockerfile || relative == ".dockerignore";
-        let excluded = !always && ignore.excludes(&relative);
-        if entry.file_type()?.is_dir() {
-            // Docker still looks inside an excluded folder when a later `!`
-            // pattern could re-include something in it.
-            if !excluded || ignore.may_reinclude_under(&relative) {
-                walk(root, &path, ignore, dockerfile, files)?;
-            }
-        } else if !excluded {
-            files.push(relative);
-        }
-    }
-    Ok(())
-}
-
 /// `.dockerignore` as Docker reads it: patterns relative to the context
 /// root, `*`, `?`, `**`; the last pattern that matches a path decides, so a
 /// later `!` pattern re-includes; a pattern that matches a folder matches
@@ -171,7 +136,17 @@ struct DockerIgnore {
 
 impl DockerIgnore {
     fn read(root: &Path) -> Result<DockerIgnore, String> {
-        let text = std::fs::read_to_string(root.join(".dockerignore")).unwrap_or_default();
+        // Read like every file of the context: no link followed, a regular file.
+        let text = match super::host_tree::Tree::open(&root.join(".dockerignore"), &Filter::ALL, Limits { bytes: MAX_SMALL_FILE, entries: 1 }) {
+            Ok(tree) if tree.is_file() => {
+                let mut text = String::new();
+                tree.open_file("")?.0.read_to_string(&mut text).map_err(|e| format!(".dockerignore: {e}"))?;
+                text
+            }
+            Ok(_) => return Err(".dockerignore is a folder".into()),
+            Err(_) if !root.join(".dockerignore").exists() => String::new(),
+            Err(e) => return Err(format!(".dockerignore: {e}")),
+        };
         let mut rules = Vec::new();
         let mut reinclude_prefixes = Vec::new();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
@@ -227,6 +202,11 @@ mod tests {
         }
     }
 
+    /// The context folder, resolved as `plan` pins it.
+    fn root(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        dir.path().join("ctx").canonicalize().unwrap()
+    }
+
     fn context(files: &[(&str, &str)], ignore: &str) -> (tempfile::TempDir, Context) {
         let dir = tempfile::tempdir().unwrap();
         for (path, text) in files {
@@ -235,22 +215,27 @@ mod tests {
             std::fs::write(path, text).unwrap();
         }
         std::fs::write(dir.path().join("ctx/.dockerignore"), ignore).unwrap();
-        let ctx = Context::load(dir.path(), &spec()).unwrap();
+        let ctx = Context::load(&root(&dir), &spec()).unwrap();
         (dir, ctx)
+    }
+
+    /// What the tar would hold: files and links.
+    fn sent(ctx: &Context) -> Vec<&str> {
+        ctx.tree.entries.iter().filter(|e| e.kind != Kind::Folder).map(|e| e.path.as_str()).collect()
     }
 
     #[test]
     fn dockerignore_excludes_files_and_folders_and_reincludes() {
         let files = [("Dockerfile", "FROM x"), ("app.rb", ""), ("log/dev.log", ""), ("tmp/a/b", ""), ("secret.key", ""), ("keep.key", "")];
         let (_dir, ctx) = context(&files, "# comment\nlog\n**/b\n*.key\n!keep.key\n");
-        assert_eq!(ctx.files, [".dockerignore", "Dockerfile", "app.rb", "keep.key"]);
+        assert_eq!(sent(&ctx), [".dockerignore", "Dockerfile", "app.rb", "keep.key"]);
     }
 
     #[test]
     fn dockerignore_reincludes_inside_an_excluded_folder_as_docker_does() {
         let files = [("Dockerfile", "FROM x"), ("vendor/a.rb", ""), ("vendor/keep/b.rb", ""), ("vendor/deep/c.rb", ""), ("log/x", "")];
         let (_dir, ctx) = context(&files, "vendor\n!vendor/keep\n!**/c.rb\nlog\n");
-        assert_eq!(ctx.files, [".dockerignore", "Dockerfile", "vendor/deep/c.rb", "vendor/keep/b.rb"]);
+        assert_eq!(sent(&ctx), [".dockerignore", "Dockerfile", "vendor/deep/c.rb", "vendor/keep/b.rb"]);
     }
 
     #[test]
@@ -270,8 +255,25 @@ mod tests {
         let (dir, ctx) = context(&[("Dockerfile", "FROM x"), ("a.txt", "1"), ("junk.log", "1")], "*.log\n");
         let before = ctx.input_hash(&spec).unwrap();
         std::fs::write(dir.path().join("ctx/junk.log"), "2").unwrap();
-        assert_eq!(Context::load(dir.path(), &spec).unwrap().input_hash(&spec).unwrap(), before, "ignored files do not count");
+        assert_eq!(Context::load(&root(&dir), &spec).unwrap().input_hash(&spec).unwrap(), before, "ignored files do not count");
         std::fs::write(dir.path().join("ctx/a.txt"), "2").unwrap();
-        assert_ne!(Context::load(dir.path(), &spec).unwrap().input_hash(&spec).unwrap(), before);
+        assert_ne!(Context::load(&root(&dir), &spec).unwrap().input_hash(&spec).unwrap(), before);
+    }
+
+    #[test]
+    fn the_project_state_never_goes_and_special_files_are_refused() {
+        let files = [("Dockerfile", "FROM x\nCOPY . /app"), (".provision/secret-key", "k"), (".git/HEAD", "ref"), ("sub/.provision/x", "")];
+        let (dir, ctx) = context(&files, "!.provision\n");
+        assert_eq!(sent(&ctx), [".dockerignore", "Dockerfile"], ".provision and .git go nowhere, whatever .dockerignore says");
+        let fifo = std::ffi::CString::new(root(&dir).join("pipe").into_os_string().into_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let err = Context::load(&root(&dir), &spec()).err().unwrap();
+        assert!(err.contains("pipe is a FIFO"), "{err}");
+        let mut inside_state = spec();
+        inside_state.dockerfile = Some(".provision/secret-key".into());
+        std::fs::remove_file(root(&dir).join("pipe")).unwrap();
+        assert!(Context::load(&root(&dir), &inside_state).err().unwrap().contains("has no .provision/secret-key"));
+        inside_state.dockerfile = Some("../Dockerfile".into());
+        assert!(Context::load(&root(&dir), &inside_state).err().unwrap().contains("must be a path inside the context"));
     }
 }

@@ -5,7 +5,15 @@
 //! create anything: a missing path is refused, because the engine would
 //! create it on the host.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    desired::{HostPaths, MountSource, ServiceState},
+    stack::{Stack, StackError},
+};
 
 /// Folders of the project no container ever sees: the project's state and
 /// keys (`.provision`), and `.git` (its hooks run on the host).
@@ -37,6 +45,72 @@ pub fn resolve(project_dir: &Path, written: &str) -> Result<HostPath, String> {
         return Err(format!("{written:?} is inside the project's {hidden} folder, which no container may see"));
     }
     Ok(HostPath { inside: real.starts_with(&project), real })
+}
+
+/// `written` resolved again now, at its use, if that is still where `plan`
+/// resolved and checked it (`pins`, the state's `host_paths`).
+pub fn pinned(pins: &HostPaths, project_dir: &Path, written: &str) -> Result<PathBuf, String> {
+    let planned = pins.get(written).ok_or_else(|| format!("{written:?} was not checked when the stack was planned"))?;
+    let now = resolve(project_dir, written)?.real;
+    if now != *planned {
+        return Err(format!(
+            "{written:?} now leads to {}, not to {} as when it was planned: something changed it since; refusing it (`provision plan` checks it again)",
+            now.display(),
+            planned.display()
+        ));
+    }
+    Ok(now)
+}
+
+/// The rule for host paths a container could change: a container may write
+/// into a bind, so a path that runs through a folder some container of the
+/// project can write is not safe to hand to the engine. The engine resolves
+/// a bind's path when it starts the container, and again at every restart;
+/// by then a container (a plugin's own task, say) could have swapped a
+/// folder on the way for a link to `/var/run` or to `..`. So a read-only
+/// bind inside such a folder is handed over by copy instead (read with no
+/// link followed, placed when the container is created), and a writable one
+/// is refused. A bind of the writable folder itself is safe: no container
+/// can swap a folder that is mounted. Build contexts need no such care:
+/// the host reads them itself, with no link followed.
+pub(super) fn hand_over_inside_writable(stack: &Stack, planned: &mut BTreeMap<&str, ServiceState>, pins: &HostPaths) -> Result<(), StackError> {
+    let mut writable: Vec<(&PathBuf, String)> = Vec::new();
+    for state in planned.values() {
+        for c in state.plan.containers.iter().chain(&state.plan.tasks) {
+            for m in c.mounts.iter().filter(|m| !m.read_only) {
+                if let MountSource::Bind(written) = &m.source
+                    && let Some(real) = pins.get(written)
+                {
+                    writable.push((real, format!("container `{}` of service `{}`", c.name, state.name)));
+                }
+            }
+        }
+    }
+    for state in planned.values_mut() {
+        let name = state.name.clone();
+        for c in state.plan.containers.iter_mut().chain(state.plan.tasks.iter_mut()) {
+            for m in &mut c.mounts {
+                let MountSource::Bind(written) = &m.source else { continue };
+                let Some(real) = pins.get(written) else { continue };
+                let Some((folder, writer)) = writable.iter().find(|(folder, _)| real != *folder && real.starts_with(folder)) else { continue };
+                if !m.read_only {
+                    return Err(stack.error_at(
+                        &format!("services.{name}"),
+                        format!(
+                            "service `{name}` binds {} writable, inside {}, which {writer} can write: a container could swap a folder on \
+                             the way for a link to anywhere on the host before the engine mounts it",
+                            real.display(),
+                            folder.display()
+                        ),
+                        "planned here",
+                        Some("bind a folder that no container writes into, or use a named volume (e.g. `volumes = [\"data:/data\"]`)".into()),
+                    ));
+                }
+                m.source = MountSource::Copy(written.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `path` as the user would type it from here: relative to the current

@@ -119,6 +119,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
     locked_plugins.sort_by(|a, b| a.name.cmp(&b.name));
 
     let mut logs = Vec::new();
+    let mut host_paths = d::HostPaths::new();
     let mut substitutes = BTreeMap::new();
     let mut planned: BTreeMap<&str, ServiceState> = BTreeMap::new();
     let mut services = Vec::new();
@@ -126,7 +127,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         let service = stack.service(name).expect("ordered services exist");
         let loaded = &plugins[&service.plugin];
         let info = &loaded.plugin.info;
-        let (service_options, config) = &configs[name];
+        let (service_options, config, user_pins) = &configs[name];
         let bindings = dependencies[name]
             .iter()
             .filter(|dep| !dep.role.is_empty())
@@ -216,13 +217,15 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         let mut named = Vec::new();
         options::strings(&config, &mut named);
         let grants = policy::Grants { allow: &service.allow, named: &named, project_dir: &stack.dir };
-        policy::check(&plan, info, &grants).map_err(|refusal| {
+        let plugin_pins = policy::check(&plan, info, &grants).map_err(|refusal| {
             let help = refusal.permission.map(|p| format!("if you trust this plugin with it, add `allow = [\"{p}\"]` to [services.{name}]"));
             // At the key where the user wrote the path it names, if they did
             // (`init = ["db/missing.sql"]`).
             let at = options::key_naming(&config, "", &|s| refusal.message.contains(&format!("{s:?}"))).map_or(String::new(), |k| format!(".{k}"));
             stack.error_at(&format!("services.{name}{at}"), format!("{who} is refused: {}", refusal.message), "planned here", help)
         })?;
+        host_paths.extend(plugin_pins);
+        host_paths.extend(user_pins.iter().map(|(k, v)| (k.clone(), v.clone())));
         // Another service's volume holds its data: a plugin mounts one only
         // through a binding that carries secrets (a `uses` the user wrote,
         // or a built-in's inferred one, as sidekiq shares rails's gems).
@@ -246,7 +249,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
             if let d::Image::Build(spec) = &mut c.image {
                 // [images] also covers the base images a Dockerfile names.
-                let hash = build_context::Context::load(&stack.dir, spec).and_then(|ctx| {
+                let hash = build_context::Context::load(&host_paths[&spec.context], spec).and_then(|ctx| {
                     for base in ctx.base_images() {
                         if let Some(substitute) = options.images.get(&base) {
                             substitutes.insert(base.clone(), substitute.clone());
@@ -262,6 +265,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         planned.insert(name, ServiceState { name: name.to_string(), plugin: service.plugin.clone(), depends_on: dependencies[name].clone(), plan });
     }
     check_volume_references(stack, &planned)?;
+    host_path::hand_over_inside_writable(stack, &mut planned, &host_paths)?;
     check_completed(stack, &planned)?;
     check_project_wide(stack, &planned)?;
 
@@ -272,6 +276,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         services: services.into_iter().map(|name| planned.remove(name).expect("planned")).collect(),
         substitutes,
         build_scope: options.project.clone(),
+        host_paths,
     };
     timings.total = started.elapsed();
     Ok(Planned { state, locked_plugins, timings, logs })

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use super::{Loaded, host_path};
 use crate::{
-    desired::{self as d, Container, Network, ServicePlan},
+    desired::{self as d, Container, HostPaths, Network, ServicePlan},
     stack::{
         NetworkDecl, Stack, StackError,
         interpolate::{has_references, output_references, shown},
@@ -26,7 +26,7 @@ use crate::{
 /// plugin's (postgres's `user`); a third-party plugin cannot take a key from
 /// the host this way (`read_only = true` must not reach a plugin that
 /// ignores it).
-pub(super) fn split(stack: &Stack, service: &crate::stack::Service, loaded: &Loaded) -> Result<(ServiceOptions, serde_json::Value), StackError> {
+pub(super) fn split(stack: &Stack, service: &crate::stack::Service, loaded: &Loaded) -> Result<(ServiceOptions, serde_json::Value, HostPaths), StackError> {
     let name = &service.name;
     let builtin = matches!(loaded.resolved.source, provision_registry::Source::Builtin);
     let properties = loaded.plugin.info.config_schema.get("properties").filter(|_| builtin);
@@ -72,11 +72,13 @@ pub(super) fn split(stack: &Stack, service: &crate::stack::Service, loaded: &Loa
             ));
         }
     }
+    let mut pins = HostPaths::new();
     for (i, mount) in options.mounts.iter().enumerate() {
         let d::MountSource::Bind(path) = &mount.source else { continue };
         let key = format!("services.{name}.volumes.{i}");
         let host =
             host_path::resolve(&stack.dir, path).map_err(|e| stack.error_at(&key, format!("bind mount of service `{name}`: {e}"), "here", None))?;
+        pins.insert(path.clone(), host.real.clone());
         if !host.inside && !service.allow.iter().any(|a| a == "bind-outside-project") {
             return Err(stack.error_at(
                 &key,
@@ -86,7 +88,7 @@ pub(super) fn split(stack: &Stack, service: &crate::stack::Service, loaded: &Loa
             ));
         }
     }
-    Ok((options, config))
+    Ok((options, config, pins))
 }
 
 /// Every string of a config, through `f` (with its dotted key).

@@ -11,7 +11,7 @@ use std::{
 };
 
 use super::host_path;
-use crate::desired::{Container, Image, MountSource, PluginInfo, ServicePlan};
+use crate::desired::{Container, HostPaths, Image, MountSource, PluginInfo, ServicePlan};
 
 /// How much one service's plan may hold. A plan is written by hand in a
 /// plugin; thousands of anything are a mistake or an attack (each published
@@ -53,7 +53,9 @@ pub struct Grants<'a> {
     pub project_dir: &'a Path,
 }
 
-pub fn check(plan: &ServicePlan, info: &PluginInfo, grants: &Grants) -> Result<(), Refusal> {
+/// Check a plan; returns the host paths it names as resolved now, which
+/// are the ones every later use must find (`host_path::pinned`).
+pub fn check(plan: &ServicePlan, info: &PluginInfo, grants: &Grants) -> Result<HostPaths, Refusal> {
     let malformed = |message: String| Refusal { message: format!("its plan is malformed: {message}"), permission: None };
 
     for output in &plan.outputs {
@@ -89,12 +91,13 @@ pub fn check(plan: &ServicePlan, info: &PluginInfo, grants: &Grants) -> Result<(
         }
     }
     let mut names = HashSet::new();
+    let mut pins = HostPaths::new();
     for (kind, container) in plan.containers.iter().map(|c| ("containers", c)).chain(plan.tasks.iter().map(|c| ("tasks", c))) {
         let at = format!("{kind}.{}", container.name);
         if !valid_name(&container.name) || !names.insert(&container.name) {
             return Err(malformed(format!("{kind} name {:?} is empty, repeated or not [a-z0-9-]", container.name)));
         }
-        check_container(container, &at, plan, grants, &malformed)?;
+        check_container(container, &at, plan, grants, &mut pins, &malformed)?;
     }
     for m in &plan.metrics {
         if !names.contains(&m.container) || !valid_url_path(&m.path) {
@@ -104,10 +107,17 @@ pub fn check(plan: &ServicePlan, info: &PluginInfo, grants: &Grants) -> Result<(
             )));
         }
     }
-    Ok(())
+    Ok(pins)
 }
 
-fn check_container(c: &Container, at: &str, plan: &ServicePlan, grants: &Grants, malformed: &dyn Fn(String) -> Refusal) -> Result<(), Refusal> {
+fn check_container(
+    c: &Container,
+    at: &str,
+    plan: &ServicePlan,
+    grants: &Grants,
+    pins: &mut HostPaths,
+    malformed: &dyn Fn(String) -> Refusal,
+) -> Result<(), Refusal> {
     let needs = |permission: &'static str, field: String, what: &str| -> Result<(), Refusal> {
         if grants.allow.iter().any(|a| a == permission) {
             Ok(())
@@ -143,6 +153,7 @@ fn check_container(c: &Container, at: &str, plan: &ServicePlan, grants: &Grants,
     let refused = |field: &str, message: String| Refusal { message: format!("{at}.{field}: {message}"), permission: None };
     if let Image::Build(build) = &c.image {
         let context = host_path::resolve(grants.project_dir, &build.context).map_err(|e| refused("image.build.context", e))?;
+        pins.insert(build.context.clone(), context.real.clone());
         if !context.inside {
             needs(
                 "bind-outside-project",
@@ -159,6 +170,7 @@ fn check_container(c: &Container, at: &str, plan: &ServicePlan, grants: &Grants,
         match &mount.source {
             MountSource::Bind(path) => {
                 let host = host_path::resolve(grants.project_dir, path).map_err(|e| refused(&format!("mounts.{i}"), e))?;
+                pins.insert(path.clone(), host.real.clone());
                 binds.push(mount.target.as_str());
                 if is_engine_socket(&host.real) {
                     needs("docker-socket", format!("mounts.{i}"), &format!("the container engine's socket ({})", host.real.display()))?;

@@ -16,7 +16,8 @@ use crate::{
 pub(super) type Wiring<'s> = (HashMap<&'s str, Vec<Dependency>>, HashSet<&'s str>);
 
 /// Each service's host-level options and plugin config (`split_config`).
-pub(super) type Configs<'s> = HashMap<&'s str, (ServiceOptions, serde_json::Value)>;
+/// Each service's (host-level options, plugin config, host paths the user's binds resolved to).
+pub(super) type Configs<'s> = HashMap<&'s str, (ServiceOptions, serde_json::Value, crate::desired::HostPaths)>;
 
 pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, configs: &Configs<'s>) -> Result<Wiring<'s>, StackError> {
     let mut all = HashMap::new();
@@ -53,7 +54,7 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, conf
             deps.push(Dependency { role: role.name.clone(), service: used.to_string(), wait: role.wait, secrets: named || builtin });
         };
         // Roles named in the service's own config (`routes = { "/" = "web" }`).
-        let (options, config) = &configs[name.as_str()];
+        let (options, config, _) = &configs[name.as_str()];
         for role in roles.iter().filter(|r| r.from_config.is_some()) {
             let key = role.from_config.as_deref().unwrap_or_default();
             for (path, used) in named_in(config.get(key), key) {

@@ -30,7 +30,7 @@ impl Variables {
     /// The environment and the env file at `path` (which must exist when
     /// `required`, as with compose's `--env-file`).
     pub fn with_file(path: &Path, required: bool) -> Result<Variables, String> {
-        let dotenv = match std::fs::read_to_string(path) {
+        let dotenv = match provision_registry::files::read_regular_text(path, provision_registry::files::MAX_TEXT_BYTES) {
             Ok(text) => parse_dotenv(&text).map_err(|e| format!("{}: {e}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => HashMap::new(),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),

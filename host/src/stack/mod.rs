@@ -124,7 +124,7 @@ impl Stack {
     /// Read stack.toml for `profile` (None: its `[stack] profile`, else dev),
     /// with variables from the environment and `.env` beside it.
     pub fn load(path: &Path, profile: Option<&str>) -> miette::Result<Stack> {
-        let text = std::fs::read_to_string(path).map_err(|error| ReadError { path: path.into(), error })?;
+        let text = read_text(path)?;
         let dir = std::path::absolute(path).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
         let variables = Variables::for_dir(&dir).map_err(|e| miette::miette!(help = "fix the line, or quote the value", "{e}"))?;
         Ok(Stack::parse(path, dir, text, profile, &variables)?)
@@ -537,7 +537,7 @@ impl Stack {
     /// Image substitutes from a file with an `[images]` table (`--images`),
     /// the same format as in stack.toml.
     pub fn load_images_file(path: &Path) -> miette::Result<BTreeMap<String, String>> {
-        let text = std::fs::read_to_string(path).map_err(|error| ReadError { path: path.into(), error })?;
+        let text = read_text(path)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let file = Stack::parse_file(path, dir, text, Contents::ImagesOnly)?;
         Ok(file.images)
@@ -607,6 +607,12 @@ fn toml_to_json(value: Value) -> serde_json::Value {
         Value::Array(items) => items.into_iter().map(toml_to_json).collect(),
         Value::Table(t) => t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect::<serde_json::Map<_, _>>().into(),
     }
+}
+
+/// A stack or images file: a regular file a person could have written (a
+/// FIFO or device in its place is refused, not read for ever).
+fn read_text(path: &Path) -> Result<String, ReadError> {
+    provision_registry::files::read_regular_text(path, provision_registry::files::MAX_TEXT_BYTES).map_err(|error| ReadError { path: path.into(), error })
 }
 
 fn permissions_help() -> String {

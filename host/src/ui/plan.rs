@@ -104,10 +104,12 @@ fn container(w: &mut String, kind: &str, c: &Container) {
         let source = match &m.source {
             MountSource::Volume(v) => format!("volume {v}"),
             MountSource::Bind(p) => format!("bind {p}"),
+            MountSource::Copy(p) => format!("copy of {p}"),
             MountSource::Tmpfs { .. } => "tmpfs".into(),
             MountSource::Anonymous => "anonymous volume".into(),
         };
         let ro = match (&m.source, m.read_only) {
+            (MountSource::Copy(_), _) => " (copied in when created: it lies inside a folder a container can write)",
             (_, true) => " (read-only)",
             (MountSource::Bind(_), false) => " (writable: the service's table in stack.toml names this folder)",
             _ => "",
