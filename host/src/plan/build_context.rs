@@ -29,11 +29,18 @@ impl Context {
     /// to the engine as links; a FIFO or device in it is refused by name.
     pub fn load(root: &Path, spec: &BuildSpec) -> Result<Context, String> {
         let context = &spec.context;
-        let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
-        let plain = |path: &str| !path.is_empty() && Path::new(path).components().all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !plain(dockerfile) {
-            return Err(format!("build context `{context}`: the Dockerfile {dockerfile:?} must be a path inside the context"));
+        let written = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
+        // As the tree names it: `./docker/Dockerfile` is `docker/Dockerfile`.
+        let mut parts = Vec::new();
+        for part in Path::new(written).components() {
+            match part {
+                std::path::Component::Normal(part) => parts.push(part.to_string_lossy()),
+                std::path::Component::CurDir => {}
+                _ => return Err(format!("build context `{context}`: the Dockerfile {written:?} must be a path inside the context")),
+            }
         }
+        let dockerfile = parts.join("/");
+        let dockerfile = dockerfile.as_str();
         let ignore = DockerIgnore::read(root).map_err(|e| format!("build context `{context}`: {e}"))?;
         // The Dockerfile and .dockerignore always go (Docker's own rule).
         let excluded = |path: &str| path != dockerfile && path != ".dockerignore" && ignore.excludes(path);

@@ -63,25 +63,35 @@ pub fn pinned(pins: &HostPaths, project_dir: &Path, written: &str) -> Result<Pat
 }
 
 /// The rule for host paths a container could change: a container may write
-/// into a bind, so a path that runs through a folder some container of the
-/// project can write is not safe to hand to the engine. The engine resolves
-/// a bind's path when it starts the container, and again at every restart;
-/// by then a container (a plugin's own task, say) could have swapped a
-/// folder on the way for a link to `/var/run` or to `..`. So a read-only
+/// into a bind, so a path that runs through a folder a plugin's container
+/// can write is not safe to hand to the engine. The engine resolves a
+/// bind's path when it starts the container, and again at every restart;
+/// by then such a container (a plugin's own task, say) could have swapped
+/// a folder on the way for a link to `/var/run` or to `..`. So a read-only
 /// bind inside such a folder is handed over by copy instead (read with no
 /// link followed, placed when the container is created), and a writable one
 /// is refused. A bind of the writable folder itself is safe: no container
 /// can swap a folder that is mounted. Build contexts need no such care:
 /// the host reads them itself, with no link followed.
-pub(super) fn hand_over_inside_writable(stack: &Stack, planned: &mut BTreeMap<&str, ServiceState>, pins: &HostPaths) -> Result<(), StackError> {
+///
+/// The writers that count are the containers of third-party plugins
+/// (`third_party(plugin)`): a built-in's containers run the images and
+/// commands you chose, as Compose's do (Airflow's own compose file has one
+/// service write the project folder and others bind folders inside it).
+pub(super) fn hand_over_inside_writable(
+    stack: &Stack,
+    planned: &mut BTreeMap<&str, ServiceState>,
+    pins: &HostPaths,
+    third_party: &dyn Fn(&str) -> bool,
+) -> Result<(), StackError> {
     let mut writable: Vec<(&PathBuf, String)> = Vec::new();
-    for state in planned.values() {
+    for state in planned.values().filter(|s| third_party(&s.plugin)) {
         for c in state.plan.containers.iter().chain(&state.plan.tasks) {
             for m in c.mounts.iter().filter(|m| !m.read_only) {
                 if let MountSource::Bind(written) = &m.source
                     && let Some(real) = pins.get(written)
                 {
-                    writable.push((real, format!("container `{}` of service `{}`", c.name, state.name)));
+                    writable.push((real, format!("container `{}` of service `{}` (plugin `{}`)", c.name, state.name, state.plugin)));
                 }
             }
         }

@@ -265,7 +265,8 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         planned.insert(name, ServiceState { name: name.to_string(), plugin: service.plugin.clone(), depends_on: dependencies[name].clone(), plan });
     }
     check_volume_references(stack, &planned)?;
-    host_path::hand_over_inside_writable(stack, &mut planned, &host_paths)?;
+    let third_party = |plugin: &str| plugins.get(plugin).is_some_and(|p| !matches!(p.resolved.source, provision_registry::Source::Builtin));
+    host_path::hand_over_inside_writable(stack, &mut planned, &host_paths, &third_party)?;
     check_completed(stack, &planned)?;
     check_project_wide(stack, &planned)?;
 
