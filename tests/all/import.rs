@@ -78,7 +78,7 @@ fn every_fixture_imports_to_its_golden_stack_and_report_and_plans() {
 #[test]
 fn the_report_accounts_for_what_was_approximated_dropped_and_granted() {
     let project = fixture("powers");
-    let report = project.provision(&["import", "--json"]).ok().json();
+    let report = project.provision(&["import", "--json", "--grant"]).ok().json();
     let entry = |path: &str| {
         report["entries"].as_array().unwrap().iter().find(|e| e["path"] == path).unwrap_or_else(|| panic!("no entry for {path}: {report}")).clone()
     };
@@ -92,7 +92,7 @@ fn the_report_accounts_for_what_was_approximated_dropped_and_granted() {
         assert!(granted.contains(&power), "{power} in {granted:?}");
     }
     let stack = std::fs::read_to_string(project.path().join("stack.toml")).unwrap();
-    assert!(stack.contains("# ! allow privileged: granted because the compose file asked for it"), "{stack}");
+    assert!(stack.contains("# ! allow privileged: granted (--grant) because the compose file asks for it"), "{stack}");
 
     // Without the grant the plan is refused, naming the power.
     project.write(
@@ -101,6 +101,28 @@ fn the_report_accounts_for_what_was_approximated_dropped_and_granted() {
     );
     let refused = project.provision(&["plan"]).failed();
     assert!(refused.message().contains("privileged"), "{}", refused.stderr);
+}
+
+#[test]
+fn a_compose_file_grants_no_power_without_grant() {
+    // A compose file from an untrusted repository asking for privileged
+    // mode, the Docker socket, the host's network and pid, devices and `/`.
+    let project = fixture("powers");
+    let run = project.provision(&["import", "--json"]).ok();
+    let report = run.json();
+    assert_eq!(report["granted"], serde_json::json!([]));
+    let asked: Vec<&str> = report["not_granted"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+    for power in ["portainer: docker-socket", "netdata: host-network", "netdata: host-pid", "cadvisor: privileged", "cadvisor: bind-outside-project"] {
+        assert!(asked.contains(&power), "{power} in {asked:?}");
+    }
+    let stack = std::fs::read_to_string(project.path().join("stack.toml")).unwrap();
+    assert!(!stack.lines().any(|l| l.starts_with("allow =")), "no allow entry is written: {stack}");
+    assert!(stack.contains("# ! allow privileged: the compose file asks for it, not granted; add allow = [\"privileged\"] here"), "{stack}");
+    // The stack says what it needs instead of running with it.
+    let refused = project.provision(&["plan"]).failed();
+    assert!(refused.message().contains("allow"), "{}", refused.stderr);
+    let human = project.provision(&["import", "--force"]).ok();
+    assert!(human.stderr.contains("powers the compose file asks for, not granted"), "{}", human.stderr);
 }
 
 #[test]

@@ -225,6 +225,12 @@ pub struct ImportArgs {
     /// Write nothing and exit 1 if any key would be dropped.
     #[arg(long)]
     pub strict: bool,
+    /// Grant the powers the compose file asks for (privileged, capabilities,
+    /// host network or pid, devices, the Docker socket, binds outside the
+    /// project) by writing their `allow` entries. Without it none is
+    /// written: the stack names each and does not plan until you grant it.
+    #[arg(long)]
+    pub grant: bool,
     /// Only print the compose project as provision reads it (merged,
     /// interpolated, short forms made long) as JSON, like `docker compose
     /// config`; nothing is mapped or written.

@@ -29,6 +29,7 @@ pub fn run(args: ImportArgs) -> miette::Result<ExitCode> {
         profiles: &args.profiles,
         project_name: args.project_name.as_deref(),
         out_dir: &out_dir,
+        grant: args.grant,
     };
     let refuse = |e: String| miette::miette!(help = "the compose file must be one `docker compose config` accepts", "cannot import: {e}");
     if args.config {

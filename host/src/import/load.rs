@@ -154,7 +154,9 @@ impl Reader<'_> {
     /// A file as a tree: anchors and merge keys applied, interpolated,
     /// services normalised. Its `include` is left for `file`.
     fn raw(&self, path: &Path, project_dir: &Path) -> Result<Mapping, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = provision_registry::files::read_regular_text(path, provision_registry::files::MAX_TEXT_BYTES)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        nesting(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut value: Value = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         value.apply_merge().map_err(|e| format!("{}: {e}", path.display()))?;
         let Value::Mapping(mut top) = value else {
@@ -583,6 +585,52 @@ pub(super) fn scalar(value: &Value) -> Option<String> {
     }
 }
 
+/// Flow collections (`[`, `{`) nested deeper than this are refused before
+/// the YAML parser sees them: it takes time quadratic in their depth
+/// (100,000 `[` took over 20 s), and no compose file nests more than a few.
+const MAX_NESTING: usize = 64;
+
+/// Refuse flow collections nested deeper than `MAX_NESTING`, counted
+/// outside quotes and comments.
+fn nesting(text: &str) -> Result<(), String> {
+    let (mut depth, mut quote, mut comment, mut previous) = (0usize, None, false, '\n');
+    let mut line = 1;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            line += 1;
+            comment = false;
+        }
+        match (quote, c) {
+            _ if comment => {}
+            (Some('"'), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => {
+                // `''` inside single quotes is a quote, not the end.
+                if q == '\'' && chars.peek() == Some(&'\'') {
+                    chars.next();
+                } else {
+                    quote = None;
+                }
+            }
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') if previous.is_whitespace() => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(format!("line {line}: collections nested more than {MAX_NESTING} deep; refusing it"));
+                }
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = c;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,5 +672,13 @@ mod tests {
         assert!(s["volumes"][1].get("source").is_none());
         assert_eq!(s["extends"]["service"], Value::from("base"));
         assert_eq!(absolute(Path::new("/p/q"), "../r/./s"), "/p/r/s");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing_and_quotes_and_comments_do_not_count() {
+        assert!(nesting(&format!("a: {}", "[".repeat(100_000))).unwrap_err().contains("nested more than 64 deep"));
+        assert!(nesting(&format!("a: {}{}", "[".repeat(64), "]".repeat(64))).is_ok());
+        assert!(nesting(&format!("a: \"{}\"\nb: '{}'\n# {}\n", "[".repeat(100), "[".repeat(100), "{".repeat(100))).is_ok());
+        assert!(nesting(&format!("a: 'it''s {}'", "[".repeat(100))).is_ok());
     }
 }

@@ -23,6 +23,8 @@ pub(super) struct StackService {
     pub table: Table,
     /// Comment lines written above it: what it approximates or leaves out.
     pub notes: Vec<String>,
+    /// The powers its compose service asks for (in `allow` with `--grant`).
+    pub asked: Vec<&'static str>,
 }
 
 pub(super) struct Mapper<'a> {
@@ -36,6 +38,10 @@ pub(super) struct Mapper<'a> {
     /// Named volume → the services that mount it.
     pub volume_users: BTreeMap<String, Vec<String>>,
     pub report: Vec<Entry>,
+    /// `--grant`: write the `allow` entries the compose file's powers need.
+    /// Without it a compose file from anywhere grants nothing: the stack
+    /// names what it asks for and does not plan until the user grants it.
+    pub grant: bool,
 }
 
 /// Which plugin a service goes to.
@@ -52,6 +58,15 @@ enum Kind {
 }
 
 impl Mapper<'_> {
+    /// What the report says of a power: granted (`--grant`) or only asked for.
+    fn power(&self, permission: &str) -> String {
+        if self.grant {
+            format!("with allow = [\"{permission}\"] (granted by --grant: review it)")
+        } else {
+            format!("needs allow = [\"{permission}\"], not granted (import with --grant, or add it to the service's allow)")
+        }
+    }
+
     fn note(&mut self, path: String, status: Status, detail: impl Into<String>) {
         self.report.push(Entry { path, status, detail: detail.into() });
     }
@@ -208,7 +223,7 @@ impl Mapper<'_> {
                 "host" if container => {
                     table.insert("network_mode".into(), "host".into());
                     allow.insert("host-network");
-                    self.mapped(path, "network_mode = \"host\", with allow = [\"host-network\"]");
+                    self.mapped(path, format!("network_mode = \"host\", {}", self.power("host-network")));
                 }
                 "bridge" => self.mapped(path, "the project's network"),
                 other => self.dropped(path, format!("network_mode {other:?} has no equivalent; the service joins the project's network")),
@@ -287,14 +302,14 @@ impl Mapper<'_> {
             };
             table.insert(key.into(), toml_value);
             allow.insert(permission);
-            self.mapped(path, format!("{key}, with allow = [\"{permission}\"] (granted: review it)"));
+            self.mapped(path, format!("{key}, {}", self.power(permission)));
         }
         if let Some(pid) = svc.get("pid").and_then(Value::as_str) {
             handled.insert("pid");
             if pid == "host" && container {
                 table.insert("pid".into(), "host".into());
                 allow.insert("host-pid");
-                self.mapped(format!("{at}.pid"), "pid = \"host\", with allow = [\"host-pid\"] (granted: review it)");
+                self.mapped(format!("{at}.pid"), format!("pid = \"host\", {}", self.power("host-pid")));
             } else {
                 self.dropped(format!("{at}.pid"), format!("pid {pid:?} has no equivalent"));
             }
@@ -383,7 +398,7 @@ impl Mapper<'_> {
             self.mapped(format!("{at}.profiles"), how);
         }
 
-        if !allow.is_empty() {
+        if !allow.is_empty() && self.grant {
             table.insert("allow".into(), Toml::Array(allow.iter().map(|p| Toml::String(p.to_string())).collect()));
         }
         self.the_rest(&at, svc, &handled);
@@ -391,9 +406,12 @@ impl Mapper<'_> {
             .iter()
             .filter(|e| e.status != Status::Mapped)
             .map(|e| format!("{} {}: {}", e.status.mark(), e.path.strip_prefix(&format!("{at}.")).unwrap_or(&e.path), e.detail))
-            .chain(allow.iter().map(|p| format!("! allow {p}: granted because the compose file asked for it; remove it to refuse")))
+            .chain(allow.iter().map(|p| match self.grant {
+                true => format!("! allow {p}: granted (--grant) because the compose file asks for it; remove it to refuse"),
+                false => format!("! allow {p}: the compose file asks for it, not granted; add allow = [\"{p}\"] here to grant it"),
+            }))
             .collect();
-        Ok(StackService { name: stack_name, table, notes })
+        Ok(StackService { name: stack_name, table, notes, asked: allow.into_iter().collect() })
     }
 
     /// Postgres or redis when the image is one and the built-in can say
@@ -730,9 +748,20 @@ impl Mapper<'_> {
             let path = format!("{at}.env_file.{i}");
             let source = file.get("path").and_then(Value::as_str).unwrap_or_default();
             let required = file.get("required").and_then(Value::as_bool).unwrap_or(true);
-            let text = match std::fs::read_to_string(source) {
+            // Its values are copied into stack.toml: only a file of the
+            // project's is (`/proc/self/environ` would copy CI's tokens).
+            if let Ok(real) = Path::new(source).canonicalize()
+                && !real.starts_with(&self.compose.dir)
+            {
+                return Err(format!(
+                    "`{path}`: {source} is outside the project folder {}; import copies no file from outside it into stack.toml. \
+                     Copy it into the project (or put its variables in .env beside stack.toml) and import again",
+                    self.compose.dir.display()
+                ));
+            }
+            let text = match provision_registry::files::read_regular_text(Path::new(source), provision_registry::files::MAX_TEXT_BYTES) {
                 Ok(text) => text,
-                Err(_) if !required => {
+                Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
                     self.mapped(path, "nothing (an optional file that is not there)");
                     continue;
                 }
@@ -804,9 +833,9 @@ impl Mapper<'_> {
                     let mut detail = "volumes".to_string();
                     if engine_socket {
                         allow.insert("docker-socket");
-                        detail.push_str(", with allow = [\"docker-socket\"] (granted: the container controls the engine; review it)");
+                        detail.push_str(&format!(", {} (the container controls the engine)", self.power("docker-socket")));
                     } else if outside {
-                        detail.push_str(", with allow = [\"bind-outside-project\"] (granted: review it)");
+                        detail.push_str(&format!(", {}", self.power("bind-outside-project")));
                     }
                     let mut notes = Vec::new();
                     if !Path::new(source).exists() && !source.starts_with('~') {

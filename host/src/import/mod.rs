@@ -58,8 +58,12 @@ pub struct Report {
     pub mapped: usize,
     pub approximated: usize,
     pub dropped: usize,
-    /// Powers granted in `allow` because the compose file asked for them.
+    /// Powers granted in `allow` because the compose file asked for them
+    /// and `--grant` said so.
     pub granted: Vec<String>,
+    /// Powers the compose file asks for that were not granted (no
+    /// `--grant`): the stack does not plan until they are.
+    pub not_granted: Vec<String>,
     pub entries: Vec<Entry>,
 }
 
@@ -76,6 +80,8 @@ pub struct Options<'a> {
     pub project_name: Option<&'a str>,
     /// The folder stack.toml will be written to (paths are relative to it).
     pub out_dir: &'a Path,
+    /// Write the `allow` entries the compose file's powers need (`--grant`).
+    pub grant: bool,
 }
 
 /// The project as `load` read it (merged, interpolated, normalised), as
@@ -106,6 +112,7 @@ pub fn import(options: &Options) -> Result<Imported, String> {
         run_once: BTreeSet::new(),
         volume_users: BTreeMap::new(),
         report: Vec::new(),
+        grant: options.grant,
     };
     for (name, service) in &compose.services {
         let name = name.as_str().unwrap_or_default();
@@ -153,13 +160,8 @@ pub fn import(options: &Options) -> Result<Imported, String> {
     let toml = render(&name, &networks, &services, &sources)?;
     let entries = mapper.report;
     let count = |s: Status| entries.iter().filter(|e| e.status == s).count();
-    let granted = services
-        .iter()
-        .flat_map(|s| {
-            let allow = s.table.get("allow").and_then(Toml::as_array).cloned().unwrap_or_default();
-            allow.into_iter().filter_map(|p| p.as_str().map(|p| format!("{}: {p}", s.name))).collect::<Vec<_>>()
-        })
-        .collect();
+    let asked: Vec<String> = services.iter().flat_map(|s| s.asked.iter().map(|p| format!("{}: {p}", s.name))).collect();
+    let (granted, not_granted) = if options.grant { (asked, Vec::new()) } else { (Vec::new(), asked) };
     let report = Report {
         files: sources,
         services: services.iter().map(|s| (s.name.clone(), s.table["plugin"].as_str().unwrap_or_default().to_string())).collect(),
@@ -167,6 +169,7 @@ pub fn import(options: &Options) -> Result<Imported, String> {
         approximated: count(Status::Approximated),
         dropped: count(Status::Dropped),
         granted,
+        not_granted,
         entries,
     };
     Ok(Imported { toml, report })
@@ -254,7 +257,7 @@ fn display_path(path: &Path, dir: &Path) -> String {
 fn render(name: &str, networks: &Table, services: &[StackService], sources: &[String]) -> Result<String, String> {
     let mut text = format!(
         "# Imported from {} by `provision import`.\n\
-         # Notes above a service: ~ approximated, - dropped, ! a power granted in `allow`.\n\n",
+         # Notes above a service: ~ approximated, - dropped, ! a power the compose file asks for.\n\n",
         sources.join(", ")
     );
     let mut stack = Table::new();
@@ -298,8 +301,17 @@ impl Report {
             }
         }
         if !self.granted.is_empty() {
-            out.push_str("\npowers granted in `allow` because the compose file asked for them (review them):\n");
+            out.push_str("\npowers granted in `allow` (--grant) because the compose file asks for them (review them):\n");
             for g in &self.granted {
+                out.push_str(&format!("  ! {g}\n"));
+            }
+        }
+        if !self.not_granted.is_empty() {
+            out.push_str(
+                "\npowers the compose file asks for, not granted: the stack does not plan until you add each to its service's `allow`\n\
+                 (or import again with --grant, if you trust the compose file with them):\n",
+            );
+            for g in &self.not_granted {
                 out.push_str(&format!("  ! {g}\n"));
             }
         }
