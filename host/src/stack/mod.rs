@@ -155,8 +155,11 @@ impl Stack {
         let doc = match toml::de::DeTable::parse(&source) {
             Ok(doc) => doc,
             Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                return Err(stack.error_at_span(span, "not valid TOML", e.message(), None));
+                // A key nested too deep ("recursion limit") comes with no
+                // place: it is the line whose key has the most dots.
+                let help = e.span().is_none().then(|| "no stack.toml key is nested this deep; check the dotted key".to_string());
+                let span = e.span().unwrap_or_else(|| deepest_key_line(&source));
+                return Err(stack.error_at_span(span, "not valid TOML", e.message(), help));
             }
         };
         index_spans(&mut stack.spans, "", doc.get_ref());
@@ -609,7 +612,23 @@ fn toml_to_json(value: Value) -> serde_json::Value {
     }
 }
 
-/// A stack or images file: a regular file a person could have written (a
+/// The span of the line whose key (before `=`, or in a `[table]` header)
+/// has the most dots.
+fn deepest_key_line(source: &str) -> Range<usize> {
+    let mut best = (0, 0..0);
+    let mut start = 0;
+    for line in source.split_inclusive('\n') {
+        let key = line.split('=').next().unwrap_or_default();
+        let dots = key.matches('.').count();
+        if dots > best.0 {
+            best = (dots, start..start + line.trim_end().len());
+        }
+        start += line.len();
+    }
+    best.1
+}
+
+/// A stack or images file: a regular file a person could have written (
 /// FIFO or device in its place is refused, not read for ever).
 fn read_text(path: &Path) -> Result<String, ReadError> {
     provision_registry::files::read_regular_text(path, provision_registry::files::MAX_TEXT_BYTES).map_err(|error| ReadError { path: path.into(), error })
