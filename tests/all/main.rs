@@ -3,11 +3,13 @@
 //! runtime on real compiled components.
 
 mod author;
+mod bounds;
 mod docker;
 mod engine;
 mod examples;
 mod export;
 mod fuzz;
+mod host_paths;
 mod import;
 mod plan;
 mod rails;
@@ -20,3 +22,4 @@ mod stacks;
 mod support;
 mod swarm;
 mod ui;
+mod user_wins;

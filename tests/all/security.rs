@@ -233,3 +233,85 @@ fn an_engine_killed_mid_up_converges_on_the_next_up_without_duplicates_or_lost_d
     project.provision_with_env(&["exec", "x", "--", "test", "-f", "/data/keep-me"], &on_engine).ok();
     project.provision_with_env(&["down", "-v"], &on_engine).ok();
 }
+
+#[test]
+fn one_change_of_a_project_at_a_time_and_the_second_is_told_why() {
+    // The first `up` waits for /data/go; a second one meanwhile, and a
+    // `down`, are refused naming the first, and leave nothing doubled.
+    let stack = mischief("e2e-sec-lock", &format!("{IDLE}volume = \"data\"\nhealth = [\"test\", \"-f\", \"/data/go\"]"));
+    let mut first = spawn_up(&stack);
+    let started = Instant::now();
+    while docker(&["ps", "-q", "--filter", "name=e2e-sec-lock_x_server"]).trim().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the first up never started its container");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for command in [&["up"][..], &["down"]] {
+        let second = stack.provision(command).failed();
+        assert!(second.message().contains("project `e2e-sec-lock` is being changed by another provision (`provision up`, process"), "{}", second.stderr);
+    }
+    docker(&["exec", "e2e-sec-lock_x_server", "touch", "/data/go"]);
+    assert!(first.wait().unwrap().success());
+    let networks = docker(&["network", "ls", "-q", "--filter", "name=e2e-sec-lock_default"]);
+    assert_eq!(networks.lines().count(), 1, "one network of the name: {networks}");
+    stack.provision(&["up"]).ok();
+}
+
+#[test]
+fn a_label_read_from_the_engine_is_never_used_as_a_path() {
+    // A container anyone could have made, claiming to be a dead run's
+    // project `../../../x` in folder OUTSIDE/inner: gc used to remove
+    // OUTSIDE/x.json.
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("x.json");
+    std::fs::write(&victim, "not provision's").unwrap();
+    let inner = outside.path().join("inner");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let labels = [
+        "dev.provision.project=../../../x".to_string(),
+        format!("dev.provision.project-dir={}", inner.display()),
+        "dev.provision.ephemeral=project".into(),
+        format!("dev.provision.owner-host={host}"),
+        "dev.provision.owner-pid=4194300".into(),
+        "dev.provision.owner-started=1".into(),
+    ];
+    let mut args = vec!["create", "--name", "e2e-sec-forged"];
+    for label in &labels {
+        args.extend(["--label", label]);
+    }
+    args.extend(["provision-standin/redis:7", "true"]);
+    docker(&args);
+    let gc = crate::support::Project::new("").provision(&["gc"]).ok();
+    assert!(docker(&["ps", "-aq", "--filter", "name=e2e-sec-forged"]).trim().is_empty(), "the dead run's container goes: {}", gc.stderr);
+    assert!(victim.exists(), "gc removed a file outside any state folder");
+}
+
+#[test]
+fn a_container_a_killed_up_created_late_is_replaced_not_a_conflict() {
+    // While `up` builds the image (a few seconds), a container of the name
+    // it is about to create appears, labelled as this project's: what the
+    // engine does when the create of a killed `up` lands after it is gone.
+    let stack = mischief("e2e-sec-late", "build = \"ctx\"\ncommand = [\"sleep\", \"infinity\"]");
+    std::fs::create_dir_all(stack.project.path().join("ctx")).unwrap();
+    let nonce = format!("{:?}", Instant::now());
+    stack.project.write("ctx/Dockerfile", &format!("FROM provision-standin/redis:7\nRUN sleep 4 # {nonce}\n"));
+    let up = provision_cmd(&shared_cache())
+        .current_dir(stack.project.path())
+        .env("PROVISION_IMAGES", repo_root().join("tests/images/standins.toml"))
+        .args(["up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while docker(&["network", "ls", "-q", "--filter", "name=e2e-sec-late_default"]).trim().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "up never made its network");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = stack.project.path().canonicalize().unwrap();
+    let (project, folder) = ("dev.provision.project=e2e-sec-late".to_string(), format!("dev.provision.project-dir={}", dir.display()));
+    docker(&["create", "--name", "e2e-sec-late_x_server", "--label", &project, "--label", &folder, "provision-standin/redis:7", "true"]);
+    let out = up.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hash = docker(&["inspect", "-f", "{{index .Config.Labels \"dev.provision.spec-hash\"}}", "e2e-sec-late_x_server"]);
+    assert!(!hash.trim().is_empty(), "the container is the planned one, not the leftover");
+}

