@@ -192,6 +192,19 @@ fn container(
     let mut out = Map::new();
     out.insert("image".into(), json!(spec.image));
     if let Image::Build(build) = &c.image {
+        // Compose sends a context as its .dockerignore leaves it, and
+        // provision's state must not go into an image that way either.
+        let root = crate::plan::host_path::pinned(&state.host_paths, project_dir, &build.context)?;
+        let sent = crate::plan::build_context::sends_hidden(project_dir, &root)?;
+        if let Some(hidden) = sent.first() {
+            return Err(format!(
+                "the build context `{}` of service `{}` holds {hidden}/, which compose would send to the engine; \
+                 add `.provision` and `.git` to {}/.dockerignore, then export again",
+                build.context,
+                service.name,
+                relative(project_dir, &root)
+            ));
+        }
         let mut section = Map::from_iter([("context".to_string(), json!(relative(project_dir, &project_dir.join(&build.context))))]);
         if let Some(dockerfile) = &build.dockerfile {
             section.insert("dockerfile".into(), json!(dockerfile));
@@ -275,6 +288,11 @@ fn container(
             }
             MountSpec::Anonymous { target } => mounts.push(json!({"type": "volume", "target": target})),
         }
+    }
+    for copy in &spec.copies {
+        // Compose has no hand-over by copy: a read-only bind, as written.
+        mounts.push(json!({"type": "bind", "source": relative(project_dir, &copy.source), "target": copy.target, "read_only": true}));
+        notes.push(format!("{} is copied in by provision (it lies inside a folder a plugin's container writes); compose binds it", copy.target));
     }
     if !mounts.is_empty() {
         out.insert("volumes".into(), json!(mounts));

@@ -165,3 +165,15 @@ fn the_examples_still_plan_under_the_rule() {
         assert_eq!(run.code, Some(0), "{example}:\n{}", run.stderr);
     }
 }
+
+#[test]
+fn an_export_never_lets_compose_send_the_project_state_to_an_image() {
+    let project = Project::new("[services.app]\nplugin = \"container\"\nbuild = \".\"\n");
+    project.write("Dockerfile", "FROM provision-standin/redis:7\nCOPY . /app\n");
+    std::fs::create_dir_all(project.path().join(".provision")).unwrap();
+    let run = project.provision(&["export"]).failed();
+    assert!(run.message().contains("holds .provision/, which compose would send to the engine"), "{}", run.stderr);
+    project.write(".dockerignore", ".provision\n.git\n");
+    let run = project.provision(&["export"]).ok();
+    assert!(run.stdout.contains("context: ."), "{}", run.stdout);
+}

@@ -103,6 +103,15 @@ impl Context {
     }
 }
 
+/// The project's hidden folders (`.provision`, `.git`) that a context at
+/// `root` holds and its `.dockerignore` would send: what a tool other than
+/// provision (compose, for an export) would put into the image.
+pub fn sends_hidden(project_dir: &Path, root: &Path) -> Result<Vec<String>, String> {
+    let ignore = DockerIgnore::read(root)?;
+    let below = super::host_path::hidden_below(project_dir, root);
+    Ok(below.iter().map(|p| p.to_string_lossy().replace('\\', "/")).filter(|p| !ignore.excludes(p)).collect())
+}
+
 /// `FROM [--platform=…] IMAGE [AS NAME]` → (IMAGE, NAME).
 fn from_line(line: &str) -> Option<(&str, Option<&str>)> {
     let mut words = line.split_whitespace();
