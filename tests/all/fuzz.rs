@@ -1,6 +1,8 @@
 //! Bounded fuzzing, run by every `cargo test`: mutations of real stack.toml
-//! files through the parser, and of plans through the policy check (what a
-//! hostile plugin returns). Neither may panic. A crashing input is written
+//! files through the parser, of plans through the policy check, of compose
+//! files through `import`, and plans of every shape a real component can
+//! return (tests/plugins/shapeshifter) through the host's conversion of the
+//! contract's types and the policy after it. None may panic. A crashing input is written
 //! to tests/fuzz/ (commit it: every file there is replayed first, as a
 //! regression test). `PROVISION_FUZZ_SEED` replays a run; the seed is
 //! printed when one fails.
@@ -8,18 +10,23 @@
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use provision::{
-    desired::{Container, File, Image, Mount, MountSource, Network, PluginInfo, ServicePlan},
+    desired::{Container, File, Image, Mount, MountSource, Network, PluginInfo, ServicePlan, ServiceRequest},
+    import,
     plan::policy,
+    runtime::{CallContext, Limits, Runtime},
+    secrets::Secrets,
     stack::{Stack, Variables},
 };
+use provision_registry::{Requirement, RequirementSource, resolve};
 
 use crate::support::repo_root;
 
-/// Each target's time budget: together well under the minute CI allows.
+/// Each target's time budget: together about a minute of CI's time.
 const BUDGET: Duration = Duration::from_secs(15);
 
 /// Small, fast, reproducible (xorshift64*).
@@ -226,6 +233,69 @@ fn the_policy_check_never_panics_on_a_hostile_plan() {
     fuzz("plan", &[seed], mutate_json, |json| {
         if let Ok(plan) = serde_json::from_str::<ServicePlan>(json) {
             let _ = policy::check(&plan, &info, &grants);
+        }
+    });
+}
+
+/// Fragments that mean something to YAML or to a compose file.
+const YAML: &[&str] = &[
+    "- ", ": ", "&a ", "*a", "<<: *a\n", "!reset ", "!override ", "${X}", "${X:?e}", "$$", "[", "]", "{", "}", "|\n", ">\n", "---\n", "\t",
+    "\n  ", "services:\n", "extends: ", "include: [x.yaml]\n", "env_file: ", "volumes:\n", "- ./:/app\n", "- /:/host\n", "privileged: true\n",
+    "depends_on: ", "profiles: [a]\n", "?", "'", "\"", "#", "~", "null", "0x10", "1e400", ".inf",
+];
+
+fn mutate_yaml(rng: &mut Rng, input: &str) -> String {
+    let mut text = mutate(rng, input);
+    for _ in 0..rng.below(4) {
+        let at = (0..=text.len()).filter(|i| text.is_char_boundary(*i)).nth(rng.below(text.len() + 1)).unwrap_or(0);
+        let fragment = *rng.pick(YAML);
+        text.insert_str(at, fragment);
+    }
+    text
+}
+
+#[test]
+fn importing_a_compose_file_never_panics() {
+    let mut seeds = Vec::new();
+    for entry in std::fs::read_dir(repo_root().join("tests/import")).unwrap() {
+        let path = entry.unwrap().path().join("compose.yaml");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            seeds.push(text);
+        }
+    }
+    seeds.sort();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("compose.yaml");
+    let files = [file.clone()];
+    fuzz("compose-yaml", &seeds, mutate_yaml, |text| {
+        std::fs::write(&file, text).unwrap();
+        let options = import::Options { files: &files, env_file: None, profiles: &[], project_name: Some("fuzz"), out_dir: dir.path(), grant: false };
+        let _ = import::import(&options);
+    });
+}
+
+#[test]
+fn any_plan_a_component_returns_is_converted_and_checked_without_panics() {
+    let runtime = Runtime::new(None, Limits::default()).unwrap();
+    let requirement = Requirement {
+        name: "shapeshifter".into(),
+        version: semver::VersionReq::STAR,
+        source: RequirementSource::Path { path: provision_test_artifacts::SHAPESHIFTER.into(), sha256: None },
+    };
+    let plugin = runtime.load(&resolve(&requirement, Path::new("/")).unwrap()).unwrap();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("data")).unwrap();
+    let named = ["data"];
+    let grants = policy::Grants { allow: &[], named: &named, project_dir: project.path() };
+    let secrets = Arc::new(Secrets::from_key([7; 32]));
+    fuzz("wit-plan", &["1".to_string()], |rng, _| rng.next().to_string(), |seed| {
+        let config = serde_json::json!({ "seed": seed.parse::<u64>().unwrap_or(1) });
+        let request =
+            ServiceRequest { project: "p".into(), service: "x".into(), profile: "dev".into(), config, bindings: vec![], collected: false };
+        let context = Arc::new(CallContext { project: "p".into(), service: "x".into(), secrets: secrets.clone() });
+        if let Ok((Ok(plan), _)) = runtime.plan(&plugin, &request, context) {
+            let _ = policy::check(&plan, &plugin.info, &grants);
+            plan.containers.iter().chain(&plan.tasks).for_each(|c| drop(c.spec_hash()));
         }
     });
 }

@@ -25,7 +25,7 @@ fn hostile(name: &str, wasm: &str, extra: &str) -> Project {
 
 #[test]
 fn every_test_plugin_has_a_test() {
-    let source = include_str!("sandbox.rs");
+    let source = concat!(include_str!("sandbox.rs"), include_str!("fuzz.rs"));
     for plugin in artifacts::ALL {
         let constant = format!("artifacts::{}", plugin.replace('-', "_").to_uppercase());
         assert!(source.contains(&constant), "test plugin {plugin} is not used by any test");
