@@ -47,9 +47,10 @@ impl Writer {
             return Ok(Writer { _file: None });
         }
         let path = dir.join(project);
-        let opened = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| {
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)
-        });
+        let opened = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path));
         let mut file = match opened {
             Ok(file) => file,
             Err(e) => {

@@ -201,7 +201,8 @@ impl Registry {
         };
         let url = format!("{}/v2/{}/manifests/{tag}", Http::base(&repo.registry), repo.name);
         let body = serde_json::to_vec(&manifest).expect("JSON");
-        let answer = self.send(&repo, Method::PUT, url.clone(), Some((body, MANIFEST_MEDIA_TYPE)), "an answer").map_err(|e| refused(e.to_string()))?;
+        let answer =
+            self.send(&repo, Method::PUT, url.clone(), Some((body, MANIFEST_MEDIA_TYPE)), "an answer").map_err(|e| refused(e.to_string()))?;
         if !answer.status.is_success() {
             return Err(refused(format!("{}: {}", answer.status, shown(&String::from_utf8_lossy(&answer.body)))));
         }
@@ -239,7 +240,14 @@ impl Registry {
         self.http(repo)?.exchange(&exchange).map_err(|error| registry_error(repo, error))
     }
 
-    fn send(&self, repo: &Repository, method: Method, url: String, body: Option<(Vec<u8>, &str)>, what: &'static str) -> Result<http::Answer, OciError> {
+    fn send(
+        &self,
+        repo: &Repository,
+        method: Method,
+        url: String,
+        body: Option<(Vec<u8>, &str)>,
+        what: &'static str,
+    ) -> Result<http::Answer, OciError> {
         let scope = format!("repository:{}:pull,push", repo.name);
         let exchange = Exchange { method, url, accept: &[], body, scope: &scope, what, limit: MAX_MANIFEST_BYTES };
         self.http(repo)?.exchange(&exchange).map_err(|error| registry_error(repo, error))
@@ -328,7 +336,9 @@ fn release_from(repository: &str, tag: &str, manifest: &Manifest) -> Result<Rele
         Version::parse(&value).map_err(|_| not_a_plugin(format!("the annotation {key} = {:?} is not semver", shown(&value))))
     };
     let name = get(ANNOTATION_NAME)?;
-    let plain = name.len() <= 64 && name.starts_with(|c: char| c.is_ascii_lowercase()) && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let plain = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !plain {
         return Err(not_a_plugin(format!("the annotation {ANNOTATION_NAME} = {:?} is not a plugin name", shown(&name))));
     }

@@ -67,7 +67,11 @@ fn what_a_registry_serves_must_be_a_component_and_its_text_is_escaped() {
 
     let run = project.provision_with_env(&["plugin", "pull", &format!("{}/escape:0.1.0", registry.address)], &env).failed();
     assert!(run.message().contains("is not a plugin name"), "{}", run.stderr);
-    assert!(!run.stderr.contains('\u{1b}') && !run.stderr.contains('\u{7}'), "the registry's escape sequences reached the terminal: {:?}", run.stderr);
+    assert!(
+        !run.stderr.contains('\u{1b}') && !run.stderr.contains('\u{7}'),
+        "the registry's escape sequences reached the terminal: {:?}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -76,7 +80,7 @@ fn credentials_go_only_to_the_registry_they_are_for_and_never_in_clear() {
     let authorizations = |port: &str, repo: &str| -> Vec<String> {
         let seen = registry.seen();
         seen.iter()
-            .filter(|s| s["port"].to_string() == port && s["path"].as_str().unwrap_or_default().contains(repo))
+            .filter(|s| s["port"].as_u64().map(|p| p.to_string()).as_deref() == Some(port) && s["path"].as_str().unwrap_or_default().contains(repo))
             .filter_map(|s| s["authorization"].as_str().map(str::to_string))
             .collect()
     };
@@ -103,7 +107,7 @@ fn credentials_go_only_to_the_registry_they_are_for_and_never_in_clear() {
 
     // A token service on another host gets no credentials meant for the registry.
     stack_from(&registry.address, "bearer-elsewhere").provision_with_env(&["plan"], &env);
-    let token_requests: Vec<_> = registry.seen().into_iter().filter(|s| s["port"].to_string() == port(&registry.other)).collect();
+    let token_requests: Vec<_> = registry.seen().into_iter().filter(|s| s["port"].as_u64().map(|p| p.to_string()) == Some(port(&registry.other))).collect();
     assert!(!token_requests.is_empty(), "the token service was asked: {:?}", registry.seen());
     assert!(token_requests.iter().all(|s| s["authorization"].is_null()), "credentials went to another host: {token_requests:?}");
     assert!(authorizations(&port(&registry.address), "bearer-elsewhere").iter().any(|a| a == "Bearer t0ken"), "{:?}", registry.seen());

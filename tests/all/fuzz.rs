@@ -239,9 +239,44 @@ fn the_policy_check_never_panics_on_a_hostile_plan() {
 
 /// Fragments that mean something to YAML or to a compose file.
 const YAML: &[&str] = &[
-    "- ", ": ", "&a ", "*a", "<<: *a\n", "!reset ", "!override ", "${X}", "${X:?e}", "$$", "[", "]", "{", "}", "|\n", ">\n", "---\n", "\t",
-    "\n  ", "services:\n", "extends: ", "include: [x.yaml]\n", "env_file: ", "volumes:\n", "- ./:/app\n", "- /:/host\n", "privileged: true\n",
-    "depends_on: ", "profiles: [a]\n", "?", "'", "\"", "#", "~", "null", "0x10", "1e400", ".inf",
+    "- ",
+    ": ",
+    "&a ",
+    "*a",
+    "<<: *a\n",
+    "!reset ",
+    "!override ",
+    "${X}",
+    "${X:?e}",
+    "$$",
+    "[",
+    "]",
+    "{",
+    "}",
+    "|\n",
+    ">\n",
+    "---\n",
+    "\t",
+    "\n  ",
+    "services:\n",
+    "extends: ",
+    "include: [x.yaml]\n",
+    "env_file: ",
+    "volumes:\n",
+    "- ./:/app\n",
+    "- /:/host\n",
+    "privileged: true\n",
+    "depends_on: ",
+    "profiles: [a]\n",
+    "?",
+    "'",
+    "\"",
+    "#",
+    "~",
+    "null",
+    "0x10",
+    "1e400",
+    ".inf",
 ];
 
 fn mutate_yaml(rng: &mut Rng, input: &str) -> String {
@@ -288,14 +323,19 @@ fn any_plan_a_component_returns_is_converted_and_checked_without_panics() {
     let named = ["data"];
     let grants = policy::Grants { allow: &[], named: &named, project_dir: project.path() };
     let secrets = Arc::new(Secrets::from_key([7; 32]));
-    fuzz("wit-plan", &["1".to_string()], |rng, _| rng.next().to_string(), |seed| {
-        let config = serde_json::json!({ "seed": seed.parse::<u64>().unwrap_or(1) });
-        let request =
-            ServiceRequest { project: "p".into(), service: "x".into(), profile: "dev".into(), config, bindings: vec![], collected: false };
-        let context = Arc::new(CallContext { project: "p".into(), service: "x".into(), secrets: secrets.clone() });
-        if let Ok((Ok(plan), _)) = runtime.plan(&plugin, &request, context) {
-            let _ = policy::check(&plan, &plugin.info, &grants);
-            plan.containers.iter().chain(&plan.tasks).for_each(|c| drop(c.spec_hash()));
-        }
-    });
+    fuzz(
+        "wit-plan",
+        &["1".to_string()],
+        |rng, _| rng.next().to_string(),
+        |seed| {
+            let config = serde_json::json!({ "seed": seed.parse::<u64>().unwrap_or(1) });
+            let request =
+                ServiceRequest { project: "p".into(), service: "x".into(), profile: "dev".into(), config, bindings: vec![], collected: false };
+            let context = Arc::new(CallContext { project: "p".into(), service: "x".into(), secrets: secrets.clone() });
+            if let Ok((Ok(plan), _)) = runtime.plan(&plugin, &request, context) {
+                let _ = policy::check(&plan, &plugin.info, &grants);
+                plan.containers.iter().chain(&plan.tasks).for_each(|c| drop(c.spec_hash()));
+            }
+        },
+    );
 }

@@ -112,7 +112,8 @@ fn a_compose_file_grants_no_power_without_grant() {
     let report = run.json();
     assert_eq!(report["granted"], serde_json::json!([]));
     let asked: Vec<&str> = report["not_granted"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
-    for power in ["portainer: docker-socket", "netdata: host-network", "netdata: host-pid", "cadvisor: privileged", "cadvisor: bind-outside-project"] {
+    for power in ["portainer: docker-socket", "netdata: host-network", "netdata: host-pid", "cadvisor: privileged", "cadvisor: bind-outside-project"]
+    {
         assert!(asked.contains(&power), "{power} in {asked:?}");
     }
     let stack = std::fs::read_to_string(project.path().join("stack.toml")).unwrap();

@@ -247,7 +247,11 @@ fn one_change_of_a_project_at_a_time_and_the_second_is_told_why() {
     }
     for command in [&["up"][..], &["down"]] {
         let second = stack.provision(command).failed();
-        assert!(second.message().contains("project `e2e-sec-lock` is being changed by another provision (`provision up`, process"), "{}", second.stderr);
+        assert!(
+            second.message().contains("project `e2e-sec-lock` is being changed by another provision (`provision up`, process"),
+            "{}",
+            second.stderr
+        );
     }
     docker(&["exec", "e2e-sec-lock_x_server", "touch", "/data/go"]);
     assert!(first.wait().unwrap().success());

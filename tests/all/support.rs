@@ -425,7 +425,8 @@ impl Drop for FakeRegistry {
 
 /// Run `cmd` to its end: what it printed, its own peak memory (from
 /// wait4's rusage: this child's, not the test's other children) in KiB, and
-/// how long it took.
+/// how long it took. (wait4 reaps it, so std's wait is not called.)
+#[allow(clippy::zombie_processes)]
 pub fn run_measured(cmd: &mut Command) -> (Run, u64, std::time::Duration) {
     use std::io::Read;
     let started = std::time::Instant::now();
@@ -443,10 +444,7 @@ pub fn run_measured(cmd: &mut Command) -> (Run, u64, std::time::Duration) {
     let pid = child.id() as libc::pid_t;
     assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    let run = Run {
-        code,
-        stdout: String::from_utf8_lossy(&stdout.join().unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    };
+    let run =
+        Run { code, stdout: String::from_utf8_lossy(&stdout.join().unwrap()).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() };
     (run, usage.ru_maxrss as u64, started.elapsed())
 }

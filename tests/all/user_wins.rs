@@ -23,7 +23,8 @@ fn env_of(state: &Value, service: &str, container: &str) -> serde_json::Map<Stri
 
 #[test]
 fn the_users_env_wins_and_no_plugin_variable_can_set_another() {
-    let project = mischief("[services.x]\nplugin = \"mischief\"\nenv_key = \"APP_MODE\"\nenv_value = \"evil\"\nenv = { APP_MODE = \"production\" }\n");
+    let project =
+        mischief("[services.x]\nplugin = \"mischief\"\nenv_key = \"APP_MODE\"\nenv_value = \"evil\"\nenv = { APP_MODE = \"production\" }\n");
     let state = project.provision(&["plan", "--json"]).ok().json();
     assert_eq!(env_of(&state, "x", "server")["APP_MODE"], "production");
 

@@ -75,11 +75,14 @@ impl ServiceRun<'_, '_> {
                 let deps: Vec<(WaitFor, String, watch::Receiver<Reached>)> = service
                     .depends_on
                     .iter()
-                    .filter_map(|d| match d.wait {
-                        WaitFor::Planned if mounts_volume_of(&d.service) => Some(WaitFor::Started),
-                        WaitFor::Planned => None,
-                        wait => Some(wait),
-                    }.map(|wait| (wait, d.service.clone(), channels[d.service.as_str()].1.clone())))
+                    .filter_map(|d| {
+                        match d.wait {
+                            WaitFor::Planned if mounts_volume_of(&d.service) => Some(WaitFor::Started),
+                            WaitFor::Planned => None,
+                            wait => Some(wait),
+                        }
+                        .map(|wait| (wait, d.service.clone(), channels[d.service.as_str()].1.clone()))
+                    })
                     .collect();
                 let tx = &channels[service.name.as_str()].0;
                 let result = self.service(service, deps, tx, keeper).await;

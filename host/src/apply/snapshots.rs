@@ -48,7 +48,8 @@ impl ServiceRun<'_, '_> {
             return Ok(None);
         }
         let network = self.names.sealed_network(&service.name, &c.name);
-        let existing = self.engine.ensure_network(&network, false, project_labels(&self.state.project, self.options)).await.map_err(|e| e.to_string())?;
+        let existing =
+            self.engine.ensure_network(&network, false, project_labels(&self.state.project, self.options)).await.map_err(|e| e.to_string())?;
         if let Some(existing) = existing
             && existing.labels.get(&label("project")) != Some(&self.state.project)
         {

@@ -19,8 +19,8 @@ use bollard::{
 use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
 
 use super::{
-    Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels, MountSpec,
-    OutputStream, Reach, Result, Status,
+    Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels, MountSpec, OutputStream,
+    Reach, Result, Status,
 };
 use crate::desired::{BuildSpec, File, Probe, Protocol, RestartPolicy};
 pub struct Docker {

@@ -135,7 +135,6 @@ pub struct Existing {
     pub internal: bool,
 }
 
-
 /// An image as listed by the engine.
 #[derive(Debug, Clone)]
 pub struct ImageInfo {

@@ -48,8 +48,8 @@ use bollard::{
 use futures_util::{StreamExt, stream::BoxStream};
 
 use super::{
-    Actual, ContainerSpec, Docker, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels,
-    MountSpec, OutputStream, Reach, Result, Status,
+    Actual, ContainerSpec, Docker, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels, MountSpec,
+    OutputStream, Reach, Result, Status,
     docker::{is_conflict, is_not_found, mount, nanos, owner_filter, project_filter, removed},
 };
 use crate::desired::{BuildSpec, File, Protocol, RestartPolicy};

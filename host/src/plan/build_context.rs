@@ -47,7 +47,10 @@ impl Context {
         let look_inside = |path: &str| ignore.may_reinclude_under(path);
         let filter = Filter { excluded: &excluded, look_inside: &look_inside };
         let tree = Tree::open(root, &filter, Limits::CONTEXT).map_err(|e| {
-            format!("build context `{context}`: {e}{}", if e.contains("more than") { "; leave out what the image does not need in its .dockerignore" } else { "" })
+            format!(
+                "build context `{context}`: {e}{}",
+                if e.contains("more than") { "; leave out what the image does not need in its .dockerignore" } else { "" }
+            )
         })?;
         let dockerfile_text = match tree.entries.iter().find(|e| e.path == dockerfile).map(|e| &e.kind) {
             Some(Kind::File { .. }) => {

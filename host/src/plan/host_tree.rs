@@ -167,7 +167,13 @@ impl Tree {
     /// `folders`, folders), each file read exactly to its size when opened.
     /// `replace` gives other contents for one path (a Dockerfile with its
     /// base images substituted).
-    pub fn append_to<W: Write>(&self, archive: &mut tar::Builder<W>, prefix: &str, folders: bool, replace: Option<(&str, &[u8])>) -> Result<(), String> {
+    pub fn append_to<W: Write>(
+        &self,
+        archive: &mut tar::Builder<W>,
+        prefix: &str,
+        folders: bool,
+        replace: Option<(&str, &[u8])>,
+    ) -> Result<(), String> {
         let name = |path: &str| match (prefix.trim_end_matches('/'), path) {
             (p, "") => p.to_string(),
             ("", path) => path.to_string(),

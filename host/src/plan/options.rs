@@ -26,7 +26,11 @@ use crate::{
 /// plugin's (postgres's `user`); a third-party plugin cannot take a key from
 /// the host this way (`read_only = true` must not reach a plugin that
 /// ignores it).
-pub(super) fn split(stack: &Stack, service: &crate::stack::Service, loaded: &Loaded) -> Result<(ServiceOptions, serde_json::Value, HostPaths), StackError> {
+pub(super) fn split(
+    stack: &Stack,
+    service: &crate::stack::Service,
+    loaded: &Loaded,
+) -> Result<(ServiceOptions, serde_json::Value, HostPaths), StackError> {
     let name = &service.name;
     let builtin = matches!(loaded.resolved.source, provision_registry::Source::Builtin);
     let properties = loaded.plugin.info.config_schema.get("properties").filter(|_| builtin);

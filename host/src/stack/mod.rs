@@ -631,7 +631,8 @@ fn deepest_key_line(source: &str) -> Range<usize> {
 /// A stack or images file: a regular file a person could have written (
 /// FIFO or device in its place is refused, not read for ever).
 fn read_text(path: &Path) -> Result<String, ReadError> {
-    provision_registry::files::read_regular_text(path, provision_registry::files::MAX_TEXT_BYTES).map_err(|error| ReadError { path: path.into(), error })
+    provision_registry::files::read_regular_text(path, provision_registry::files::MAX_TEXT_BYTES)
+        .map_err(|error| ReadError { path: path.into(), error })
 }
 
 fn permissions_help() -> String {

@@ -336,10 +336,9 @@ mod tests {
 
     #[test]
     fn every_rate_limit_has_a_zone_of_its_own() {
-        let config: Config = serde_json::from_str(
-            r#"{"rate_limits": {"/login": {"rate": "5r/m"}, "/login/": {"rate": "1r/s"}, "/login_2": {"rate": "2r/s"}}}"#,
-        )
-        .unwrap();
+        let config: Config =
+            serde_json::from_str(r#"{"rate_limits": {"/login": {"rate": "5r/m"}, "/login/": {"rate": "1r/s"}, "/login_2": {"rate": "2r/s"}}}"#)
+                .unwrap();
         let conf = site(&config, &BTreeMap::from([("/".to_string(), "web:3000".to_string())]), false);
         let mut zones: Vec<&str> =
             conf.lines().filter_map(|l| l.strip_prefix("limit_req_zone $binary_remote_addr zone=")).map(|l| l.split(':').next().unwrap()).collect();

@@ -216,7 +216,9 @@ impl Http {
         let (scheme, params) = parse_challenge(challenge);
         let credentials = self.credentials.as_ref().filter(|c| c.for_host(registry));
         match scheme.as_str() {
-            "basic" => credentials.map(Credentials::basic).ok_or_else(|| HttpError::NeedsCredentials(self.credentials_hint(registry, StatusCode::UNAUTHORIZED))),
+            "basic" => credentials
+                .map(Credentials::basic)
+                .ok_or_else(|| HttpError::NeedsCredentials(self.credentials_hint(registry, StatusCode::UNAUTHORIZED))),
             "bearer" => {
                 let realm = params.get("realm").ok_or_else(|| HttpError::Failed("its Bearer challenge names no realm".into()))?;
                 let realm_host = authority_of(realm)?;
@@ -342,7 +344,8 @@ fn describe(error: &dyn std::error::Error) -> String {
 /// Text from a registry, fit for a terminal: control characters escaped,
 /// cut to 300 characters.
 pub fn shown(text: &str) -> String {
-    let mut out: String = text.chars().take(300).flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect();
+    let mut out: String =
+        text.chars().take(300).flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect();
     if text.chars().count() > 300 {
         out.push('…');
     }
@@ -355,7 +358,8 @@ mod tests {
 
     #[test]
     fn challenges_are_read_as_registries_write_them() {
-        let (scheme, params) = parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a/b:pull""#);
+        let (scheme, params) =
+            parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a/b:pull""#);
         assert_eq!(scheme, "bearer");
         assert_eq!(params["realm"], "https://auth.docker.io/token");
         assert_eq!(params["service"], "registry.docker.io");

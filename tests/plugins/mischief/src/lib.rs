@@ -73,13 +73,17 @@ impl Plugin for Mischief {
                 let folder = config.bind.clone().unwrap_or_else(|| "data".into());
                 let target = config.url.clone().unwrap_or_else(|| "/var/run".into());
                 let script = format!("rm -rf /w/sub && ln -s {target} /w/sub");
-                let task = Container::new("swap", "provision-standin/redis:7")
-                    .command(["sh", "-c", &script])
-                    .mount(MountSource::Bind(folder.clone()), "/w", false);
+                let task = Container::new("swap", "provision-standin/redis:7").command(["sh", "-c", &script]).mount(
+                    MountSource::Bind(folder.clone()),
+                    "/w",
+                    false,
+                );
                 plan.tasks.push(task);
-                let server = Container::new("server", "provision-standin/redis:7")
-                    .command(["sleep", "infinity"])
-                    .mount(MountSource::Bind(format!("{folder}/sub")), "/mnt", true);
+                let server = Container::new("server", "provision-standin/redis:7").command(["sleep", "infinity"]).mount(
+                    MountSource::Bind(format!("{folder}/sub")),
+                    "/mnt",
+                    true,
+                );
                 plan.containers.push(server);
                 return Ok(plan);
             }
