@@ -107,7 +107,8 @@ fn credentials_go_only_to_the_registry_they_are_for_and_never_in_clear() {
 
     // A token service on another host gets no credentials meant for the registry.
     stack_from(&registry.address, "bearer-elsewhere").provision_with_env(&["plan"], &env);
-    let token_requests: Vec<_> = registry.seen().into_iter().filter(|s| s["port"].as_u64().map(|p| p.to_string()) == Some(port(&registry.other))).collect();
+    let token_requests: Vec<_> =
+        registry.seen().into_iter().filter(|s| s["port"].as_u64().map(|p| p.to_string()) == Some(port(&registry.other))).collect();
     assert!(!token_requests.is_empty(), "the token service was asked: {:?}", registry.seen());
     assert!(token_requests.iter().all(|s| s["authorization"].is_null()), "credentials went to another host: {token_requests:?}");
     assert!(authorizations(&port(&registry.address), "bearer-elsewhere").iter().any(|a| a == "Bearer t0ken"), "{:?}", registry.seen());
