@@ -12,6 +12,8 @@ use std::{
 use serde_yaml_ng::{Mapping, Value};
 use toml::{Table, Value as Toml};
 
+use crate::stack::Permission;
+
 use super::{
     Entry, Status,
     load::{Compose, other_keys, scalar, sequence, strings},
@@ -24,7 +26,7 @@ pub(super) struct StackService {
     /// Comment lines written above it: what it approximates or leaves out.
     pub notes: Vec<String>,
     /// The powers its compose service asks for (in `allow` with `--grant`).
-    pub asked: Vec<&'static str>,
+    pub asked: Vec<Permission>,
 }
 
 pub(super) struct Mapper<'a> {
@@ -59,7 +61,7 @@ enum Kind {
 
 impl Mapper<'_> {
     /// What the report says of a power: granted (`--grant`) or only asked for.
-    fn power(&self, permission: &str) -> String {
+    fn power(&self, permission: Permission) -> String {
         if self.grant {
             format!("with allow = [\"{permission}\"] (granted by --grant: review it)")
         } else {
@@ -222,8 +224,8 @@ impl Mapper<'_> {
             match mode {
                 "host" if container => {
                     table.insert("network_mode".into(), "host".into());
-                    allow.insert("host-network");
-                    self.mapped(path, format!("network_mode = \"host\", {}", self.power("host-network")));
+                    allow.insert(Permission::HostNetwork);
+                    self.mapped(path, format!("network_mode = \"host\", {}", self.power(Permission::HostNetwork)));
                 }
                 "bridge" => self.mapped(path, "the project's network"),
                 other => self.dropped(path, format!("network_mode {other:?} has no equivalent; the service joins the project's network")),
@@ -278,7 +280,7 @@ impl Mapper<'_> {
             }
         }
         for (key, permission, what) in
-            [("privileged", "privileged", "privileged mode"), ("cap_add", "cap-add", "added capabilities"), ("devices", "devices", "host devices")]
+            [("privileged", Permission::Privileged, "privileged mode"), ("cap_add", Permission::CapAdd, "added capabilities"), ("devices", Permission::Devices, "host devices")]
         {
             let Some(value) = svc.get(key) else { continue };
             handled.insert(key);
@@ -308,8 +310,8 @@ impl Mapper<'_> {
             handled.insert("pid");
             if pid == "host" && container {
                 table.insert("pid".into(), "host".into());
-                allow.insert("host-pid");
-                self.mapped(format!("{at}.pid"), format!("pid = \"host\", {}", self.power("host-pid")));
+                allow.insert(Permission::HostPid);
+                self.mapped(format!("{at}.pid"), format!("pid = \"host\", {}", self.power(Permission::HostPid)));
             } else {
                 self.dropped(format!("{at}.pid"), format!("pid {pid:?} has no equivalent"));
             }
@@ -799,7 +801,7 @@ impl Mapper<'_> {
         name: &str,
         svc: &Mapping,
         table: &mut Table,
-        allow: &mut BTreeSet<&'static str>,
+        allow: &mut BTreeSet<Permission>,
         plugin_mounts: &[&str],
     ) -> Result<(), String> {
         let mut volumes: Vec<String> = Vec::new();
@@ -828,14 +830,14 @@ impl Mapper<'_> {
                     volumes.push(format!("{}:{target}{ro}", self.path(source)));
                     let outside = !self.inside(source) && !source.starts_with('~');
                     if outside {
-                        allow.insert("bind-outside-project");
+                        allow.insert(Permission::BindOutsideProject);
                     }
                     let mut detail = "volumes".to_string();
                     if engine_socket {
-                        allow.insert("docker-socket");
-                        detail.push_str(&format!(", {} (the container controls the engine)", self.power("docker-socket")));
+                        allow.insert(Permission::DockerSocket);
+                        detail.push_str(&format!(", {} (the container controls the engine)", self.power(Permission::DockerSocket)));
                     } else if outside {
-                        detail.push_str(&format!(", {}", self.power("bind-outside-project")));
+                        detail.push_str(&format!(", {}", self.power(Permission::BindOutsideProject)));
                     }
                     let mut notes = Vec::new();
                     if !Path::new(source).exists() && !source.starts_with('~') {
@@ -943,7 +945,7 @@ impl Mapper<'_> {
                 if let Some(file) = declared.get("file").and_then(Value::as_str) {
                     volumes.push(format!("{}:{target}:ro", self.path(file)));
                     if !self.inside(file) {
-                        allow.insert("bind-outside-project");
+                        allow.insert(Permission::BindOutsideProject);
                     }
                     let extra = ["uid", "gid", "mode"].iter().any(|k| entry.get(*k).is_some());
                     if extra {

@@ -15,7 +15,7 @@ use super::{Loaded, host_path};
 use crate::{
     desired::{self as d, Container, HostPaths, Network, ServicePlan},
     stack::{
-        NetworkDecl, Stack, StackError,
+        NetworkDecl, Permission, Stack, StackError,
         interpolate::{has_references, output_references, shown},
         options::{Publish, ServiceOptions},
     },
@@ -83,7 +83,7 @@ pub(super) fn split(
         let host =
             host_path::resolve(&stack.dir, path).map_err(|e| stack.error_at(&key, format!("bind mount of service `{name}`: {e}"), "here", None))?;
         pins.insert(path.clone(), host.real.clone());
-        if !host.inside && !service.allow.iter().any(|a| a == "bind-outside-project") {
+        if !host.inside && !service.allow.contains(&Permission::BindOutsideProject) {
             return Err(stack.error_at(
                 &key,
                 format!("service `{name}` binds {}, outside the project folder", host.real.display()),

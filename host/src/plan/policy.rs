@@ -11,7 +11,10 @@ use std::{
 };
 
 use super::host_path;
-use crate::desired::{Container, HostPaths, Image, MountSource, PluginInfo, ServicePlan};
+use crate::{
+    desired::{Container, HostPaths, Image, MountSource, PluginInfo, ServicePlan},
+    stack::Permission,
+};
 
 /// How much one service's plan may hold. A plan is written by hand in a
 /// plugin; thousands of anything are a mistake or an attack (each published
@@ -41,12 +44,12 @@ pub struct Refusal {
     /// e.g. `containers.server.privileges.privileged: privileged mode`
     pub message: String,
     /// The `allow` entry that would permit it; None for malformed plans.
-    pub permission: Option<&'static str>,
+    pub permission: Option<Permission>,
 }
 
 /// What the user's stack.toml grants one service.
 pub struct Grants<'a> {
-    pub allow: &'a [String],
+    pub allow: &'a [Permission],
     /// Every string the user wrote in the service's config: a bind of a path
     /// named there may be writable (`code = "app"` lets `app` be written).
     pub named: &'a [&'a str],
@@ -63,7 +66,7 @@ pub fn check(plan: &ServicePlan, info: &PluginInfo, grants: &Grants) -> Result<H
             return Err(malformed(format!("output `{}` is not declared in its info", output.name)));
         }
     }
-    let large = grants.allow.iter().any(|a| a == "large-plan");
+    let large = grants.allow.contains(&Permission::LargePlan);
     let limits = if large { Limits::LARGE } else { Limits::NORMAL };
     let everything = || plan.containers.iter().chain(&plan.tasks);
     let counts = [
@@ -75,7 +78,7 @@ pub fn check(plan: &ServicePlan, info: &PluginInfo, grants: &Grants) -> Result<H
     ];
     if let Some((what, count, limit)) = counts.into_iter().find(|(_, count, limit)| count > limit) {
         let message = format!("its plan has {count} {what}, over the limit of {limit} for one service");
-        return Err(Refusal { message, permission: (!large).then_some("large-plan") });
+        return Err(Refusal { message, permission: (!large).then_some(Permission::LargePlan) });
     }
     for volume in &plan.volumes {
         if !valid_last_name(volume) {
@@ -118,8 +121,8 @@ fn check_container(
     pins: &mut HostPaths,
     malformed: &dyn Fn(String) -> Refusal,
 ) -> Result<(), Refusal> {
-    let needs = |permission: &'static str, field: String, what: &str| -> Result<(), Refusal> {
-        if grants.allow.iter().any(|a| a == permission) {
+    let needs = |permission: Permission, field: String, what: &str| -> Result<(), Refusal> {
+        if grants.allow.contains(&permission) {
             Ok(())
         } else {
             Err(Refusal { message: format!("{at}.{field} asks for {what}"), permission: Some(permission) })
@@ -127,19 +130,19 @@ fn check_container(
     };
     let p = &c.privileges;
     if p.privileged {
-        needs("privileged", "privileges.privileged".into(), "privileged mode")?;
+        needs(Permission::Privileged, "privileges.privileged".into(), "privileged mode")?;
     }
     if !p.cap_add.is_empty() {
-        needs("cap-add", "privileges.cap-add".into(), &format!("added capabilities {}", p.cap_add.join(", ")))?;
+        needs(Permission::CapAdd, "privileges.cap-add".into(), &format!("added capabilities {}", p.cap_add.join(", ")))?;
     }
     if p.host_network {
-        needs("host-network", "privileges.host-network".into(), "the host's network")?;
+        needs(Permission::HostNetwork, "privileges.host-network".into(), "the host's network")?;
     }
     if p.host_pid {
-        needs("host-pid", "privileges.host-pid".into(), "the host's PID namespace")?;
+        needs(Permission::HostPid, "privileges.host-pid".into(), "the host's PID namespace")?;
     }
     if !p.devices.is_empty() {
-        needs("devices", "privileges.devices".into(), &format!("host devices {}", p.devices.join(", ")))?;
+        needs(Permission::Devices, "privileges.devices".into(), &format!("host devices {}", p.devices.join(", ")))?;
     }
     // `KEY=value` is how the engine takes env: a name holding `=` would set
     // another variable after the user's (`DATABASE_URL=postgres://evil` = "").
@@ -156,7 +159,7 @@ fn check_container(
         pins.insert(build.context.clone(), context.real.clone());
         if !context.inside {
             needs(
-                "bind-outside-project",
+                Permission::BindOutsideProject,
                 "image.build.context".into(),
                 &format!("build context {} outside the project folder", context.real.display()),
             )?;
@@ -173,11 +176,11 @@ fn check_container(
                 pins.insert(path.clone(), host.real.clone());
                 binds.push(mount.target.as_str());
                 if is_engine_socket(&host.real) {
-                    needs("docker-socket", format!("mounts.{i}"), &format!("the container engine's socket ({})", host.real.display()))?;
+                    needs(Permission::DockerSocket, format!("mounts.{i}"), &format!("the container engine's socket ({})", host.real.display()))?;
                     continue;
                 }
                 if !host.inside {
-                    needs("bind-outside-project", format!("mounts.{i}"), &format!("host path {} outside the project folder", host.real.display()))?;
+                    needs(Permission::BindOutsideProject, format!("mounts.{i}"), &format!("host path {} outside the project folder", host.real.display()))?;
                 }
                 if !mount.read_only && !grants.named.iter().any(|n| host_path::same(grants.project_dir, &host.real, n)) {
                     return Err(refused(

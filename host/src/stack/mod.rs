@@ -51,14 +51,12 @@ use toml::Value;
 mod diagnostic;
 pub mod interpolate;
 pub mod options;
+mod permission;
 
 use diagnostic::index_spans;
 pub use diagnostic::{ReadError, StackError};
 pub use interpolate::Variables;
-
-/// What a service may be granted with `allow = [...]`.
-pub const PERMISSIONS: &[&str] =
-    &["privileged", "cap-add", "host-network", "host-pid", "devices", "docker-socket", "bind-outside-project", "large-plan"];
+pub use permission::Permission;
 
 #[derive(Debug)]
 pub struct Stack {
@@ -103,7 +101,7 @@ pub struct Service {
     pub name: String,
     pub plugin: String,
     pub uses: Uses,
-    pub allow: Vec<String>,
+    pub allow: Vec<Permission>,
     /// The service table (the active profile's overrides merged in) minus
     /// `plugin`, `uses`, `allow` and `profiles`, as JSON. The planner takes
     /// the host-level options (`options`) out; the rest is the plugin's.
@@ -451,17 +449,17 @@ impl Stack {
         }
     }
 
-    fn read_allow(&self, path: &str, value: Value) -> Result<Vec<String>, StackError> {
+    fn read_allow(&self, path: &str, value: Value) -> Result<Vec<Permission>, StackError> {
         let Value::Array(items) = value else {
             return Err(self.error_at(path, "`allow` must be a list of permissions", "here", Some(permissions_help())));
         };
         let mut allow = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
             let item_path = format!("{path}.{i}");
-            let permission = self.expect_str(&item_path, item)?;
-            if !PERMISSIONS.contains(&permission.as_str()) {
-                return Err(self.error_at(&item_path, format!("unknown permission {permission:?}"), "not a permission", Some(permissions_help())));
-            }
+            let written = self.expect_str(&item_path, item)?;
+            let permission = Permission::parse(&written).ok_or_else(|| {
+                self.error_at(&item_path, format!("unknown permission {written:?}"), "not a permission", Some(permissions_help()))
+            })?;
             allow.push(permission);
         }
         Ok(allow)
@@ -636,7 +634,7 @@ fn read_text(path: &Path) -> Result<String, ReadError> {
 }
 
 fn permissions_help() -> String {
-    format!("permissions are: {}", PERMISSIONS.join(", "))
+    format!("permissions are: {}", Permission::ALL.map(Permission::name).join(", "))
 }
 
 /// A project name: part of every engine name, joined to the rest with `_`,
