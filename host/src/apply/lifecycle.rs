@@ -7,7 +7,11 @@ use std::{collections::HashMap, path::Path, time::Instant};
 
 use futures_util::future::join_all;
 
-use super::{Failure, events::Phase, schedule::ServiceRun, snapshots::Sealed};
+use super::{
+    context::{Failure, Up},
+    events::Phase,
+    snapshots::{self, Sealed},
+};
 use crate::{
     desired::{Container, DesiredState, HostPaths, Image, Mount, MountSource, ServiceState},
     engine::{ContainerSpec, CopySpec, Engine, EngineError, Labels, MountSpec},
@@ -20,142 +24,124 @@ use crate::{
 /// PID 1, services shut down promptly, so `down` takes about a second.
 const STOP_TIMEOUT_SECS: u32 = 3;
 
-impl ServiceRun<'_, '_> {
-    /// Create, without starting, every container and task of the service
-    /// that is new or changed (removing the one it replaces): done while
-    /// the service still waits for its dependencies, so no create is on the
-    /// critical path. A container whose new data has a snapshot starts from
-    /// it; one whose has none yet is to keep one once ready.
-    pub(super) async fn create_ahead(&self, service: &ServiceState) -> Result<Created, Failure> {
-        let all = service.plan.tasks.iter().map(|c| (c, true)).chain(service.plan.containers.iter().map(|c| (c, false)));
-        let mut created = Created::default();
-        for (c, task) in all {
-            let step = self.diff.step(&service.name, &c.name).expect("every container has a step");
-            if step.change == Change::Keep {
-                continue;
-            }
-            let failure = |e: &dyn std::fmt::Display| Failure {
-                service: service.name.clone(),
-                waiting_for: format!("creating `{}`", c.name),
-                reason: e.to_string(),
-                last_probe: None,
-                container: None,
-                log_tail: None,
-            };
-            self.emit(&service.name, Phase::Creating(c.name.clone()));
-            let mut spec = self.spec(service, c, task).map_err(|e| failure(&e))?;
-            if let Some(keep) = self.seed_or_seal(service, c, &mut spec).await.map_err(|e| failure(&e))? {
-                created.keep.push(keep);
-            }
-            let replacing = step.actual.as_ref().map(|a| a.id.as_str());
-            created.ids.insert(c.name.clone(), self.create(&spec, c, replacing).await.map_err(|e| failure(&e))?);
+/// Create, without starting, every container and task of the service
+/// that is new or changed (removing the one it replaces): done while
+/// the service still waits for its dependencies, so no create is on the
+/// critical path. A container whose new data has a snapshot starts from
+/// it; one whose has none yet is to keep one once ready.
+pub(super) async fn create_ahead(up: &Up<'_, '_>, service: &ServiceState) -> Result<Created, Failure> {
+    let all = service.plan.tasks.iter().map(|c| (c, true)).chain(service.plan.containers.iter().map(|c| (c, false)));
+    let mut created = Created::default();
+    for (c, task) in all {
+        let step = up.diff.step(&service.name, &c.name).expect("every container has a step");
+        if step.change == Change::Keep {
+            continue;
         }
-        Ok(created)
+        let failure = |e: &dyn std::fmt::Display| Failure::new(&service.name, &format!("creating `{}`", c.name), e.to_string());
+        up.emit(&service.name, Phase::Creating(c.name.clone()));
+        let mut spec = spec(up, service, c, task).map_err(|e| failure(&e))?;
+        if let Some(keep) = snapshots::seed_or_seal(up, service, c, &mut spec).await.map_err(|e| failure(&e))? {
+            created.keep.push(keep);
+        }
+        let replacing = step.actual.as_ref().map(|a| a.id.as_str());
+        created.ids.insert(c.name.clone(), create(up, &spec, c, replacing).await.map_err(|e| failure(&e))?);
     }
+    Ok(created)
+}
 
-    /// Remove containers `create_ahead` made that will not start.
-    pub(super) async fn remove_unstarted(&self, ids: impl Iterator<Item = &String>) {
-        join_all(ids.map(|id| self.engine.remove(id))).await;
-    }
+/// Remove containers `create_ahead` made that will not start.
+pub(super) async fn remove_unstarted(up: &Up<'_, '_>, ids: impl Iterator<Item = &String>) {
+    join_all(ids.map(|id| up.engine.remove(id))).await;
+}
 
-    /// Start one container: `created` ahead, or kept. Returns its id and
-    /// whether it was (re)started now.
-    pub(super) async fn start_container(&self, service: &ServiceState, c: &Container, created: Option<&String>) -> Result<(String, bool), Failure> {
-        let step = self.diff.step(&service.name, &c.name).expect("every container has a step");
-        let failure = |e: &dyn std::fmt::Display| Failure {
-            service: service.name.clone(),
-            waiting_for: "starting".to_string(),
-            reason: e.to_string(),
-            last_probe: None,
-            container: None,
-            log_tail: None,
-        };
-        let id = match (created, &step.actual) {
-            (Some(id), _) => id.clone(),
-            (None, Some(actual)) if actual.running => return Ok((actual.id.clone(), false)),
-            (None, Some(actual)) => actual.id.clone(),
-            (None, None) => return Err(failure(&"it was not created")),
-        };
-        self.emit(&service.name, Phase::Starting);
-        self.engine.start(&id).await.map_err(|e| failure(&e))?;
-        self.options.journal.reached(&id, Stage::Started);
-        Ok((id, true))
-    }
+/// Start one container: `created` ahead, or kept. Returns its id and
+/// whether it was (re)started now.
+pub(super) async fn start_container(
+    up: &Up<'_, '_>,
+    service: &ServiceState,
+    c: &Container,
+    created: Option<&String>,
+) -> Result<(String, bool), Failure> {
+    let step = up.diff.step(&service.name, &c.name).expect("every container has a step");
+    let failure = |e: &dyn std::fmt::Display| Failure::new(&service.name, "starting", e.to_string());
+    let id = match (created, &step.actual) {
+        (Some(id), _) => id.clone(),
+        (None, Some(actual)) if actual.running => return Ok((actual.id.clone(), false)),
+        (None, Some(actual)) => actual.id.clone(),
+        (None, None) => return Err(failure(&"it was not created")),
+    };
+    up.emit(&service.name, Phase::Starting);
+    up.engine.start(&id).await.map_err(|e| failure(&e))?;
+    up.options.journal.reached(&id, Stage::Started);
+    Ok((id, true))
+}
 
-    /// Run a task to exit 0: `created` ahead, or kept — then run again
-    /// unless it already exited 0 after being started.
-    pub(super) async fn run_task(
-        &self,
-        service: &ServiceState,
-        task: &Container,
-        created: Option<&String>,
-        deadline: Instant,
-    ) -> Result<(), Failure> {
-        let name = &service.name;
-        let step = self.diff.step(name, &task.name).expect("every task has a step");
-        let waiting_for = format!("running task `{}`", task.name);
-        let failure = |reason: String| Failure {
-            service: name.clone(),
-            waiting_for: waiting_for.clone(),
-            reason,
-            last_probe: None,
-            container: None,
-            log_tail: None,
-        };
-        let id = match (created, &step.actual) {
-            (Some(id), _) => id.clone(),
-            (None, Some(actual)) => {
-                // An unchanged task that ran to exit 0 (the journal says so: a
-                // task created but never started also reads exit code 0) is
-                // not run again.
-                let done = self.engine.status(&actual.id).await.map_err(|e| failure(e.to_string()))?;
-                if !done.running && done.exit_code == Some(0) {
-                    return Ok(());
-                }
-                self.engine.remove(&actual.id).await.map_err(|e| failure(e.to_string()))?;
-                let spec = self.spec(service, task, true).map_err(|e| failure(e.to_string()))?;
-                self.create(&spec, task, None).await.map_err(|e| failure(e.to_string()))?
-            }
-            (None, None) => return Err(failure("it was not created".into())),
-        };
-        self.emit(name, Phase::Task(task.name.clone()));
-        self.engine.start(&id).await.map_err(|e| failure(e.to_string()))?;
-        self.options.journal.reached(&id, Stage::Started);
-        // The engine says when it exits: no polling delay between steps.
-        let mut f = match tokio::time::timeout_at(deadline.into(), self.engine.wait_exit(&id)).await {
-            Ok(Ok(0)) => {
-                self.options.journal.done(&id, None);
+/// Run a task to exit 0: `created` ahead, or kept — then run again
+/// unless it already exited 0 after being started.
+pub(super) async fn run_task(
+    up: &Up<'_, '_>,
+    service: &ServiceState,
+    task: &Container,
+    created: Option<&String>,
+    deadline: Instant,
+) -> Result<(), Failure> {
+    let name = &service.name;
+    let step = up.diff.step(name, &task.name).expect("every task has a step");
+    let waiting_for = format!("running task `{}`", task.name);
+    let failure = |reason: String| Failure::new(name, &waiting_for, reason);
+    let id = match (created, &step.actual) {
+        (Some(id), _) => id.clone(),
+        (None, Some(actual)) => {
+            // An unchanged task that ran to exit 0 (the journal says so: a
+            // task created but never started also reads exit code 0) is
+            // not run again.
+            let done = up.engine.status(&actual.id).await.map_err(|e| failure(e.to_string()))?;
+            if !done.running && done.exit_code == Some(0) {
                 return Ok(());
             }
-            Ok(Ok(code)) => failure(format!("it exited with code {code}")),
-            Ok(Err(e)) => failure(e.to_string()),
-            Err(_) => failure("timed out".into()),
-        };
-        f.log_tail = self.engine.log_tail(&id, 20).await.ok();
-        f.container = Some(self.names.container(name, &task.name));
-        Err(f)
-    }
-
-    /// Create (replacing the container of the last `up`, if any) and place
-    /// its files, each step in the journal as it is done.
-    async fn create(&self, spec: &ContainerSpec, c: &Container, replacing: Option<&str>) -> Result<String, EngineError> {
-        let id = match replacing {
-            Some(old) => self.engine.replace(old, spec).await?,
-            None => self.engine.create(spec).await?,
-        };
-        self.options.journal.created(&id, c);
-        self.engine.put_files(&id, &c.files).await?;
-        for copy in &spec.copies {
-            self.engine.put_archive(&id, copy.archive().map_err(|message| EngineError::Copy { target: copy.target.clone(), message })?).await?;
+            up.engine.remove(&actual.id).await.map_err(|e| failure(e.to_string()))?;
+            let spec = spec(up, service, task, true).map_err(|e| failure(e.to_string()))?;
+            create(up, &spec, task, None).await.map_err(|e| failure(e.to_string()))?
         }
-        self.options.journal.reached(&id, Stage::FilesPlaced);
-        Ok(id)
-    }
+        (None, None) => return Err(failure("it was not created".into())),
+    };
+    up.emit(name, Phase::Task(task.name.clone()));
+    up.engine.start(&id).await.map_err(|e| failure(e.to_string()))?;
+    up.options.journal.reached(&id, Stage::Started);
+    // The engine says when it exits: no polling delay between steps.
+    let mut f = match tokio::time::timeout_at(deadline.into(), up.engine.wait_exit(&id)).await {
+        Ok(Ok(0)) => {
+            up.options.journal.done(&id, None);
+            return Ok(());
+        }
+        Ok(Ok(code)) => failure(format!("it exited with code {code}")),
+        Ok(Err(e)) => failure(e.to_string()),
+        Err(_) => failure("timed out".into()),
+    };
+    f.log_tail = up.engine.log_tail(&id, 20).await.ok();
+    f.container = Some(up.names.container(name, &task.name));
+    Err(f)
+}
 
-    fn spec(&self, service: &ServiceState, c: &Container, task: bool) -> Result<ContainerSpec, String> {
-        let role = if task { Role::Task } else { Role::Container };
-        container_spec(self.state, &self.options.project_dir, &self.options.labels, service, c, role)
+/// Create (replacing the container of the last `up`, if any) and place
+/// its files, each step in the journal as it is done.
+async fn create(up: &Up<'_, '_>, spec: &ContainerSpec, c: &Container, replacing: Option<&str>) -> Result<String, EngineError> {
+    let id = match replacing {
+        Some(old) => up.engine.replace(old, spec).await?,
+        None => up.engine.create(spec).await?,
+    };
+    up.options.journal.created(&id, c);
+    up.engine.put_files(&id, &c.files).await?;
+    for copy in &spec.copies {
+        up.engine.put_archive(&id, copy.archive().map_err(|message| EngineError::Copy { target: copy.target.clone(), message })?).await?;
     }
+    up.options.journal.reached(&id, Stage::FilesPlaced);
+    Ok(id)
+}
+
+fn spec(up: &Up<'_, '_>, service: &ServiceState, c: &Container, task: bool) -> Result<ContainerSpec, String> {
+    let role = if task { Role::Task } else { Role::Container };
+    container_spec(up.state, &up.options.project_dir, &up.options.labels, service, c, role)
 }
 
 /// What `create_ahead` made: ids by container name, and the snapshots to

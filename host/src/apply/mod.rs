@@ -1,13 +1,16 @@
 //! Apply: converge the engine to the desired state. Owns `up`'s outline:
 //! diff, check what must hold before anything is created (ownership, host
 //! ports, images, locked digests), networks and volumes, then hand the
-//! services to the scheduler. The steps live in submodules:
+//! services to the scheduler. The steps live in submodules, each taking
+//! the one `up`'s shared state (`context::Up`):
 //!
 //! - `schedule`: services in dependency order, in parallel where nothing orders them
 //! - `lifecycle`: create / files / start / tasks / remove, and `down`
 //! - `readiness`: probes from the host, then hooks
-//! - `events`: what is reported as it goes
+//! - `snapshots`: data seeded from a snapshot, or sealed until one is kept
+//! - `events`: what is reported as it goes (apply reports; it never prints)
 
+mod context;
 mod events;
 mod lifecycle;
 mod readiness;
@@ -16,27 +19,22 @@ mod snapshots;
 
 use std::{
     collections::{HashMap, HashSet},
-    path::PathBuf,
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
-use futures_util::{
-    FutureExt,
-    future::{BoxFuture, Shared, join_all},
-};
+use futures_util::{FutureExt, future::join_all};
 use provision_registry::LockedImage;
 use serde::Serialize;
 
 use crate::{
     desired::{BuildSpec, DesiredState, Image, Network},
     engine::{Actual, Engine, EngineError, Existing, Labels},
-    journal::Journal,
     plan::{build_context, host_path},
     reconcile::{self, Change, Diff, Names, label},
-    ui::plain,
 };
 
+use context::{Builds, Up};
+pub use context::{Failure, UpOptions};
 pub use events::{Event, Events, Phase};
 pub use lifecycle::{Removed, Role, container_spec, down};
 
@@ -72,76 +70,6 @@ pub enum ApplyError {
     Engine(#[from] EngineError),
     #[error("{}", failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n\n"))]
     Failed { failures: Vec<Failure> },
-}
-
-/// Why one service did not come up, with what is needed to see why.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub service: String,
-    pub waiting_for: String,
-    pub reason: String,
-    pub last_probe: Option<String>,
-    pub container: Option<String>,
-    pub log_tail: Option<String>,
-}
-
-impl Failure {
-    /// `service` failed while `waiting_for` (e.g. "starting"), because of `reason`.
-    pub fn new(service: &str, waiting_for: &str, reason: impl Into<String>) -> Failure {
-        Failure { service: service.into(), waiting_for: waiting_for.into(), reason: reason.into(), last_probe: None, container: None, log_tail: None }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Probe output and log lines come from the container: escaped here;
-        // secrets in them are masked where the error is printed.
-        write!(f, "service `{}` failed while {}: {}", self.service, self.waiting_for, plain(&self.reason))?;
-        if let Some(probe) = self.last_probe.as_deref().filter(|p| !p.trim().is_empty()) {
-            write!(f, "\n  last probe output: {}", plain(probe.trim()))?;
-        }
-        if let Some(tail) = self.log_tail.as_deref().filter(|t| !t.trim().is_empty()) {
-            write!(f, "\n  last lines of its log:")?;
-            for line in tail.trim_end().lines() {
-                write!(f, "\n    | {}", plain(line))?;
-            }
-        }
-        if let Some(container) = &self.container {
-            write!(f, "\n  the container `{container}` is kept for inspection (`provision logs {}`, `docker inspect {container}`)", self.service)?;
-        }
-        Ok(())
-    }
-}
-
-pub struct UpOptions {
-    pub project_dir: PathBuf,
-    pub timeout: Duration,
-    /// `up --locked`: images must resolve to these digests.
-    pub locked_images: Option<Vec<LockedImage>>,
-    /// How far each container's lifecycle got, written as it goes.
-    pub journal: Journal,
-    /// Set on Ctrl-C: no new step starts; the one in progress finishes, so
-    /// nothing is left half-made on the engine that the journal does not know.
-    pub interrupted: AtomicBool,
-    /// Put on every container, network and volume made (`run` marks its
-    /// project as ephemeral, with its owner).
-    pub labels: Labels,
-    /// Seed new data from snapshots and keep them (`--no-snapshots`: off).
-    pub snapshots: bool,
-}
-
-impl UpOptions {
-    pub fn new(project_dir: PathBuf, timeout: Duration, locked_images: Option<Vec<LockedImage>>, journal: Journal) -> Self {
-        UpOptions { project_dir, timeout, locked_images, journal, interrupted: AtomicBool::new(false), labels: Labels::new(), snapshots: true }
-    }
-
-    pub(super) fn is_interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::SeqCst)
-    }
-
-    fn check_interrupted(&self) -> Result<(), ApplyError> {
-        if self.is_interrupted() { Err(ApplyError::Interrupted) } else { Ok(()) }
-    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -208,7 +136,7 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     for id in &diff.orphan_ids {
         engine.remove(id).await?;
     }
-    let project_labels = || project_labels(&state.project, options);
+    let project_labels = || options.project_labels(&state.project);
     // A network or volume of this name that another project or checkout
     // made is never used: it would share its data or its network.
     let not_ours = |kind: &'static str, name: String, existing: Option<Existing>| -> Result<Option<Existing>, ApplyError> {
@@ -225,7 +153,7 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     let mut networks = vec![Network { name: "default".into(), internal: false }];
     networks.extend(state.services.iter().flat_map(|s| s.plan.networks.iter().cloned()));
     for network in networks.iter().filter(|n| !n.name.is_empty()) {
-        options.check_interrupted()?;
+        stopped(options)?;
         let name = names.network(&network.name);
         let existing = not_ours("network", name.clone(), engine.ensure_network(&name, network.internal, project_labels()).await?)?;
         if let Some(existing) = existing.filter(|e| e.internal != network.internal) {
@@ -238,7 +166,7 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
         for volume in &service.plan.volumes {
             let mut labels = project_labels();
             labels.insert(label("service"), service.name.clone());
-            options.check_interrupted()?;
+            stopped(options)?;
             let name = names.volume(&service.name, volume);
             let existing = engine.ensure_volume(&name, labels).await?;
             if existing.is_none() {
@@ -248,10 +176,9 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
         }
     }
 
-    options.check_interrupted()?;
-    let run =
-        schedule::ServiceRun { engine, state, diff: &diff, options, events, started, names: &names, new_volumes: &new_volumes, builds: &builds };
-    let results = run.all().await;
+    stopped(options)?;
+    let up = Up { engine, state, diff: &diff, options, events, started, names: &names, new_volumes: &new_volumes, builds: &builds };
+    let results = schedule::all(&up).await;
 
     let failures: Vec<Failure> = results.into_iter().filter_map(Result::err).collect();
     let now = engine.containers(&state.project).await?;
@@ -269,13 +196,9 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     })
 }
 
-/// Labels every network and volume of the project carries: its name and
-/// folder (and `run`'s owner), so `down` finds it and no other checkout
-/// uses it.
-fn project_labels(project: &str, options: &UpOptions) -> Labels {
-    let mut labels = options.labels.clone();
-    labels.extend([(label("project"), project.to_string()), (label("project-dir"), options.project_dir.display().to_string())]);
-    labels
+/// After Ctrl-C nothing new is created (see `UpOptions::interrupted`).
+fn stopped(options: &UpOptions) -> Result<(), ApplyError> {
+    if options.is_interrupted() { Err(ApplyError::Interrupted) } else { Ok(()) }
 }
 
 /// Every pulled image of the plan with the digest the engine has for it,
@@ -308,10 +231,6 @@ pub async fn image_digests(engine: &dyn Engine, state: &DesiredState) -> Result<
     images.sort_by(|a, b| a.reference.cmp(&b.reference));
     Ok(images)
 }
-
-/// The builds of one `up`, by input hash: each runs once, however many
-/// services wait for it.
-pub(super) type Builds<'a> = HashMap<String, Shared<BoxFuture<'a, Result<(), String>>>>;
 
 /// Build an image from its Dockerfile unless an image with its input hash
 /// is already there; build output streams into the progress display.

@@ -5,152 +5,143 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Failure, events::Phase, schedule::ServiceRun};
+use super::{
+    context::{Failure, Up},
+    events::Phase,
+};
 use crate::{
     desired::{Container, Probe, ServiceState},
     engine::{ExecCommand, Reach, Status},
 };
 
-impl ServiceRun<'_, '_> {
-    /// Wait until the container passes its probe, then run its hooks (only
-    /// when it was just started: hooks belong to a container's first start),
-    /// and record in the journal that its lifecycle finished. Every wait,
-    /// exec probes and hooks included, ends at `deadline`.
-    pub(super) async fn ready(&self, service: &ServiceState, c: &Container, id: &str, fresh: bool, deadline: Instant) -> Result<(), Failure> {
-        let name = &service.name;
-        let container_name = self.names.container(name, &c.name);
-        let mut failure = Failure {
-            service: name.clone(),
-            waiting_for: format!("waiting for `{}` to be ready", c.name),
-            reason: String::new(),
-            last_probe: None,
-            container: Some(container_name.clone()),
-            log_tail: None,
-        };
-        let mut started_at = None;
-        if self.engine.reach().await == Reach::Engine {
-            self.emit(name, Phase::Probing(c.name.clone()));
-            started_at = self.engine_says_ready(id, &mut failure, deadline).await?;
-        } else if let Some(health) = &c.health {
-            self.emit(name, Phase::Probing(c.name.clone()));
-            let mut backoff = Backoff::for_probe(&health.probe);
-            loop {
-                let status = self.engine.status(id).await.map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?;
-                started_at = status.started_at.clone();
-                // A kept container that the engine finds healthy, or that was
-                // seen ready in this same start, needs no probe: that keeps a
-                // no-op `up` to a few engine calls.
-                let seen = started_at.is_some() && self.options.journal.ready_in(id) == started_at;
-                if !fresh
-                    && status.running
-                    && (status.health.as_deref() == Some("healthy") || (seen && status.health.as_deref() != Some("unhealthy")))
-                {
-                    break;
-                }
-                if self.options.is_interrupted() {
-                    failure.reason = "interrupted".into();
-                    return Err(failure);
-                }
-                if !status.running {
-                    failure.reason = format!("its container exited (code {})", status.exit_code.unwrap_or(-1));
-                    failure.log_tail = self.engine.log_tail(id, 20).await.ok();
-                    return Err(failure);
-                }
-                // A probe gets its own timeout, and never past the deadline.
-                let limit = Instant::now() + Duration::from_millis(u64::from(health.timeout_ms.max(100)));
-                let probe = self.probe(id, &health.probe, &status);
-                let (ok, output) = match tokio::time::timeout_at(limit.min(deadline).into(), probe).await {
-                    Ok(answer) => answer,
-                    Err(_) if limit <= deadline => (false, format!("the probe did not answer within {} ms", health.timeout_ms.max(100))),
-                    // Cut by --timeout: the probe before it says more.
-                    Err(_) => (false, failure.last_probe.take().unwrap_or_else(|| "the probe did not answer before --timeout".into())),
-                };
-                if ok {
-                    break;
-                }
-                failure.last_probe = Some(output);
-                if Instant::now() > deadline {
-                    failure.reason = format!("not ready after {:?}", self.options.timeout);
-                    failure.log_tail = self.engine.log_tail(id, 20).await.ok();
-                    return Err(failure);
-                }
-                backoff.sleep().await;
-            }
-        }
-        if fresh {
-            for hook in &c.hooks {
-                self.emit(name, Phase::Hook(hook.name.clone()));
-                let env: Vec<String> = hook.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let exec = self.engine.exec(id, ExecCommand { command: &hook.command, user: hook.user.as_deref(), env: &env });
-                let (code, output) = match tokio::time::timeout_at(deadline.into(), exec).await {
-                    Ok(result) => result.map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?,
-                    Err(_) => {
-                        failure.waiting_for = format!("running hook `{}`", hook.name);
-                        failure.reason = format!("it did not finish within the {:?} of --timeout", self.options.timeout);
-                        return Err(failure);
-                    }
-                };
-                if code != 0 {
-                    failure.waiting_for = format!("running hook `{}`", hook.name);
-                    failure.reason = format!("it exited with code {code}");
-                    failure.last_probe = Some(output);
-                    return Err(failure);
-                }
-            }
-        }
-        self.options.journal.done(id, started_at);
-        Ok(())
-    }
-
-    /// Wait until an engine that runs the health checks itself, in every
-    /// replica wherever it is (Swarm), says they all run and pass; its word
-    /// on a task that does not ("no suitable node", a failed pull) is the
-    /// failure's probe output. Returns when they started.
-    async fn engine_says_ready(&self, id: &str, failure: &mut Failure, deadline: Instant) -> Result<Option<String>, Failure> {
-        let mut backoff = Backoff { delay: Duration::from_millis(50), cap: Duration::from_millis(250) };
+/// Wait until the container passes its probe, then run its hooks (only
+/// when it was just started: hooks belong to a container's first start),
+/// and record in the journal that its lifecycle finished. Every wait,
+/// exec probes and hooks included, ends at `deadline`.
+pub(super) async fn ready(up: &Up<'_, '_>, service: &ServiceState, c: &Container, id: &str, fresh: bool, deadline: Instant) -> Result<(), Failure> {
+    let name = &service.name;
+    let container_name = up.names.container(name, &c.name);
+    let mut failure = Failure { container: Some(container_name.clone()), ..Failure::new(name, &format!("waiting for `{}` to be ready", c.name), "") };
+    let mut started_at = None;
+    if up.engine.reach().await == Reach::Engine {
+        up.emit(name, Phase::Probing(c.name.clone()));
+        started_at = engine_says_ready(up, id, &mut failure, deadline).await?;
+    } else if let Some(health) = &c.health {
+        up.emit(name, Phase::Probing(c.name.clone()));
+        let mut backoff = Backoff::for_probe(&health.probe);
         loop {
-            let status = self.engine.status(id).await.map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?;
-            if status.health.as_deref() == Some("healthy") {
-                return Ok(status.started_at);
+            let status = up.engine.status(id).await.map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?;
+            started_at = status.started_at.clone();
+            // A kept container that the engine finds healthy, or that was
+            // seen ready in this same start, needs no probe: that keeps a
+            // no-op `up` to a few engine calls.
+            let seen = started_at.is_some() && up.options.journal.ready_in(id) == started_at;
+            if !fresh && status.running && (status.health.as_deref() == Some("healthy") || (seen && status.health.as_deref() != Some("unhealthy"))) {
+                break;
             }
-            failure.last_probe = status.problem;
-            if !status.running {
-                failure.reason = format!("it stopped (code {})", status.exit_code.unwrap_or(-1));
-            } else if self.options.is_interrupted() {
+            if up.options.is_interrupted() {
                 failure.reason = "interrupted".into();
-            } else if Instant::now() > deadline {
-                failure.reason = format!("not ready after {:?}", self.options.timeout);
-            } else {
-                backoff.sleep().await;
-                continue;
+                return Err(failure);
             }
-            failure.log_tail = self.engine.log_tail(id, 20).await.ok();
-            return Err(failure.clone());
+            if !status.running {
+                failure.reason = format!("its container exited (code {})", status.exit_code.unwrap_or(-1));
+                failure.log_tail = up.engine.log_tail(id, 20).await.ok();
+                return Err(failure);
+            }
+            // A probe gets its own timeout, and never past the deadline.
+            let limit = Instant::now() + Duration::from_millis(u64::from(health.timeout_ms.max(100)));
+            let probe = probe(up, id, &health.probe, &status);
+            let (ok, output) = match tokio::time::timeout_at(limit.min(deadline).into(), probe).await {
+                Ok(answer) => answer,
+                Err(_) if limit <= deadline => (false, format!("the probe did not answer within {} ms", health.timeout_ms.max(100))),
+                // Cut by --timeout: the probe before it says more.
+                Err(_) => (false, failure.last_probe.take().unwrap_or_else(|| "the probe did not answer before --timeout".into())),
+            };
+            if ok {
+                break;
+            }
+            failure.last_probe = Some(output);
+            if Instant::now() > deadline {
+                failure.reason = format!("not ready after {:?}", up.options.timeout);
+                failure.log_tail = up.engine.log_tail(id, 20).await.ok();
+                return Err(failure);
+            }
+            backoff.sleep().await;
         }
     }
-
-    /// One readiness probe: (ready, output worth showing if not). A probe
-    /// of a port goes from the host where the engine lets it (see `Reach`),
-    /// else runs in the container as the equivalent command.
-    async fn probe(&self, id: &str, probe: &Probe, status: &Status) -> (bool, String) {
-        let port = match probe {
-            Probe::Exec(cmd) => return self.exec_probe(id, cmd).await,
-            Probe::Http { port, .. } | Probe::Tcp(port) | Probe::Postgres(port) | Probe::Redis(port) => *port,
-        };
-        let published = status.published.iter().find(|(container, _)| *container == port).map(|(_, host)| *host);
-        match (self.engine.reach().await, status.ip.as_deref(), published) {
-            (Reach::Bridge, Some(ip), _) => from_host(ip, port, probe, false).await,
-            (Reach::Bridge, None, _) => (false, "the container has no address yet".into()),
-            (Reach::Published, _, Some(host_port)) => from_host("127.0.0.1", host_port, probe, true).await,
-            _ => self.exec_probe(id, &probe.in_container()).await,
+    if fresh {
+        for hook in &c.hooks {
+            up.emit(name, Phase::Hook(hook.name.clone()));
+            let env: Vec<String> = hook.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let exec = up.engine.exec(id, ExecCommand { command: &hook.command, user: hook.user.as_deref(), env: &env });
+            let (code, output) = match tokio::time::timeout_at(deadline.into(), exec).await {
+                Ok(result) => result.map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?,
+                Err(_) => {
+                    failure.waiting_for = format!("running hook `{}`", hook.name);
+                    failure.reason = format!("it did not finish within the {:?} of --timeout", up.options.timeout);
+                    return Err(failure);
+                }
+            };
+            if code != 0 {
+                failure.waiting_for = format!("running hook `{}`", hook.name);
+                failure.reason = format!("it exited with code {code}");
+                failure.last_probe = Some(output);
+                return Err(failure);
+            }
         }
     }
+    up.options.journal.done(id, started_at);
+    Ok(())
+}
 
-    async fn exec_probe(&self, id: &str, command: &[String]) -> (bool, String) {
-        match self.engine.exec(id, ExecCommand { command, ..ExecCommand::default() }).await {
-            Ok((code, output)) => (code == 0, format!("exit {code}: {output}")),
-            Err(e) => (false, e.to_string()),
+/// Wait until an engine that runs the health checks itself, in every
+/// replica wherever it is (Swarm), says they all run and pass; its word
+/// on a task that does not ("no suitable node", a failed pull) is the
+/// failure's probe output. Returns when they started.
+async fn engine_says_ready(up: &Up<'_, '_>, id: &str, failure: &mut Failure, deadline: Instant) -> Result<Option<String>, Failure> {
+    let mut backoff = Backoff { delay: Duration::from_millis(50), cap: Duration::from_millis(250) };
+    loop {
+        let status = up.engine.status(id).await.map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?;
+        if status.health.as_deref() == Some("healthy") {
+            return Ok(status.started_at);
         }
+        failure.last_probe = status.problem;
+        if !status.running {
+            failure.reason = format!("it stopped (code {})", status.exit_code.unwrap_or(-1));
+        } else if up.options.is_interrupted() {
+            failure.reason = "interrupted".into();
+        } else if Instant::now() > deadline {
+            failure.reason = format!("not ready after {:?}", up.options.timeout);
+        } else {
+            backoff.sleep().await;
+            continue;
+        }
+        failure.log_tail = up.engine.log_tail(id, 20).await.ok();
+        return Err(failure.clone());
+    }
+}
+
+/// One readiness probe: (ready, output worth showing if not). A probe
+/// of a port goes from the host where the engine lets it (see `Reach`),
+/// else runs in the container as the equivalent command.
+async fn probe(up: &Up<'_, '_>, id: &str, probe: &Probe, status: &Status) -> (bool, String) {
+    let port = match probe {
+        Probe::Exec(cmd) => return exec_probe(up, id, cmd).await,
+        Probe::Http { port, .. } | Probe::Tcp(port) | Probe::Postgres(port) | Probe::Redis(port) => *port,
+    };
+    let published = status.published.iter().find(|(container, _)| *container == port).map(|(_, host)| *host);
+    match (up.engine.reach().await, status.ip.as_deref(), published) {
+        (Reach::Bridge, Some(ip), _) => from_host(ip, port, probe, false).await,
+        (Reach::Bridge, None, _) => (false, "the container has no address yet".into()),
+        (Reach::Published, _, Some(host_port)) => from_host("127.0.0.1", host_port, probe, true).await,
+        _ => exec_probe(up, id, &probe.in_container()).await,
+    }
+}
+
+async fn exec_probe(up: &Up<'_, '_>, id: &str, command: &[String]) -> (bool, String) {
+    match up.engine.exec(id, ExecCommand { command, ..ExecCommand::default() }).await {
+        Ok((code, output)) => (code == 0, format!("exit {code}: {output}")),
+        Err(e) => (false, e.to_string()),
     }
 }
 

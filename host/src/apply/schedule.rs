@@ -4,10 +4,7 @@
 //! start in parallel and each starts the moment it may. Owns the ordering;
 //! must not talk to the engine except through `lifecycle` and `readiness`.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Instant,
-};
+use std::{collections::HashMap, time::Instant};
 
 use futures_util::{
     StreamExt,
@@ -17,15 +14,12 @@ use futures_util::{
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    Builds, Failure, UpOptions,
-    events::{Event, Events, Phase},
-    snapshots::Keeper,
+    context::{Failure, Up},
+    events::Phase,
+    lifecycle, readiness,
+    snapshots::{self, Keeper},
 };
-use crate::{
-    desired::{DesiredState, Image, MountSource, ServiceState, WaitFor},
-    engine::Engine,
-    reconcile::{Diff, Names},
-};
+use crate::desired::{Image, MountSource, ServiceState, WaitFor};
 
 /// How far a service has come, for its dependents.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,228 +30,172 @@ enum Reached {
     Failed,
 }
 
-/// What one `up` shares between its services.
-pub(super) struct ServiceRun<'a, 'b> {
-    pub engine: &'a dyn Engine,
-    pub state: &'a DesiredState,
-    pub diff: &'a Diff,
-    pub options: &'a UpOptions,
-    pub events: &'a dyn Events,
-    pub started: Instant,
-    pub names: &'a Names<'a>,
-    /// Volumes this `up` created (their data is new).
-    pub new_volumes: &'a HashSet<String>,
-    pub builds: &'a Builds<'b>,
+/// Run every service; one result per service, in the plan's order.
+pub(super) async fn all(up: &Up<'_, '_>) -> Vec<Result<(), Failure>> {
+    let state = up.state;
+    let channels: HashMap<&str, (watch::Sender<Reached>, watch::Receiver<Reached>)> =
+        state.services.iter().map(|s| (s.name.as_str(), watch::channel(Reached::Pending))).collect();
+    let (keeper, kept) = mpsc::unbounded_channel();
+    let services = join_all(state.services.iter().map(|service| {
+        let (channels, keeper) = (&channels, &keeper);
+        async move {
+            // `planned` dependencies only ordered the plugin calls, but a
+            // service that mounts another's volume waits for it to have
+            // started (which, while it keeps a snapshot, is after the copy).
+            let mounts_volume_of = |owner: &str| {
+                let mounts = service.plan.containers.iter().chain(&service.plan.tasks).flat_map(|c| &c.mounts);
+                mounts.filter_map(|m| if let MountSource::Volume(v) = &m.source { v.split_once('/') } else { None }).any(|(o, _)| o == owner)
+            };
+            let deps: Vec<(WaitFor, String, watch::Receiver<Reached>)> = service
+                .depends_on
+                .iter()
+                .filter_map(|d| {
+                    match d.wait {
+                        WaitFor::Planned if mounts_volume_of(&d.service) => Some(WaitFor::Started),
+                        WaitFor::Planned => None,
+                        wait => Some(wait),
+                    }
+                    .map(|wait| (wait, d.service.clone(), channels[d.service.as_str()].1.clone()))
+                })
+                .collect();
+            let tx = &channels[service.name.as_str()].0;
+            let result = service_up(up, service, deps, tx, keeper).await;
+            let _ = tx.send(if result.is_ok() { Reached::Ready } else { Reached::Failed });
+            result
+        }
+    }));
+    let services = async {
+        let results = services.await;
+        let _ = keeper.send(None);
+        results
+    };
+    tokio::join!(services, keep_snapshots(kept)).0
 }
 
-impl ServiceRun<'_, '_> {
-    pub(super) fn emit(&self, service: &str, phase: Phase) {
-        let elapsed_ms = self.started.elapsed().as_millis() as u64;
-        self.events.emit(Event { service: service.to_string(), phase, elapsed_ms });
-    }
+/// Bring one service up.
+async fn service_up<'s>(
+    up: &'s Up<'_, '_>,
+    service: &ServiceState,
+    deps: Vec<(WaitFor, String, watch::Receiver<Reached>)>,
+    tx: &watch::Sender<Reached>,
+    keeper: &Keeper<'s>,
+) -> Result<(), Failure> {
+    let name = &service.name;
+    let deadline = up.deadline();
 
-    /// Run every service; one result per service, in the plan's order.
-    pub(super) async fn all(&self) -> Vec<Result<(), Failure>> {
-        let state = self.state;
-        let channels: HashMap<&str, (watch::Sender<Reached>, watch::Receiver<Reached>)> =
-            state.services.iter().map(|s| (s.name.as_str(), watch::channel(Reached::Pending))).collect();
-        let (keeper, kept) = mpsc::unbounded_channel();
-        let services = join_all(state.services.iter().map(|service| {
-            let (channels, keeper) = (&channels, &keeper);
-            async move {
-                // `planned` dependencies only ordered the plugin calls, but a
-                // service that mounts another's volume waits for it to have
-                // started (which, while it keeps a snapshot, is after the copy).
-                let mounts_volume_of = |owner: &str| {
-                    let mounts = service.plan.containers.iter().chain(&service.plan.tasks).flat_map(|c| &c.mounts);
-                    mounts.filter_map(|m| if let MountSource::Volume(v) = &m.source { v.split_once('/') } else { None }).any(|(o, _)| o == owner)
-                };
-                let deps: Vec<(WaitFor, String, watch::Receiver<Reached>)> = service
-                    .depends_on
-                    .iter()
-                    .filter_map(|d| {
-                        match d.wait {
-                            WaitFor::Planned if mounts_volume_of(&d.service) => Some(WaitFor::Started),
-                            WaitFor::Planned => None,
-                            wait => Some(wait),
-                        }
-                        .map(|wait| (wait, d.service.clone(), channels[d.service.as_str()].1.clone()))
-                    })
-                    .collect();
-                let tx = &channels[service.name.as_str()].0;
-                let result = self.service(service, deps, tx, keeper).await;
-                let _ = tx.send(if result.is_ok() { Reached::Ready } else { Reached::Failed });
-                result
-            }
-        }));
-        let services = async {
-            let results = services.await;
-            let _ = keeper.send(None);
-            results
+    up.stop_if_interrupted(name)?;
+    built(up, service, deadline).await?;
+    let created = lifecycle::create_ahead(up, service).await.map_err(|f| up.failed(name, f))?;
+    // What never starts is removed: nothing of it is left for the next
+    // `up` to find (a failed task is kept, for inspection).
+    if let Err(failure) = gate(up, name, deps, deadline).await {
+        lifecycle::remove_unstarted(up, created.ids.values()).await;
+        return Err(failure);
+    }
+    for task in &service.plan.tasks {
+        let result = match up.stop_if_interrupted(name) {
+            Ok(()) => lifecycle::run_task(up, service, task, created.ids.get(&task.name), deadline).await.map_err(|f| up.failed(name, f)),
+            Err(failure) => Err(failure),
         };
-        tokio::join!(services, keep_snapshots(kept)).0
-    }
-
-    /// Bring one service up.
-    async fn service<'s>(
-        &'s self,
-        service: &ServiceState,
-        deps: Vec<(WaitFor, String, watch::Receiver<Reached>)>,
-        tx: &watch::Sender<Reached>,
-        keeper: &Keeper<'s>,
-    ) -> Result<(), Failure> {
-        let name = &service.name;
-        let deadline = self.started + self.options.timeout;
-
-        self.stop_if_interrupted(name)?;
-        self.built(service, deadline).await?;
-        let created = self.create_ahead(service).await.map_err(|f| self.failed(name, f))?;
-        // What never starts is removed: nothing of it is left for the next
-        // `up` to find (a failed task is kept, for inspection).
-        if let Err(failure) = self.gate(name, deps, deadline).await {
-            self.remove_unstarted(created.ids.values()).await;
+        if let Err(failure) = result {
+            lifecycle::remove_unstarted(up, service.plan.containers.iter().filter_map(|c| created.ids.get(&c.name))).await;
             return Err(failure);
         }
-        for task in &service.plan.tasks {
-            let result = match self.stop_if_interrupted(name) {
-                Ok(()) => self.run_task(service, task, created.ids.get(&task.name), deadline).await.map_err(|f| self.failed(name, f)),
-                Err(failure) => Err(failure),
-            };
-            if let Err(failure) = result {
-                self.remove_unstarted(service.plan.containers.iter().filter_map(|c| created.ids.get(&c.name))).await;
-                return Err(failure);
-            }
-        }
+    }
 
-        // The first container is the service's main one; the others (an
-        // exporter, say) start once it has, so their first connection to it
-        // finds it on the network instead of waiting out a TCP retry (1 s).
-        let mut ids = Vec::new();
-        self.stop_if_interrupted(name)?;
-        if let Some((main, sidecars)) = service.plan.containers.split_first() {
-            ids.push(self.start_container(service, main, created.ids.get(&main.name)).await.map_err(|f| self.failed(name, f))?);
-            for result in join_all(sidecars.iter().map(|c| self.start_container(service, c, created.ids.get(&c.name)))).await {
-                ids.push(result.map_err(|f| self.failed(name, f))?);
-            }
+    // The first container is the service's main one; the others (an
+    // exporter, say) start once it has, so their first connection to it
+    // finds it on the network instead of waiting out a TCP retry (1 s).
+    let mut ids = Vec::new();
+    up.stop_if_interrupted(name)?;
+    if let Some((main, sidecars)) = service.plan.containers.split_first() {
+        ids.push(lifecycle::start_container(up, service, main, created.ids.get(&main.name)).await.map_err(|f| up.failed(name, f))?);
+        for result in join_all(sidecars.iter().map(|c| lifecycle::start_container(up, service, c, created.ids.get(&c.name)))).await {
+            ids.push(result.map_err(|f| up.failed(name, f))?);
         }
-        // A container keeping a snapshot is sealed until its copy is taken:
-        // for its dependents the service has started only then (`snapshots`).
-        if created.keep.is_empty() {
-            let _ = tx.send(Reached::Started);
-        }
+    }
+    // A container keeping a snapshot is sealed until its copy is taken:
+    // for its dependents the service has started only then (`snapshots`).
+    if created.keep.is_empty() {
+        let _ = tx.send(Reached::Started);
+    }
 
-        // Dependents wait for what answers to the service's name (its main
-        // container and replicas), not for its sidecars: an exporter that
-        // is still retrying a login the main container's hook has just set
-        // (a second, for postgres's) stays off their path. Its snapshots are
-        // copied before they are let go, as nothing of theirs has written yet.
-        let named_index = |container: &str| service.plan.containers.iter().position(|c| c.name == container);
-        let sealed_sidecar = created.keep.iter().any(|k| named_index(&k.container).is_some_and(|i| !service.plan.answers_to_name(i)));
-        let group = |named: bool| {
-            let containers = service.plan.containers.iter().zip(&ids).enumerate();
-            let mine: Vec<_> = containers.filter(|(i, _)| service.plan.answers_to_name(*i) == named).map(|(_, c)| c).collect();
-            let keep = &created.keep;
-            async move {
-                for result in join_all(mine.iter().map(|(c, (id, fresh))| self.ready(service, c, id, *fresh, deadline))).await {
-                    result.map_err(|f| self.failed(name, f))?;
-                }
-                for sealed in keep {
-                    if let Some((_, (id, _))) = mine.iter().find(|(c, _)| c.name == sealed.container) {
-                        self.keep_snapshot(name, id, sealed, keeper).await.map_err(|f| self.failed(name, f))?;
-                    }
-                }
-                Ok::<(), Failure>(())
+    // Dependents wait for what answers to the service's name (its main
+    // container and replicas), not for its sidecars: an exporter that
+    // is still retrying a login the main container's hook has just set
+    // (a second, for postgres's) stays off their path. Its snapshots are
+    // copied before they are let go, as nothing of theirs has written yet.
+    let named_index = |container: &str| service.plan.containers.iter().position(|c| c.name == container);
+    let sealed_sidecar = created.keep.iter().any(|k| named_index(&k.container).is_some_and(|i| !service.plan.answers_to_name(i)));
+    let group = |named: bool| {
+        let containers = service.plan.containers.iter().zip(&ids).enumerate();
+        let mine: Vec<_> = containers.filter(|(i, _)| service.plan.answers_to_name(*i) == named).map(|(_, c)| c).collect();
+        let keep = &created.keep;
+        async move {
+            for result in join_all(mine.iter().map(|(c, (id, fresh))| readiness::ready(up, service, c, id, *fresh, deadline))).await {
+                result.map_err(|f| up.failed(name, f))?;
             }
-        };
-        if sealed_sidecar {
-            // Rare: a sidecar keeps data of its own; nothing is let go before its copy.
-            let (named, sidecars) = tokio::join!(group(true), group(false));
-            named.and(sidecars)?;
+            for sealed in keep {
+                if let Some((_, (id, _))) = mine.iter().find(|(c, _)| c.name == sealed.container) {
+                    snapshots::keep_snapshot(up, name, id, sealed, keeper).await.map_err(|f| up.failed(name, f))?;
+                }
+            }
+            Ok::<(), Failure>(())
+        }
+    };
+    if sealed_sidecar {
+        // Rare: a sidecar keeps data of its own; nothing is let go before its copy.
+        let (named, sidecars) = tokio::join!(group(true), group(false));
+        named.and(sidecars)?;
+        let _ = tx.send(Reached::Ready);
+    } else {
+        let named = async {
+            group(true).await?;
             let _ = tx.send(Reached::Ready);
-        } else {
-            let named = async {
-                group(true).await?;
-                let _ = tx.send(Reached::Ready);
-                Ok::<(), Failure>(())
-            };
-            let (named, sidecars) = tokio::join!(named, group(false));
-            named.and(sidecars)?;
-        }
-        let all_kept = ids.iter().all(|(_, fresh)| !fresh) && !service.plan.containers.is_empty();
-        self.emit(name, if all_kept { Phase::Kept } else { Phase::Ready });
-        Ok(())
-    }
-
-    /// Wait for the images this service builds (each build runs once, for
-    /// every service that waits for it, from the moment `up` begins).
-    async fn built(&self, service: &ServiceState, deadline: Instant) -> Result<(), Failure> {
-        let mine = service.plan.tasks.iter().chain(&service.plan.containers).filter_map(|c| match &c.image {
-            Image::Build(spec) => self.builds.get(&spec.input_hash).cloned(),
-            Image::Pull(_) => None,
-        });
-        let fail = |reason: String| Failure {
-            service: service.name.clone(),
-            waiting_for: "building its image".into(),
-            reason,
-            last_probe: None,
-            container: None,
-            log_tail: None,
+            Ok::<(), Failure>(())
         };
-        match tokio::time::timeout_at(deadline.into(), futures_util::future::try_join_all(mine)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(reason)) => Err(self.failed(&service.name, fail(reason))),
-            Err(_) => Err(self.failed(&service.name, fail(format!("it was not built within {:?} (--timeout)", self.options.timeout)))),
-        }
+        let (named, sidecars) = tokio::join!(named, group(false));
+        named.and(sidecars)?;
     }
+    let all_kept = ids.iter().all(|(_, fresh)| !fresh) && !service.plan.containers.is_empty();
+    up.emit(name, if all_kept { Phase::Kept } else { Phase::Ready });
+    Ok(())
+}
 
-    /// Wait until every dependency has reached what this service needs of it.
-    async fn gate(&self, name: &str, deps: Vec<(WaitFor, String, watch::Receiver<Reached>)>, deadline: Instant) -> Result<(), Failure> {
-        let fail = |waiting_for: String, reason: String| Failure {
-            service: name.to_string(),
-            waiting_for,
-            reason,
-            last_probe: None,
-            container: None,
-            log_tail: None,
+/// Wait for the images this service builds (each build runs once, for
+/// every service that waits for it, from the moment `up` begins).
+async fn built(up: &Up<'_, '_>, service: &ServiceState, deadline: Instant) -> Result<(), Failure> {
+    let mine = service.plan.tasks.iter().chain(&service.plan.containers).filter_map(|c| match &c.image {
+        Image::Build(spec) => up.builds.get(&spec.input_hash).cloned(),
+        Image::Pull(_) => None,
+    });
+    let fail = |reason: String| Failure::new(&service.name, "building its image", reason);
+    match tokio::time::timeout_at(deadline.into(), futures_util::future::try_join_all(mine)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(reason)) => Err(up.failed(&service.name, fail(reason))),
+        Err(_) => Err(up.failed(&service.name, fail(format!("it was not built within {:?} (--timeout)", up.options.timeout)))),
+    }
+}
+
+/// Wait until every dependency has reached what this service needs of it.
+async fn gate(up: &Up<'_, '_>, name: &str, deps: Vec<(WaitFor, String, watch::Receiver<Reached>)>, deadline: Instant) -> Result<(), Failure> {
+    let fail = |waiting_for: String, reason: String| Failure::new(name, &waiting_for, reason);
+    for (wait, dep, mut rx) in deps {
+        up.emit(name, Phase::Waiting(dep.clone()));
+        let needed = |r: &Reached| match wait {
+            WaitFor::Started => matches!(r, Reached::Started | Reached::Ready | Reached::Failed),
+            // A service is ready only after its tasks exited 0.
+            WaitFor::Ready | WaitFor::Completed => matches!(r, Reached::Ready | Reached::Failed),
+            WaitFor::Planned => true,
         };
-        for (wait, dep, mut rx) in deps {
-            self.emit(name, Phase::Waiting(dep.clone()));
-            let needed = |r: &Reached| match wait {
-                WaitFor::Started => matches!(r, Reached::Started | Reached::Ready | Reached::Failed),
-                // A service is ready only after its tasks exited 0.
-                WaitFor::Ready | WaitFor::Completed => matches!(r, Reached::Ready | Reached::Failed),
-                WaitFor::Planned => true,
-            };
-            let reached = tokio::time::timeout_at(deadline.into(), rx.wait_for(needed)).await;
-            match reached {
-                Ok(Ok(r)) if *r != Reached::Failed => {}
-                Ok(_) => return Err(self.failed(name, fail(format!("waiting for `{dep}`"), format!("`{dep}` did not come up")))),
-                Err(_) => return Err(self.failed(name, fail(format!("waiting for `{dep}`"), "timed out".into()))),
-            }
+        let reached = tokio::time::timeout_at(deadline.into(), rx.wait_for(needed)).await;
+        match reached {
+            Ok(Ok(r)) if *r != Reached::Failed => {}
+            Ok(_) => return Err(up.failed(name, fail(format!("waiting for `{dep}`"), format!("`{dep}` did not come up")))),
+            Err(_) => return Err(up.failed(name, fail(format!("waiting for `{dep}`"), "timed out".into()))),
         }
-        Ok(())
     }
-
-    /// After Ctrl-C no new step starts (see `UpOptions::interrupted`).
-    pub(super) fn stop_if_interrupted(&self, service: &str) -> Result<(), Failure> {
-        if !self.options.is_interrupted() {
-            return Ok(());
-        }
-        let failure = Failure {
-            service: service.to_string(),
-            waiting_for: "starting".into(),
-            reason: "interrupted".into(),
-            last_probe: None,
-            container: None,
-            log_tail: None,
-        };
-        Err(self.failed(service, failure))
-    }
-
-    pub(super) fn failed(&self, service: &str, failure: Failure) -> Failure {
-        self.emit(service, Phase::Failed(failure.reason.clone()));
-        failure
-    }
+    Ok(())
 }
 
 /// Build the snapshot images services hand over, each as it comes, until

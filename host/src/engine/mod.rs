@@ -293,6 +293,21 @@ pub enum EngineError {
     Api(BoxError),
 }
 
+/// Text from plugins or containers made safe for a terminal: control
+/// characters (escape sequences that clear the screen or write the
+/// clipboard) shown as `\u{1b}`, newlines and tabs kept.
+pub fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// At most `TAIL_BYTES` of `text`, on a character boundary.
 pub fn bounded(text: &str) -> String {
     if text.len() <= TAIL_BYTES {

@@ -279,9 +279,11 @@ impl Mapper<'_> {
                 }
             }
         }
-        for (key, permission, what) in
-            [("privileged", Permission::Privileged, "privileged mode"), ("cap_add", Permission::CapAdd, "added capabilities"), ("devices", Permission::Devices, "host devices")]
-        {
+        for (key, permission, what) in [
+            ("privileged", Permission::Privileged, "privileged mode"),
+            ("cap_add", Permission::CapAdd, "added capabilities"),
+            ("devices", Permission::Devices, "host devices"),
+        ] {
             let Some(value) = svc.get(key) else { continue };
             handled.insert(key);
             let path = format!("{at}.{key}");

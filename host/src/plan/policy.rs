@@ -180,7 +180,11 @@ fn check_container(
                     continue;
                 }
                 if !host.inside {
-                    needs(Permission::BindOutsideProject, format!("mounts.{i}"), &format!("host path {} outside the project folder", host.real.display()))?;
+                    needs(
+                        Permission::BindOutsideProject,
+                        format!("mounts.{i}"),
+                        &format!("host path {} outside the project folder", host.real.display()),
+                    )?;
                 }
                 if !mount.read_only && !grants.named.iter().any(|n| host_path::same(grants.project_dir, &host.real, n)) {
                     return Err(refused(

@@ -457,9 +457,8 @@ impl Stack {
         for (i, item) in items.into_iter().enumerate() {
             let item_path = format!("{path}.{i}");
             let written = self.expect_str(&item_path, item)?;
-            let permission = Permission::parse(&written).ok_or_else(|| {
-                self.error_at(&item_path, format!("unknown permission {written:?}"), "not a permission", Some(permissions_help()))
-            })?;
+            let permission = Permission::parse(&written)
+                .ok_or_else(|| self.error_at(&item_path, format!("unknown permission {written:?}"), "not a permission", Some(permissions_help())))?;
             allow.push(permission);
         }
         Ok(allow)

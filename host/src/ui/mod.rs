@@ -25,20 +25,7 @@ impl Masker {
     }
 }
 
-/// Text from plugins or containers made safe for a terminal: control
-/// characters (escape sequences that clear the screen or write the
-/// clipboard) shown as `\u{1b}`, newlines and tabs kept.
-pub fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() && c != '\n' && c != '\t' {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::engine::plain;
 
 /// What is printed for the user: secrets masked, control characters shown.
 pub fn printable(text: &str) -> String {
