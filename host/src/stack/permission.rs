@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Permission {
     /// Privileged mode: root on the host, in effect.
     Privileged,
@@ -59,6 +59,20 @@ impl Permission {
     }
 }
 
+// Sets of permissions sort by name, as `allow` lists were written (and as
+// import's goldens hold them) when they were strings.
+impl Ord for Permission {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+impl PartialOrd for Permission {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Display for Permission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -75,5 +89,15 @@ mod tests {
             assert_eq!(Permission::parse(p.name()), Some(p));
         }
         assert_eq!(Permission::parse("root"), None);
+    }
+
+    #[test]
+    fn permissions_sort_by_name() {
+        let mut all = Permission::ALL.to_vec();
+        all.sort();
+        let names: Vec<_> = all.iter().map(|p| p.name()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
     }
 }
