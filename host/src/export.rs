@@ -20,8 +20,8 @@ use std::{collections::BTreeMap, path::Path};
 use serde_json::{Map, Value, json};
 
 use crate::{
-    apply::{Role, container_spec},
-    desired::{DesiredState, Image, Probe, RestartPolicy, ServiceState, WaitFor, output_variable},
+    apply::{Role, Start, container_spec},
+    desired::{DesiredState, Image, Instance, Probe, RestartPolicy, ServiceState, WaitFor, output_variable},
     engine::{LABEL_PREFIX, Labels, MountSpec},
     reconcile::Names,
 };
@@ -49,8 +49,9 @@ pub fn compose(state: &DesiredState, project_dir: &Path) -> Result<Exported, Str
     }
     for service in &state.services {
         let mut waits = depends_on(state, service);
-        for task in &service.plan.tasks {
-            let name = task_name(service, &task.name);
+        let instances = service.plan.instances(compose_runs_copies(service));
+        for task in instances.iter().filter(|i| i.task) {
+            let name = task_name(service, &task.container.name);
             let mut out = container(state, project_dir, &names, service, task, Role::Task, &mut volumes, &mut configs, &mut notes)?;
             out.insert("restart".into(), json!("no"));
             if !waits.is_empty() {
@@ -59,18 +60,15 @@ pub fn compose(state: &DesiredState, project_dir: &Path) -> Result<Exported, Str
             insert(&mut services, name.clone(), out)?;
             waits = Map::from_iter([(name, json!({"condition": "service_completed_successfully"}))]);
         }
-        let replicas = folded_replicas(service);
-        for c in &service.plan.containers {
-            if replicas > 1 && c.replica.is_some() {
-                continue;
-            }
-            let mut out = container(state, project_dir, &names, service, c, Role::Container, &mut volumes, &mut configs, &mut notes)?;
+        for instance in instances.iter().filter(|i| !i.task) {
+            let c = &instance.container;
+            let mut out = container(state, project_dir, &names, service, instance, Role::Container, &mut volumes, &mut configs, &mut notes)?;
             if !waits.is_empty() {
                 out.insert("depends_on".into(), Value::Object(waits.clone()));
             }
-            if replicas > 1 && c.replica.is_none() {
+            if c.replicas > 1 {
                 let deploy = out.entry("deploy").or_insert_with(|| json!({}));
-                deploy["replicas"] = json!(replicas);
+                deploy["replicas"] = json!(c.replicas);
             }
             insert(&mut services, compose_name(service, &c.name), out)?;
         }
@@ -120,13 +118,12 @@ fn task_name(service: &ServiceState, task: &str) -> String {
     if service.plan.containers.is_empty() && service.plan.tasks.len() == 1 { service.name.clone() } else { format!("{}-{task}", service.name) }
 }
 
-/// How many copies of the main container compose runs as `deploy.replicas`
-/// (1: none folded). Copies stay services of their own when the main one
-/// publishes a fixed host port, which compose would give every copy.
-fn folded_replicas(service: &ServiceState) -> usize {
-    let Some(main) = service.plan.containers.first() else { return 1 };
-    let fixed_port = main.ports.iter().any(|p| matches!(p.host, Some(h) if h != 0));
-    if fixed_port { 1 } else { 1 + service.plan.containers.iter().filter(|c| c.replica.is_some()).count() }
+/// Whether compose runs the main container's copies itself, as
+/// `deploy.replicas`: not when it publishes a fixed host port, which compose
+/// would give every copy (then each copy is a service of its own, as
+/// provision makes them on one engine).
+fn compose_runs_copies(service: &ServiceState) -> bool {
+    service.plan.containers.first().is_none_or(|main| !main.ports.iter().any(|p| matches!(p.host, Some(h) if h != 0)))
 }
 
 /// A compose service, unless two containers would get one name (service
@@ -166,8 +163,8 @@ fn depends_on(state: &DesiredState, service: &ServiceState) -> Map<String, Value
                 continue;
             }
         }
-        let folded = folded_replicas(used) > 1;
-        for c in used.plan.containers.iter().filter(|c| !(folded && c.replica.is_some())) {
+        for instance in used.plan.instances(compose_runs_copies(used)).iter().filter(|i| !i.task) {
+            let c = &instance.container;
             let healthy = dep.wait == WaitFor::Ready && c.health.is_some();
             let condition = if healthy { "service_healthy" } else { "service_started" };
             waits.insert(compose_name(used, &c.name), json!({"condition": condition}));
@@ -182,13 +179,14 @@ fn container(
     project_dir: &Path,
     names: &Names,
     service: &ServiceState,
-    c: &crate::desired::Container,
+    instance: &Instance,
     role: Role,
     volumes: &mut Map<String, Value>,
     configs: &mut Map<String, Value>,
     notes: &mut Vec<String>,
 ) -> Result<Map<String, Value>, String> {
-    let spec = container_spec(state, project_dir, &Labels::new(), service, c, role)?;
+    let spec = container_spec(state, project_dir, &Labels::new(), service, instance, role, Start::AsPlanned)?;
+    let c = spec.container;
     let mut out = Map::new();
     out.insert("image".into(), json!(spec.image));
     if let Image::Build(build) = &c.image {
@@ -220,31 +218,31 @@ fn container(
         }
         out.insert("build".into(), Value::Object(section));
     }
-    if let Some(command) = &spec.command {
+    if let Some(command) = &c.command {
         out.insert("command".into(), json!(command));
     }
-    if let Some(entrypoint) = &spec.entrypoint {
+    if let Some(entrypoint) = &c.entrypoint {
         out.insert("entrypoint".into(), json!(entrypoint));
     }
-    if !spec.env.is_empty() {
-        let env: BTreeMap<&str, &str> = spec.env.iter().filter_map(|kv| kv.split_once('=')).collect();
+    if !c.env.is_empty() {
+        let env: BTreeMap<&str, &str> = c.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         out.insert("environment".into(), json!(env));
     }
-    for (key, value) in [("working_dir", &spec.working_dir), ("user", &spec.user)] {
+    for (key, value) in [("working_dir", &c.working_dir), ("user", &c.user)] {
         if let Some(value) = value {
             out.insert(key.into(), json!(value));
         }
     }
-    if spec.init {
+    if c.init {
         out.insert("init".into(), json!(true));
     }
-    if spec.read_only {
+    if c.read_only {
         out.insert("read_only".into(), json!(true));
     }
-    if spec.no_new_privileges {
+    if c.no_new_privileges {
         out.insert("security_opt".into(), json!(["no-new-privileges:true"]));
     }
-    let ports: Vec<String> = spec
+    let ports: Vec<String> = c
         .ports
         .iter()
         .filter_map(|p| {
@@ -259,7 +257,7 @@ fn container(
         out.insert("ports".into(), json!(ports));
     }
     // Listened on but not published: compose notes these as `expose`.
-    let exposed: Vec<u16> = spec.ports.iter().filter(|p| p.host.is_none()).map(|p| p.container).collect();
+    let exposed: Vec<u16> = c.ports.iter().filter(|p| p.host.is_none()).map(|p| p.container).collect();
     if !exposed.is_empty() {
         out.insert("expose".into(), json!(exposed));
     }
@@ -309,7 +307,7 @@ fn container(
         }
         out.insert("configs".into(), json!(refs));
     }
-    if let (Some(health), Role::Container) = (&spec.health, role) {
+    if let (Some(health), Role::Container) = (&c.health, role) {
         let test = health.probe.in_container();
         let ms = |v: u32| format!("{v}ms");
         out.insert(
@@ -329,7 +327,7 @@ fn container(
     if !c.hooks.is_empty() {
         // post_start runs as the container starts; provision's hooks run
         // once it is ready: each waits for its health check first.
-        let ready = spec.health.as_ref().map(|h| h.probe.in_container());
+        let ready = c.health.as_ref().map(|h| h.probe.in_container());
         let hooks: Vec<Value> = c
             .hooks
             .iter()
@@ -357,7 +355,7 @@ fn container(
         out.insert("post_start".into(), json!(hooks));
         notes.push("hooks run as post_start, each waiting for its container's health check first".into());
     }
-    let restart = match spec.restart {
+    let restart = match c.restart {
         RestartPolicy::No => None,
         RestartPolicy::OnFailure => Some("on-failure"),
         RestartPolicy::Always => Some("always"),
@@ -366,7 +364,7 @@ fn container(
     if let Some(restart) = restart {
         out.insert("restart".into(), json!(restart));
     }
-    let r = &spec.resources;
+    let r = &c.resources;
     let mut limits = Map::new();
     if let Some(milli) = r.milli_cpus {
         limits.insert("cpus".into(), json!(format!("{}", f64::from(milli) / 1000.0)));
@@ -380,7 +378,7 @@ fn container(
     if !limits.is_empty() {
         out.insert("deploy".into(), json!({"resources": {"limits": limits}}));
     }
-    let p = &spec.privileges;
+    let p = &c.privileges;
     if p.privileged {
         out.insert("privileged".into(), json!(true));
     }
@@ -400,7 +398,7 @@ fn container(
     if !labels.is_empty() {
         out.insert("labels".into(), json!(labels));
     }
-    out.insert("stop_grace_period".into(), json!(format!("{}s", spec.stop_timeout)));
+    out.insert("stop_grace_period".into(), json!(format!("{}s", crate::engine::STOP_TIMEOUT_SECS)));
     if !p.host_network {
         let networks: Map<String, Value> = spec
             .networks

@@ -86,19 +86,21 @@ impl Diff {
 /// Why a container whose spec is unchanged is recreated anyway.
 pub const INTERRUPTED: &str = "(its last lifecycle did not finish)";
 
-/// Compare the plan with what the engine runs for the project. A container
-/// is kept only when its spec is unchanged and the journal says its
-/// lifecycle finished (files placed, started, ready, hooks run; a task
+/// Compare the plan with what the engine runs for the project, container
+/// by container as the engine runs them (`ServicePlan::instances`: an
+/// engine that runs copies itself gets a count, others numbered copies). A
+/// container is kept only when its spec is unchanged and the journal says
+/// its lifecycle finished (files placed, started, ready, hooks run; a task
 /// exited 0 after being started).
-pub fn diff(state: &DesiredState, actual: &[Actual], journal: &Journal) -> Diff {
+pub fn diff(state: &DesiredState, actual: &[Actual], journal: &Journal, engine_runs_copies: bool) -> Diff {
     // A one-off (`provision run SERVICE`) is no part of the plan: never an orphan.
     let actual: Vec<&Actual> = actual.iter().filter(|a| a.label("role") != Some("run")).collect();
     let by_name: HashMap<(&str, &str), &Actual> = actual.iter().filter_map(|&a| Some(((a.label("service")?, a.label("container")?), a))).collect();
     let mut steps = Vec::new();
     let mut matched = HashSet::new();
     for service in &state.services {
-        let all = service.plan.tasks.iter().map(|c| (c, true)).chain(service.plan.containers.iter().map(|c| (c, false)));
-        for (container, task) in all {
+        for instance in service.plan.instances(engine_runs_copies) {
+            let (container, task) = (instance.container.as_ref(), instance.task);
             let found = by_name.get(&(service.name.as_str(), container.name.as_str())).copied();
             let change = match found {
                 None => Change::Create,
@@ -147,7 +149,98 @@ pub fn other_owner<'a>(project_dir: &std::path::Path, actual: &'a [Actual]) -> O
 
 #[cfg(test)]
 mod tests {
-    use super::Names;
+    use super::*;
+    use crate::desired::{Image, ServicePlan, ServiceState};
+
+    fn server() -> Container {
+        Container::new("server", Image::Pull("app:1".into()))
+    }
+
+    fn state(plan: ServicePlan) -> DesiredState {
+        let web = ServiceState { name: "web".into(), plugin: "test".into(), depends_on: Vec::new(), plan };
+        DesiredState {
+            project: "p".into(),
+            profile: "dev".into(),
+            plugins: Vec::new(),
+            services: vec![web],
+            substitutes: Default::default(),
+            build_scope: "p".into(),
+            host_paths: Default::default(),
+        }
+    }
+
+    /// A container of the project as the engine lists it, made from `spec`.
+    fn actual(id: &str, service: &str, spec: &Container, role: &str) -> Actual {
+        let labels = [("service", service), ("container", spec.name.as_str()), ("role", role)]
+            .into_iter()
+            .map(|(k, v)| (label(k), v.to_string()))
+            .chain([(label("spec-hash"), spec.spec_hash())])
+            .collect();
+        Actual { id: id.into(), name: format!("p_{service}_{}", spec.name), labels, running: true, published: Vec::new(), writes_host: false }
+    }
+
+    fn changes(diff: &Diff) -> Vec<(&str, &Change)> {
+        diff.steps.iter().map(|s| (s.container.as_str(), &s.change)).collect()
+    }
+
+    #[test]
+    fn on_an_empty_engine_every_task_and_container_is_created_tasks_first() {
+        let plan =
+            ServicePlan { containers: vec![server()], tasks: vec![Container::new("migrate", Image::Pull("app:1".into()))], ..ServicePlan::default() };
+        let diff = diff(&state(plan), &[], &Journal::in_memory(), false);
+        assert!(matches!(changes(&diff)[..], [("migrate", Change::Create), ("server", Change::Create)]));
+        assert!(diff.steps[0].task && !diff.steps[1].task);
+        assert!(diff.orphans.is_empty());
+    }
+
+    #[test]
+    fn a_finished_container_with_the_same_spec_is_kept_and_one_cut_short_is_recreated() {
+        let plan = ServicePlan { containers: vec![server()], ..ServicePlan::default() };
+        let journal = Journal::in_memory();
+        let running = actual("c1", "web", &server(), "container");
+        assert!(
+            matches!(&changes(&diff(&state(plan.clone()), std::slice::from_ref(&running), &journal, false))[..], [("server", Change::Recreate { fields })] if fields == &[INTERRUPTED]),
+            "a lifecycle the journal did not see finish is not trusted"
+        );
+        journal.created("c1", &server());
+        journal.done("c1", None);
+        let diff = diff(&state(plan), &[running], &journal, false);
+        assert!(matches!(changes(&diff)[..], [("server", Change::Keep)]));
+        assert_eq!(diff.steps[0].actual.as_ref().map(|a| a.id.as_str()), Some("c1"));
+    }
+
+    #[test]
+    fn a_changed_spec_is_recreated_naming_the_fields_that_differ() {
+        let journal = Journal::in_memory();
+        journal.created("c1", &server());
+        journal.done("c1", None);
+        let mut changed = server();
+        changed.command = Some(vec!["serve".into(), "--fast".into()]);
+        let plan = ServicePlan { containers: vec![changed], ..ServicePlan::default() };
+        let diff = diff(&state(plan), &[actual("c1", "web", &server(), "container")], &journal, false);
+        assert!(matches!(&changes(&diff)[..], [("server", Change::Recreate { fields })] if fields == &["command"]), "{:?}", diff.steps);
+    }
+
+    #[test]
+    fn what_the_plan_no_longer_has_is_an_orphan_but_a_one_off_run_never_is() {
+        let plan = ServicePlan { containers: vec![server()], ..ServicePlan::default() };
+        let gone = actual("c2", "old", &server(), "container");
+        let one_off = actual("c3", "web", &Container::new("run-1", Image::Pull("app:1".into())), "run");
+        let diff = diff(&state(plan), &[gone, one_off], &Journal::in_memory(), false);
+        assert_eq!(diff.orphans, ["p_old_server"]);
+        assert_eq!(diff.orphan_ids, ["c2"]);
+    }
+
+    #[test]
+    fn replicas_are_numbered_containers_on_docker_and_one_counted_service_on_swarm() {
+        let mut counted = server();
+        counted.replicas = 3;
+        let plan = ServicePlan { containers: vec![counted], ..ServicePlan::default() };
+        let on_docker = diff(&state(plan.clone()), &[], &Journal::in_memory(), false);
+        assert_eq!(on_docker.steps.iter().map(|s| s.container.as_str()).collect::<Vec<_>>(), ["server", "server-2", "server-3"]);
+        let on_swarm = diff(&state(plan), &[], &Journal::in_memory(), true);
+        assert_eq!(on_swarm.steps.iter().map(|s| s.container.as_str()).collect::<Vec<_>>(), ["server"]);
+    }
 
     #[test]
     fn engine_names_of_two_projects_never_meet() {

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     desired::{BuildSpec, Container, DataSnapshot, DesiredState, MountSource, ServiceState},
-    engine::{ContainerSpec, Engine, ExecCommand, ImageInfo, Labels, MountSpec, OutputStream},
+    engine::{Engine, ExecCommand, ImageInfo, Labels, OutputStream},
     plan::{
         host_path,
         host_tree::{Filter, Limits, Tree},
@@ -97,13 +97,6 @@ impl Snapshot {
             (label("snapshot-path"), declared.path.clone()),
         ]);
         Some(Snapshot { tag: format!("{REPOSITORY}/{repository}:{}", &key[..16]), key, base: base.to_string(), declared: declared.clone(), labels })
-    }
-
-    /// Make `spec` start from the snapshot: its image, and no tmpfs over the
-    /// data (a volume there is filled from the image when it is new).
-    pub fn seed(&self, spec: &mut ContainerSpec) {
-        spec.image = self.tag.clone();
-        spec.mounts.retain(|m| !matches!(m, MountSpec::Tmpfs { target, .. } if *target == self.declared.path));
     }
 
     /// Copy the data out of the ready container `id` with the plugin's

@@ -125,7 +125,7 @@ impl Engine for MemoryEngine {
         Ok(Some("sha256:in-memory".into()))
     }
 
-    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+    async fn create(&self, spec: &ContainerSpec<'_>) -> Result<String> {
         let mut memory = self.state.lock().unwrap();
         memory.next_id += 1;
         let id = format!("id{}", memory.next_id);
@@ -296,7 +296,7 @@ fn an_unchanged_stack_is_kept_a_changed_container_recreated_and_orphans_removed(
 
     // The diff, read from the labels apply wrote and the lifecycle journal.
     let actual = block_on(engine.containers("mem")).unwrap();
-    let diff = reconcile::diff(&first, &actual, &options.journal);
+    let diff = reconcile::diff(&first, &actual, &options.journal, false);
     assert!(diff.steps.iter().all(|s| s.change == Change::Keep), "{:?}", diff.steps);
     assert!(diff.orphans.is_empty());
 
@@ -311,7 +311,7 @@ fn an_unchanged_stack_is_kept_a_changed_container_recreated_and_orphans_removed(
     second.services[2].plan.containers[0].env.insert("FEATURE".into(), "on".into());
     second.services.remove(1);
     second.services[1].depends_on.retain(|d| d.service != "cache");
-    let diff = reconcile::diff(&second, &block_on(engine.containers("mem")).unwrap(), &options.journal);
+    let diff = reconcile::diff(&second, &block_on(engine.containers("mem")).unwrap(), &options.journal, false);
     let app = diff.step("app", "server").unwrap();
     assert_eq!(app.change, Change::Recreate { fields: vec!["env".into()] }, "the diff names the changed field");
     assert_eq!(diff.orphans, ["mem_cache_server"]);
@@ -349,7 +349,7 @@ fn a_lifecycle_cut_short_is_finished_not_kept() {
     // never ran), app's task created and filled but never started.
     options.journal.reached(&id("mem_db_server"), Stage::Started);
     options.journal.reached(&id("mem_app_migrate"), Stage::FilesPlaced);
-    let diff = reconcile::diff(&state, &block_on(engine.containers("mem")).unwrap(), &options.journal);
+    let diff = reconcile::diff(&state, &block_on(engine.containers("mem")).unwrap(), &options.journal, false);
     for (service, container) in [("db", "server"), ("app", "migrate")] {
         let step = diff.step(service, container).unwrap();
         assert_eq!(step.change, Change::Recreate { fields: vec![reconcile::INTERRUPTED.into()] }, "{service}/{container}");

@@ -86,8 +86,10 @@ fn host_options_shape_every_plugins_plan() {
     assert_eq!(db_networks, &serde_json::json!([{ "name": "backend", "internal": true }]));
 
     let api = containers(&state, "api");
+    // Replicas are a count on the planned container; the engine numbers
+    // the copies (server, server-2, server-3) when it makes them.
     let names: Vec<&str> = api.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["server", "server-2", "server-3"]);
+    assert_eq!((names, &api[0]["replicas"]), (vec!["server"], &serde_json::json!(3)));
     let url = service(&state, "db")["plan"]["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "url").unwrap()["value"].clone();
     for c in &api {
         assert_eq!(c["env"]["DATABASE_URL"], url, "${{db.url}} is filled in");
@@ -127,13 +129,13 @@ fn profiles_and_variables_change_the_stack() {
     assert_eq!(db["ports"][0]["host"], 0, "the test profile publishes on any free port");
     assert_eq!(db["mounts"][0]["source"], serde_json::json!({"tmpfs": {"size_bytes": null, "mode": null}}));
     let api = containers(&state, "api");
-    assert_eq!(api.len(), 2);
+    assert_eq!(api[0]["replicas"], 2);
     assert_eq!(api[0]["env"]["MODE"], "ci");
 
     // `.env` beside stack.toml; the environment wins over it.
     project.write(".env", "REPLICAS=4\nMODE=from-dotenv\n");
     let state = project.provision_with_env(&["plan", "--json"], &[("MODE", "from-env")]).ok().json();
-    assert_eq!(containers(&state, "api").len(), 4);
+    assert_eq!(containers(&state, "api")[0]["replicas"], 4);
     assert_eq!(containers(&state, "api")[0]["env"]["MODE"], "from-env");
 }
 

@@ -1,50 +1,58 @@
 //! A container's life on the engine: create (or keep), place its files,
-//! start; one-shot tasks run to exit 0; and `down`. Owns the translation of
-//! a planned container into an engine spec (names, labels, networks,
-//! mounts). Must not decide order (the scheduler does) or readiness.
+//! start; one-shot tasks run to exit 0; and `down`. The spec each create
+//! hands over is `hop`'s. Must not decide order (the scheduler does) or
+//! readiness.
 
-use std::{collections::HashMap, path::Path, time::Instant};
+use std::{collections::HashMap, time::Instant};
 
 use futures_util::future::join_all;
 
 use super::{
     context::{Failure, Up},
     events::Phase,
-    snapshots::{self, Sealed},
+    hop::{Start, container_spec, networks},
+    snapshots::{self, Data, Sealed},
 };
 use crate::{
-    desired::{Container, DesiredState, HostPaths, Image, Mount, MountSource, ServiceState},
-    engine::{ContainerSpec, CopySpec, Engine, EngineError, Labels, MountSpec},
+    desired::{Container, Instance, ServiceState},
+    engine::{ContainerSpec, Engine, EngineError, Role, STOP_TIMEOUT_SECS},
     journal::Stage,
-    plan::host_path,
-    reconcile::{Change, Names, label},
+    reconcile::Change,
 };
-
-/// Seconds a container gets to stop before it is killed: with an init as
-/// PID 1, services shut down promptly, so `down` takes about a second.
-const STOP_TIMEOUT_SECS: u32 = 3;
 
 /// Create, without starting, every container and task of the service
 /// that is new or changed (removing the one it replaces): done while
 /// the service still waits for its dependencies, so no create is on the
 /// critical path. A container whose new data has a snapshot starts from
 /// it; one whose has none yet is to keep one once ready.
-pub(super) async fn create_ahead(up: &Up<'_, '_>, service: &ServiceState) -> Result<Created, Failure> {
-    let all = service.plan.tasks.iter().map(|c| (c, true)).chain(service.plan.containers.iter().map(|c| (c, false)));
+pub(super) async fn create_ahead(up: &Up<'_, '_>, service: &ServiceState, instances: &[Instance<'_>]) -> Result<Created, Failure> {
     let mut created = Created::default();
-    for (c, task) in all {
+    for instance in instances {
+        let c = instance.container.as_ref();
         let step = up.diff.step(&service.name, &c.name).expect("every container has a step");
         if step.change == Change::Keep {
             continue;
         }
         let failure = |e: &dyn std::fmt::Display| Failure::new(&service.name, &format!("creating `{}`", c.name), e.to_string());
         up.emit(&service.name, Phase::Creating(c.name.clone()));
-        let mut spec = spec(up, service, c, task).map_err(|e| failure(&e))?;
-        if let Some(keep) = snapshots::seed_or_seal(up, service, c, &mut spec).await.map_err(|e| failure(&e))? {
-            created.keep.push(keep);
-        }
+        let role = if instance.task { Role::Task } else { Role::Container };
+        let data = snapshots::data_of(up, service, c).await.map_err(|e| failure(&e))?;
+        let sealed = match &data {
+            Data::Sealed(_) => Some(snapshots::seal(up, service, c).await.map_err(|e| failure(&e))?),
+            _ => None,
+        };
+        let start = match (&data, &sealed) {
+            (Data::Seeded(snapshot), _) => Start::FromSnapshot { image: &snapshot.tag, data: &snapshot.declared.path },
+            (_, Some(network)) => Start::Sealed(network),
+            _ => Start::AsPlanned,
+        };
+        let spec = container_spec(up.state, &up.options.project_dir, &up.options.labels, service, instance, role, start).map_err(|e| failure(&e))?;
         let replacing = step.actual.as_ref().map(|a| a.id.as_str());
-        created.ids.insert(c.name.clone(), create(up, &spec, c, replacing).await.map_err(|e| failure(&e))?);
+        created.ids.insert(c.name.clone(), create(up, &spec, replacing).await.map_err(|e| failure(&e))?);
+        if let (Data::Sealed(snapshot), Some(network)) = (data, sealed) {
+            let planned = networks(up.state, service, instance, role);
+            created.keep.push(Sealed { container: c.name.clone(), snapshot, network, planned });
+        }
     }
     Ok(created)
 }
@@ -81,13 +89,14 @@ pub(super) async fn start_container(
 pub(super) async fn run_task(
     up: &Up<'_, '_>,
     service: &ServiceState,
-    task: &Container,
+    task: &Instance<'_>,
     created: Option<&String>,
     deadline: Instant,
 ) -> Result<(), Failure> {
     let name = &service.name;
-    let step = up.diff.step(name, &task.name).expect("every task has a step");
-    let waiting_for = format!("running task `{}`", task.name);
+    let task_name = &task.container.name;
+    let step = up.diff.step(name, task_name).expect("every task has a step");
+    let waiting_for = format!("running task `{task_name}`");
     let failure = |reason: String| Failure::new(name, &waiting_for, reason);
     let id = match (created, &step.actual) {
         (Some(id), _) => id.clone(),
@@ -100,12 +109,13 @@ pub(super) async fn run_task(
                 return Ok(());
             }
             up.engine.remove(&actual.id).await.map_err(|e| failure(e.to_string()))?;
-            let spec = spec(up, service, task, true).map_err(|e| failure(e.to_string()))?;
-            create(up, &spec, task, None).await.map_err(|e| failure(e.to_string()))?
+            let spec = container_spec(up.state, &up.options.project_dir, &up.options.labels, service, task, Role::Task, Start::AsPlanned)
+                .map_err(failure)?;
+            create(up, &spec, None).await.map_err(|e| failure(e.to_string()))?
         }
         (None, None) => return Err(failure("it was not created".into())),
     };
-    up.emit(name, Phase::Task(task.name.clone()));
+    up.emit(name, Phase::Task(task_name.clone()));
     up.engine.start(&id).await.map_err(|e| failure(e.to_string()))?;
     up.options.journal.reached(&id, Stage::Started);
     // The engine says when it exits: no polling delay between steps.
@@ -119,29 +129,24 @@ pub(super) async fn run_task(
         Err(_) => failure("timed out".into()),
     };
     f.log_tail = up.engine.log_tail(&id, 20).await.ok();
-    f.container = Some(up.names.container(name, &task.name));
+    f.container = Some(up.names.container(name, task_name));
     Err(f)
 }
 
 /// Create (replacing the container of the last `up`, if any) and place
-/// its files, each step in the journal as it is done.
-async fn create(up: &Up<'_, '_>, spec: &ContainerSpec, c: &Container, replacing: Option<&str>) -> Result<String, EngineError> {
+/// its files and copies, each step in the journal as it is done.
+async fn create(up: &Up<'_, '_>, spec: &ContainerSpec<'_>, replacing: Option<&str>) -> Result<String, EngineError> {
     let id = match replacing {
         Some(old) => up.engine.replace(old, spec).await?,
         None => up.engine.create(spec).await?,
     };
-    up.options.journal.created(&id, c);
-    up.engine.put_files(&id, &c.files).await?;
+    up.options.journal.created(&id, spec.container);
+    up.engine.put_files(&id, &spec.container.files).await?;
     for copy in &spec.copies {
         up.engine.put_archive(&id, copy.archive().map_err(|message| EngineError::Copy { target: copy.target.clone(), message })?).await?;
     }
     up.options.journal.reached(&id, Stage::FilesPlaced);
     Ok(id)
-}
-
-fn spec(up: &Up<'_, '_>, service: &ServiceState, c: &Container, task: bool) -> Result<ContainerSpec, String> {
-    let role = if task { Role::Task } else { Role::Container };
-    container_spec(up.state, &up.options.project_dir, &up.options.labels, service, c, role)
 }
 
 /// What `create_ahead` made: ids by container name, and the snapshots to
@@ -150,137 +155,6 @@ fn spec(up: &Up<'_, '_>, service: &ServiceState, c: &Container, task: bool) -> R
 pub(super) struct Created {
     pub ids: HashMap<String, String>,
     pub keep: Vec<Sealed>,
-}
-
-/// What a container is to its service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Runs as long as the project does; answers to the service's name.
-    Container,
-    /// Runs once, to exit 0, before the service's containers start.
-    Task,
-    /// A one-off command in the service's image (`provision run SERVICE`):
-    /// answers to no name, and `up` leaves it alone.
-    Run,
-}
-
-impl Role {
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::Container => "container",
-            Role::Task => "task",
-            Role::Run => "run",
-        }
-    }
-}
-
-/// A planned container in engine terms: its engine name, the labels that
-/// mark it as the project's (plus `extra`), its networks and DNS names, and
-/// its mounts resolved on the host.
-pub fn container_spec(
-    state: &DesiredState,
-    project_dir: &Path,
-    extra: &Labels,
-    service: &ServiceState,
-    c: &Container,
-    role: Role,
-) -> Result<ContainerSpec, String> {
-    let names = &Names { project: &state.project };
-    let plugin = state.plugins.iter().find(|p| p.name == service.plugin);
-    let mut labels: Labels = c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).chain(extra.clone()).collect();
-    for (key, value) in [
-        ("project", state.project.clone()),
-        ("project-dir", project_dir.display().to_string()),
-        ("service", service.name.clone()),
-        ("container", c.name.clone()),
-        ("role", role.label().to_string()),
-        // A hash only: the spec itself (env, files: secrets) is in the journal.
-        ("spec-hash", c.spec_hash()),
-        ("plugin", plugin.map(|p| format!("{}@{}+sha256:{}", p.name, p.version, &p.sha256[..12])).unwrap_or_default()),
-    ] {
-        labels.insert(label(key), value);
-    }
-    let named = service.plan.containers.iter().position(|p| p.name == c.name).is_some_and(|i| service.plan.answers_to_name(i));
-    let mut aliases = vec![format!("{}-{}", service.name, c.name)];
-    match role {
-        Role::Container if named => aliases.push(service.name.clone()),
-        // A one-off answers to no name: the service's traffic must not reach it.
-        Role::Run => aliases.clear(),
-        _ => {}
-    }
-    let networks = if c.networks.is_empty() {
-        vec![(names.network("default"), aliases)]
-    } else {
-        c.networks.iter().map(|n| (names.network(n), aliases.clone())).collect()
-    };
-    let mut mounts = Vec::new();
-    let mut copies = Vec::new();
-    for m in &c.mounts {
-        match &m.source {
-            MountSource::Copy(path) => {
-                let source = host_path::pinned(&state.host_paths, project_dir, path).map_err(|e| format!("copy of {path:?}: {e}"))?;
-                copies.push(CopySpec { source, target: m.target.clone() });
-            }
-            _ => mounts.extend(mount_specs(m, names, &service.name, project_dir, &state.host_paths)?),
-        }
-    }
-    Ok(ContainerSpec {
-        name: names.container(&service.name, &c.name),
-        image: match &c.image {
-            Image::Pull(reference) => reference.clone(),
-            Image::Build(spec) => spec.tag(&state.build_scope),
-        },
-        command: c.command.clone(),
-        entrypoint: c.entrypoint.clone(),
-        env: c.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        working_dir: c.working_dir.clone(),
-        user: c.user.clone(),
-        ports: c.ports.clone(),
-        mounts,
-        copies,
-        health: c.health.clone(),
-        read_only: c.read_only,
-        init: c.init,
-        no_new_privileges: c.no_new_privileges,
-        resources: c.resources.clone(),
-        restart: c.restart,
-        privileges: c.privileges.clone(),
-        labels,
-        networks,
-        stop_timeout: i64::from(STOP_TIMEOUT_SECS),
-        stdin: false,
-        tty: false,
-        replicas: c.replicas.unwrap_or(1),
-        task: role == Role::Task,
-        hooks: !c.hooks.is_empty(),
-    })
-}
-
-/// A mount of `service`'s container in engine terms. A bind is resolved
-/// again now, as it is handed to the engine (a link may have changed since
-/// `plan` checked it), and the project's hidden folders below it are each
-/// covered by an empty read-only tmpfs.
-fn mount_specs(m: &Mount, names: &Names, service: &str, project_dir: &Path, pins: &HostPaths) -> Result<Vec<MountSpec>, String> {
-    let target = m.target.clone();
-    Ok(match &m.source {
-        MountSource::Volume(name) => vec![MountSpec::Volume { name: names.volume(service, name), target, read_only: m.read_only }],
-        MountSource::Bind(path) => {
-            let real = host_path::pinned(pins, project_dir, path).map_err(|e| format!("bind mount {path:?}: {e}"))?;
-            let covers: Vec<MountSpec> = host_path::hidden_below(project_dir, &real)
-                .into_iter()
-                .map(|below| MountSpec::Tmpfs {
-                    target: Path::new(&target).join(below).display().to_string(),
-                    size_bytes: Some(4096),
-                    mode: Some(0o500),
-                })
-                .collect();
-            let bind = MountSpec::Bind { source: real.display().to_string(), target, read_only: m.read_only };
-            std::iter::once(bind).chain(covers).collect()
-        }
-        MountSource::Tmpfs { size_bytes, mode } => vec![MountSpec::Tmpfs { target, size_bytes: *size_bytes, mode: *mode }],
-        MountSource::Anonymous => vec![MountSpec::Anonymous { target }],
-        MountSource::Copy(_) => Vec::new(),
-    })
 }
 
 /// What `down` removed.

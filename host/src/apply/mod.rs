@@ -12,6 +12,7 @@
 
 mod context;
 mod events;
+mod hop;
 mod lifecycle;
 mod readiness;
 mod schedule;
@@ -33,10 +34,12 @@ use crate::{
     reconcile::{self, Change, Diff, Names, label},
 };
 
+pub use crate::engine::Role;
 use context::{Builds, Up};
 pub use context::{Failure, UpOptions};
 pub use events::{Event, Events, Phase};
-pub use lifecycle::{Removed, Role, container_spec, down};
+pub use hop::{Start, container_spec};
+pub use lifecycle::{Removed, down};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ApplyError {
@@ -92,7 +95,7 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     if let Some(other) = reconcile::other_owner(&options.project_dir, &actual) {
         return Err(ApplyError::Collision { project: state.project.clone(), other: other.to_string(), ours });
     }
-    let diff = reconcile::diff(state, &actual, &options.journal);
+    let diff = reconcile::diff(state, &actual, &options.journal, engine.runs_copies());
     check_ports(state, &diff, &actual)?;
 
     // Pulls first, all at once: a missing image fails before anything is

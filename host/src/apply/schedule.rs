@@ -19,7 +19,7 @@ use super::{
     lifecycle, readiness,
     snapshots::{self, Keeper},
 };
-use crate::desired::{Image, MountSource, ServiceState, WaitFor};
+use crate::desired::{Image, Instance, MountSource, ServiceState, WaitFor};
 
 /// How far a service has come, for its dependents.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,32 +85,37 @@ async fn service_up<'s>(
 
     up.stop_if_interrupted(name)?;
     built(up, service, deadline).await?;
-    let created = lifecycle::create_ahead(up, service).await.map_err(|f| up.failed(name, f))?;
+    let instances = service.plan.instances(up.engine.runs_copies());
+    let (tasks, running): (Vec<&Instance>, Vec<&Instance>) = instances.iter().partition(|i| i.task);
+    let created = lifecycle::create_ahead(up, service, &instances).await.map_err(|f| up.failed(name, f))?;
     // What never starts is removed: nothing of it is left for the next
     // `up` to find (a failed task is kept, for inspection).
     if let Err(failure) = gate(up, name, deps, deadline).await {
         lifecycle::remove_unstarted(up, created.ids.values()).await;
         return Err(failure);
     }
-    for task in &service.plan.tasks {
+    for task in tasks {
         let result = match up.stop_if_interrupted(name) {
-            Ok(()) => lifecycle::run_task(up, service, task, created.ids.get(&task.name), deadline).await.map_err(|f| up.failed(name, f)),
+            Ok(()) => lifecycle::run_task(up, service, task, created.ids.get(&task.container.name), deadline).await.map_err(|f| up.failed(name, f)),
             Err(failure) => Err(failure),
         };
         if let Err(failure) = result {
-            lifecycle::remove_unstarted(up, service.plan.containers.iter().filter_map(|c| created.ids.get(&c.name))).await;
+            lifecycle::remove_unstarted(up, running.iter().filter_map(|i| created.ids.get(&i.container.name))).await;
             return Err(failure);
         }
     }
 
-    // The first container is the service's main one; the others (an
-    // exporter, say) start once it has, so their first connection to it
-    // finds it on the network instead of waiting out a TCP retry (1 s).
+    // The first container is the service's main one; the others (its
+    // copies, an exporter) start once it has, so their first connection to
+    // it finds it on the network instead of waiting out a TCP retry (1 s).
     let mut ids = Vec::new();
     up.stop_if_interrupted(name)?;
-    if let Some((main, sidecars)) = service.plan.containers.split_first() {
-        ids.push(lifecycle::start_container(up, service, main, created.ids.get(&main.name)).await.map_err(|f| up.failed(name, f))?);
-        for result in join_all(sidecars.iter().map(|c| lifecycle::start_container(up, service, c, created.ids.get(&c.name)))).await {
+    let ids_of = &created.ids;
+    if let Some((main, others)) = running.split_first() {
+        let started = lifecycle::start_container(up, service, &main.container, ids_of.get(&main.container.name)).await;
+        ids.push(started.map_err(|f| up.failed(name, f))?);
+        let others = others.iter().map(|i| lifecycle::start_container(up, service, &i.container, ids_of.get(&i.container.name)));
+        for result in join_all(others).await {
             ids.push(result.map_err(|f| up.failed(name, f))?);
         }
     }
@@ -121,22 +126,20 @@ async fn service_up<'s>(
     }
 
     // Dependents wait for what answers to the service's name (its main
-    // container and replicas), not for its sidecars: an exporter that
+    // container and its copies), not for its sidecars: an exporter that
     // is still retrying a login the main container's hook has just set
     // (a second, for postgres's) stays off their path. Its snapshots are
     // copied before they are let go, as nothing of theirs has written yet.
-    let named_index = |container: &str| service.plan.containers.iter().position(|c| c.name == container);
-    let sealed_sidecar = created.keep.iter().any(|k| named_index(&k.container).is_some_and(|i| !service.plan.answers_to_name(i)));
+    let sealed_sidecar = created.keep.iter().any(|k| running.iter().any(|i| i.container.name == k.container && !i.answers_to_name));
     let group = |named: bool| {
-        let containers = service.plan.containers.iter().zip(&ids).enumerate();
-        let mine: Vec<_> = containers.filter(|(i, _)| service.plan.answers_to_name(*i) == named).map(|(_, c)| c).collect();
+        let mine: Vec<_> = running.iter().zip(&ids).filter(|(i, _)| i.answers_to_name == named).collect();
         let keep = &created.keep;
         async move {
-            for result in join_all(mine.iter().map(|(c, (id, fresh))| readiness::ready(up, service, c, id, *fresh, deadline))).await {
+            for result in join_all(mine.iter().map(|(i, (id, fresh))| readiness::ready(up, service, &i.container, id, *fresh, deadline))).await {
                 result.map_err(|f| up.failed(name, f))?;
             }
             for sealed in keep {
-                if let Some((_, (id, _))) = mine.iter().find(|(c, _)| c.name == sealed.container) {
+                if let Some((_, (id, _))) = mine.iter().find(|(i, _)| i.container.name == sealed.container) {
                     snapshots::keep_snapshot(up, name, id, sealed, keeper).await.map_err(|f| up.failed(name, f))?;
                 }
             }

@@ -12,43 +12,57 @@
 //! plugin's) find it when it joins. An engine that cannot move a container
 //! between networks keeps no snapshot.
 
+use super::hop::image_of;
 use super::{
     context::{Failure, Up},
     events::Phase,
 };
 use crate::{
     desired::{Container, MountSource, ServiceState},
-    engine::ContainerSpec,
     reconcile::label,
     snapshot::Snapshot,
 };
 
 /// A container that will keep a snapshot: sealed until its copy is taken.
-#[derive(Clone)]
 pub(super) struct Sealed {
     pub container: String,
     pub snapshot: Snapshot,
     /// The network it is alone on, and the ones it joins after the copy.
-    network: String,
-    planned: Vec<(String, Vec<String>)>,
+    pub network: String,
+    pub planned: Vec<(String, Vec<String>)>,
 }
 
 /// Where a service hands the building of a snapshot image, so that it goes
 /// on beside the rest of `up` (None: no more will come).
 pub(super) type Keeper<'f> = tokio::sync::mpsc::UnboundedSender<Option<futures_util::future::BoxFuture<'f, ()>>>;
 
-/// Before `c` is created from `spec`: start it from its snapshot when
-/// there is one, or seal it when it will keep one (returned).
-pub(super) async fn seed_or_seal(up: &Up<'_, '_>, service: &ServiceState, c: &Container, spec: &mut ContainerSpec) -> Result<Option<Sealed>, String> {
-    let Some((snapshot, exists)) = snapshot(up, service, c, &spec.image).await else { return Ok(None) };
+/// How a container's new data starts.
+pub(super) enum Data {
+    /// As planned: no snapshot, or data that is not new.
+    AsPlanned,
+    /// From a snapshot kept before.
+    Seeded(Snapshot),
+    /// Initialised as planned, and kept as this snapshot once ready.
+    Sealed(Snapshot),
+}
+
+/// Before `c` is created: whether its data starts from a snapshot, or will
+/// be kept as one (when the engine can seal it: it must be able to move a
+/// container between networks, and the container must have networks).
+pub(super) async fn data_of(up: &Up<'_, '_>, service: &ServiceState, c: &Container) -> Result<Data, String> {
+    let Some((snapshot, exists)) = snapshot(up, service, c, &image_of(up.state, c)).await else { return Ok(Data::AsPlanned) };
     if exists {
-        snapshot.seed(spec);
         up.emit(&service.name, Phase::Snapshot(format!("data from snapshot {}", snapshot.tag)));
-        return Ok(None);
+        return Ok(Data::Seeded(snapshot));
     }
-    if !up.engine.joins_networks_later() || spec.privileges.host_network {
-        return Ok(None);
+    if !up.engine.joins_networks_later() || c.privileges.host_network {
+        return Ok(Data::AsPlanned);
     }
+    Ok(Data::Sealed(snapshot))
+}
+
+/// The network `c` is alone on until its snapshot is taken, made now.
+pub(super) async fn seal(up: &Up<'_, '_>, service: &ServiceState, c: &Container) -> Result<String, String> {
     let network = up.names.sealed_network(&service.name, &c.name);
     let existing = up.engine.ensure_network(&network, false, up.options.project_labels(&up.state.project)).await.map_err(|e| e.to_string())?;
     if let Some(existing) = existing
@@ -56,8 +70,7 @@ pub(super) async fn seed_or_seal(up: &Up<'_, '_>, service: &ServiceState, c: &Co
     {
         return Err(format!("network `{network}` on the engine is not this project's"));
     }
-    let planned = std::mem::replace(&mut spec.networks, vec![(network.clone(), Vec::new())]);
-    Ok(Some(Sealed { container: c.name.clone(), snapshot, network, planned }))
+    Ok(network)
 }
 
 /// The snapshot `c` would start from (true) or keep (false), when its

@@ -122,12 +122,15 @@ fn prepare_here(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
         profile: stack.profile.clone(),
         images,
         ephemeral_ports: args.ephemeral_ports || matches!(stack.profile.as_str(), "test" | "ci"),
-        engine_runs_replicas: engine_of(&args.project, Some(&stack)).0.runs_replicas(),
     };
     let secrets = Arc::new(Secrets::for_project_dir(&stack.dir)?);
     let runtime = plugin_runtime()?;
     let resolver = Resolver::new(&stack.dir, cache_base().map(|b| b.join("plugins")), lock.clone(), locked);
     let planned = crate::plan::plan(&stack, &resolver, &runtime, secrets.clone(), &options)?;
+    // What the engine the stack runs on cannot do, at the key that asks for it.
+    if let Some((service, key, message)) = engine_of(&args.project, Some(&stack)).0.refuses(&planned.state) {
+        return Err(stack.error_at(&format!("services.{service}.{key}"), format!("`{key}` of service `{service}`: {message}"), "here", None).into());
+    }
     for note in resolver.notes() {
         eprintln!("note: {note}");
     }

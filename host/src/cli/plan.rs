@@ -12,7 +12,11 @@ pub async fn run(args: PlanArgs) -> miette::Result<ExitCode> {
     // What `up` would change, when an engine answers; the plan stands without one.
     let journal = Journal::of(&stack.dir, &planned.state.project);
     let diff = match try_connect(&args.stack.project, &stack).await {
-        Some(engine) => engine.containers(&planned.state.project).await.ok().map(|actual| reconcile::diff(&planned.state, &actual, &journal)),
+        Some(engine) => engine
+            .containers(&planned.state.project)
+            .await
+            .ok()
+            .map(|actual| reconcile::diff(&planned.state, &actual, &journal, engine.runs_copies())),
         None => None,
     };
     if args.json {

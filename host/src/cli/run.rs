@@ -24,11 +24,10 @@ use super::{
 };
 use crate::{
     apply::{self, ApplyError, Role, UpOptions},
-    desired::{Image, RestartPolicy},
+    desired::{Image, Instance, RestartPolicy},
     engine::{self, Engine},
     ephemeral::{self, Owner, Scope},
     journal::Journal,
-    reconcile::label,
     secrets, ui,
 };
 
@@ -323,15 +322,22 @@ async fn one_off(args: RunArgs, service: &str, signals: &mut Signals) -> miette:
             "service `{service}` of project {project} is not up"
         ));
     }
+    // The one-off is the main container as a command of the user's: its
+    // image, entrypoint, env, mounts and networks, no ports, probe, restart
+    // or hooks, and no copies; named `run-ID`, it answers to no name.
     let id = random_hex(3);
-    let mut spec = apply::container_spec(state, &stack.dir, &Owner::me().labels(Scope::OneOff), planned_service, main, Role::Run)
+    let mut one_off = main.clone();
+    one_off.name = format!("run-{id}");
+    one_off.command = Some(args.command.clone());
+    one_off.ports.clear();
+    one_off.health = None;
+    one_off.restart = RestartPolicy::No;
+    one_off.hooks.clear();
+    one_off.replicas = 1;
+    let instance = Instance { container: std::borrow::Cow::Owned(one_off), task: false, answers_to_name: false };
+    let labels = Owner::me().labels(Scope::OneOff);
+    let mut spec = apply::container_spec(state, &stack.dir, &labels, planned_service, &instance, Role::Run, apply::Start::AsPlanned)
         .map_err(|e| miette::miette!("service `{service}`: {e}"))?;
-    spec.name = format!("{project}_{service}_run-{id}");
-    spec.labels.insert(label("container"), format!("run-{id}"));
-    spec.command = Some(args.command.clone());
-    spec.ports.clear();
-    spec.health = None;
-    spec.restart = RestartPolicy::No;
     let attach = Attach::choose(&args.terminal);
     (spec.stdin, spec.tty) = (attach.stdin, attach.tty.is_some());
     if let Image::Pull(image) = &main.image {

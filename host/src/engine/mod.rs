@@ -1,21 +1,29 @@
 //! The engine boundary. Owns: the `Engine` trait, the only way any command
 //! or `apply` reaches a container engine, and the engine-side types
-//! (`ContainerSpec`, `Actual`, `Status`). Must not know about plugins,
-//! stacks or plans: it speaks in resolved names and absolute paths.
+//! (`ContainerSpec`, `Actual`, `Status`). Must not know about plugins or
+//! stacks, nor decide anything about a plan: it gets the planned container
+//! with what apply resolved (names, absolute paths), and speaks the
+//! engine's API.
 //!
 //! A backend is one module here (`docker`, `swarm`) plus a variant of
 //! [`EngineKind`]; `connect` is the one place that chooses.
 
+mod actual;
 mod docker;
+mod error;
+mod spec;
 mod swarm;
 
 use std::collections::HashMap;
 
 use futures_util::stream::BoxStream;
 
-use crate::desired::{BuildSpec, File, HealthCheck, Port, Privileges, Resources, RestartPolicy};
+use crate::desired::{BuildSpec, File};
 
+pub use actual::*;
 pub use docker::Docker;
+pub use error::*;
+pub use spec::*;
 pub use swarm::Swarm;
 
 /// Every label the project sets starts with this.
@@ -36,10 +44,14 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
-    /// The engine runs a service's copies itself, as one object with a
-    /// count (Swarm's replicas), rather than as containers of their own.
-    pub fn runs_replicas(self) -> bool {
-        self == EngineKind::Swarm
+    /// What a plan asks of this engine that it cannot do: (service, key,
+    /// why), checked before anything is applied. Swarm runs a service's
+    /// copies itself, and a host port of a node is one copy's.
+    pub fn refuses(self, state: &crate::desired::DesiredState) -> Option<(String, String, String)> {
+        match self {
+            EngineKind::Docker => None,
+            EngineKind::Swarm => swarm::refuses(state),
+        }
     }
 }
 
@@ -56,297 +68,6 @@ pub async fn connect(kind: EngineKind, settings: &EngineSettings) -> Result<Box<
     match kind {
         EngineKind::Docker => Ok(Box::new(Docker::connect().await?)),
         EngineKind::Swarm => Ok(Box::new(Swarm::connect(settings.swarm_registry.clone()).await?)),
-    }
-}
-
-/// A container in engine terms: names resolved, paths absolute.
-#[derive(Debug, Clone)]
-pub struct ContainerSpec {
-    pub name: String,
-    pub image: String,
-    pub command: Option<Vec<String>>,
-    pub entrypoint: Option<Vec<String>>,
-    pub env: Vec<String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-    pub ports: Vec<Port>,
-    pub mounts: Vec<MountSpec>,
-    /// Host files and folders copied in when it is created, not mounted.
-    pub copies: Vec<CopySpec>,
-    pub health: Option<HealthCheck>,
-    pub read_only: bool,
-    pub init: bool,
-    pub no_new_privileges: bool,
-    pub resources: Resources,
-    pub restart: RestartPolicy,
-    pub privileges: Privileges,
-    pub labels: Labels,
-    /// Networks to join, each with the DNS aliases the container has there.
-    pub networks: Vec<(String, Vec<String>)>,
-    /// Seconds the engine waits after SIGTERM before SIGKILL.
-    pub stop_timeout: i64,
-    /// A one-off attached to this terminal (`provision run SERVICE`): its
-    /// stdin open (and closed when ours ends), on a TTY when asked.
-    pub stdin: bool,
-    pub tty: bool,
-    /// Copies of it the engine runs (1 unless it runs replicas itself).
-    pub replicas: u32,
-    /// Runs once, to exit 0 (a task), rather than for as long as the project.
-    pub task: bool,
-    /// The host runs commands in it once it is ready (hooks): an engine that
-    /// spreads containers over machines keeps it where it can reach it.
-    pub hooks: bool,
-}
-
-#[derive(Debug, Clone)]
-pub enum MountSpec {
-    Volume { name: String, target: String, read_only: bool },
-    Bind { source: String, target: String, read_only: bool },
-    Tmpfs { target: String, size_bytes: Option<u64>, mode: Option<u32> },
-    Anonymous { target: String },
-}
-
-/// A host file or folder copied into a container at `target` when it is
-/// created (a bind inside a folder a container can write: `host_path`).
-#[derive(Debug, Clone)]
-pub struct CopySpec {
-    /// Absolute, links resolved: read with no link followed.
-    pub source: std::path::PathBuf,
-    pub target: String,
-}
-
-impl CopySpec {
-    /// The tar to unpack at `/` of the container: `target` and what is
-    /// below it, the folders on the way made as they are in the image.
-    pub fn archive(&self) -> std::result::Result<Vec<u8>, String> {
-        use crate::plan::host_tree::{Filter, Limits, Tree};
-        let tree = Tree::open(&self.source, &Filter::ALL, Limits::COPY)?;
-        let mut archive = tar::Builder::new(Vec::new());
-        tree.append_to(&mut archive, self.target.trim_start_matches('/'), true, None)?;
-        archive.into_inner().map_err(|e| e.to_string())
-    }
-}
-
-/// A network or volume found under the name asked for.
-#[derive(Debug, Clone, Default)]
-pub struct Existing {
-    pub labels: Labels,
-    /// Networks only.
-    pub internal: bool,
-}
-
-/// An image as listed by the engine.
-#[derive(Debug, Clone)]
-pub struct ImageInfo {
-    pub id: String,
-    pub tags: Vec<String>,
-    pub labels: Labels,
-    pub size: u64,
-    /// Seconds since the epoch.
-    pub created: i64,
-}
-
-/// Something on the engine that carries a given label, of any kind.
-#[derive(Debug, Clone)]
-pub struct Labeled {
-    pub kind: Kind,
-    /// The id (containers, networks) or name (volumes) to remove it by.
-    pub id: String,
-    pub name: String,
-    pub labels: Labels,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
-    Container,
-    Network,
-    Volume,
-}
-
-#[derive(Debug, Clone)]
-pub struct Actual {
-    pub id: String,
-    pub name: String,
-    pub labels: Labels,
-    pub running: bool,
-    /// What it publishes: (container port, host port on 127.0.0.1).
-    pub published: Vec<(u16, u16)>,
-    /// It has a writable bind mount: what it writes there outlives it.
-    pub writes_host: bool,
-}
-
-impl Actual {
-    pub fn host_ports(&self) -> impl Iterator<Item = u16> + '_ {
-        self.published.iter().map(|(_, host)| *host)
-    }
-
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.get(&format!("{LABEL_PREFIX}{key}")).map(String::as_str)
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Status {
-    pub running: bool,
-    pub exit_code: Option<i64>,
-    /// Address on the project network, for probes from the host.
-    pub ip: Option<String>,
-    /// The engine's own healthcheck status (`starting`, `healthy`,
-    /// `unhealthy`), when the container has a healthcheck.
-    pub health: Option<String>,
-    /// When the container last started (so a restart can be told apart).
-    pub started_at: Option<String>,
-    /// What it publishes: (container port, host port on 127.0.0.1).
-    pub published: Vec<(u16, u16)>,
-    /// Why the engine has not got it running, when it says (a Swarm task's
-    /// error: "no suitable node", an image a node cannot pull).
-    pub problem: Option<String>,
-    /// Replicas running of those wanted, when the engine runs several.
-    pub replicas: Option<(u32, u32)>,
-}
-
-/// How the host reaches a container's ports to probe its readiness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Reach {
-    /// Straight to its address on the engine's bridge (a local engine on
-    /// Linux: no process started in the container).
-    Bridge,
-    /// Through the ports it publishes on 127.0.0.1 (Docker Desktop,
-    /// rootless Docker: the bridge is in a VM or namespace, published
-    /// ports are forwarded); a port it does not publish is probed by exec.
-    Published,
-    /// From inside it, by exec (`pg_isready`, `redis-cli`, `nc`, `wget`):
-    /// an engine on another machine.
-    Exec,
-    /// Not at all: the engine runs the checks in every replica, wherever it
-    /// is, and says when they pass (Swarm).
-    Engine,
-}
-
-/// A command to run inside a container.
-#[derive(Debug, Clone, Default)]
-pub struct ExecCommand<'a> {
-    pub command: &'a [String],
-    pub user: Option<&'a str>,
-    /// `KEY=value` entries.
-    pub env: &'a [String],
-}
-
-/// One chunk of a command's output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputStream {
-    Stdout,
-    Stderr,
-}
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-pub enum EngineError {
-    #[error("no container engine answers at {endpoint}")]
-    #[diagnostic(help("start Docker (e.g. `sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST at a running engine"))]
-    Unreachable {
-        endpoint: String,
-        #[source]
-        source: BoxError,
-    },
-    #[error("image {image} is not on the engine and could not be pulled")]
-    #[diagnostic(help("if no registry is reachable, map it to a local image in [images] or with --images"))]
-    Image {
-        image: String,
-        #[source]
-        source: BoxError,
-    },
-    #[error("building {tag} failed: {}", bounded(message))]
-    Build { tag: String, message: String },
-    #[error("this engine is not a Swarm manager (its swarm state: {state})")]
-    #[diagnostic(help(
-        "point DOCKER_HOST at a manager of the cluster, make this engine one with `docker swarm init` (or `scripts/swarm up` for a local three-node swarm), or leave out --engine swarm"
-    ))]
-    NotSwarmManager { state: String },
-    #[error("pushing image {image} to {registry} failed: {}", bounded(message))]
-    #[diagnostic(help(
-        "the swarm's nodes pull the stack's images from `[engine.swarm] registry`; check that it runs and that this engine may push to it"
-    ))]
-    Push { image: String, registry: String, message: String },
-    #[error("{what}, which {engine} cannot do")]
-    #[diagnostic(help("run this stack on one Docker engine (leave out --engine), or drop that option"))]
-    Unsupported { what: String, engine: &'static str },
-    #[error(
-        "network `{name}` was not removed: the engine still counts an endpoint on it, though no container is attached (a Docker bug, moby/moby#42119); everything else was removed"
-    )]
-    #[diagnostic(help(
-        "restart the engine (e.g. `sudo systemctl restart docker`) and the network can be removed; until then `up` of this project uses it as it is"
-    ))]
-    StaleNetwork { name: String },
-    #[error("copying into {target} failed: {message}")]
-    #[diagnostic(help("the host copies a bind whose folder lies inside one a container can write; check that it is there and readable"))]
-    Copy { target: String, message: String },
-    #[error("lost the connection to the container engine ({0})")]
-    #[diagnostic(help(
-        "what was done so far is recorded; once the engine answers again, run `provision up` to finish (or `provision down` to remove it)"
-    ))]
-    Lost(BoxError),
-    /// What the engine answered (its message says it all), cut to
-    /// `TAIL_BYTES`: it can echo a command's whole output.
-    #[error("{}", bounded(&.0.to_string()))]
-    Api(BoxError),
-}
-
-/// Text from plugins or containers made safe for a terminal: control
-/// characters (escape sequences that clear the screen or write the
-/// clipboard) shown as `\u{1b}`, newlines and tabs kept.
-pub fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() && c != '\n' && c != '\t' {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// At most `TAIL_BYTES` of `text`, on a character boundary.
-pub fn bounded(text: &str) -> String {
-    if text.len() <= TAIL_BYTES {
-        return text.to_string();
-    }
-    let end = (0..=TAIL_BYTES).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-    format!("{}… [{} more bytes cut]", &text[..end], text.len() - end)
-}
-
-impl EngineError {
-    pub fn api(e: impl Into<BoxError>) -> Self {
-        EngineError::Api(e.into())
-    }
-}
-
-pub type Result<T> = std::result::Result<T, EngineError>;
-
-/// How much of a command's output or a log the host keeps: the end of it.
-pub const TAIL_BYTES: usize = 8 << 10;
-
-/// The last `TAIL_BYTES` of a stream of bytes.
-#[derive(Default)]
-pub struct Tail {
-    bytes: std::collections::VecDeque<u8>,
-    total: usize,
-}
-
-impl Tail {
-    pub fn push(&mut self, chunk: &[u8]) {
-        self.total += chunk.len();
-        let chunk = &chunk[chunk.len().saturating_sub(TAIL_BYTES)..];
-        let over = (self.bytes.len() + chunk.len()).saturating_sub(TAIL_BYTES);
-        self.bytes.drain(..over);
-        self.bytes.extend(chunk);
-    }
-
-    pub fn text(&self) -> String {
-        let text = String::from_utf8_lossy(&self.bytes.iter().copied().collect::<Vec<u8>>()).into_owned();
-        if self.total > TAIL_BYTES { format!("[{} earlier bytes cut] {text}", self.total - self.bytes.len()) } else { text }
     }
 }
 
@@ -402,12 +123,17 @@ pub trait Engine: Send + Sync {
     }
 
     // A container's life.
-    async fn create(&self, spec: &ContainerSpec) -> Result<String>;
+    async fn create(&self, spec: &ContainerSpec<'_>) -> Result<String>;
     /// Replace container `old` by one made from `spec` (not started):
     /// removed, then created, unless the engine can change it in place.
-    async fn replace(&self, old: &str, spec: &ContainerSpec) -> Result<String> {
+    async fn replace(&self, old: &str, spec: &ContainerSpec<'_>) -> Result<String> {
         self.remove(old).await?;
         self.create(spec).await
+    }
+    /// Whether it runs a container's copies itself, given the count (Swarm's
+    /// replicas), rather than each copy as a container of its own.
+    fn runs_copies(&self) -> bool {
+        false
     }
     /// Whether a container can join networks after it was created and
     /// leave them (`join_networks`, `leave_network`): snapshots need it.

@@ -35,9 +35,6 @@ pub struct Options {
     /// Every published port a free one unless `publish` names it: the test
     /// and ci profiles, and `run`, so parallel jobs never collide.
     pub ephemeral_ports: bool,
-    /// The engine runs a service's replicas itself (Swarm): each service's
-    /// copies are one container with a count.
-    pub engine_runs_replicas: bool,
 }
 
 /// A plan and how long its parts took (for `plan --timings` and benches).
@@ -137,15 +134,13 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
                     role: dep.role.clone(),
                     service: dep.service.clone(),
                     plugin: used.plugin.clone(),
-                    // Every container answers to `SERVICE-CONTAINER`.
+                    // Every container answers to `SERVICE-CONTAINER`; the
+                    // main one's copies are `SERVICE-CONTAINER-N`.
                     replicas: used
                         .plan
                         .containers
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| used.plan.answers_to_name(*i))
-                        .map(|(_, c)| format!("{}-{}", dep.service, c.name))
-                        .collect(),
+                        .first()
+                        .map_or_else(Vec::new, |main| main.copy_names().into_iter().map(|name| format!("{}-{name}", dep.service)).collect()),
                     outputs: used.plan.outputs.iter().filter(|o| dep.secrets || !o.secret).map(|o| (o.name.clone(), o.value.clone())).collect(),
                     metrics: used
                         .plan
@@ -241,11 +236,9 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
                 ));
             }
         }
-        options::apply(&mut plan, &service_options, &stack.networks, options.ephemeral_ports)
-            .and_then(|()| if options.engine_runs_replicas { options::fold_replicas(&mut plan) } else { Ok(()) })
-            .map_err(|(key, message)| {
-                stack.error_at(&format!("services.{name}.{key}"), format!("`{key}` of service `{name}`: {message}"), "here", None)
-            })?;
+        options::apply(&mut plan, &service_options, &stack.networks, options.ephemeral_ports).map_err(|(key, message)| {
+            stack.error_at(&format!("services.{name}.{key}"), format!("`{key}` of service `{name}`: {message}"), "here", None)
+        })?;
         for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
             if let d::Image::Build(spec) = &mut c.image {
                 // [images] also covers the base images a Dockerfile names.

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use super::{Loaded, host_path};
 use crate::{
-    desired::{self as d, Container, HostPaths, Network, ServicePlan},
+    desired::{self as d, HostPaths, Network, ServicePlan},
     stack::{
         NetworkDecl, Permission, Stack, StackError,
         interpolate::{has_references, output_references, shown},
@@ -248,52 +248,20 @@ pub fn apply(
         main.restart = restart;
     }
     main.hooks.extend(options.hooks.iter().cloned());
-    let copies: Vec<Container> = (2..=options.replicas)
-        .map(|i| {
-            let mut copy = main.clone();
-            copy.name = format!("{}-{i}", main.name);
-            copy.replica = Some(i);
-            // Hooks run once for the service, in the first copy.
-            copy.hooks.clear();
-            // Each copy publishes on a free port of its own.
-            copy.ports.iter_mut().filter(|p| p.host.is_some()).for_each(|p| p.host = Some(0));
-            copy
-        })
-        .collect();
-    if let Some(clash) = copies.iter().find(|copy| plan.containers.iter().any(|c| c.name == copy.name)) {
-        return Err(("replicas".into(), format!("replica `{}` would have the name of another container of the plan", clash.name)));
+    // A count: the copies are made at the hop to the engine (`desired::instances`).
+    main.replicas = options.replicas;
+    let main_name = main.name.clone();
+    let copies = main.copy_names();
+    if let Some(clash) = copies.iter().skip(1).find(|copy| plan.containers.iter().any(|c| &c.name == *copy)) {
+        return Err(("replicas".into(), format!("replica `{clash}` of `{main_name}` would have the name of another container of the plan")));
     }
-    plan.containers.splice(1..1, copies);
-    Ok(())
-}
-
-/// For an engine that runs a service's copies itself (Swarm's replicas):
-/// the copies folded into the main container as a count, one object there
-/// that answers to the main one's names (so a change of count changes no
-/// more than the count).
-pub fn fold_replicas(plan: &mut ServicePlan) -> Result<(), Misfit> {
-    let copies = plan.containers.iter().filter(|c| c.replica.is_some()).count();
-    plan.containers.retain(|c| c.replica.is_none());
-    let Some(main) = plan.containers.first_mut().filter(|_| copies > 0) else { return Ok(()) };
-    let replicas = u32::try_from(copies + 1).unwrap_or(u32::MAX);
-    if let Some(port) = main.ports.iter().find(|p| p.host.is_some_and(|h| h != 0)) {
-        let (host, container) = (port.host.unwrap_or_default(), port.container);
-        return Err((
-            "replicas".into(),
-            format!(
-                "{replicas} replicas cannot all publish host port {host} on this engine (a port of a node is one replica's): \
-                 publish free ports (`publish = {{ {container} = 0 }}`), or put a proxy such as nginx in front"
-            ),
-        ));
-    }
-    main.replicas = Some(replicas);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::{Image, Mount, MountSource, Port, Protocol, RestartPolicy};
+    use crate::desired::{Container, Image, Mount, MountSource, Port, Protocol, RestartPolicy};
 
     fn plan() -> ServicePlan {
         let mut server = Container::new("server", Image::Pull("postgres:16".into()));
@@ -323,11 +291,10 @@ mod tests {
         let declared = BTreeMap::from([("backend".to_string(), NetworkDecl { internal: true })]);
         apply(&mut p, &options, &declared, false).unwrap();
         let names: Vec<&str> = p.containers.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["server", "server-2", "server-3", "exporter"]);
-        let (main, copy, exporter) = (&p.containers[0], &p.containers[1], &p.containers[3]);
+        assert_eq!(names, ["server", "exporter"], "replicas are a count, not copies in the plan");
+        let (main, exporter) = (&p.containers[0], &p.containers[1]);
         assert_eq!(main.ports[0].host, Some(5433));
-        assert_eq!(copy.ports[0].host, Some(0), "copies publish on free ports");
-        assert_eq!((copy.replica, main.replica), (Some(2), None));
+        assert_eq!((main.replicas, exporter.replicas), (3, 1));
         assert!(matches!(main.mounts[..], [Mount { source: MountSource::Tmpfs { .. }, .. }]), "the user's tmpfs replaces the volume");
         assert_eq!((main.restart, exporter.restart), (RestartPolicy::Always, RestartPolicy::No));
         assert_eq!((main.user.as_deref(), exporter.user.as_deref()), (Some("999"), None));
@@ -337,23 +304,11 @@ mod tests {
     }
 
     #[test]
-    fn folded_replicas_are_the_main_container_with_a_count() {
+    fn a_replica_may_not_take_another_containers_name() {
         let mut p = plan();
-        apply(&mut p, &ServiceOptions { replicas: 3, ..ServiceOptions::default() }, &BTreeMap::new(), false).unwrap();
-        p.containers[0].ports.iter_mut().for_each(|port| port.host = Some(0));
-        let unfolded = p.containers.len();
-        fold_replicas(&mut p).unwrap();
-        assert_eq!(p.containers.len(), unfolded - 2);
-        assert_eq!((p.containers[0].replica, p.containers[0].replicas), (None, Some(3)));
-        // One replica is no count: the same hash as on one engine.
-        let mut single = plan();
-        let hash = single.containers[0].spec_hash();
-        fold_replicas(&mut single).unwrap();
-        assert_eq!(single.containers[0].spec_hash(), hash);
-        // A fixed host port is one replica's.
-        let mut fixed = plan();
-        apply(&mut fixed, &ServiceOptions { replicas: 2, ..ServiceOptions::default() }, &BTreeMap::new(), false).unwrap();
-        assert_eq!(fold_replicas(&mut fixed).unwrap_err().0, "replicas");
+        p.containers[1].name = "server-2".into();
+        let err = apply(&mut p, &ServiceOptions { replicas: 2, ..ServiceOptions::default() }, &BTreeMap::new(), false).unwrap_err();
+        assert_eq!(err.0, "replicas");
     }
 
     #[test]

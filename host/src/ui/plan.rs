@@ -56,13 +56,7 @@ pub fn summary(state: &DesiredState, stack_name: &str, masker: &Masker) -> Strin
             container(w, "task", task);
         }
         for c in &service.plan.containers {
-            match (c.replica, service.plan.containers.first()) {
-                // A copy differs from the first only in name (and free ports).
-                (Some(i), Some(main)) => {
-                    let _ = writeln!(w, "    container {}: replica {i} of {}  [spec {}]", c.name, main.name, c.spec_hash());
-                }
-                _ => container(w, "container", c),
-            }
+            container(w, "container", c);
         }
         if !service.plan.volumes.is_empty() {
             let _ = writeln!(w, "    volumes   {}", service.plan.volumes.join(", "));
@@ -82,8 +76,9 @@ fn container(w: &mut String, kind: &str, c: &Container) {
         Image::Build(b) => format!("built from {}", b.context),
     };
     let _ = writeln!(w, "    {kind} {}: {image}  [spec {}]", c.name, c.spec_hash());
-    if let Some(n) = c.replicas {
-        let _ = writeln!(w, "      replicas {n} (run by the engine)");
+    if c.replicas > 1 {
+        // Copies differ from the first only in name, free host ports and no hooks.
+        let _ = writeln!(w, "      replicas {} ({}, all answering to the service's name)", c.replicas, c.copy_names().join(", "));
     }
     if let Some(cmd) = &c.command {
         let _ = writeln!(w, "      command  {}", shell_words(cmd));

@@ -1,28 +1,34 @@
 //! The Docker backend (bollard): Docker, and Podman's compatible socket.
 //! Owns the translation of engine-boundary types into Docker API calls;
 //! must not decide anything about the project (apply does).
+//!
+//! Here: the connection, errors, filters and the trait's methods; `create`
+//! translates a container spec into Docker's, `images` pulls, builds and
+//! lists images, `exec` runs commands in containers and attaches to them.
+
+mod create;
+mod exec;
+mod images;
 
 use std::{collections::HashMap, time::Duration};
 
 use bollard::{
     Docker as Bollard,
-    models::{
-        ContainerCreateBody, EndpointSettings, ExecConfig, HealthConfig, HostConfig, Mount as BollardMount, MountTmpfsOptions, MountType,
-        NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy as BollardRestart, RestartPolicyNameEnum, VolumeCreateRequest,
-    },
+    models::{EndpointSettings, NetworkCreateRequest, VolumeCreateRequest},
     query_parameters::{
-        AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-        ListImagesOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-        RemoveImageOptionsBuilder, RemoveVolumeOptions, ResizeContainerTTYOptionsBuilder, UploadToContainerOptionsBuilder,
+        ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+        RemoveImageOptionsBuilder, RemoveVolumeOptions, UploadToContainerOptionsBuilder,
     },
 };
-use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
+use futures_util::{StreamExt, stream::BoxStream};
 
 use super::{
-    Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels, MountSpec, OutputStream,
-    Reach, Result, Status,
+    Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels, OutputStream, Reach, Result,
+    Status,
 };
-use crate::desired::{BuildSpec, File, Probe, Protocol, RestartPolicy};
+use crate::desired::{BuildSpec, File};
+
+pub(super) use create::mount;
 pub struct Docker {
     pub(super) client: Bollard,
     reach: tokio::sync::OnceCell<Reach>,
@@ -64,25 +70,6 @@ impl Docker {
             }
             Err(_) => Reach::Bridge,
         }
-    }
-
-    /// A container of `spec`'s name and project that the caller did not
-    /// know of when it planned this create: one a killed `up` asked for,
-    /// made by the engine after that `up` was gone (so its journal never
-    /// heard of it). Removed, it is made again as planned; one of another
-    /// project or folder is left alone (and the create fails, saying so).
-    async fn remove_late_leftover(&self, spec: &ContainerSpec) -> Result<bool> {
-        let Ok(found) = self.client.inspect_container(&spec.name, None).await else { return Ok(false) };
-        let labels = found.config.and_then(|c| c.labels).unwrap_or_default();
-        let same = |key: &str| {
-            let key = format!("{LABEL_PREFIX}{key}");
-            labels.get(&key).is_some_and(|value| spec.labels.get(&key) == Some(value))
-        };
-        if !(same("project") && same("project-dir")) {
-            return Ok(false);
-        }
-        self.remove(&found.id.unwrap_or_else(|| spec.name.clone())).await?;
-        Ok(true)
     }
 
     /// Whether no container is attached to network `id`, as the engine
@@ -192,24 +179,11 @@ impl Engine for Docker {
     }
 
     async fn ensure_image(&self, image: &str) -> Result<()> {
-        if self.client.inspect_image(image).await.is_ok() {
-            return Ok(());
-        }
-        let options = CreateImageOptionsBuilder::default().from_image(image).build();
-        self.client
-            .create_image(Some(options), None, None)
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(|e| EngineError::Image { image: image.to_string(), source: e.into() })?;
-        Ok(())
+        self.pull_if_missing(image).await
     }
 
     async fn image_digest(&self, image: &str) -> Result<Option<String>> {
-        match self.client.inspect_image(image).await {
-            Ok(info) => Ok(info.repo_digests.unwrap_or_default().into_iter().find_map(|d| d.split_once('@').map(|(_, d)| d.to_string())).or(info.id)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.digest_of(image).await
     }
 
     async fn image_id(&self, image: &str) -> Result<Option<String>> {
@@ -221,18 +195,7 @@ impl Engine for Docker {
     }
 
     async fn images(&self, label: &str) -> Result<Vec<ImageInfo>> {
-        let filter = HashMap::from([("label".to_string(), vec![label.to_string()])]);
-        let images = self.client.list_images(Some(ListImagesOptionsBuilder::default().filters(&filter).build())).await?;
-        Ok(images
-            .into_iter()
-            .map(|i| ImageInfo {
-                id: i.id,
-                tags: i.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
-                labels: i.labels,
-                size: u64::try_from(i.size).unwrap_or(0),
-                created: i.created,
-            })
-            .collect())
+        self.list_images(label).await
     }
 
     async fn remove_image(&self, id: &str) -> Result<()> {
@@ -251,129 +214,11 @@ impl Engine for Docker {
         labels: &Labels,
         progress: &(dyn for<'a> Fn(&'a str) + Sync),
     ) -> Result<()> {
-        let mut options = bollard::query_parameters::BuildImageOptionsBuilder::default()
-            .dockerfile(spec.dockerfile.as_deref().unwrap_or("Dockerfile"))
-            .t(tag)
-            // A failed step's container goes too: nothing of a failed build is left.
-            .rm(true)
-            .forcerm(true)
-            .labels(labels)
-            .buildargs(&spec.args.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-        if let Some(target) = &spec.target {
-            options = options.target(target);
-        }
-        let file = tokio::fs::File::open(context).await.map_err(|e| EngineError::Build { tag: tag.to_string(), message: e.to_string() })?;
-        let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
-        let mut stream = self.client.build_image(options.build(), None, Some(body));
-        while let Some(info) = stream.next().await {
-            let info = info.map_err(|e| EngineError::Build { tag: tag.to_string(), message: e.to_string() })?;
-            if let Some(detail) = info.error_detail {
-                return Err(EngineError::Build { tag: tag.to_string(), message: detail.message.unwrap_or_default() });
-            }
-            let text = info.stream.unwrap_or_default();
-            for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-                progress(line);
-            }
-        }
-        Ok(())
+        self.build(tag, spec, context, labels, progress).await
     }
 
-    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
-        let (network, aliases) = spec.networks.first().cloned().unwrap_or_default();
-        let mut port_bindings = HashMap::new();
-        let mut exposed = Vec::new();
-        for port in &spec.ports {
-            let key = format!("{}/{}", port.container, if port.protocol == Protocol::Udp { "udp" } else { "tcp" });
-            exposed.push(key.clone());
-            if let Some(host) = port.host {
-                let binding =
-                    PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(if host == 0 { String::new() } else { host.to_string() }) };
-                port_bindings.insert(key, Some(vec![binding]));
-            }
-        }
-        let mounts = spec.mounts.iter().map(mount).collect();
-        let p = &spec.privileges;
-        let host_config = HostConfig {
-            port_bindings: Some(port_bindings),
-            mounts: Some(mounts),
-            init: Some(spec.init),
-            readonly_rootfs: Some(spec.read_only),
-            security_opt: spec.no_new_privileges.then(|| vec!["no-new-privileges:true".to_string()]),
-            memory: spec.resources.memory_bytes.map(|b| b as i64),
-            nano_cpus: spec.resources.milli_cpus.map(|m| i64::from(m) * 1_000_000),
-            pids_limit: spec.resources.pids.map(i64::from),
-            restart_policy: Some(BollardRestart {
-                name: Some(match spec.restart {
-                    RestartPolicy::No => RestartPolicyNameEnum::NO,
-                    RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
-                    RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
-                    RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
-                }),
-                maximum_retry_count: None,
-            }),
-            privileged: Some(p.privileged),
-            cap_add: (!p.cap_add.is_empty()).then(|| p.cap_add.clone()),
-            network_mode: Some(if p.host_network { "host".into() } else { network.clone() }),
-            pid_mode: p.host_pid.then(|| "host".into()),
-            devices: (!p.devices.is_empty()).then(|| {
-                p.devices
-                    .iter()
-                    .map(|d| bollard::models::DeviceMapping {
-                        path_on_host: Some(d.clone()),
-                        path_in_container: Some(d.clone()),
-                        cgroup_permissions: Some("rwm".into()),
-                    })
-                    .collect()
-            }),
-            ..Default::default()
-        };
-        let healthcheck = spec.health.as_ref().map(|h| HealthConfig {
-            test: Some(match &h.probe {
-                Probe::Exec(cmd) => std::iter::once("CMD".to_string()).chain(cmd.iter().cloned()).collect(),
-                // The engine's check runs inside the container, where no HTTP
-                // client can be assumed (the host probes HTTP itself): a TCP
-                // connect by bash, as `sh` may be dash or busybox without
-                // /dev/tcp.
-                Probe::Http { port, .. } | Probe::Tcp(port) | Probe::Postgres(port) | Probe::Redis(port) => {
-                    ["CMD", "bash", "-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")].map(String::from).to_vec()
-                }
-            }),
-            interval: Some(nanos(h.interval_ms)),
-            timeout: Some(nanos(h.timeout_ms)),
-            retries: Some(i64::from(h.retries)),
-            start_period: Some(nanos(h.start_period_ms)),
-            start_interval: None,
-        });
-        let networking_config = (!p.host_network).then(|| NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(network.clone(), EndpointSettings { aliases: Some(aliases), ..Default::default() })])),
-        });
-        let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            cmd: spec.command.clone(),
-            entrypoint: spec.entrypoint.clone(),
-            env: Some(spec.env.clone()),
-            working_dir: spec.working_dir.clone(),
-            user: spec.user.clone(),
-            exposed_ports: Some(exposed),
-            labels: Some(spec.labels.clone()),
-            healthcheck,
-            stop_timeout: Some(spec.stop_timeout),
-            host_config: Some(host_config),
-            networking_config,
-            open_stdin: Some(spec.stdin),
-            stdin_once: Some(spec.stdin),
-            attach_stdin: Some(spec.stdin),
-            tty: Some(spec.tty),
-            ..Default::default()
-        };
-        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
-        let created = match self.client.create_container(Some(options.clone()), body.clone()).await {
-            Err(e) if is_conflict(&e) && self.remove_late_leftover(spec).await? => self.client.create_container(Some(options), body).await?,
-            created => created?,
-        };
-        // Further networks are joined before start, so DNS works from the first moment.
-        self.join_networks(&created.id, spec.networks.get(1..).unwrap_or_default()).await?;
-        Ok(created.id)
+    async fn create(&self, spec: &ContainerSpec<'_>) -> Result<String> {
+        self.create_container(spec).await
     }
 
     fn joins_networks_later(&self) -> bool {
@@ -481,24 +326,7 @@ impl Engine for Docker {
     }
 
     async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send)) -> Result<i64> {
-        let config = ExecConfig {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(command.command.to_vec()),
-            user: command.user.map(str::to_string),
-            env: Some(command.env.to_vec()),
-            ..Default::default()
-        };
-        let exec = self.client.create_exec(id, config).await?;
-        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } = self.client.start_exec(&exec.id, None).await? {
-            while let Some(chunk) = stream.next().await {
-                match chunk? {
-                    bollard::container::LogOutput::StdErr { message } => on_output(OutputStream::Stderr, &message),
-                    other => on_output(OutputStream::Stdout, &other.into_bytes()),
-                }
-            }
-        }
-        self.exit_code(&exec.id).await
+        self.exec_streaming(id, command, on_output).await
     }
 
     async fn exec_attached(
@@ -509,25 +337,7 @@ impl Engine for Docker {
         tty: Option<(u16, u16)>,
         on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
     ) -> Result<i64> {
-        let config = ExecConfig {
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(tty.is_some()),
-            cmd: Some(command.command.to_vec()),
-            user: command.user.map(str::to_string),
-            env: Some(command.env.to_vec()),
-            ..Default::default()
-        };
-        let exec = self.client.create_exec(id, config).await?;
-        if let bollard::exec::StartExecResults::Attached { output, input } = self.client.start_exec(&exec.id, None).await? {
-            if let Some((width, height)) = tty {
-                // Best effort: a command that starts before it sees its size still runs.
-                let _ = self.client.resize_exec(&exec.id, bollard::exec::ResizeExecOptions { width, height }).await;
-            }
-            pump(output, input, Some(stdin), tty.is_some(), on_output).await?;
-        }
-        self.exit_code(&exec.id).await
+        self.exec_with_input(id, command, stdin, tty, on_output).await
     }
 
     async fn start_attached(
@@ -537,45 +347,11 @@ impl Engine for Docker {
         tty: Option<(u16, u16)>,
         on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
     ) -> Result<i64> {
-        // Attached before it starts, so not a byte of its output is missed.
-        let options = AttachContainerOptionsBuilder::default().stream(true).stdin(stdin.is_some()).stdout(true).stderr(true).build();
-        let attached = self.client.attach_container(id, Some(options)).await?;
-        self.start(id).await?;
-        if let Some((w, h)) = tty {
-            let _ = self.client.resize_container_tty(id, ResizeContainerTTYOptionsBuilder::default().w(w.into()).h(h.into()).build()).await;
-        }
-        pump(attached.output, attached.input, stdin, tty.is_some(), on_output).await?;
-        self.wait_exit(id).await
+        self.start_with_input(id, stdin, tty, on_output).await
     }
 
     async fn labeled(&self, label: &str) -> Result<Vec<Labeled>> {
-        let filter = HashMap::from([("label".to_string(), vec![label.to_string()])]);
-        let containers = self.client.list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filter).build()));
-        let networks = self.client.list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filter).build()));
-        let volumes = self.client.list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filter).build()));
-        let (containers, networks, volumes) = futures_util::try_join!(containers, networks, volumes)?;
-        let mut found: Vec<Labeled> = containers
-            .into_iter()
-            .map(|c| Labeled {
-                kind: Kind::Container,
-                id: c.id.unwrap_or_default(),
-                name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
-                labels: c.labels.unwrap_or_default(),
-            })
-            .collect();
-        found.extend(networks.into_iter().map(|n| Labeled {
-            kind: Kind::Network,
-            id: n.id.unwrap_or_default(),
-            name: n.name.unwrap_or_default(),
-            labels: n.labels.unwrap_or_default(),
-        }));
-        found.extend(volumes.volumes.unwrap_or_default().into_iter().map(|v| Labeled {
-            kind: Kind::Volume,
-            id: v.name.clone(),
-            name: v.name,
-            labels: v.labels,
-        }));
-        Ok(found)
+        self.list_labeled(label).await
     }
 
     async fn remove_labeled(&self, item: &Labeled) -> Result<()> {
@@ -660,60 +436,4 @@ impl Engine for Docker {
 /// The names removed in parallel, or the first error (gone already is neither).
 pub(super) fn removed(results: Vec<Result<Option<String>>>) -> Result<Vec<String>> {
     results.into_iter().filter_map(Result::transpose).collect()
-}
-
-/// Copy `stdin` to an attached command while its output streams to
-/// `on_output`, until the output ends. At the end of input the write side
-/// is shut, so the command reads end-of-file (a piped dump ends); not on a
-/// terminal, though: the engine would end the session with it (keys,
-/// Ctrl-D included, travel as bytes there).
-async fn pump(
-    mut output: std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>,
-    >,
-    mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-    stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
-    tty: bool,
-    on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
-) -> Result<()> {
-    let feed = async move {
-        if let Some(mut stdin) = stdin {
-            let _ = tokio::io::copy(&mut stdin, &mut input).await;
-            if !tty {
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut input).await;
-            }
-        }
-        std::future::pending::<()>().await
-    };
-    let drain = async {
-        while let Some(chunk) = output.next().await {
-            match chunk? {
-                bollard::container::LogOutput::StdErr { message } => on_output(OutputStream::Stderr, &message),
-                other => on_output(OutputStream::Stdout, &other.into_bytes()),
-            }
-        }
-        Ok::<(), EngineError>(())
-    };
-    tokio::select! {
-        result = drain => result,
-        () = feed => Ok(()),
-    }
-}
-
-pub(super) fn mount(m: &MountSpec) -> BollardMount {
-    let base = |typ, target: &str, read_only| BollardMount {
-        typ: Some(typ),
-        target: Some(target.to_string()),
-        read_only: Some(read_only),
-        ..Default::default()
-    };
-    match m {
-        MountSpec::Volume { name, target, read_only } => BollardMount { source: Some(name.clone()), ..base(MountType::VOLUME, target, *read_only) },
-        MountSpec::Bind { source, target, read_only } => BollardMount { source: Some(source.clone()), ..base(MountType::BIND, target, *read_only) },
-        MountSpec::Tmpfs { target, size_bytes, mode } => BollardMount {
-            tmpfs_options: Some(MountTmpfsOptions { size_bytes: size_bytes.map(|s| s as i64), mode: mode.map(i64::from), ..Default::default() }),
-            ..base(MountType::TMPFS, target, false)
-        },
-        MountSpec::Anonymous { target } => base(MountType::VOLUME, target, false),
-    }
 }

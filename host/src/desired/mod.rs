@@ -3,10 +3,16 @@
 //! the per-contract-version bindings. Must not do I/O: these are plain data
 //! (and the spec hash that says when a container must be recreated).
 
+mod instances;
+mod plugin;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use instances::Instance;
+pub use plugin::*;
 
 /// A whole stack, planned.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,15 +95,6 @@ pub struct ServicePlan {
     pub metrics: Vec<MetricsEndpoint>,
 }
 
-impl ServicePlan {
-    /// Whether container `index` answers to the service's name on the
-    /// network: the main (first) container and its replicas, not sidecars
-    /// such as an exporter.
-    pub fn answers_to_name(&self, index: usize) -> bool {
-        index == 0 || self.containers.get(index).is_some_and(|c| c.replica.is_some())
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Output {
     pub name: String,
@@ -136,20 +133,24 @@ pub struct Container {
     pub networks: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub privileges: Privileges,
-    /// A copy of the service's main container (`replicas`), numbered from
-    /// 2: it answers to the service's name too. Absent from the hash's JSON
-    /// when None, so plans made before replicas existed hash the same.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica: Option<u32>,
-    /// How many of it the engine runs, when the engine runs the copies
-    /// itself (`plan::options::fold_replicas`); absent from the hash's JSON
-    /// when None, as `replica`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<u32>,
+    /// How many of it run (the service's `replicas`, main container only):
+    /// a count, made into containers at the hop to the engine
+    /// (`ServicePlan::instances`). Absent from the hash's JSON when 1, so
+    /// plans made before replicas existed hash the same.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub replicas: u32,
     /// Its data may be kept as a snapshot (contract 0.4.0); absent from the
-    /// hash's JSON when None, as `replica`.
+    /// hash's JSON when None, as `replicas` when 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<DataSnapshot>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// Where a container's initialised data lives and how to copy it (see the
@@ -186,8 +187,7 @@ impl Container {
             networks: Vec::new(),
             labels: BTreeMap::new(),
             privileges: Privileges::default(),
-            replica: None,
-            replicas: None,
+            replicas: 1,
             snapshot: None,
         }
     }
@@ -375,79 +375,4 @@ pub struct MetricsEndpoint {
     pub container: String,
     pub port: u16,
     pub path: String,
-}
-
-/// What a plugin says about itself.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PluginInfo {
-    pub name: String,
-    pub version: String,
-    pub summary: String,
-    pub config_schema: serde_json::Value,
-    pub outputs: Vec<OutputInfo>,
-    pub uses: Vec<RoleInfo>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OutputInfo {
-    pub name: String,
-    pub description: String,
-    pub secret: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RoleInfo {
-    pub name: String,
-    pub description: String,
-    pub plugins: Vec<String>,
-    pub optional: bool,
-    pub wait: WaitFor,
-    /// Filled by the host with every other service (contract 0.1.1).
-    pub collect: bool,
-    /// Filled by several services (contract 0.2.0).
-    #[serde(default)]
-    pub many: bool,
-    /// The config key naming the services that fill it (contract 0.2.0).
-    #[serde(default)]
-    pub from_config: Option<String>,
-}
-
-/// The request for one plugin call.
-#[derive(Debug, Clone)]
-pub struct ServiceRequest {
-    pub project: String,
-    pub service: String,
-    pub profile: String,
-    pub config: serde_json::Value,
-    pub bindings: Vec<Binding>,
-    /// Some service collects this one's metrics: plan its exporters.
-    pub collected: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Binding {
-    pub role: String,
-    pub service: String,
-    pub plugin: String,
-    pub outputs: Vec<(String, String)>,
-    pub metrics: Vec<MetricsTarget>,
-    /// Host names of each replica of its main container.
-    pub replicas: Vec<String>,
-}
-
-/// A used service's metrics endpoint, by its address on the project network.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MetricsTarget {
-    pub host: String,
-    pub port: u16,
-    pub path: String,
-    pub container: String,
-}
-
-/// A plugin's `plan-error`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PlanError {
-    InvalidConfig { key: String, message: String },
-    UnusableBinding(String),
-    Failed(String),
 }
