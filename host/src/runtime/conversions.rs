@@ -7,6 +7,9 @@
 //! `shared_conversions!(t::Probe::Redis(port) => d::Probe::Redis(port))`.
 //! A version with `container.snapshot` (0.4.0 on) starts the list with
 //! `snapshots;` and defines `fn container_snapshot(&t::Container)` itself.
+//! Versions from 0.2.0 on also invoke `conversions_since_0_2_0!()`: the
+//! requests, bindings (with each replica's host name) and roles filled by
+//! several services that 0.2.0 changed, the same in every later version.
 
 macro_rules! shared_conversions {
     (snapshots; $($probe:pat => $to:expr),* $(,)?) => {
@@ -129,8 +132,7 @@ macro_rules! shared_conversions {
                         host_pid: c.privileges.host_pid,
                         devices: c.privileges.devices,
                     },
-                    replica: None,
-                    replicas: None,
+                    replicas: 1,
                     snapshot,
                 }
             }
