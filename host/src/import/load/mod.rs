@@ -11,7 +11,6 @@
 //! file's own project folder, so files from different folders merge
 //! without losing where their paths point.
 
-
 mod interpolate;
 mod merge;
 mod normalise;
@@ -26,8 +25,8 @@ use crate::stack::Variables;
 use interpolate::interpolate;
 use merge::{merge_service, merge_top, take_mapping, untag};
 use normalise::{absolute, normalise};
-pub(super) use yaml::{other_keys, scalar, sequence, strings};
 use yaml::nesting;
+pub(super) use yaml::{other_keys, scalar, sequence, strings};
 
 /// A compose project, merged and normalised.
 pub struct Compose {

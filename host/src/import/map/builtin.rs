@@ -3,10 +3,7 @@
 //! tag, settings from the command, database and role from the image's
 //! variables); else it stays a generic `container`, with the reason reported.
 
-use std::{
-    collections::BTreeMap,
-    path::PathBuf,
-};
+use std::{collections::BTreeMap, path::PathBuf};
 
 use serde_yaml_ng::{Mapping, Value};
 use toml::{Table, Value as Toml};
@@ -80,29 +77,29 @@ impl Mapper<'_> {
     pub(super) fn builtin(&mut self, d: &mut Draft, builtin: Builtin) {
         let (at, svc) = (d.at.clone(), d.svc);
         let Builtin { plugin, version, image, settings } = builtin;
-            d.handled.extend(["image", "command", "healthcheck"]);
-            if let Some(v) = version {
-                d.table.insert("version".into(), Toml::Integer(v.into()));
-            }
-            if let Some(image) = image {
-                d.table.insert("image".into(), image.into());
-            }
-            self.mapped(format!("{at}.image"), format!("plugin = \"{plugin}\" (version from the tag)"));
-            let (settings_keys, probe) = match plugin {
-                "postgres" => ("tuning (its -c settings)", "the PostgreSQL protocol"),
-                _ => ("maxmemory, maxmemory_policy, save, persistence", "Redis PING"),
-            };
-            if plugin == "postgres" {
-                d.handled.insert("user");
-                self.postgres(&at, svc, &mut d.env, &mut d.table);
-            }
-            d.table.extend(settings);
-            if svc.contains_key("command") {
-                self.mapped(format!("{at}.command"), settings_keys);
-            }
-            if svc.contains_key("healthcheck") {
-                self.approximated(format!("{at}.healthcheck"), format!("the plugin's own readiness check: {probe}, probed by the host"));
-            }
+        d.handled.extend(["image", "command", "healthcheck"]);
+        if let Some(v) = version {
+            d.table.insert("version".into(), Toml::Integer(v.into()));
+        }
+        if let Some(image) = image {
+            d.table.insert("image".into(), image.into());
+        }
+        self.mapped(format!("{at}.image"), format!("plugin = \"{plugin}\" (version from the tag)"));
+        let (settings_keys, probe) = match plugin {
+            "postgres" => ("tuning (its -c settings)", "the PostgreSQL protocol"),
+            _ => ("maxmemory, maxmemory_policy, save, persistence", "Redis PING"),
+        };
+        if plugin == "postgres" {
+            d.handled.insert("user");
+            self.postgres(&at, svc, &mut d.env, &mut d.table);
+        }
+        d.table.extend(settings);
+        if svc.contains_key("command") {
+            self.mapped(format!("{at}.command"), settings_keys);
+        }
+        if svc.contains_key("healthcheck") {
+            self.approximated(format!("{at}.healthcheck"), format!("the plugin's own readiness check: {probe}, probed by the host"));
+        }
     }
 
     /// A postgres service's database, role, password and init scripts,

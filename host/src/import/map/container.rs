@@ -243,7 +243,8 @@ mod tests {
 
     #[test]
     fn a_shell_health_check_is_run_in_the_container_as_written() {
-        let yaml = "services:\n  web:\n    image: a\n    healthcheck: {test: ['CMD-SHELL', 'curl -f localhost || exit 1'], interval: 5s, retries: 4}\n";
+        let yaml =
+            "services:\n  web:\n    image: a\n    healthcheck: {test: ['CMD-SHELL', 'curl -f localhost || exit 1'], interval: 5s, retries: 4}\n";
         let (web, entry) = one(yaml, "healthcheck");
         assert_eq!(web["health"]["exec"].as_str(), Some("curl -f localhost || exit 1"));
         assert_eq!(web["health"]["interval"].as_str(), Some("5s"));

@@ -210,7 +210,8 @@ mod tests {
 
     #[test]
     fn a_shared_volume_is_its_first_users_and_the_others_mount_it_as_owner_slash_volume() {
-        let yaml = "services:\n  api: {image: a, volumes: ['uploads:/srv']}\n  worker: {image: b, volumes: ['uploads:/work:ro']}\nvolumes: {uploads: {}}\n";
+        let yaml =
+            "services:\n  api: {image: a, volumes: ['uploads:/srv']}\n  worker: {image: b, volumes: ['uploads:/work:ro']}\nvolumes: {uploads: {}}\n";
         let (services, _) = imported(yaml, false);
         assert_eq!(services["api"]["volumes"].as_array().unwrap()[0].as_str(), Some("uploads:/srv"));
         assert_eq!(services["worker"]["volumes"].as_array().unwrap()[0].as_str(), Some("api/uploads:/work:ro"));
