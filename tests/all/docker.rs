@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::needs_engine;
 use crate::support::{Stack, docker};
 
 pub(crate) const DB: &str = r#"
@@ -45,6 +46,7 @@ fn redis(port: u16, command: &str) -> String {
 
 #[test]
 fn up_gives_the_configured_database_and_cache() {
+    needs_engine!();
     let stack = Stack::new("e2e-config", &format!("{DB}{CACHE}"));
     stack.provision(&["up"]).ok();
 
@@ -81,6 +83,7 @@ fn up_gives_the_configured_database_and_cache() {
 
 #[test]
 fn re_up_keeps_everything_and_a_change_recreates_only_its_service() {
+    needs_engine!();
     let stack = Stack::new("e2e-idem", &format!("{DB}{CACHE}"));
     stack.provision(&["up"]).ok();
     let (db, cache) = (stack.container_id("db"), stack.container_id("cache"));
@@ -103,6 +106,7 @@ fn re_up_keeps_everything_and_a_change_recreates_only_its_service() {
 
 #[test]
 fn data_survives_down_and_up_and_down_v_removes_it() {
+    needs_engine!();
     let stack = Stack::new("e2e-data", DB);
     stack.provision(&["up"]).ok();
     psql(&stack, "create table kept (v text); insert into kept values ('still here')");
@@ -122,6 +126,7 @@ fn data_survives_down_and_up_and_down_v_removes_it() {
 /// started only once that is ready.
 #[test]
 fn a_dependent_is_created_ahead_but_started_only_once_its_dependency_is_ready() {
+    needs_engine!();
     let slow = "[services.slow]\nplugin = \"container\"\nimage = \"provision-standin/redis:7\"\nvolumes = [\"./out:/out\"]\n\
         command = [\"sh\", \"-c\", \"sleep 2; touch /out/ready; sleep infinity\"]\nhealth = { exec = \"test -f /out/ready\", interval = \"200ms\" }\n";
     let dependent = "[services.dependent]\nplugin = \"container\"\nimage = \"provision-standin/redis:7\"\nvolumes = [\"./out:/out\"]\n\
@@ -154,6 +159,7 @@ fn a_dependent_is_created_ahead_but_started_only_once_its_dependency_is_ready() 
 /// finish.
 #[test]
 fn down_v_still_stops_gracefully_what_writes_to_the_host() {
+    needs_engine!();
     let writer = "[services.writer]\nplugin = \"container\"\nimage = \"provision-standin/redis:7\"\nvolumes = [\"./out:/out\"]\n\
         command = [\"sh\", \"-c\", \"trap 'echo finished > /out/bye; exit 0' TERM; while true; do sleep 0.1; done\"]\n";
     let stack = Stack::new("e2e-graceful", &format!("{writer}{CACHE}"));
@@ -167,6 +173,7 @@ fn down_v_still_stops_gracefully_what_writes_to_the_host() {
 
 #[test]
 fn a_container_that_exits_during_start_fails_up_with_its_log_and_is_kept() {
+    needs_engine!();
     // The redis image cannot run `postgres`: the container exits at once.
     let stack = Stack::new("e2e-crash", "[services.db]\nplugin = \"postgres\"\nport = 0\nimage = \"provision-standin/redis:7\"\n");
     let run = stack.provision(&["up", "--timeout", "60"]).failed();
@@ -180,6 +187,7 @@ fn a_container_that_exits_during_start_fails_up_with_its_log_and_is_kept() {
 
 #[test]
 fn a_taken_host_port_is_reported_before_anything_is_created() {
+    needs_engine!();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let stack = Stack::new("e2e-port", &format!("{CACHE}\n[services.db]\nplugin = \"postgres\"\nport = {port}\n"));
@@ -195,6 +203,7 @@ fn a_taken_host_port_is_reported_before_anything_is_created() {
 
 #[test]
 fn interrupting_up_leaves_nothing_that_down_does_not_remove() {
+    needs_engine!();
     let stack = Stack::new("e2e-sigint", &format!("{DB}{CACHE}"));
     let images = crate::support::repo_root().join("tests/images/standins.toml");
     let mut child = crate::support::provision_cmd(&std::env::temp_dir())
@@ -222,6 +231,7 @@ fn interrupting_up_leaves_nothing_that_down_does_not_remove() {
 
 #[test]
 fn two_checkouts_of_one_stack_do_not_touch_each_other() {
+    needs_engine!();
     let first = Stack::new("e2e-twin", CACHE);
     let second = Stack::new("e2e-twin", CACHE);
     first.provision(&["up"]).ok();
@@ -239,6 +249,7 @@ fn two_checkouts_of_one_stack_do_not_touch_each_other() {
 
 #[test]
 fn down_in_one_checkout_does_not_remove_the_other() {
+    needs_engine!();
     let first = Stack::new("e2e-twin-down", CACHE);
     let second = Stack::new("e2e-twin-down", CACHE);
     first.provision(&["up"]).ok();
@@ -260,6 +271,7 @@ const IDLE: &str = "image = \"provision-standin/redis:7\"\ncommand = [\"sleep\",
 
 #[test]
 fn tasks_run_to_completion_first_and_files_are_placed_before_start() {
+    needs_engine!();
     let marker = "task = [\"sh\", \"-c\", \"echo migrated\"]\ngreeting = \"hello from the plan\"\n";
     let stack = app_stack("e2e-task", &format!("{IDLE}{marker}"));
     let run = stack.provision(&["up", "--json"]).ok();
@@ -285,6 +297,7 @@ fn tasks_run_to_completion_first_and_files_are_placed_before_start() {
 
 #[test]
 fn services_removed_from_the_stack_are_removed_from_the_engine() {
+    needs_engine!();
     let stack = app_stack("e2e-orphan", IDLE);
     stack.provision(&["up"]).ok();
     assert_eq!(stack.ps().len(), 3);
@@ -299,6 +312,7 @@ fn services_removed_from_the_stack_are_removed_from_the_engine() {
 
 #[test]
 fn up_writes_the_lock_and_up_locked_refuses_a_changed_image_before_creating_anything() {
+    needs_engine!();
     let stack = Stack::new("e2e-lock", CACHE);
     let run = stack.provision(&["up"]).ok();
     assert!(run.stderr.contains("wrote") && run.stderr.contains("stack.lock"), "{}", run.stderr);
@@ -319,6 +333,7 @@ fn up_writes_the_lock_and_up_locked_refuses_a_changed_image_before_creating_anyt
 
 #[test]
 fn images_are_built_from_the_context_rebuilt_only_when_their_inputs_change() {
+    needs_engine!();
     // Built images outlive the project (they are keyed by their inputs):
     // start from none, so this run really builds.
     for image in docker(&["images", "-q", "provision-build/e2e-build"]).lines() {
@@ -360,6 +375,7 @@ fn images_are_built_from_the_context_rebuilt_only_when_their_inputs_change() {
 
 #[test]
 fn a_dump_piped_through_exec_restores_and_exit_codes_pass_through() {
+    needs_engine!();
     let stack = Stack::new("e2e-exec", DB);
     stack.provision(&["up"]).ok();
     let dump = b"CREATE TABLE t (x int);\nINSERT INTO t VALUES (1), (2), (3);\n";
@@ -377,6 +393,7 @@ fn a_dump_piped_through_exec_restores_and_exit_codes_pass_through() {
 
 #[test]
 fn env_hands_a_shell_the_addresses_of_the_running_services() {
+    needs_engine!();
     let stack = Stack::new("e2e-env", &format!("{DB}{CACHE}"));
     stack.provision(&["up"]).ok();
     let env = stack.provision(&["env"]).ok().stdout;
@@ -402,6 +419,7 @@ fn env_hands_a_shell_the_addresses_of_the_running_services() {
 /// probe that never passes says which way it went.
 #[test]
 fn readiness_is_seen_without_the_bridge_through_published_ports_or_exec() {
+    needs_engine!();
     let web = "[services.web]\nplugin = \"container\"\nimage = \"nginx:1.25-alpine\"\nports = [\"0:80\"]\nhealth = { http = \"/\" }\n";
     let hidden = "[services.hidden]\nplugin = \"container\"\nimage = \"nginx:1.25-alpine\"\nports = [80]\nhealth = { tcp = 80 }\n";
     let never = "[services.never]\nplugin = \"container\"\nimage = \"redis:7-alpine\"\ncommand = [\"sleep\", \"infinity\"]\nports = [\"0:7000\"]\nhealth = { tcp = 7000, retries = 1 }\n";
@@ -424,6 +442,7 @@ fn readiness_is_seen_without_the_bridge_through_published_ports_or_exec() {
 /// naming them and the build's error.
 #[test]
 fn builds_overlap_the_start_of_services_that_do_not_need_them() {
+    needs_engine!();
     let nonce = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
     let services = format!("{CACHE}\n[services.slow]\nplugin = \"container\"\nbuild = \"slow\"\ncommand = [\"sleep\", \"infinity\"]\n");
     let stack = Stack::new("e2e-overlap", &services);

@@ -4,6 +4,7 @@
 
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
+use crate::support::needs_engine;
 use crate::support::{Stack, docker, eventually, http};
 
 /// Whether `command` exits 0 inside `container`.
@@ -34,6 +35,7 @@ fn replicas_answering(port: u16, n: usize) -> BTreeSet<String> {
 
 #[test]
 fn flask_behind_nginx_keeps_the_database_on_an_internal_network() {
+    needs_engine!();
     let _isolation = crate::support::NETWORK_ISOLATION.lock().unwrap_or_else(|p| p.into_inner());
     let stack = Stack::from_example("flask", "e2e-flask", |text| text);
     stack.provision(&["up", "--profile", "test"]).ok();
@@ -62,6 +64,7 @@ fn flask_behind_nginx_keeps_the_database_on_an_internal_network() {
 
 #[test]
 fn a_failed_migration_blocks_its_dependents_and_a_good_one_runs_once() {
+    needs_engine!();
     let stack = Stack::from_example("bot", "e2e-bot", |text| text);
     let env = [("BACKEND_PORT", "0")];
     let run = stack.provision_env(&["up", "--profile", "test"], &[env[0], ("FAIL_MIGRATION", "1")]).failed();
@@ -90,6 +93,7 @@ fn a_failed_migration_blocks_its_dependents_and_a_good_one_runs_once() {
 
 #[test]
 fn dev_and_test_profiles_of_one_stack_run_side_by_side() {
+    needs_engine!();
     let dev = Stack::from_example("layered", "e2e-layered", |text| text);
     let ports = [("DB_PORT", "0"), ("API_PORT", "0")];
     dev.provision_env(&["up"], &ports).ok();
@@ -134,6 +138,7 @@ fn dev_and_test_profiles_of_one_stack_run_side_by_side() {
 
 #[test]
 fn three_replicas_behind_nginx_scale_to_five_and_back_hardened_and_backed_up() {
+    needs_engine!();
     let stack = Stack::from_example("scaled", "e2e-scaled", |text| text);
     let env = |replicas: &'static str| [("PROXY_PORT", "0"), ("REPLICAS", replicas)];
     stack.provision_env(&["up"], &env("3")).ok();
@@ -171,6 +176,7 @@ fn three_replicas_behind_nginx_scale_to_five_and_back_hardened_and_backed_up() {
 
 #[test]
 fn two_ci_jobs_of_one_stack_run_at_once_without_sharing_a_port() {
+    needs_engine!();
     // layered's api publishes 8000 in dev; in ci every published port is a
     // free one, so two jobs of the same checkout on one engine both pass.
     let stack = Stack::from_example("layered", "e2e-jobs", |text| text);

@@ -4,6 +4,7 @@
 
 use std::process::{Command, Output};
 
+use crate::support::needs_engine;
 use crate::support::{Stack, http, repo_root};
 
 fn compose_bin() -> String {
@@ -42,6 +43,7 @@ fn export(stack: &Stack) -> String {
 
 #[test]
 fn the_quickstart_exported_runs_on_compose_with_its_hooks_and_secrets() {
+    needs_engine!();
     let _isolation = crate::support::NETWORK_ISOLATION.lock().unwrap_or_else(|p| p.into_inner());
     let stack = Stack::from_example("quickstart", "export-qs", |text| text);
     let file = export(&stack);
@@ -81,6 +83,7 @@ fn the_quickstart_exported_runs_on_compose_with_its_hooks_and_secrets() {
 
 #[test]
 fn the_flask_example_exported_serves_through_its_proxy_on_compose() {
+    needs_engine!();
     let _isolation = crate::support::NETWORK_ISOLATION.lock().unwrap_or_else(|p| p.into_inner());
     let stack = Stack::from_example("flask", "export-flask", |text| text);
     // The image is built by provision (its Dockerfile's base is a stand-in
@@ -106,6 +109,7 @@ fn the_flask_example_exported_serves_through_its_proxy_on_compose() {
 /// check passing, the one-shot migration completed), and answering.
 #[test]
 fn the_bot_layered_and_scaled_examples_exported_come_up_on_compose() {
+    needs_engine!();
     let _isolation = crate::support::NETWORK_ISOLATION.lock().unwrap_or_else(|p| p.into_inner());
     for example in ["bot", "layered", "scaled"] {
         let name = format!("export-{example}");
@@ -149,6 +153,7 @@ fn the_bot_layered_and_scaled_examples_exported_come_up_on_compose() {
 /// web waits for, and a job POSTed through nginx is processed by Sidekiq.
 #[test]
 fn the_rails_example_exported_processes_a_job_on_compose() {
+    needs_engine!();
     let stack = crate::rails::rails_stack("export-rails");
     stack.provision(&["up", "--profile", "test"]).ok();
     stack.provision(&["down", "-v"]).ok();

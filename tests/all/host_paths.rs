@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::needs_engine;
 use crate::support::{Project, Stack, docker, repo_root};
 
 fn mischief(name: &str, config: &str) -> Stack {
@@ -20,6 +21,7 @@ fn mkfifo(path: &std::path::Path) {
 
 #[test]
 fn a_folder_a_task_swaps_for_a_link_never_reaches_the_engine() {
+    needs_engine!();
     // The task writes `data` (the config names it, so that is allowed) and
     // swaps `data/sub` for a link to /var/run, then to `..`: the server's
     // read-only bind of `data/sub` would mount the Docker socket, or the
@@ -63,6 +65,7 @@ fn a_writable_bind_inside_a_folder_a_plugin_writes_is_refused() {
 
 #[test]
 fn a_build_context_of_the_project_holds_neither_its_keys_nor_its_state_nor_git() {
+    needs_engine!();
     let stack = mischief("e2e-paths-build", "build = \".\"\ncommand = [\"sleep\", \"infinity\"]");
     stack.project.write("Dockerfile", "FROM provision-standin/redis:7\nCOPY . /app\n");
     std::fs::create_dir_all(stack.project.path().join(".git/hooks")).unwrap();

@@ -4,6 +4,7 @@
 //! each; the generated stacks must plan; three are brought up on the engine
 //! and checked to work. BLESS=1 rewrites the golden files.
 
+use crate::support::needs_engine;
 use crate::support::{Project, Stack, copy_dir, http, repo_root};
 
 fn fixtures() -> Vec<String> {
@@ -178,6 +179,7 @@ fn bring_up(fixture_name: &str, name: &str) -> Stack {
 
 #[test]
 fn an_imported_flask_app_behind_nginx_writes_rows_to_postgres() {
+    needs_engine!();
     let _isolation = crate::support::NETWORK_ISOLATION.lock().unwrap_or_else(|p| p.into_inner());
     let stack = bring_up("flask-postgres", "import-flask-e2e");
     let port = stack.host_port("proxy");
@@ -201,6 +203,7 @@ fn an_imported_flask_app_behind_nginx_writes_rows_to_postgres() {
 
 #[test]
 fn the_imported_hit_counter_counts_in_redis() {
+    needs_engine!();
     let stack = bring_up("counter", "import-counter-e2e");
     let port = stack.host_port("web");
     // Compose would wait for nothing here (no health check); the import has
@@ -216,6 +219,7 @@ fn the_imported_hit_counter_counts_in_redis() {
 
 #[test]
 fn imported_dev_services_take_their_settings_scripts_and_rows() {
+    needs_engine!();
     let stack = bring_up("dev-services", "import-devdeps-e2e");
     let psql =
         |sql: &str| stack.provision(&["exec", "postgres", "--", "psql", "-U", "dev", "-d", "catalog", "-tAc", sql]).ok().stdout.trim().to_string();
@@ -338,6 +342,7 @@ fn service_facts(name: &str, s: &serde_json::Value, env_from_files: bool) -> ser
 /// include, anchors and interpolation.
 #[test]
 fn the_import_reads_every_project_as_compose_v2_does() {
+    needs_engine!();
     let compose = std::env::var("COMPOSE").unwrap_or_else(|_| repo_root().join("target/compose-venv/bin/docker-compose").display().to_string());
     for name in fixtures() {
         let project = fixture(&name);

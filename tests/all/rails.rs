@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::needs_engine;
 use crate::support::{Stack, eventually, http};
 
 /// The example as it is, but on free host ports so it can run beside
@@ -40,6 +41,7 @@ pub fn enqueue(proxy: u16) -> String {
 
 #[test]
 fn the_rails_stack_processes_a_job_through_nginx_into_postgres() {
+    needs_engine!();
     let stack = rails_stack("e2e-rails");
     stack.provision(&["up"]).ok();
     let proxy = stack.host_port("proxy");

@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     docker::{CACHE, DB},
-    support::{Stack, docker, provision_cmd, repo_root},
+    support::{Stack, docker, needs_engine, provision_cmd, repo_root},
 };
 
 /// What the engine still has of the runs started in `stack`'s folder:
@@ -59,6 +59,7 @@ fn signal(child: &Child, signal: i32) {
 
 #[test]
 fn run_hands_the_command_its_environment_and_returns_its_exit_code() {
+    needs_engine!();
     let stack = Stack::new("e2e-run", &format!("{DB}{CACHE}"));
     let check =
         r#"test "$(psql "$DB_URL" -tAc 'SELECT 40 + 2')" = 42 && test "$CACHE_HOST" = 127.0.0.1 && echo "project $PROVISION_PROJECT" && exit 7"#;
@@ -77,6 +78,7 @@ fn run_hands_the_command_its_environment_and_returns_its_exit_code() {
 
 #[test]
 fn a_failing_service_ends_the_run_with_the_environment_code_and_its_log() {
+    needs_engine!();
     let broken = "[services.migrate]\nplugin = \"container\"\nimage = \"provision-standin/redis:7\"\n\
         command = [\"sh\", \"-c\", \"echo the schema is broken >&2; exit 3\"]\nonce = true\n";
     let stack = Stack::new("e2e-run-fail", &format!("{CACHE}{broken}"));
@@ -90,6 +92,7 @@ fn a_failing_service_ends_the_run_with_the_environment_code_and_its_log() {
 
 #[test]
 fn sigint_or_sigterm_at_any_moment_leaves_nothing() {
+    needs_engine!();
     let stack = Stack::new("e2e-run-signal", &format!("{DB}{CACHE}"));
     // SIGTERM while the command runs: passed on, then everything removed.
     let mut run = spawn_run(&stack, &["--", "sleep", "60"]);
@@ -107,6 +110,7 @@ fn sigint_or_sigterm_at_any_moment_leaves_nothing() {
 
 #[test]
 fn two_runs_of_one_stack_at_once_share_nothing() {
+    needs_engine!();
     let stack = Stack::new("e2e-run-twice", &format!("{DB}{CACHE}"));
     let report = r#"psql "$DB_URL" -tAc "CREATE TABLE mine (x int)" >/dev/null && echo "$PROVISION_PROJECT $DB_PORT $CACHE_PORT""#;
     let runs: Vec<Child> = (0..2).map(|_| spawn_run(&stack, &["--", "sh", "-c", report])).collect();
@@ -124,6 +128,7 @@ fn two_runs_of_one_stack_at_once_share_nothing() {
 
 #[test]
 fn gc_removes_what_a_killed_run_left_and_never_an_up_project() {
+    needs_engine!();
     let kept = Stack::new("e2e-gc-up", CACHE);
     kept.provision(&["up"]).ok();
     let stack = Stack::new("e2e-gc-run", &format!("{DB}{CACHE}"));
@@ -143,6 +148,7 @@ fn gc_removes_what_a_killed_run_left_and_never_an_up_project() {
 
 #[test]
 fn a_one_off_runs_with_the_service_image_and_network_and_is_removed() {
+    needs_engine!();
     let stack = Stack::new("e2e-one-off", CACHE);
     stack.provision(&["up"]).ok();
     let ping = stack.provision(&["run", "cache", "--", "redis-cli", "-h", "cache", "ping"]).ok();

@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::needs_engine;
 use crate::support::{SecondEngine, Stack, docker, provision_cmd, repo_root, shared_cache};
 
 /// A stack of one mischief service `x` with `config`, as project `name`.
@@ -49,6 +50,7 @@ fn leftovers(project: &str) -> String {
 
 #[test]
 fn a_bind_of_the_project_shows_neither_its_keys_nor_git_and_labels_hold_no_secrets() {
+    needs_engine!();
     let stack = mischief("e2e-sec-bind", &format!("{IDLE}bind = \".\"\nenv_value = \"s3cr3t-value\""));
     std::fs::create_dir_all(stack.project.path().join(".git/hooks")).unwrap();
     stack.provision(&["up"]).ok();
@@ -72,6 +74,7 @@ fn a_bind_of_the_project_shows_neither_its_keys_nor_git_and_labels_hold_no_secre
 
 #[test]
 fn probe_output_is_kept_to_a_tail_and_every_wait_ends_at_the_timeout() {
+    needs_engine!();
     // 2 MB of probe output: the error keeps its end.
     let stack = mischief("e2e-sec-flood", &format!("{IDLE}health = [\"sh\", \"-c\", \"yes provision | head -c 2000000; exit 1\"]"));
     let run = stack.provision(&["up", "--timeout", "6"]).failed();
@@ -122,6 +125,7 @@ fn a_plugin_cannot_mount_another_services_volume_it_does_not_use() {
 
 #[test]
 fn a_volume_of_another_checkout_is_never_used_or_removed() {
+    needs_engine!();
     let first = mischief("e2e-sec-twin", &format!("{IDLE}volume = \"data\""));
     first.provision(&["up"]).ok();
     first.provision(&["down"]).ok();
@@ -145,6 +149,7 @@ fn a_volume_of_another_checkout_is_never_used_or_removed() {
 
 #[test]
 fn a_network_setting_that_changed_is_refused_not_ignored() {
+    needs_engine!();
     let stack = mischief("e2e-sec-net", &format!("{IDLE}network = \"back\""));
     stack.provision(&["up"]).ok();
     stack.rewrite(&format!(
@@ -156,6 +161,7 @@ fn a_network_setting_that_changed_is_refused_not_ignored() {
 
 #[test]
 fn an_up_killed_before_ready_is_finished_by_the_next_not_kept() {
+    needs_engine!();
     // Ready once /data/go exists: the first `up` waits there and is killed.
     let stack = mischief("e2e-sec-kill", &format!("{IDLE}volume = \"data\"\nhealth = [\"test\", \"-f\", \"/data/go\"]"));
     let mut up = spawn_up(&stack);
@@ -178,6 +184,7 @@ fn an_up_killed_before_ready_is_finished_by_the_next_not_kept() {
 
 #[test]
 fn ctrl_c_at_any_moment_then_down_leaves_nothing() {
+    needs_engine!();
     for delay_ms in [50, 150, 400, 1000] {
         let stack = mischief("e2e-sec-intr", &format!("{IDLE}volume = \"data\"\nnetwork = \"back\""));
         let up = spawn_up(&stack);
@@ -192,6 +199,7 @@ fn ctrl_c_at_any_moment_then_down_leaves_nothing() {
 
 #[test]
 fn an_engine_killed_mid_up_converges_on_the_next_up_without_duplicates_or_lost_data() {
+    needs_engine!();
     let mut engine = SecondEngine::start();
     engine.load("provision-standin/redis:7");
     let project = crate::support::Project::new(&format!(
@@ -236,6 +244,7 @@ fn an_engine_killed_mid_up_converges_on_the_next_up_without_duplicates_or_lost_d
 
 #[test]
 fn one_change_of_a_project_at_a_time_and_the_second_is_told_why() {
+    needs_engine!();
     // The first `up` waits for /data/go; a second one meanwhile, and a
     // `down`, are refused naming the first, and leave nothing doubled.
     let stack = mischief("e2e-sec-lock", &format!("{IDLE}volume = \"data\"\nhealth = [\"test\", \"-f\", \"/data/go\"]"));
@@ -262,6 +271,7 @@ fn one_change_of_a_project_at_a_time_and_the_second_is_told_why() {
 
 #[test]
 fn a_label_read_from_the_engine_is_never_used_as_a_path() {
+    needs_engine!();
     // A container anyone could have made, claiming to be a dead run's
     // project `../../../x` in folder OUTSIDE/inner: gc used to remove
     // OUTSIDE/x.json.
@@ -291,6 +301,7 @@ fn a_label_read_from_the_engine_is_never_used_as_a_path() {
 
 #[test]
 fn a_container_a_killed_up_created_late_is_replaced_not_a_conflict() {
+    needs_engine!();
     // While `up` builds the image (a few seconds), a container of the name
     // it is about to create appears, labelled as this project's: what the
     // engine does when the create of a killed `up` lands after it is gone.

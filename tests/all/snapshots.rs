@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use crate::support::needs_engine;
 use crate::support::{Project, Run, Stack, docker};
 
 /// A stack whose database is unique to this test run (so the snapshot is
@@ -71,6 +72,7 @@ impl Drop for Made {
 
 #[test]
 fn a_new_project_starts_from_the_snapshot_with_its_own_password() {
+    needs_engine!();
     let nonce = nonce();
     let database = format!("snap{nonce}");
     let mut made = Made(Vec::new());
@@ -133,6 +135,7 @@ fn a_new_project_starts_from_the_snapshot_with_its_own_password() {
 /// initialised data.
 #[test]
 fn runs_in_the_ci_profile_start_from_a_snapshot() {
+    needs_engine!();
     let nonce = nonce();
     let mut made = Made(Vec::new());
     let stack = stack("snapci", &nonce);
@@ -154,6 +157,7 @@ fn runs_in_the_ci_profile_start_from_a_snapshot() {
 /// project's data is clean, and the attack did land in the first one's.
 #[test]
 fn no_other_container_can_write_into_a_snapshot() {
+    needs_engine!();
     let nonce = nonce();
     let database = format!("snap{nonce}");
     let mut made = Made(Vec::new());

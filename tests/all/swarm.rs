@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::support::needs_engine;
 use crate::support::{Stack, docker, eventually};
 
 const WORKERS: [&str; 2] = ["provision-swarm-worker-1", "provision-swarm-worker-2"];
@@ -69,6 +70,7 @@ fn nodes_of(project: &str, service: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_quickstart_runs_on_the_swarm_unchanged_stack_changes_nothing_and_down_leaves_nothing() {
+    needs_engine!();
     let _swarm = one_at_a_time();
     let name = "e2e-swarm-quick";
     let stack = Stack::from_example("quickstart", name, |text| {
@@ -126,6 +128,7 @@ fn the_quickstart_runs_on_the_swarm_unchanged_stack_changes_nothing_and_down_lea
 
 #[test]
 fn replicas_spread_over_the_nodes_and_every_one_answers_to_the_service_name() {
+    needs_engine!();
     let _swarm = one_at_a_time();
     let name = "e2e-swarm-spread";
     let stack = swarm_stack(name, THREE_REPLICAS);
@@ -165,6 +168,7 @@ fn replicas_spread_over_the_nodes_and_every_one_answers_to_the_service_name() {
 
 #[test]
 fn a_job_blocks_its_dependents_and_a_failing_one_fails_up_naming_it() {
+    needs_engine!();
     let _swarm = one_at_a_time();
     let name = "e2e-swarm-job";
     let services = |code: u8| {
@@ -208,6 +212,7 @@ after = {{ migrate = "completed" }}
 
 #[test]
 fn a_service_on_an_internal_network_cannot_reach_outside_it() {
+    needs_engine!();
     let _swarm = one_at_a_time();
     // Both checks run as jobs, on whichever node the scheduler picks: `up`
     // succeeds only if each exits 0. The registry on the host's docker0
@@ -249,6 +254,7 @@ command = ["timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/5000'"]
 
 #[test]
 fn a_file_that_holds_a_secret_is_a_swarm_secret_and_other_files_are_configs() {
+    needs_engine!();
     let _swarm = one_at_a_time();
     let name = "e2e-swarm-secret";
     let stack = swarm_stack(
@@ -287,6 +293,7 @@ health = { redis = 6379 }
 
 #[test]
 fn a_changed_env_rolls_the_service_in_place_and_plan_says_why() {
+    needs_engine!();
     let _swarm = one_at_a_time();
     let name = "e2e-swarm-roll";
     let services = |greeting: &str| {
@@ -327,6 +334,7 @@ env = {{ GREETING = "{greeting}" }}
 
 #[test]
 fn the_rails_example_processes_a_job_posted_through_nginx_on_the_swarm() {
+    needs_engine!();
     let _swarm = one_at_a_time();
     let name = "e2e-swarm-rails";
     let stack = crate::rails::rails_stack(name);
@@ -369,6 +377,7 @@ impl Drop for Restart {
 
 #[test]
 fn replicas_of_a_lost_worker_run_again_on_the_other_nodes_without_another_up() {
+    needs_engine!();
     let _swarm = one_at_a_time();
     let name = "e2e-swarm-lost";
     let stack = swarm_stack(name, THREE_REPLICAS);
@@ -397,6 +406,7 @@ fn replicas_of_a_lost_worker_run_again_on_the_other_nodes_without_another_up() {
 
 #[test]
 fn a_service_whose_tasks_keep_failing_fails_up_with_the_engines_word_on_them() {
+    needs_engine!();
     let _swarm = one_at_a_time();
     let stack = swarm_stack(
         "e2e-swarm-failing",
