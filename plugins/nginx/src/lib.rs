@@ -110,7 +110,7 @@ impl Plugin for Nginx {
     fn info() -> Info {
         Info::new("nginx", env!("CARGO_PKG_VERSION"), "nginx reverse proxy with security headers and rate limits")
             // Ready: starting beside a booting app only takes CPU from it.
-            .uses("upstream", "The HTTP service to proxy `/` to (its `url` output)", &[], WaitFor::Ready, true)
+            .uses("upstream", "The HTTP service to proxy `/` to (its `url` output)", &[], WaitFor::Ready, Need::Optional)
             .uses_named_in("route", "The services `routes` proxies to (their `url` outputs)", "routes", WaitFor::Ready)
             .output("url", "http:// URL of the proxy on the project network")
     }

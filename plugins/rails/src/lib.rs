@@ -83,8 +83,8 @@ impl Plugin for Rails {
 
     fn info() -> Info {
         Info::new("rails", env!("CARGO_PKG_VERSION"), "Rails app: database and Redis wired, db:prepare before the server")
-            .uses("database", "PostgreSQL for DATABASE_URL", &["postgres"], WaitFor::Ready, true)
-            .uses("cache", "Redis for REDIS_URL (cache, Action Cable, Sidekiq)", &["redis"], WaitFor::Ready, true)
+            .uses("database", "PostgreSQL for DATABASE_URL", &["postgres"], WaitFor::Ready, Need::Optional)
+            .uses("cache", "Redis for REDIS_URL (cache, Action Cable, Sidekiq)", &["redis"], WaitFor::Ready, Need::Optional)
             .output("url", "http:// URL of the app on the project network")
             .output("host", "Host name on the project network")
             .output("port", "Port on the project network")

@@ -3,6 +3,15 @@
 
 use crate::types::*;
 
+/// Whether a service may leave a role unfilled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// The stack does not plan until a service fills it.
+    Required,
+    /// The plugin plans without it (no binding).
+    Optional,
+}
+
 /// Plugin description; the config schema is added by the SDK.
 pub struct Info {
     info: PluginInfo,
@@ -34,13 +43,14 @@ impl Info {
         self
     }
 
-    /// A role filled by another service, which must be ready first.
-    pub fn uses(mut self, role: &str, description: &str, plugins: &[&str], wait: WaitFor, optional: bool) -> Self {
+    /// A role filled by another service (of one of `plugins`, or any when
+    /// empty), waited for as `wait` says.
+    pub fn uses(mut self, role: &str, description: &str, plugins: &[&str], wait: WaitFor, need: Need) -> Self {
         self.info.uses.push(RoleInfo {
             name: role.into(),
             description: description.into(),
             plugins: plugins.iter().map(|p| p.to_string()).collect(),
-            optional,
+            optional: need == Need::Optional,
             wait,
             collect: false,
             many: false,

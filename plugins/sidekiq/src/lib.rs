@@ -47,9 +47,9 @@ impl Plugin for Sidekiq {
         // Its env (DATABASE_URL, REDIS_URL) comes with the app's workload;
         // the database and cache roles say what it waits for.
         Info::new("sidekiq", env!("CARGO_PKG_VERSION"), "Sidekiq workers running a rails service's app")
-            .uses("app", "The rails service whose app the workers run", &["rails"], WaitFor::Started, false)
-            .uses("database", "The app's PostgreSQL, ready first", &["postgres"], WaitFor::Ready, true)
-            .uses("cache", "The app's Redis, ready first", &["redis"], WaitFor::Ready, true)
+            .uses("app", "The rails service whose app the workers run", &["rails"], WaitFor::Started, Need::Required)
+            .uses("database", "The app's PostgreSQL, ready first", &["postgres"], WaitFor::Ready, Need::Optional)
+            .uses("cache", "The app's Redis, ready first", &["redis"], WaitFor::Ready, Need::Optional)
     }
 
     fn plan(request: &Request, config: Config) -> Result<ServicePlan, PlanError> {

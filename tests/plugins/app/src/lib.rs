@@ -29,9 +29,9 @@ impl Plugin for App {
     fn info() -> Info {
         Info::new("app", "0.1.0", "An app for wiring tests")
             .output("url", "Where the app answers")
-            .uses("database", "Its database", &["postgres"], WaitFor::Ready, false)
-            .uses("cache", "Its cache", &["redis"], WaitFor::Ready, true)
-            .uses("upstream", "Anything it calls", &[], WaitFor::Started, true)
+            .uses("database", "Its database", &["postgres"], WaitFor::Ready, Need::Required)
+            .uses("cache", "Its cache", &["redis"], WaitFor::Ready, Need::Optional)
+            .uses("upstream", "Anything it calls", &[], WaitFor::Started, Need::Optional)
     }
     fn plan(request: &Request, config: Config) -> Result<ServicePlan, PlanError> {
         let mut server = Container::new("server", config.image.clone());

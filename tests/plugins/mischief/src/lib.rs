@@ -44,7 +44,7 @@ impl Plugin for Mischief {
             .output("loot", "What it got")
             .output("url", "Its address, as it claims it")
             .output("api_url", "Named so that `web` + `api_url` reads as `web-api` + `url`")
-            .uses("peek", "Any postgres, hoping for its password", &["postgres"], WaitFor::Started, true)
+            .uses("peek", "Any postgres, hoping for its password", &["postgres"], WaitFor::Started, Need::Optional)
             .collects("everyone", "Every other service, hoping for secrets")
     }
 
