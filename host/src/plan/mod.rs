@@ -1,14 +1,17 @@
-//! Plan: from a stack to its desired state. Owns the outline: resolve and
-//! load each plugin, wire services to the roles their plugins use (`wire`),
-//! call the plugins in dependency order, each seeing the outputs of the
-//! services it uses, check each answer (`policy`) and hash build inputs
-//! (`build_context`). Must not touch an engine: `plan` works without one.
+//! Plan: from a stack to its desired state. Owns the outline, in named
+//! steps: resolve and load each plugin (`resolve_and_load`), split each
+//! service's host-level options from its plugin config (`options`), wire
+//! services to the roles their plugins use (`wire`), plan each service in
+//! start order (`service`: bindings, references, the plugin's call, the
+//! policy, options, build inputs), then the project-wide checks. Must not
+//! touch an engine: `plan` works without one.
 
 pub mod build_context;
 pub mod host_path;
 pub mod host_tree;
 mod options;
 pub mod policy;
+mod service;
 mod wire;
 
 use std::{
@@ -20,11 +23,13 @@ use std::{
 use provision_registry::{LockedPlugin, Requirement, Resolved, Resolver};
 use semver::Version;
 
+use service::Planner;
+
 use crate::{
     desired::{self as d, DesiredState, PluginRef, ServiceState},
-    runtime::{CallContext, LogLevel, Plugin, Runtime},
+    runtime::{LogLevel, Plugin, Runtime},
     secrets::Secrets,
-    stack::{Stack, StackError, interpolate::fill_outputs},
+    stack::{Stack, StackError},
 };
 
 pub struct Options {
@@ -75,15 +80,68 @@ pub(super) struct Loaded {
 pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<Secrets>, options: &Options) -> Result<Planned, StackError> {
     let started = Instant::now();
     let mut timings = Timings::default();
+    let (requirements, plugins) = resolve_and_load(stack, resolver, runtime, &mut timings)?;
+    let mut configs = HashMap::new();
+    for service in &stack.services {
+        configs.insert(service.name.as_str(), options::split(stack, service, &plugins[&service.plugin])?);
+    }
+    let (dependencies, collected) = wire::wire(stack, &plugins, &configs)?;
+    let order = wire::start_order(stack, &dependencies)?;
 
+    let mut planner = Planner {
+        stack,
+        runtime,
+        secrets,
+        options,
+        plugins: &plugins,
+        dependencies: &dependencies,
+        collected: &collected,
+        timings: &mut timings,
+        planned: BTreeMap::new(),
+        host_paths: d::HostPaths::new(),
+        substitutes: BTreeMap::new(),
+        logs: Vec::new(),
+    };
+    for &name in &order {
+        planner.service(name, &configs[name])?;
+    }
+    let Planner { mut planned, host_paths, substitutes, logs, .. } = planner;
+
+    check_volume_references(stack, &planned)?;
+    let third_party = |plugin: &str| plugins.get(plugin).is_some_and(|p| !matches!(p.resolved.source, provision_registry::Source::Builtin));
+    host_path::hand_over_inside_writable(stack, &mut planned, &host_paths, &third_party)?;
+    check_completed(stack, &planned)?;
+    check_project_wide(stack, &planned)?;
+
+    let state = DesiredState {
+        project: options.project.clone(),
+        profile: options.profile.clone(),
+        plugins: requirements.iter().map(|r| plugin_ref(&plugins[&r.name])).collect(),
+        services: order.iter().map(|name| planned.remove(name).expect("planned")).collect(),
+        substitutes,
+        build_scope: options.project.clone(),
+        host_paths,
+    };
+    timings.total = started.elapsed();
+    Ok(Planned { state, locked_plugins: lock_entries(&requirements, &plugins), timings, logs })
+}
+
+/// Each requirement resolved (`provision_registry`) and its plugin loaded:
+/// compiled, or its compiled code read from the cache.
+fn resolve_and_load(
+    stack: &Stack,
+    resolver: &Resolver,
+    runtime: &Runtime,
+    timings: &mut Timings,
+) -> Result<(Vec<Requirement>, HashMap<String, Loaded>), StackError> {
+    let started = Instant::now();
     let requirements = stack.requirements();
     let mut resolved = Vec::new();
     for requirement in &requirements {
         resolved.push(resolver.resolve(requirement).map_err(|e| requirement_error(stack, requirement, e.to_string()))?);
     }
     timings.resolve = started.elapsed();
-
-    let mut plugins: HashMap<String, Loaded> = HashMap::new();
+    let mut plugins = HashMap::new();
     for (requirement, resolved) in requirements.iter().zip(resolved) {
         let plugin = load(stack, runtime, requirement, &resolved)?;
         timings.plugins.push(PluginTiming {
@@ -96,184 +154,21 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         });
         plugins.insert(requirement.name.clone(), Loaded { resolved, plugin });
     }
+    Ok((requirements, plugins))
+}
 
-    let mut configs = HashMap::new();
-    for service in &stack.services {
-        configs.insert(service.name.as_str(), options::split(stack, service, &plugins[&service.plugin])?);
-    }
-    // `collected`: services some collector uses, asked to plan their metrics.
-    let (dependencies, collected) = wire::wire(stack, &plugins, &configs)?;
-    let order = wire::start_order(stack, &dependencies)?;
-
-    let mut locked_plugins: Vec<LockedPlugin> = requirements
+/// The stack.lock entries of the plugins as resolved, in stack.lock's
+/// order, so the two compare equal when nothing changed.
+fn lock_entries(requirements: &[Requirement], plugins: &HashMap<String, Loaded>) -> Vec<LockedPlugin> {
+    let mut locked: Vec<LockedPlugin> = requirements
         .iter()
         .map(|r| {
             let loaded = &plugins[&r.name];
             loaded.resolved.lock_entry(&r.source, &loaded.plugin.info.version)
         })
         .collect();
-    // In stack.lock's order, so the two compare equal when nothing changed.
-    locked_plugins.sort_by(|a, b| a.name.cmp(&b.name));
-
-    let mut logs = Vec::new();
-    let mut host_paths = d::HostPaths::new();
-    let mut substitutes = BTreeMap::new();
-    let mut planned: BTreeMap<&str, ServiceState> = BTreeMap::new();
-    let mut services = Vec::new();
-    for name in order {
-        let service = stack.service(name).expect("ordered services exist");
-        let loaded = &plugins[&service.plugin];
-        let info = &loaded.plugin.info;
-        let (service_options, config, user_pins) = &configs[name];
-        let bindings = dependencies[name]
-            .iter()
-            .filter(|dep| !dep.role.is_empty())
-            .map(|dep| {
-                let used = &planned[dep.service.as_str()];
-                d::Binding {
-                    role: dep.role.clone(),
-                    service: dep.service.clone(),
-                    plugin: used.plugin.clone(),
-                    // Every container answers to `SERVICE-CONTAINER`; the
-                    // main one's copies are `SERVICE-CONTAINER-N`.
-                    replicas: used
-                        .plan
-                        .containers
-                        .first()
-                        .map_or_else(Vec::new, |main| main.copy_names().into_iter().map(|name| format!("{}-{name}", dep.service)).collect()),
-                    outputs: used.plan.outputs.iter().filter(|o| dep.secrets || !o.secret).map(|o| (o.name.clone(), o.value.clone())).collect(),
-                    metrics: used
-                        .plan
-                        .metrics
-                        .iter()
-                        .map(|m| d::MetricsTarget {
-                            // Every container has this alias on every network it joins.
-                            host: format!("{}-{}", dep.service, m.container),
-                            port: m.port,
-                            path: m.path.clone(),
-                            container: m.container.clone(),
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
-        // `${db.url}` in the user's strings: outputs of services planned before.
-        let output = |service: &str, output: &str| {
-            planned.get(service).and_then(|s| s.plan.outputs.iter().find(|o| o.name == output)).map(|o| o.value.clone())
-        };
-        let fill = |text: &str, key: &str| {
-            fill_outputs(text, &output).map_err(|e| stack.error_at(&format!("services.{name}.{key}"), e, "referenced here", None))
-        };
-        let config = options::map_strings(config.clone(), "", &fill)?;
-        let mut service_options = service_options.clone();
-        for (key, value) in service_options.env.iter_mut() {
-            *value = fill(value, &format!("env.{key}"))?;
-        }
-        for hook in &mut service_options.hooks {
-            for arg in &mut hook.command {
-                *arg = fill(arg, &format!("hooks.{}", hook.name))?;
-            }
-        }
-        let request = d::ServiceRequest {
-            project: options.project.clone(),
-            service: name.to_string(),
-            profile: options.profile.clone(),
-            config: config.clone(),
-            bindings,
-            collected: collected.contains(name),
-        };
-        let context = Arc::new(CallContext { project: options.project.clone(), service: name.to_string(), secrets: secrets.clone() });
-        let who = format!("plugin `{}` {} (service `{name}`)", info.name, info.version);
-
-        let (result, stats) = runtime
-            .plan(&loaded.plugin, &request, context)
-            .map_err(|e| stack.error_at(&format!("services.{name}"), format!("{who} {e}"), "while planning this service", None))?;
-        let timing = timings.plugins.iter_mut().find(|t| t.plugin == service.plugin).expect("timed when loaded");
-        timing.plan_instantiate += stats.instantiate;
-        timing.plan_call += stats.call;
-        logs.extend(stats.logs.into_iter().map(|(level, message)| (level, format!("{who}: {message}"))));
-
-        let mut plan = result.map_err(|e| plan_error(stack, name, &who, e))?;
-        for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
-            if let d::Image::Pull(reference) = &mut c.image
-                && let Some(substitute) = options.images.get(reference.as_str())
-            {
-                substitutes.insert(reference.clone(), substitute.clone());
-                *reference = substitute.clone();
-            }
-        }
-        for output in &mut plan.outputs {
-            // Secret if declared so, or if it embeds a secret (a URL with the password).
-            output.secret = info.outputs.iter().any(|o| o.name == output.name && o.secret) || crate::secrets::holds_secret(&output.value);
-            if output.secret {
-                crate::secrets::remember(&output.value);
-            }
-        }
-        let mut named = Vec::new();
-        options::strings(&config, &mut named);
-        let grants = policy::Grants { allow: &service.allow, named: &named, project_dir: &stack.dir };
-        let plugin_pins = policy::check(&plan, info, &grants).map_err(|refusal| {
-            let help = refusal.permission.map(|p| format!("if you trust this plugin with it, add `allow = [\"{p}\"]` to [services.{name}]"));
-            // At the key where the user wrote the path it names, if they did
-            // (`init = ["db/missing.sql"]`).
-            let at = options::key_naming(&config, "", &|s| refusal.message.contains(&format!("{s:?}"))).map_or(String::new(), |k| format!(".{k}"));
-            stack.error_at(&format!("services.{name}{at}"), format!("{who} is refused: {}", refusal.message), "planned here", help)
-        })?;
-        host_paths.extend(plugin_pins);
-        host_paths.extend(user_pins.iter().map(|(k, v)| (k.clone(), v.clone())));
-        // Another service's volume holds its data: a plugin mounts one only
-        // through a binding that carries secrets (a `uses` the user wrote,
-        // or a built-in's inferred one, as sidekiq shares rails's gems).
-        for mount in plan.containers.iter().chain(&plan.tasks).flat_map(|c| &c.mounts) {
-            let d::MountSource::Volume(volume) = &mount.source else { continue };
-            let Some((owner, _)) = volume.split_once('/') else { continue };
-            if !dependencies[name].iter().any(|d| d.service == owner && d.secrets) {
-                return Err(stack.error_at(
-                    &format!("services.{name}"),
-                    format!("{who} is refused: it mounts volume `{volume}` of service `{owner}`, which it does not use"),
-                    "planned here",
-                    Some(format!("if it should reach `{owner}`'s data, name it in `uses` (uses = {{ ROLE = \"{owner}\" }})")),
-                ));
-            }
-        }
-        options::apply(&mut plan, &service_options, &stack.networks, options.ephemeral_ports).map_err(|(key, message)| {
-            stack.error_at(&format!("services.{name}.{key}"), format!("`{key}` of service `{name}`: {message}"), "here", None)
-        })?;
-        for c in plan.containers.iter_mut().chain(plan.tasks.iter_mut()) {
-            if let d::Image::Build(spec) = &mut c.image {
-                // [images] also covers the base images a Dockerfile names.
-                let hash = build_context::Context::load(&host_paths[&spec.context], spec).and_then(|ctx| {
-                    for base in ctx.base_images() {
-                        if let Some(substitute) = options.images.get(&base) {
-                            substitutes.insert(base.clone(), substitute.clone());
-                            spec.from_substitutes.insert(base, substitute.clone());
-                        }
-                    }
-                    ctx.input_hash(spec)
-                });
-                spec.input_hash = hash.map_err(|e| stack.error_at(&format!("services.{name}"), format!("{who}: {e}"), "planned here", None))?;
-            }
-        }
-        services.push(name);
-        planned.insert(name, ServiceState { name: name.to_string(), plugin: service.plugin.clone(), depends_on: dependencies[name].clone(), plan });
-    }
-    check_volume_references(stack, &planned)?;
-    let third_party = |plugin: &str| plugins.get(plugin).is_some_and(|p| !matches!(p.resolved.source, provision_registry::Source::Builtin));
-    host_path::hand_over_inside_writable(stack, &mut planned, &host_paths, &third_party)?;
-    check_completed(stack, &planned)?;
-    check_project_wide(stack, &planned)?;
-
-    let state = DesiredState {
-        project: options.project.clone(),
-        profile: options.profile.clone(),
-        plugins: requirements.iter().map(|r| plugin_ref(&plugins[&r.name])).collect(),
-        services: services.into_iter().map(|name| planned.remove(name).expect("planned")).collect(),
-        substitutes,
-        build_scope: options.project.clone(),
-        host_paths,
-    };
-    timings.total = started.elapsed();
-    Ok(Planned { state, locked_plugins, timings, logs })
+    locked.sort_by(|a, b| a.name.cmp(&b.name));
+    locked
 }
 
 /// `after = { x = "completed" }` needs `x` to have one-shot tasks.

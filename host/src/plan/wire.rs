@@ -8,16 +8,15 @@ use std::collections::{HashMap, HashSet};
 use super::{Loaded, options::referenced_services};
 use crate::{
     desired::{self as d, Dependency, WaitFor},
-    stack::{Stack, StackError, Uses, options::ServiceOptions},
+    stack::{Stack, StackError, Uses},
 };
 
 /// For each service, the services that fill its plugin's roles; and the
 /// services that fill collect roles.
 pub(super) type Wiring<'s> = (HashMap<&'s str, Vec<Dependency>>, HashSet<&'s str>);
 
-/// Each service's host-level options and plugin config (`split_config`).
 /// Each service's (host-level options, plugin config, host paths the user's binds resolved to).
-pub(super) type Configs<'s> = HashMap<&'s str, (ServiceOptions, serde_json::Value, crate::desired::HostPaths)>;
+pub(super) type Configs<'s> = HashMap<&'s str, super::service::Config>;
 
 pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, configs: &Configs<'s>) -> Result<Wiring<'s>, StackError> {
     let mut all = HashMap::new();
