@@ -439,3 +439,55 @@ fn literal(value: &mut Value, secrets: &[(String, String)]) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::planned;
+
+    const STACK: &str = r#"
+[stack]
+name = "p"
+
+[services.web]
+plugin = "container"
+image = "web:1"
+ports = ["8080:3000"]
+replicas = 2
+env = { DATABASE_URL = "${db.url}" }
+health = { tcp = 3000 }
+
+[services.db]
+plugin = "postgres"
+"#;
+
+    fn exported() -> (serde_yaml_ng::Value, Exported) {
+        let planned = planned(STACK).unwrap_or_else(|e| panic!("{e:?}"));
+        let exported = compose(&planned.state, Path::new("/projects/p")).unwrap();
+        (serde_yaml_ng::from_str(&exported.yaml).unwrap(), exported)
+    }
+
+    #[test]
+    fn secrets_are_variables_in_the_file_and_their_values_only_in_the_list_for_env() {
+        let (yaml, exported) = exported();
+        assert_eq!(yaml["services"]["web"]["environment"]["DATABASE_URL"].as_str(), Some("${DB_URL}"));
+        assert_eq!(yaml["services"]["db"]["environment"]["POSTGRES_PASSWORD"].as_str(), Some("${DB_PASSWORD}"));
+        let password = &exported.secrets.iter().find(|(k, _)| k == "DB_PASSWORD").unwrap().1;
+        assert!(!exported.yaml.contains(password.as_str()), "no secret value in the compose file");
+    }
+
+    #[test]
+    fn replicas_are_services_answering_to_one_name_on_loopback_ports_after_what_they_wait_for() {
+        let (yaml, _) = exported();
+        let services = yaml["services"].as_mapping().unwrap();
+        let names: Vec<&str> = services.keys().filter_map(|k| k.as_str()).collect();
+        assert_eq!(names, ["db", "web", "web-server-2"]);
+        assert_eq!(yaml["services"]["web"]["ports"][0].as_str(), Some("127.0.0.1:8080:3000"));
+        assert_eq!(yaml["services"]["web-server-2"]["ports"][0].as_str(), Some("127.0.0.1::3000"), "a fixed host port is one copy's");
+        for copy in ["web", "web-server-2"] {
+            let aliases = &yaml["services"][copy]["networks"]["default"]["aliases"];
+            assert!(aliases.as_sequence().unwrap().iter().any(|a| a.as_str() == Some("web")), "{copy} answers to the service's name");
+            assert_eq!(yaml["services"][copy]["depends_on"]["db"]["condition"].as_str(), Some("service_healthy"));
+        }
+    }
+}

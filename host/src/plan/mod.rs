@@ -335,3 +335,70 @@ fn plugin_ref(loaded: &Loaded) -> PluginRef {
         sha256: loaded.resolved.sha256.clone(),
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::{runtime::Limits, stack::Variables};
+
+    /// `text` as a project's stack.toml, planned with the built-in plugins
+    /// (really compiled and called), in a folder removed afterwards.
+    pub fn planned(text: &str) -> Result<Planned, StackError> {
+        static PROJECTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = PROJECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("provision-plan-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("stack.toml");
+        let stack = Stack::parse(&path, dir.clone(), text.to_string(), None, &Variables::fixed(&[]));
+        let result = stack.and_then(|stack| {
+            let resolver = Resolver::new(&dir, None, None, false);
+            let runtime = Runtime::new(None, Limits::default()).unwrap();
+            let options = Options { project: "p".into(), profile: "dev".into(), images: BTreeMap::new(), ephemeral_ports: false };
+            plan(&stack, &resolver, &runtime, Arc::new(Secrets::from_key([7; 32])), &options)
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+        result
+    }
+
+    const STACK: &str = r#"
+[stack]
+name = "p"
+
+[services.proxy]
+plugin = "nginx"
+routes = { "/" = "web" }
+
+[services.web]
+plugin = "container"
+image = "web:1"
+ports = ["3000"]
+env = { DATABASE_URL = "${db.url}" }
+
+[services.db]
+plugin = "postgres"
+"#;
+
+    #[test]
+    fn each_service_is_planned_after_what_it_uses_and_sees_its_outputs() {
+        let planned = planned(STACK).unwrap_or_else(|e| panic!("{e:?}"));
+        let names: Vec<&str> = planned.state.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["db", "web", "proxy"], "in start order, not file order");
+        let url = &planned.state.services[0].plan.outputs.iter().find(|o| o.name == "url").unwrap().value;
+        let web = &planned.state.services[1].plan.containers[0];
+        assert_eq!(web.env.get("DATABASE_URL"), Some(url), "${{db.url}} is filled from the plan before it");
+        assert!(planned.state.services[0].plan.outputs.iter().any(|o| o.name == "url" && o.secret), "a URL with the password is secret");
+        let locked: Vec<&str> = planned.locked_plugins.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(locked, ["container", "nginx", "postgres"], "in stack.lock's order");
+        assert_eq!(planned.timings.plugins.len(), 3);
+    }
+
+    #[test]
+    fn a_reference_to_an_output_no_service_has_names_its_key() {
+        let text = STACK.replace("${db.url}", "${db.nope}");
+        let err = planned(&text).err().expect("refused");
+        assert!(err.to_string().contains("service `db` has no output `nope`"), "{err}");
+        let at = text.find("DATABASE_URL").unwrap();
+        let debug = format!("{err:?}");
+        assert!(debug.contains(&format!("offset: SourceOffset({at})")), "at the env key that refers to it: {debug}");
+    }
+}

@@ -86,9 +86,11 @@ impl<'s> Planner<'_, 's> {
                     plugin: used.plugin.clone(),
                     // Every container answers to `SERVICE-CONTAINER`; the
                     // main one's copies are `SERVICE-CONTAINER-N`.
-                    replicas: used.plan.containers.first().map_or_else(Vec::new, |main| {
-                        main.copy_names().into_iter().map(|name| format!("{}-{name}", dep.service)).collect()
-                    }),
+                    replicas: used
+                        .plan
+                        .containers
+                        .first()
+                        .map_or_else(Vec::new, |main| main.copy_names().into_iter().map(|name| format!("{}-{name}", dep.service)).collect()),
                     outputs: used.plan.outputs.iter().filter(|o| dep.secrets || !o.secret).map(|o| (o.name.clone(), o.value.clone())).collect(),
                     metrics: used
                         .plan

@@ -314,3 +314,32 @@ fn find_cycle<'s>(stack: &'s Stack, deps: &HashMap<&'s str, Vec<Dependency>>, do
         at = stack.service(&next.service).map(|s| s.name.as_str()).expect("known service");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::planned;
+
+    #[test]
+    fn a_role_given_to_a_service_the_stack_lacks_names_those_it_can_use() {
+        let stack = "[stack]\nname = \"p\"\n[services.proxy]\nplugin = \"nginx\"\nuses = { upstream = \"nowhere\" }\n[services.web]\nplugin = \"container\"\nimage = \"web:1\"\n";
+        let err = planned(stack).err().expect("refused");
+        let debug = format!("{err:?}");
+        assert!(debug.contains("services it can use: web"), "{debug}");
+    }
+
+    #[test]
+    fn services_waiting_for_each_other_are_a_cycle_named_in_order() {
+        let stack = "[stack]\nname = \"p\"\n[services.a]\nplugin = \"container\"\nimage = \"x:1\"\nafter = { b = \"started\" }\n[services.b]\nplugin = \"container\"\nimage = \"x:1\"\nafter = { a = \"started\" }\n";
+        let err = planned(stack).err().expect("refused");
+        assert!(err.to_string().contains("services use each other in a cycle: a → b → a"), "{err}");
+    }
+
+    #[test]
+    fn a_service_starts_after_the_one_it_waits_for_whatever_the_file_order() {
+        let stack = "[stack]\nname = \"p\"\n[services.late]\nplugin = \"container\"\nimage = \"x:1\"\nafter = { early = \"ready\" }\n[services.early]\nplugin = \"container\"\nimage = \"x:1\"\n";
+        let planned = planned(stack).unwrap_or_else(|e| panic!("{e:?}"));
+        let names: Vec<&str> = planned.state.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["early", "late"]);
+        assert_eq!(planned.state.services[1].depends_on[0].wait, crate::desired::WaitFor::Ready);
+    }
+}
