@@ -2,23 +2,26 @@
 //! stack.toml. The modules are the steps of the data path, in order:
 //!
 //! ```text
-//! stack.toml ─► stack      typed model with spans, so errors point at a line and key
+//! stack.toml ─► stack      typed model with spans (errors point at a line and key);
+//!                          profiles, interpolation, service options, permissions
 //!            ─► plan       resolve (provision_registry) → runtime (sandboxed plugins)
-//!                          → wire (roles) → policy → build contexts
-//!            ─► desired    the desired state, in the host's own types
-//!            ─► reconcile  labels, engine names, spec hashes, diff against the engine
-//!            ─► apply      schedule → lifecycle → readiness, reporting events
-//!            ─► engine     the `Engine` trait; Docker (bollard) behind it
-//!            ─► ui         plan summaries, progress, tables
+//!                          → wire (roles) → policy → options → build contexts
+//!            ─► desired    the desired state in the host's own types; replicas a count
+//!            ─► reconcile  labels, engine names, spec hashes, the diff against the engine
+//!            ─► apply      schedule → lifecycle → readiness (snapshots, hooks, tasks);
+//!                          `hop` resolves a container into the engine's one spec
+//!            ─► engine     the `Engine` trait; Docker (bollard) and Swarm behind it
 //! ```
 //!
-//! `cli` holds one small module per command, each calling into this path;
-//! `author` is the plugin author's kit; `secrets` derives per-project secrets;
-//! `import` reads a Compose project into a stack.toml; `journal` records how far each container's lifecycle got; `ephemeral`
-//! marks what `run` makes with its owner, for `gc`.
-//! To follow `provision up`: cli/up.rs → cli/mod.rs (`prepare`) → plan/mod.rs
-//! → apply/mod.rs → apply/schedule.rs → apply/lifecycle.rs and
-//! apply/readiness.rs → engine/docker.rs.
+//! Beside the path: `cli` holds one small module per command, each calling
+//! into it, and `ui` renders what they report (plan summaries, progress
+//! from apply's events, tables); `import` reads a Compose project into a
+//! stack.toml and `export` writes a plan as one; `snapshot` keys, seals and
+//! keeps data snapshots; `journal` records how far each container's
+//! lifecycle got; `ephemeral` marks what `run` makes with its owner, for
+//! `gc`; `secrets` derives per-project secrets; `writer` is the project lock
+//! (one writer at a time); `author` is the plugin author's kit.
+//! The README's Layout follows `provision up` from the command to the engine.
 
 pub mod apply;
 pub mod author;
