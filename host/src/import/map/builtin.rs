@@ -176,6 +176,14 @@ pub(super) struct Builtin {
     pub settings: Table,
 }
 
+/// The port a built-in's server listens on (and publishes in dev).
+pub(super) fn plugin_port(table: &Table) -> u16 {
+    match table.get("plugin").and_then(Toml::as_str) {
+        Some("postgres") => 5432,
+        _ => 6379,
+    }
+}
+
 /// The paths a built-in mounts its data at (a compose volume there takes
 /// its place).
 pub(super) fn plugin_mounts(table: &Table) -> Vec<&'static str> {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_yaml_ng::Value;
 use toml::{Table, Value as Toml};
 
-use super::{Draft, Mapper};
+use super::{Draft, Mapper, builtin::plugin_port};
 use crate::import::load::{scalar, sequence};
 
 impl Mapper<'_> {
@@ -78,7 +78,7 @@ impl Mapper<'_> {
             }
         } else {
             // A built-in publishes its own port in dev; say where, or that it is not.
-            let own = if d.table["plugin"].as_str() == Some("postgres") { 5432 } else { 6379 };
+            let own = plugin_port(&d.table);
             match published.get(&own) {
                 Some(host) => {
                     d.table.insert("port".into(), Toml::Integer((*host).into()));
