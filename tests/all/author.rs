@@ -2,10 +2,11 @@
 //! new → build → use it from a stack by path → test → push → require it by
 //! version → lock.
 
-use crate::support::{Project, RegistryServer};
+use crate::support::{Project, RegistryServer, needs_registry_server};
 
 #[test]
 fn the_author_walk_through_works_end_to_end() {
+    needs_registry_server!();
     let workspace = Project::new("[services.db]\nplugin = \"postgres\"\n");
     // Shared between runs so the plugin's dependencies compile once.
     let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("author-kit");

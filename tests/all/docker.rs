@@ -8,8 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::needs_engine;
-use crate::support::{Stack, docker};
+use crate::support::{Stack, docker, needs_engine};
 
 pub(crate) const DB: &str = r#"
 [services.db]

@@ -4,8 +4,7 @@
 
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
-use crate::support::needs_engine;
-use crate::support::{Stack, docker, eventually, http};
+use crate::support::{Stack, docker, eventually, http, needs_engine};
 
 /// Whether `command` exits 0 inside `container`.
 fn succeeds_in(container: &str, command: &str) -> bool {

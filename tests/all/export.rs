@@ -4,8 +4,7 @@
 
 use std::process::{Command, Output};
 
-use crate::support::needs_engine;
-use crate::support::{Stack, http, repo_root};
+use crate::support::{Stack, http, needs_engine, repo_root};
 
 fn compose_bin() -> String {
     std::env::var("COMPOSE").unwrap_or_else(|_| repo_root().join("target/compose-venv/bin/docker-compose").display().to_string())

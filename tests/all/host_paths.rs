@@ -6,8 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::needs_engine;
-use crate::support::{Project, Stack, docker, repo_root};
+use crate::support::{Project, Stack, docker, needs_engine, repo_root};
 
 fn mischief(name: &str, config: &str) -> Stack {
     let stack = Stack::new(name, &format!("[plugins]\nmischief = {{ path = \"mischief.wasm\" }}\n[services.x]\nplugin = \"mischief\"\n{config}\n"));

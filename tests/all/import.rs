@@ -4,8 +4,7 @@
 //! each; the generated stacks must plan; three are brought up on the engine
 //! and checked to work. BLESS=1 rewrites the golden files.
 
-use crate::support::needs_engine;
-use crate::support::{Project, Stack, copy_dir, http, repo_root};
+use crate::support::{Project, Stack, copy_dir, http, needs_engine, repo_root};
 
 fn fixtures() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(repo_root().join("tests/import"))

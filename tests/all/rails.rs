@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::needs_engine;
-use crate::support::{Stack, eventually, http};
+use crate::support::{Stack, eventually, http, needs_engine};
 
 /// The example as it is, but on free host ports so it can run beside
 /// anything (and other tests).

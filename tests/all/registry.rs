@@ -5,7 +5,7 @@ use provision_registry::oci::Registry;
 use provision_test_artifacts as artifacts;
 use semver::Version;
 
-use crate::support::{Project, RegistryServer};
+use crate::support::{Project, RegistryServer, needs_registry_server};
 
 fn app_wasm() -> Vec<u8> {
     std::fs::read(artifacts::APP).unwrap()
@@ -28,6 +28,7 @@ fn stack_with(requirement: &str) -> Project {
 
 #[test]
 fn push_with_the_cli_then_resolve_the_highest_match_ignoring_other_tags() {
+    needs_registry_server!();
     let registry = RegistryServer::start(false);
     let project = Project::new("[services.db]\nplugin = \"postgres\"\n");
     let repo = format!("{}/acme/app", registry.address);
@@ -54,6 +55,7 @@ fn push_with_the_cli_then_resolve_the_highest_match_ignoring_other_tags() {
 
 #[test]
 fn a_component_whose_version_differs_from_its_tag_is_refused() {
+    needs_registry_server!();
     let registry = RegistryServer::start(false);
     // Tagged and annotated 0.3.0, but the component's own info says 0.1.0.
     publish(&registry, "acme/app", &["0.3.0"]);
@@ -64,6 +66,7 @@ fn a_component_whose_version_differs_from_its_tag_is_refused() {
 
 #[test]
 fn a_component_published_under_another_name_is_refused() {
+    needs_registry_server!();
     let registry = RegistryServer::start(false);
     publish(&registry, "acme/app", &["0.1.0"]);
     let project =
@@ -74,6 +77,7 @@ fn a_component_published_under_another_name_is_refused() {
 
 #[test]
 fn missing_tags_unreachable_registries_and_refused_pushes_are_clear_errors() {
+    needs_registry_server!();
     let registry = RegistryServer::start(false);
     publish(&registry, "acme/app", &["0.1.0"]);
     let project = Project::new("[services.db]\nplugin = \"postgres\"\n");
@@ -95,6 +99,7 @@ fn missing_tags_unreachable_registries_and_refused_pushes_are_clear_errors() {
 
 #[test]
 fn a_locked_cached_plugin_needs_no_registry_and_a_changed_requirement_fails_locked() {
+    needs_registry_server!();
     let registry = RegistryServer::start(false);
     publish(&registry, "acme/app", &["0.1.0"]);
     let repo = format!("{}/acme/app", registry.address);

@@ -8,8 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::needs_engine;
-use crate::support::{SecondEngine, Stack, docker, provision_cmd, repo_root, shared_cache};
+use crate::support::{SecondEngine, Stack, docker, needs_engine, provision_cmd, repo_root, shared_cache};
 
 /// A stack of one mischief service `x` with `config`, as project `name`.
 fn mischief(name: &str, config: &str) -> Stack {

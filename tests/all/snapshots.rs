@@ -7,8 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::support::needs_engine;
-use crate::support::{Project, Run, Stack, docker};
+use crate::support::{Project, Run, Stack, docker, needs_engine};
 
 /// A stack whose database is unique to this test run (so the snapshot is
 /// made here, not by an earlier run), with an init script and an extension.

@@ -16,6 +16,39 @@ macro_rules! needs_engine {
 }
 pub(crate) use needs_engine;
 
+/// Skips the rest of a test against a real registry when
+/// `support::registry_server()` says there is none to start.
+macro_rules! needs_registry_server {
+    () => {
+        if !crate::support::registry_server() {
+            return;
+        }
+    };
+}
+pub(crate) use needs_registry_server;
+
+/// Whether the tests against a real registry (Debian's docker-registry,
+/// which scripts/test installs) run: always under PROVISION_TEST_ENGINE=1,
+/// else only where the binary is installed, with a notice once when not.
+pub fn registry_server() -> bool {
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        if std::env::var_os("PROVISION_TEST_ENGINE").is_some_and(|v| v != "0") {
+            return true;
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        if std::env::split_paths(&path).any(|dir| dir.join("docker-registry").is_file()) {
+            return true;
+        }
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(
+            b"\nnote: docker-registry is not installed: the tests against a real registry return at once and were NOT run. \
+              Run scripts/test to install it and run them all.\n",
+        );
+        false
+    })
+}
+
 /// Whether the end-to-end tests run: they need a Docker engine (and the
 /// stand-in images, Compose v2, docker-registry and a swarm that
 /// scripts/test sets up). scripts/test, and so CI, sets

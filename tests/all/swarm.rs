@@ -5,8 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::needs_engine;
-use crate::support::{Stack, docker, eventually};
+use crate::support::{Stack, docker, eventually, needs_engine};
 
 const WORKERS: [&str; 2] = ["provision-swarm-worker-1", "provision-swarm-worker-2"];
 
