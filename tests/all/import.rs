@@ -373,3 +373,14 @@ fn the_import_reads_every_project_as_compose_v2_does() {
         }
     }
 }
+
+#[test]
+fn import_config_prints_where_a_stack_toml_exists_and_only_a_write_is_refused() {
+    let project = Project::new("[stack]\nname = \"mine\"\n");
+    project.write("compose.yaml", "services:\n  web: {image: nginx}\n");
+    let printed = project.provision(&["import", "--config"]).ok().json();
+    assert_eq!(printed["services"]["web"]["image"], "nginx");
+    let refused = project.provision(&["import"]).failed();
+    assert!(refused.message().contains("exists; pass --force"), "{}", refused.stderr);
+    assert_eq!(std::fs::read_to_string(project.path().join("stack.toml")).unwrap(), "[stack]\nname = \"mine\"\n");
+}

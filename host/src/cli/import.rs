@@ -20,9 +20,6 @@ pub fn run(args: ImportArgs) -> miette::Result<ExitCode> {
         _ => super::folder_of(&files[0]).join("stack.toml"),
     };
     let out_dir = super::folder_of(&output);
-    if !to_stdout && output.exists() && !args.force {
-        miette::bail!("{} exists; pass --force to replace it, or -o another file (-o - prints it)", output.display());
-    }
     let options = Options {
         files: &files,
         env_file: args.env_file.as_deref(),
@@ -36,6 +33,10 @@ pub fn run(args: ImportArgs) -> miette::Result<ExitCode> {
         let config = import::config(&options).map_err(refuse)?;
         println!("{}", serde_json::to_string_pretty(&config).into_diagnostic()?);
         return Ok(ExitCode::SUCCESS);
+    }
+    // Only a write can clobber: `--config` prints and writes nothing.
+    if !to_stdout && output.exists() && !args.force {
+        miette::bail!("{} exists; pass --force to replace it, or -o another file (-o - prints it)", output.display());
     }
     let imported = import::import(&options).map_err(refuse)?;
     let refused = args.strict && imported.report.dropped > 0;

@@ -24,6 +24,10 @@ impl Mapper<'_> {
         for (key, field) in [("mem_limit", "memory"), ("cpus", "cpus"), ("pids_limit", "pids")] {
             let Some(value) = svc.get(key) else { continue };
             d.handled.insert(key);
+            if no_limit(value) {
+                self.mapped(format!("{at}.{key}"), NO_LIMIT);
+                continue;
+            }
             let resources = d.table.entry("resources").or_insert_with(|| Toml::Table(Table::new()));
             if let Some(resources) = resources.as_table_mut() {
                 resources.insert(field.into(), resource_value(field, value));
@@ -50,6 +54,7 @@ impl Mapper<'_> {
                             let field = field.as_str().unwrap_or_default();
                             let path = format!("{path}.{part}.{field}");
                             match (part, field) {
+                                ("limits", "cpus" | "memory" | "pids") if no_limit(limit) => self.mapped(path, NO_LIMIT),
                                 ("limits", "cpus" | "memory" | "pids") => {
                                     resources.insert(field.into(), resource_value(field, limit));
                                     self.mapped(path, format!("resources.{field}"));
@@ -78,6 +83,15 @@ impl Mapper<'_> {
             }
         }
     }
+}
+
+const NO_LIMIT: &str = "nothing: 0 (or -1) is no limit, in compose as in provision's default";
+
+/// `0`, `"0"`, `"0m"`, `-1`: compose's way of saying no limit.
+fn no_limit(value: &Value) -> bool {
+    let text = scalar(value).unwrap_or_default().trim().to_ascii_lowercase();
+    let number = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    number.parse::<f64>().is_ok_and(|n| n == 0.0 || n == -1.0)
 }
 
 fn resource_value(field: &str, value: &Value) -> Toml {
@@ -127,5 +141,14 @@ mod tests {
         assert_eq!(web["resources"]["cpus"].as_float(), Some(0.5));
         assert_eq!(web["resources"]["memory"].as_str(), Some("512m"));
         assert_eq!(entry.map(|e| e.0), Some(Status::Dropped));
+    }
+
+    #[test]
+    fn a_limit_of_zero_is_no_limit_not_a_size() {
+        let yaml = "services:\n  web:\n    image: a\n    mem_limit: 0\n    deploy:\n      resources:\n        limits: {cpus: '0', memory: '0'}\n";
+        let (web, entry) = one(yaml, "deploy.resources.limits.memory");
+        assert!(web.get("resources").is_none(), "{web:?}");
+        assert_eq!(entry.map(|e| e.0), Some(Status::Mapped));
+        assert!(no_limit(&Value::from("0m")) && no_limit(&Value::from(-1)) && !no_limit(&Value::from("512m")));
     }
 }

@@ -32,7 +32,10 @@ impl Mapper<'_> {
         Ok(())
     }
 
+    /// Each env_file's variables, a later file's over an earlier one's (as
+    /// compose reads them), under what `environment` sets.
     fn env_files(&mut self, at: &str, svc: &Mapping, env: &mut BTreeMap<String, Option<String>>) -> Result<(), String> {
+        let mut from_files = BTreeMap::new();
         for (i, file) in sequence(svc.get("env_file").cloned()).iter().enumerate() {
             let path = format!("{at}.env_file.{i}");
             let source = file.get("path").and_then(Value::as_str).unwrap_or_default();
@@ -59,11 +62,9 @@ impl Mapper<'_> {
             let vars = crate::stack::interpolate::parse_dotenv(&text).map_err(|e| format!("`{path}`: {source}: {e}"))?;
             // The .env beside stack.toml is read when the stack runs: refer to it.
             let beside = Path::new(source) == self.out_dir.join(".env");
-            let mut keys: Vec<_> = vars.into_iter().collect();
-            keys.sort();
-            for (key, value) in keys {
+            for (key, value) in vars {
                 let value = if beside { format!("${{{key}}}") } else { escape(&value) };
-                env.entry(key).or_insert(Some(value));
+                from_files.insert(key, value);
             }
             if beside {
                 self.mapped(path, "env, each variable as ${NAME}: read from .env beside stack.toml when the stack runs");
@@ -76,6 +77,9 @@ impl Mapper<'_> {
                     ),
                 );
             }
+        }
+        for (key, value) in from_files {
+            env.entry(key).or_insert(Some(value));
         }
         Ok(())
     }
@@ -104,6 +108,22 @@ mod tests {
         assert_eq!(env["MODE"].as_str(), Some("dev"));
         assert_eq!(env["TOKEN"].as_str(), Some("${TOKEN}"));
         assert_eq!(env["URL"].as_str(), Some("${BASE}/api"));
+    }
+
+    #[test]
+    fn the_last_env_file_wins_and_environment_over_them_all() {
+        let dir = std::env::temp_dir().join(format!("provision-env-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("base.env"), "MODE=base\nLEVEL=1\nNAME=base\n").unwrap();
+        std::fs::write(dir.join("local.env"), "MODE=local\nNAME=local\n").unwrap();
+        let files = [dir.join("compose.yaml")];
+        std::fs::write(&files[0], "services:\n  web:\n    image: a\n    env_file: [base.env, local.env]\n    environment: {NAME: mine}\n").unwrap();
+        let options = crate::import::Options { files: &files, env_file: None, profiles: &[], project_name: Some("t"), out_dir: &dir, grant: false };
+        let imported = crate::import::import(&options);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let stack: toml::Table = toml::from_str(&imported.unwrap().toml).unwrap();
+        let env = stack["services"]["web"]["env"].as_table().unwrap();
+        assert_eq!((env["MODE"].as_str(), env["LEVEL"].as_str(), env["NAME"].as_str()), (Some("local"), Some("1"), Some("mine")));
     }
 
     #[test]

@@ -200,6 +200,9 @@ impl Mapper<'_> {
             let path = format!("{at}.{key}");
             match key {
                 "container_name" => self.approximated(path, "containers are named PROJECT_SERVICE_CONTAINER and answer to the service's name"),
+                "init" if svc.get("init").and_then(Value::as_bool) == Some(false) => {
+                    self.approximated(path, "every container runs with an init (it reaps zombies, passes signals); init: false is not kept")
+                }
                 "init" => self.mapped(path, "nothing needed: every container runs with an init"),
                 "stop_grace_period" => self.approximated(path, "containers get 3 s to stop (then are killed)"),
                 "pull_policy" => self.approximated(path, "images are pulled when missing (`provision up` pulls them first)"),
@@ -264,6 +267,8 @@ pub(super) mod tests {
         assert_eq!(status("services.web.container_name"), Some(Status::Approximated));
         assert_eq!(status("services.web.frobnicate"), Some(Status::Dropped));
         assert_eq!(status("services.web.x-custom"), None, "x- keys are extensions, not settings");
+        let (_, entries) = imported("services:\n  web: {image: nginx, init: false}\n", false);
+        assert_eq!(entries.iter().find(|e| e.path == "services.web.init").map(|e| e.status), Some(Status::Approximated));
     }
 
     #[test]
