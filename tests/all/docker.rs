@@ -185,6 +185,27 @@ fn a_container_that_exits_during_start_fails_up_with_its_log_and_is_kept() {
 }
 
 #[test]
+fn a_container_that_keeps_exiting_under_its_restart_policy_fails_up_at_once_not_at_the_timeout() {
+    needs_engine!();
+    // As above, but restarted by the engine again and again: it stays
+    // "running" between restarts, so only the restart count says it.
+    let stack =
+        Stack::new("e2e-crashloop", "[services.db]\nplugin = \"postgres\"\nport = 0\nimage = \"provision-standin/redis:7\"\nrestart = \"always\"\n");
+    let run = stack.provision(&["up", "--timeout", "120"]).failed();
+    let message = run.message();
+    assert!(message.contains("its container keeps exiting (code 127): the engine restarted it 3 times under its restart policy"), "{message}");
+    assert!(message.contains("postgres: not found"), "the log tail shows why: {message}");
+    // The progress line of the failure: long before the 120 s it would wait.
+    let failed_at: f64 = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("db  failed:"))
+        .and_then(|l| l.split_whitespace().next()?.trim_end_matches('s').parse().ok())
+        .unwrap_or_else(|| panic!("no failure line: {}", run.stderr));
+    assert!(failed_at < 60.0, "failed after {failed_at} s: {}", run.stderr);
+}
+
+#[test]
 fn a_taken_host_port_is_reported_before_anything_is_created() {
     needs_engine!();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

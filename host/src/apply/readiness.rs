@@ -14,6 +14,12 @@ use crate::{
     engine::{ExecCommand, Reach, Status},
 };
 
+/// Restarts during one wait that make a container crash-looping: more
+/// than one that crashed once at start would need, few enough to fail
+/// within a second or two (the engine's restart delay starts at 100 ms and
+/// doubles).
+const CRASH_LOOP_RESTARTS: u32 = 3;
+
 /// Wait until the container passes its probe, then run its hooks (only
 /// when it was just started: hooks belong to a container's first start),
 /// and record in the journal that its lifecycle finished. Every wait,
@@ -29,9 +35,22 @@ pub(super) async fn ready(up: &Up<'_, '_>, service: &ServiceState, c: &Container
     } else if let Some(health) = &c.health {
         up.emit(name, Phase::Probing(c.name.clone()));
         let mut backoff = Backoff::for_probe(&health.probe);
+        let mut restarts_before = None;
         loop {
             let status = up.engine.status(id).await.map_err(|e| Failure { reason: e.to_string(), ..failure.clone() })?;
             started_at = status.started_at.clone();
+            // Restarted again and again under its restart policy: it will not
+            // get ready, so fail now, not at the timeout.
+            if let Some(now) = status.restarts {
+                let before = *restarts_before.get_or_insert(now);
+                if now >= before + CRASH_LOOP_RESTARTS {
+                    let code = status.exit_code.unwrap_or(-1);
+                    failure.reason =
+                        format!("its container keeps exiting (code {code}): the engine restarted it {} times under its restart policy", now - before);
+                    failure.log_tail = up.engine.log_tail(id, 20).await.ok();
+                    return Err(failure);
+                }
+            }
             // A kept container that the engine finds healthy, or that was
             // seen ready in this same start, needs no probe: that keeps a
             // no-op `up` to a few engine calls.

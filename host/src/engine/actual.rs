@@ -83,6 +83,10 @@ pub struct Status {
     pub problem: Option<String>,
     /// Replicas running of those wanted, when the engine runs several.
     pub replicas: Option<(u32, u32)>,
+    /// How often the engine has restarted it under its restart policy, when
+    /// the engine counts that (a container that keeps exiting stays
+    /// "running" between restarts).
+    pub restarts: Option<u32>,
 }
 
 /// How the host reaches a container's ports to probe its readiness.

@@ -318,6 +318,7 @@ impl Engine for Docker {
             published,
             problem: None,
             replicas: None,
+            restarts: info.restart_count.and_then(|n| u32::try_from(n).ok()),
         })
     }
 

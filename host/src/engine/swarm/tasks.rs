@@ -127,6 +127,8 @@ impl Swarm {
                 .collect(),
             problem,
             replicas: (wanted > 1).then(|| (u32::try_from(running).unwrap_or(0), u32::try_from(wanted).unwrap_or(0))),
+            // The engine replaces a failed task with a new one; `problem` says why.
+            restarts: None,
         })
     }
 
