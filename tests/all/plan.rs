@@ -322,3 +322,15 @@ tls = { cert = "certs/dev.crt", key = "certs/dev.key", port = 0 }
     assert_eq!(mounts, [("certs/dev.crt", "/etc/nginx/tls/cert.pem"), ("certs/dev.key", "/etc/nginx/tls/key.pem")]);
     assert!(nginx["ports"].as_array().unwrap().iter().any(|p| p["container"] == 443));
 }
+
+#[test]
+fn postgres_18_and_later_keep_pgdata_where_the_data_volume_is() {
+    for (version, pgdata) in [(16, None), (18, Some("/var/lib/postgresql/data"))] {
+        let project = Project::new(&format!("[stack]\nname = \"pg\"\n\n[services.db]\nplugin = \"postgres\"\nversion = {version}\n"));
+        let state = project.provision(&["plan", "--json"]).ok().json();
+        let server = &service(&state, "db")["plan"]["containers"][0];
+        assert_eq!(server["image"], json!({"pull": format!("postgres:{version}-alpine")}));
+        assert_eq!(server["env"]["PGDATA"].as_str(), pgdata, "version {version}");
+        assert_eq!(server["mounts"][0]["target"], "/var/lib/postgresql/data");
+    }
+}

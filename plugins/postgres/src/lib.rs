@@ -124,6 +124,12 @@ impl Plugin for Postgres {
             // ready before initdb is done.
             .health(HealthCheck::postgres(5432));
 
+        // From 18 the image keeps PGDATA in /var/lib/postgresql/18/docker
+        // (docker-library/postgres#1259); named, it stays where the data
+        // volume, the tmpfs and the snapshot are, whatever the version.
+        if config.version >= 18 {
+            server = server.env("PGDATA", DATA);
+        }
         let mut plan = ServicePlan::default();
         if ephemeral {
             let tmpfs = MountSource::Tmpfs(Tmpfs { size_bytes: None, mode: Some(0o700) });
