@@ -213,7 +213,17 @@ impl Mapper<'_> {
                 "healthcheck" | "image" | "build" | "command" | "entrypoint" | "working_dir" => {}
                 "develop" => self.dropped(path, "file watching is compose's; in dev, mount the code (volumes) instead"),
                 "pre_stop" => self.dropped(path, "no stop hooks: containers get 3 s to stop"),
-                "cap_drop" => self.dropped(path, "no key to drop capabilities; the container keeps Docker's default set"),
+                "cap_drop" => {
+                    let added = super::load::strings(svc.get("cap_add"));
+                    let keeps = if added.iter().any(|c| c.eq_ignore_ascii_case("ALL")) {
+                        "every capability (cap_add: ALL)".to_string()
+                    } else if added.is_empty() {
+                        "Docker's default set".to_string()
+                    } else {
+                        format!("Docker's default set and {}", added.join(", "))
+                    };
+                    self.dropped(path, format!("no key to drop capabilities; the container keeps {keeps}"))
+                }
                 _ => self.dropped(path, "no equivalent in provision"),
             }
         }
@@ -267,6 +277,9 @@ pub(super) mod tests {
         assert_eq!(status("services.web.container_name"), Some(Status::Approximated));
         assert_eq!(status("services.web.frobnicate"), Some(Status::Dropped));
         assert_eq!(status("services.web.x-custom"), None, "x- keys are extensions, not settings");
+        let (_, entries) = imported("services:\n  web: {image: nginx, cap_add: [ALL], cap_drop: [NET_RAW]}\n", false);
+        let cap_drop = entries.iter().find(|e| e.path == "services.web.cap_drop").unwrap();
+        assert!(cap_drop.detail.contains("keeps every capability (cap_add: ALL)"), "{}", cap_drop.detail);
         let (_, entries) = imported("services:\n  web: {image: nginx, init: false}\n", false);
         assert_eq!(entries.iter().find(|e| e.path == "services.web.init").map(|e| e.status), Some(Status::Approximated));
     }
