@@ -206,6 +206,29 @@ fn a_container_that_keeps_exiting_under_its_restart_policy_fails_up_at_once_not_
 }
 
 #[test]
+fn any_redis_setting_is_the_servers_and_holds_across_a_restart() {
+    needs_engine!();
+    let stack = Stack::new(
+        "e2e-redis-settings",
+        "[services.cache]\nplugin = \"redis\"\nport = 0\nsettings = { hz = 20, \"lazyfree-lazy-eviction\" = true, \"notify-keyspace-events\" = \"Ex\" }\n",
+    );
+    stack.provision(&["up"]).ok();
+    let get = |name: &str| stack.provision(&["exec", "cache", "--", "redis-cli", "config", "get", name]).ok().stdout;
+    let check = |when: &str| {
+        assert_eq!(get("hz").split_whitespace().collect::<Vec<_>>(), ["hz", "20"], "{when}");
+        assert!(get("lazyfree-lazy-eviction").contains("yes"), "{when}");
+        assert!(get("notify-keyspace-events").contains('E'), "{when}");
+    };
+    check("after up");
+    docker(&["restart", "e2e-redis-settings_cache_server"]);
+    stack.provision(&["up"]).ok();
+    check("after the container restarted");
+    let refused = Stack::new("e2e-redis-own-key", "[services.cache]\nplugin = \"redis\"\nsettings = { maxmemory = \"1gb\" }\n");
+    let message = refused.provision(&["plan"]).failed().message();
+    assert!(message.contains("invalid `settings.maxmemory`: has a key of its own here: use `maxmemory`"), "{message}");
+}
+
+#[test]
 fn a_taken_host_port_is_reported_before_anything_is_created() {
     needs_engine!();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

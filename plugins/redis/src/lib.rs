@@ -1,6 +1,8 @@
 //! Redis, on the official image's contract (`redis:<version>-alpine`, running
 //! `redis-server` with arguments).
 
+use std::collections::BTreeMap;
+
 use provision_sdk::{export, prelude::*};
 
 /// A Redis server.
@@ -27,11 +29,29 @@ struct Config {
     /// `persistence = "rdb"`); Redis's own defaults when absent.
     #[serde(default)]
     save: Vec<String>,
+    /// Any other redis.conf setting, passed as `--name value`, so it holds
+    /// across restarts (one set by hand with CONFIG SET does not), e.g.
+    /// { activedefrag = "yes", "lazyfree-lazy-eviction" = true }.
+    #[serde(default)]
+    settings: BTreeMap<String, Setting>,
     /// Image of the Prometheus exporter run beside the server when a
     /// monitoring service collects this one.
     #[serde(default = "default_exporter_image")]
     exporter_image: String,
 }
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum Setting {
+    Text(String),
+    Number(i64),
+    Decimal(f64),
+    Flag(bool),
+}
+
+/// Settings that have keys of their own here.
+const OWN_KEYS: &[(&str, &str)] =
+    &[("maxmemory", "maxmemory"), ("maxmemory-policy", "maxmemory_policy"), ("save", "save"), ("appendonly", "persistence"), ("port", "port")];
 
 #[derive(Deserialize, JsonSchema, Clone, Copy, PartialEq)]
 #[serde(rename_all = "lowercase")]
@@ -99,6 +119,23 @@ impl Plugin for Redis {
             }
             Persistence::Aof => args.extend(["--appendonly".into(), "yes".into(), "--save".into(), String::new()]),
             Persistence::None => args.extend(["--appendonly".into(), "no".into(), "--save".into(), String::new()]),
+        }
+
+        for (name, value) in &config.settings {
+            let key = format!("settings.{name}");
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+                return Err(config_error(key, "is not a redis.conf setting name (lower-case letters, digits and `-`)"));
+            }
+            if let Some((_, own)) = OWN_KEYS.iter().find(|(setting, _)| setting == name) {
+                return Err(config_error(key, format!("has a key of its own here: use `{own}`")));
+            }
+            let value = match value {
+                Setting::Text(text) => text.clone(),
+                Setting::Number(n) => n.to_string(),
+                Setting::Decimal(n) => n.to_string(),
+                Setting::Flag(on) => if *on { "yes" } else { "no" }.to_string(),
+            };
+            args.extend([format!("--{name}"), value]);
         }
 
         let mut server = Container::new("server", image).command(args).port(6379, Some(host_port)).health(HealthCheck::redis(6379));
