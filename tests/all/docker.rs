@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{Stack, docker, needs_engine};
+use crate::{
+    examples::header,
+    support::{Stack, docker, http, needs_engine},
+};
 
 pub(crate) const DB: &str = r#"
 [services.db]
@@ -226,6 +229,60 @@ fn any_redis_setting_is_the_servers_and_holds_across_a_restart() {
     let refused = Stack::new("e2e-redis-own-key", "[services.cache]\nplugin = \"redis\"\nsettings = { maxmemory = \"1gb\" }\n");
     let message = refused.provision(&["plan"]).failed().message();
     assert!(message.contains("invalid `settings.maxmemory`: has a key of its own here: use `maxmemory`"), "{message}");
+}
+
+#[test]
+fn nginx_caches_per_location_and_sends_plain_http_to_https() {
+    needs_engine!();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (http_port, https_port) = (free(), free());
+    let stack = Stack::new(
+        "e2e-nginx-expires",
+        &format!(
+            r#"
+[services.site]
+plugin = "nginx"
+port = 0
+locations = {{ "/static/" = "public", "/docs/" = "public" }}
+expires = {{ "/static/" = "30d" }}
+
+[services.secure]
+plugin = "nginx"
+port = {http_port}
+locations = {{ "/" = "public" }}
+tls = {{ cert = "certs/localhost.crt", key = "certs/localhost.key", port = {https_port}, redirect = true }}
+"#
+        ),
+    );
+    let project = stack.project.path();
+    std::fs::create_dir_all(project.join("public")).unwrap();
+    std::fs::create_dir_all(project.join("certs")).unwrap();
+    stack.project.write("public/app.css", "body {}\n");
+    for file in ["localhost.crt", "localhost.key"] {
+        std::fs::copy(crate::support::repo_root().join("tests/certs").join(file), project.join("certs").join(file)).unwrap();
+    }
+    stack.provision(&["up"]).ok();
+
+    let site = stack.host_port("site");
+    let (status, headers, _) = http(site, "GET", "/static/app.css");
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "cache-control"), Some("max-age=2592000"), "30 days: {headers:?}");
+    let (status, headers, _) = http(site, "GET", "/docs/app.css");
+    assert_eq!((status, header(&headers, "cache-control")), (200, None), "only the location named: {headers:?}");
+
+    // Plain HTTP is redirected, keeping the path; the host's probe is not.
+    let raw = |path: &str| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    let reply = raw("/app.css?v=2");
+    assert!(reply.starts_with("HTTP/1.1 301"), "{reply}");
+    assert!(reply.contains(&format!("Location: https://localhost:{https_port}/app.css?v=2")), "{reply}");
+    assert!(raw("/health").starts_with("HTTP/1.1 200"), "the health check stays on HTTP");
 }
 
 #[test]

@@ -15,7 +15,7 @@ fn psql(container: &str, database: &str, sql: &str) -> String {
     docker(&["exec", container, "psql", "-U", "app", "-d", database, "-tAc", sql]).trim().to_string()
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
