@@ -286,6 +286,18 @@ tls = {{ cert = "certs/localhost.crt", key = "certs/localhost.key", port = {http
 }
 
 #[test]
+fn ps_exec_and_down_find_a_project_whose_services_are_all_in_another_profile() {
+    needs_engine!();
+    let stack = Stack::new("e2e-profile-only", "[services.cache]\nplugin = \"redis\"\nport = 0\nprofiles = [\"test\"]\n");
+    stack.provision(&["up", "--profile", "test"]).ok();
+    // No -p and no --profile: the stack's default profile has no service.
+    assert!(stack.provision(&["ps"]).ok().stdout.contains("cache"));
+    assert_eq!(stack.provision(&["exec", "cache", "--", "redis-cli", "ping"]).ok().stdout.trim(), "PONG");
+    stack.provision(&["down", "-v"]).ok();
+    assert!(stack.ps().is_empty(), "down found the project too");
+}
+
+#[test]
 fn a_taken_host_port_is_reported_before_anything_is_created() {
     needs_engine!();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

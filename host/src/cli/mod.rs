@@ -152,7 +152,7 @@ fn project_of(args: &ProjectArgs) -> miette::Result<(String, Option<PathBuf>)> {
     match &args.project {
         Some(name) => Ok((name.clone(), None)),
         None => {
-            let stack = Stack::load(&args.file, None)?;
+            let stack = Stack::load_for_project(&args.file)?;
             Ok((stack.name, Some(stack.dir)))
         }
     }
@@ -164,7 +164,7 @@ fn project_of(args: &ProjectArgs) -> miette::Result<(String, Option<PathBuf>)> {
 /// here. A stack that cannot be read leaves the defaults (a command that
 /// needs the stack reports why it cannot be read).
 fn engine_of(args: &ProjectArgs, stack: Option<&Stack>) -> (EngineKind, EngineSettings) {
-    let read = (stack.is_none() && args.file.exists()).then(|| Stack::load(&args.file, None).ok()).flatten();
+    let read = (stack.is_none() && args.file.exists()).then(|| Stack::load_for_project(&args.file).ok()).flatten();
     let stack = stack.or(read.as_ref());
     let kind = args.engine.or(stack.and_then(|s| s.engine)).unwrap_or_default();
     (kind, stack.map(|s| s.engine_settings.clone()).unwrap_or_default())

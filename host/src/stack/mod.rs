@@ -94,7 +94,13 @@ pub struct NetworkDecl {
 
 #[derive(Clone, Copy)]
 enum Contents<'a> {
-    Stack { profile: Option<&'a str>, variables: &'a Variables },
+    /// `need_services`: a profile with no service is an error (not for
+    /// commands that only need the project's name).
+    Stack {
+        profile: Option<&'a str>,
+        variables: &'a Variables,
+        need_services: bool,
+    },
     ImagesOnly,
 }
 
@@ -124,15 +130,26 @@ impl Stack {
     /// Read stack.toml for `profile` (None: its `[stack] profile`, else dev),
     /// with variables from the environment and `.env` beside it.
     pub fn load(path: &Path, profile: Option<&str>) -> miette::Result<Stack> {
+        Stack::load_with(path, profile, true)
+    }
+
+    /// Read stack.toml for what names its project (name, folder, engine),
+    /// whether or not its default profile has services: `ps`, `logs`,
+    /// `exec`, `port` and `down` work on the project whatever profile runs.
+    pub fn load_for_project(path: &Path) -> miette::Result<Stack> {
+        Stack::load_with(path, None, false)
+    }
+
+    fn load_with(path: &Path, profile: Option<&str>, need_services: bool) -> miette::Result<Stack> {
         let text = read_text(path)?;
         let dir = std::path::absolute(path).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
         let variables = Variables::for_dir(&dir).map_err(|e| miette::miette!(help = "fix the line, or quote the value", "{e}"))?;
-        Ok(Stack::parse(path, dir, text, profile, &variables)?)
+        Ok(Stack::parse_file(path, dir, text, Contents::Stack { profile, variables: &variables, need_services })?)
     }
 
     /// Parse `text` as the stack file at `path` (in folder `dir`).
     pub fn parse(path: &Path, dir: PathBuf, text: String, profile: Option<&str>, variables: &Variables) -> Result<Stack, StackError> {
-        Stack::parse_file(path, dir, text, Contents::Stack { profile, variables })
+        Stack::parse_file(path, dir, text, Contents::Stack { profile, variables, need_services: true })
     }
 
     fn parse_file(path: &Path, dir: PathBuf, text: String, contents: Contents) -> Result<Stack, StackError> {
@@ -171,7 +188,7 @@ impl Stack {
     }
 
     fn read(&mut self, mut table: toml::Table, contents: Contents) -> Result<(), StackError> {
-        let Contents::Stack { profile, variables } = contents else {
+        let Contents::Stack { profile, variables, need_services } = contents else {
             for (key, value) in table {
                 if key != "images" {
                     return Err(self.error_at(
@@ -213,7 +230,7 @@ impl Stack {
             let folder = self.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             self.name = sanitize_name(&folder);
         }
-        if self.services.is_empty() {
+        if self.services.is_empty() && need_services {
             return Err(self.error_at_span(
                 0..0,
                 format!("the stack has no services in profile `{}`", self.profile),
