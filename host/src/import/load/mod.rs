@@ -179,11 +179,8 @@ impl Reader<'_> {
             for (name, service) in services.iter_mut() {
                 let name = name.as_str().unwrap_or_default().to_string();
                 let Value::Mapping(service) = service else {
-                    if service.is_null() {
-                        *service = Value::Mapping(Mapping::new());
-                        continue;
-                    }
-                    return Err(format!("{}: `services.{name}` is not a mapping", path.display()));
+                    let what = if service.is_null() { "empty" } else { "not a mapping" };
+                    return Err(format!("{}: `services.{name}` is {what}; compose refuses it too: give it an `image` or a `build`", path.display()));
                 };
                 normalise(service, project_dir).map_err(|e| format!("{}: `services.{name}.{e}", path.display()))?;
             }

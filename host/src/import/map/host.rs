@@ -51,7 +51,7 @@ impl Mapper<'_> {
     }
 
     /// links, networks and network_mode.
-    pub(super) fn networks(&mut self, d: &mut Draft) {
+    pub(super) fn networks(&mut self, d: &mut Draft) -> Result<(), String> {
         let (at, svc, container) = (d.at.clone(), d.svc, d.container);
         if let Some(links) = svc.get("links") {
             d.handled.insert("links");
@@ -68,6 +68,9 @@ impl Mapper<'_> {
             for (network, how) in networks {
                 let network = network.as_str().unwrap_or_default();
                 let path = format!("{at}.networks.{network}");
+                if network != "default" && !self.compose.networks.contains_key(network) {
+                    return Err(format!("`{path}`: network `{network}` is not declared under the top-level `networks`; compose refuses it too"));
+                }
                 list.push(Toml::String(network.to_string()));
                 let extra = other_keys(how, &[]);
                 if extra.is_empty() {
@@ -94,6 +97,7 @@ impl Mapper<'_> {
                 other => self.dropped(path, format!("network_mode {other:?} has no equivalent; the service joins the project's network")),
             }
         }
+        Ok(())
     }
 
     /// How the container runs: restart, user, read_only, security_opt.
@@ -212,7 +216,10 @@ impl Mapper<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Status, tests::imported};
+    use super::super::{
+        Status,
+        tests::{imported, try_imported},
+    };
 
     #[test]
     fn depends_on_conditions_become_after_and_a_completed_one_runs_once() {
@@ -246,5 +253,14 @@ mod tests {
         assert_eq!(services["web"]["restart"].as_str(), Some("on-failure"));
         let entry = entries.iter().find(|e| e.path == "services.web.restart").unwrap();
         assert_eq!(entry.status, Status::Approximated);
+    }
+
+    #[test]
+    fn a_network_the_file_does_not_declare_and_an_empty_service_are_refused_as_compose_refuses_them() {
+        let err = try_imported("services:\n  web: {image: a, networks: [front]}\n", false).err().unwrap();
+        assert!(err.contains("`services.web.networks.front`: network `front` is not declared"), "{err}");
+        assert!(try_imported("services:\n  web: {image: a, networks: [front]}\nnetworks: {front: {}}\n", false).is_ok());
+        let err = try_imported("services:\n  web:\n", false).err().unwrap();
+        assert!(err.contains("`services.web` is empty; compose refuses it too"), "{err}");
     }
 }

@@ -159,7 +159,7 @@ impl Mapper<'_> {
         }
         self.ports(&mut d)?;
         self.depends_on(&mut d);
-        self.networks(&mut d);
+        self.networks(&mut d)?;
         self.process(&mut d);
         self.powers(&mut d);
         self.env(&mut d)?;
@@ -246,6 +246,11 @@ pub(super) mod tests {
     /// `yaml` imported as a project's compose.yaml (with `--grant` or not):
     /// the stack.toml services and the report's entries.
     pub fn imported(yaml: &str, grant: bool) -> (Table, Vec<Entry>) {
+        try_imported(yaml, grant).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As `imported`, or why the import refused it.
+    pub fn try_imported(yaml: &str, grant: bool) -> Result<(Table, Vec<Entry>), String> {
         static PROJECTS: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!("provision-map-{}-{}", std::process::id(), PROJECTS.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir_all(&dir).unwrap();
@@ -254,10 +259,10 @@ pub(super) mod tests {
         let options = Options { files: &files, env_file: None, profiles: &[], project_name: Some("t"), out_dir: &dir, grant };
         let result = import(&options);
         std::fs::remove_dir_all(&dir).unwrap();
-        let imported = result.unwrap();
+        let imported = result?;
         let mut stack: Table = toml::from_str(&imported.toml).unwrap();
         let Some(Toml::Table(services)) = stack.remove("services") else { panic!("no services in\n{}", imported.toml) };
-        (services, imported.report.entries)
+        Ok((services, imported.report.entries))
     }
 
     /// The one service of `yaml`, and what the report says of `key` under it.
