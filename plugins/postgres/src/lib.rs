@@ -58,15 +58,6 @@ struct Tuning {
     other: BTreeMap<String, Setting>,
 }
 
-#[derive(Deserialize, JsonSchema)]
-#[serde(untagged)]
-enum Setting {
-    Text(String),
-    Number(i64),
-    Decimal(f64),
-    Flag(bool),
-}
-
 fn default_version() -> u32 {
     16
 }
@@ -202,12 +193,7 @@ fn server_settings(config: &Config, ephemeral: bool) -> Result<BTreeMap<String, 
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
             return Err(config_error(format!("tuning.{key}"), "is not a PostgreSQL setting name"));
         }
-        let value = match value {
-            Setting::Text(s) => s.clone(),
-            Setting::Number(n) => n.to_string(),
-            Setting::Decimal(n) => n.to_string(),
-            Setting::Flag(b) => if *b { "on" } else { "off" }.to_string(),
-        };
+        let value = value.render(("on", "off"));
         settings.insert(key.clone(), value);
     }
     for (i, name) in config.extensions.iter().enumerate() {

@@ -40,15 +40,6 @@ struct Config {
     exporter_image: String,
 }
 
-#[derive(Deserialize, JsonSchema)]
-#[serde(untagged)]
-enum Setting {
-    Text(String),
-    Number(i64),
-    Decimal(f64),
-    Flag(bool),
-}
-
 /// Settings that have keys of their own here.
 const OWN_KEYS: &[(&str, &str)] =
     &[("maxmemory", "maxmemory"), ("maxmemory-policy", "maxmemory_policy"), ("save", "save"), ("appendonly", "persistence"), ("port", "port")];
@@ -129,12 +120,7 @@ impl Plugin for Redis {
             if let Some((_, own)) = OWN_KEYS.iter().find(|(setting, _)| setting == name) {
                 return Err(config_error(key, format!("has a key of its own here: use `{own}`")));
             }
-            let value = match value {
-                Setting::Text(text) => text.clone(),
-                Setting::Number(n) => n.to_string(),
-                Setting::Decimal(n) => n.to_string(),
-                Setting::Flag(on) => if *on { "yes" } else { "no" }.to_string(),
-            };
+            let value = value.render(("yes", "no"));
             args.extend([format!("--{name}"), value]);
         }
 

@@ -3,6 +3,30 @@
 
 use crate::types::*;
 
+/// A server setting as stack.toml writes it (`tuning`, `settings`): text,
+/// a number or a flag; `render` spells it as the server reads it.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Setting {
+    Text(String),
+    Number(i64),
+    Decimal(f64),
+    Flag(bool),
+}
+
+impl Setting {
+    /// The value as text, a flag as `on` / `off` (PostgreSQL) or `yes` /
+    /// `no` (Redis).
+    pub fn render(&self, (on, off): (&str, &str)) -> String {
+        match self {
+            Setting::Text(text) => text.clone(),
+            Setting::Number(n) => n.to_string(),
+            Setting::Decimal(n) => n.to_string(),
+            Setting::Flag(flag) => if *flag { on } else { off }.to_string(),
+        }
+    }
+}
+
 /// Whether a service may leave a role unfilled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {

@@ -120,7 +120,7 @@ impl types::Binding {
 
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {
-    pub use crate::builders::{HealthCheck, Info, Need};
+    pub use crate::builders::{HealthCheck, Info, Need, Setting};
     pub use crate::types::{
         Binding, BuildSpec, ConfigError, Container, File, Hook, ImageSource, LogLevel, MetricsEndpoint, MetricsTarget, Mount, MountSource, Network,
         PlanError, Port, Probe, Protocol, RestartPolicy, ServicePlan, ServiceRequest as Request, Tmpfs, Volume, WaitFor,
