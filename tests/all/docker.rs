@@ -8,10 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    examples::header,
-    support::{Stack, docker, http, needs_engine},
-};
+use crate::support::{Stack, docker, needs_engine};
 
 pub(crate) const DB: &str = r#"
 [services.db]
@@ -188,116 +185,6 @@ fn a_container_that_exits_during_start_fails_up_with_its_log_and_is_kept() {
 }
 
 #[test]
-fn a_container_that_keeps_exiting_under_its_restart_policy_fails_up_at_once_not_at_the_timeout() {
-    needs_engine!();
-    // As above, but restarted by the engine again and again: it stays
-    // "running" between restarts, so only the restart count says it.
-    let stack =
-        Stack::new("e2e-crashloop", "[services.db]\nplugin = \"postgres\"\nport = 0\nimage = \"provision-standin/redis:7\"\nrestart = \"always\"\n");
-    let run = stack.provision(&["up", "--timeout", "120"]).failed();
-    let message = run.message();
-    assert!(message.contains("its container keeps exiting (code 127): the engine restarted it 3 times under its restart policy"), "{message}");
-    assert!(message.contains("postgres: not found"), "the log tail shows why: {message}");
-    // The progress line of the failure: long before the 120 s it would wait.
-    let failed_at: f64 = run
-        .stderr
-        .lines()
-        .find(|l| l.contains("db  failed:"))
-        .and_then(|l| l.split_whitespace().next()?.trim_end_matches('s').parse().ok())
-        .unwrap_or_else(|| panic!("no failure line: {}", run.stderr));
-    assert!(failed_at < 60.0, "failed after {failed_at} s: {}", run.stderr);
-}
-
-#[test]
-fn any_redis_setting_is_the_servers_and_holds_across_a_restart() {
-    needs_engine!();
-    let stack = Stack::new(
-        "e2e-redis-settings",
-        "[services.cache]\nplugin = \"redis\"\nport = 0\nsettings = { hz = 20, \"lazyfree-lazy-eviction\" = true, \"notify-keyspace-events\" = \"Ex\" }\n",
-    );
-    stack.provision(&["up"]).ok();
-    let get = |name: &str| stack.provision(&["exec", "cache", "--", "redis-cli", "config", "get", name]).ok().stdout;
-    let check = |when: &str| {
-        assert_eq!(get("hz").split_whitespace().collect::<Vec<_>>(), ["hz", "20"], "{when}");
-        assert!(get("lazyfree-lazy-eviction").contains("yes"), "{when}");
-        assert!(get("notify-keyspace-events").contains('E'), "{when}");
-    };
-    check("after up");
-    docker(&["restart", "e2e-redis-settings_cache_server"]);
-    stack.provision(&["up"]).ok();
-    check("after the container restarted");
-    let refused = Stack::new("e2e-redis-own-key", "[services.cache]\nplugin = \"redis\"\nsettings = { maxmemory = \"1gb\" }\n");
-    let message = refused.provision(&["plan"]).failed().message();
-    assert!(message.contains("invalid `settings.maxmemory`: has a key of its own here: use `maxmemory`"), "{message}");
-}
-
-#[test]
-fn nginx_caches_per_location_and_sends_plain_http_to_https() {
-    needs_engine!();
-    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (http_port, https_port) = (free(), free());
-    let stack = Stack::new(
-        "e2e-nginx-expires",
-        &format!(
-            r#"
-[services.site]
-plugin = "nginx"
-port = 0
-locations = {{ "/static/" = "public", "/docs/" = "public" }}
-expires = {{ "/static/" = "30d" }}
-
-[services.secure]
-plugin = "nginx"
-port = {http_port}
-locations = {{ "/" = "public" }}
-tls = {{ cert = "certs/localhost.crt", key = "certs/localhost.key", port = {https_port}, redirect = true }}
-"#
-        ),
-    );
-    let project = stack.project.path();
-    std::fs::create_dir_all(project.join("public")).unwrap();
-    std::fs::create_dir_all(project.join("certs")).unwrap();
-    stack.project.write("public/app.css", "body {}\n");
-    for file in ["localhost.crt", "localhost.key"] {
-        std::fs::copy(crate::support::repo_root().join("tests/certs").join(file), project.join("certs").join(file)).unwrap();
-    }
-    stack.provision(&["up"]).ok();
-
-    let site = stack.host_port("site");
-    let (status, headers, _) = http(site, "GET", "/static/app.css");
-    assert_eq!(status, 200);
-    assert_eq!(header(&headers, "cache-control"), Some("max-age=2592000"), "30 days: {headers:?}");
-    let (status, headers, _) = http(site, "GET", "/docs/app.css");
-    assert_eq!((status, header(&headers, "cache-control")), (200, None), "only the location named: {headers:?}");
-
-    // Plain HTTP is redirected, keeping the path; the host's probe is not.
-    let raw = |path: &str| {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).unwrap();
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).unwrap();
-        reply
-    };
-    let reply = raw("/app.css?v=2");
-    assert!(reply.starts_with("HTTP/1.1 301"), "{reply}");
-    assert!(reply.contains(&format!("Location: https://localhost:{https_port}/app.css?v=2")), "{reply}");
-    assert!(raw("/health").starts_with("HTTP/1.1 200"), "the health check stays on HTTP");
-}
-
-#[test]
-fn ps_exec_and_down_find_a_project_whose_services_are_all_in_another_profile() {
-    needs_engine!();
-    let stack = Stack::new("e2e-profile-only", "[services.cache]\nplugin = \"redis\"\nport = 0\nprofiles = [\"test\"]\n");
-    stack.provision(&["up", "--profile", "test"]).ok();
-    // No -p and no --profile: the stack's default profile has no service.
-    assert!(stack.provision(&["ps"]).ok().stdout.contains("cache"));
-    assert_eq!(stack.provision(&["exec", "cache", "--", "redis-cli", "ping"]).ok().stdout.trim(), "PONG");
-    stack.provision(&["down", "-v"]).ok();
-    assert!(stack.ps().is_empty(), "down found the project too");
-}
-
-#[test]
 fn a_taken_host_port_is_reported_before_anything_is_created() {
     needs_engine!();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -339,35 +226,6 @@ fn interrupting_up_leaves_nothing_that_down_does_not_remove() {
     assert_eq!(docker(&["ps", "-aq", "--filter", label]).trim(), "", "containers left");
     assert_eq!(docker(&["network", "ls", "-q", "--filter", label]).trim(), "", "networks left");
     assert_eq!(docker(&["volume", "ls", "-q", "--filter", label]).trim(), "", "volumes left");
-}
-
-#[test]
-fn two_checkouts_of_one_stack_do_not_touch_each_other() {
-    needs_engine!();
-    let first = Stack::new("e2e-twin", CACHE);
-    let second = Stack::new("e2e-twin", CACHE);
-    first.provision(&["up"]).ok();
-    let id = first.container_id("cache");
-
-    let run = second.provision(&["up"]).failed();
-    assert!(run.message().contains("project `e2e-twin` is already running from"), "{}", run.stderr);
-    assert!(run.message().contains("-p NAME"), "{}", run.stderr);
-
-    second.provision(&["up", "-p", "e2e-twin-2"]).ok();
-    assert_eq!(first.container_id("cache"), id, "the first checkout's container is untouched");
-    second.provision(&["down", "-v", "-p", "e2e-twin-2"]).ok();
-    assert_eq!(first.container_id("cache"), id);
-}
-
-#[test]
-fn down_in_one_checkout_does_not_remove_the_other() {
-    needs_engine!();
-    let first = Stack::new("e2e-twin-down", CACHE);
-    let second = Stack::new("e2e-twin-down", CACHE);
-    first.provision(&["up"]).ok();
-    let run = second.provision(&["down"]).failed();
-    assert!(run.message().contains("project `e2e-twin-down` was brought up from"), "{}", run.stderr);
-    assert!(!first.ps().is_empty(), "the other checkout's containers are still there");
 }
 
 /// A stack with the `app` test plugin (tests/plugins/app), which needs a

@@ -13,6 +13,7 @@ mod host_paths;
 mod import;
 mod plan;
 mod rails;
+mod real_stacks;
 mod registry;
 mod run;
 mod sandbox;

@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{SecondEngine, Stack, docker, needs_engine, provision_cmd, repo_root, shared_cache};
+use crate::{
+    docker::CACHE,
+    support::{SecondEngine, Stack, docker, needs_engine, provision_cmd, repo_root, shared_cache},
+};
 
 /// A stack of one mischief service `x` with `config`, as project `name`.
 fn mischief(name: &str, config: &str) -> Stack {
@@ -328,4 +331,33 @@ fn a_container_a_killed_up_created_late_is_replaced_not_a_conflict() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let hash = docker(&["inspect", "-f", "{{index .Config.Labels \"dev.provision.spec-hash\"}}", "e2e-sec-late_x_server"]);
     assert!(!hash.trim().is_empty(), "the container is the planned one, not the leftover");
+}
+
+#[test]
+fn two_checkouts_of_one_stack_do_not_touch_each_other() {
+    needs_engine!();
+    let first = Stack::new("e2e-twin", CACHE);
+    let second = Stack::new("e2e-twin", CACHE);
+    first.provision(&["up"]).ok();
+    let id = first.container_id("cache");
+
+    let run = second.provision(&["up"]).failed();
+    assert!(run.message().contains("project `e2e-twin` is already running from"), "{}", run.stderr);
+    assert!(run.message().contains("-p NAME"), "{}", run.stderr);
+
+    second.provision(&["up", "-p", "e2e-twin-2"]).ok();
+    assert_eq!(first.container_id("cache"), id, "the first checkout's container is untouched");
+    second.provision(&["down", "-v", "-p", "e2e-twin-2"]).ok();
+    assert_eq!(first.container_id("cache"), id);
+}
+
+#[test]
+fn down_in_one_checkout_does_not_remove_the_other() {
+    needs_engine!();
+    let first = Stack::new("e2e-twin-down", CACHE);
+    let second = Stack::new("e2e-twin-down", CACHE);
+    first.provision(&["up"]).ok();
+    let run = second.provision(&["down"]).failed();
+    assert!(run.message().contains("project `e2e-twin-down` was brought up from"), "{}", run.stderr);
+    assert!(!first.ps().is_empty(), "the other checkout's containers are still there");
 }
