@@ -384,3 +384,18 @@ fn import_config_prints_where_a_stack_toml_exists_and_only_a_write_is_refused() 
     assert!(refused.message().contains("exists; pass --force"), "{}", refused.stderr);
     assert_eq!(std::fs::read_to_string(project.path().join("stack.toml")).unwrap(), "[stack]\nname = \"mine\"\n");
 }
+
+#[test]
+fn a_compose_files_escape_sequences_reach_the_terminal_escaped() {
+    // A key the report names, and a network the refusal names (YAML's own
+    // escapes: the parser refuses raw control characters).
+    let project = Project::new("");
+    std::fs::remove_file(project.path().join("stack.toml")).unwrap();
+    project.write("compose.yaml", "services:\n  web:\n    image: nginx\n    \"x\\e]0;pwned\\a\": 1\n");
+    let run = project.provision(&["import"]);
+    assert!(!run.stderr.contains('\u{1b}') && !run.stderr.contains('\u{7}'), "{:?}", run.stderr);
+    assert!(run.stderr.contains("\\u{1b}]0;pwned"), "{}", run.stderr);
+    project.write("compose.yaml", "services:\n  web: {image: nginx, networks: [\"n\\e[2J\"]}\n");
+    let run = project.provision(&["import", "--force"]).failed();
+    assert!(!run.stderr.contains('\u{1b}') && run.stderr.contains("\\u{1b}[2J"), "{:?}", run.stderr);
+}

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use miette::IntoDiagnostic;
 
 use super::args::ImportArgs;
-use crate::import::{self, Options};
+use crate::{
+    engine::plain,
+    import::{self, Options},
+};
 
 pub fn run(args: ImportArgs) -> miette::Result<ExitCode> {
     let started = std::time::Instant::now();
@@ -28,7 +31,9 @@ pub fn run(args: ImportArgs) -> miette::Result<ExitCode> {
         out_dir: &out_dir,
         grant: args.grant,
     };
-    let refuse = |e: String| miette::miette!(help = "the compose file must be one `docker compose config` accepts", "cannot import: {e}");
+    // Names and values from a compose file of anywhere reach the terminal
+    // with their control characters escaped (SECURITY.md).
+    let refuse = |e: String| miette::miette!(help = "the compose file must be one `docker compose config` accepts", "cannot import: {}", plain(&e));
     if args.config {
         let config = import::config(&options).map_err(refuse)?;
         println!("{}", serde_json::to_string_pretty(&config).into_diagnostic()?);
@@ -47,7 +52,7 @@ pub fn run(args: ImportArgs) -> miette::Result<ExitCode> {
         let text = serde_json::to_string_pretty(&json).into_diagnostic()?;
         if to_stdout { eprintln!("{text}") } else { println!("{text}") }
     } else {
-        eprint!("{}", imported.report.human());
+        eprint!("{}", plain(&imported.report.human()));
     }
     if refused {
         eprintln!("\n--strict: {} key(s) would be dropped; nothing written", imported.report.dropped);
