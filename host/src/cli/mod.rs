@@ -185,8 +185,10 @@ async fn try_connect(args: &ProjectArgs, stack: &Stack) -> Option<Box<dyn Engine
 /// The project's name, an engine connection and the project's containers:
 /// what `ps`, `logs` and `exec` start from.
 async fn project_containers(args: &ProjectArgs) -> miette::Result<(String, Box<dyn Engine>, Vec<Actual>)> {
-    let (project, _) = project_of(args)?;
-    let engine = connect(args, None).await?;
+    // stack.toml is read once, for the name and the engine both.
+    let stack = if args.project.is_none() { Some(Stack::load_for_project(&args.file)?) } else { None };
+    let project = args.project.clone().or_else(|| stack.as_ref().map(|s| s.name.clone())).unwrap_or_default();
+    let engine = connect(args, stack.as_ref()).await?;
     let containers = engine.containers(&project).await?;
     Ok((project, engine, containers))
 }
