@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::{
     desired::{BuildSpec, DesiredState, Image, Network},
-    engine::{Actual, Engine, EngineError, Existing, Labels},
+    engine::{Actual, Engine, EngineError, Existing, Labels, STOP_TIMEOUT_SECS},
     plan::{build_context, host_path},
     reconcile::{self, Change, Diff, Names, label},
 };
@@ -63,6 +63,12 @@ pub enum ApplyError {
     )]
     #[diagnostic(help("run `provision down` and then `provision up` to recreate it with the new setting"))]
     NetworkChanged { name: String, actual: bool, wanted: bool },
+    #[error("network `{name}` is external (made outside the stack), and the engine has no network `{engine_name}`; nothing was created")]
+    #[diagnostic(help(
+        "create it (`docker network create {engine_name}`) or bring up the stack that makes it, then run `provision up` again; \
+         or drop `external = true` from [networks.{name}] for the stack to make its own"
+    ))]
+    ExternalNetworkMissing { name: String, engine_name: String },
     #[error("images were not pulled within {0:?}; nothing was created")]
     #[diagnostic(help("a slow registry needs a longer --timeout"))]
     ImagesTimedOut(Duration),
@@ -136,9 +142,11 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
         }
     }
 
-    for id in &diff.orphan_ids {
-        engine.remove(id).await?;
-    }
+    // Gone from the stack (a scaled-down replica, a removed service): each
+    // stopped as `down` stops it, so a server closes its listener and ends
+    // the requests it holds before its address leaves the network.
+    let orphans = diff.orphan_ids.iter().map(|id| engine.stop_and_remove(id, STOP_TIMEOUT_SECS));
+    join_all(orphans).await.into_iter().collect::<Result<Vec<()>, EngineError>>()?;
     let project_labels = || options.project_labels(&state.project);
     // A network or volume of this name that another project or checkout
     // made is never used: it would share its data or its network.
@@ -157,6 +165,12 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     networks.extend(state.services.iter().flat_map(|s| s.plan.networks.iter().cloned()));
     for network in networks.iter().filter(|n| !n.name.is_empty()) {
         stopped(options)?;
+        if let Some(external) = state.external_networks.get(&network.name) {
+            if engine.network(external).await?.is_none() {
+                return Err(ApplyError::ExternalNetworkMissing { name: network.name.clone(), engine_name: external.clone() });
+            }
+            continue;
+        }
         let name = names.network(&network.name);
         let existing = not_ours("network", name.clone(), engine.ensure_network(&name, network.internal, project_labels()).await?)?;
         if let Some(existing) = existing.filter(|e| e.internal != network.internal) {

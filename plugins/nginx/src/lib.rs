@@ -97,8 +97,14 @@ fn yes() -> bool {
     true
 }
 
-/// What every proxied location does (after `proxy_pass`).
+/// What every proxied location does (after `proxy_pass`). A replica that
+/// is gone (scaled down, recreated) may stay in the resolver's answer for
+/// its second: connecting to its address would hang until the kernel gives
+/// up (seconds), so a connect that takes longer than a live container on
+/// the engine's network ever does moves on to the next replica instead
+/// (`proxy_next_upstream error timeout` is nginx's default).
 const PROXY: &str = "\
+proxy_connect_timeout 300ms;
 proxy_http_version 1.1;
 proxy_set_header Host $host;
 proxy_set_header X-Real-IP $remote_addr;
