@@ -129,9 +129,39 @@ fn a_new_project_starts_from_the_snapshot_with_its_own_password() {
     assert!(!listed.stdout.contains(&kept), "{}", listed.stdout);
 }
 
-/// `run` in the ci profile keeps the data on a tmpfs: the second run's
-/// container starts from the first run's snapshot, and its command sees the
-/// initialised data.
+/// Where the test profile's data lives, as the README says: on the
+/// plugin's tmpfs while it is initialised; from a snapshot, in the
+/// container's own writable layer (the engine mounts no tmpfs over a path
+/// the image fills); fsync off in both, and gone with the container.
+#[test]
+fn test_data_is_on_tmpfs_when_initialised_and_in_the_container_layer_from_a_snapshot() {
+    needs_engine!();
+    let nonce = nonce();
+    let mut made = Made(Vec::new());
+    let where_data = |project: &str| {
+        let container = format!("{project}_db_server");
+        let fs = docker(&["exec", &container, "sh", "-c", "df -T /var/lib/postgresql/data | tail -1"]);
+        let fsync = docker(&["exec", &container, "psql", "-U", "app", "-d", &format!("snap{nonce}"), "-tAc", "show fsync"]);
+        let mounts = docker(&["inspect", "-f", "{{range .Mounts}}{{.Type}}:{{.Destination}} {{end}}", &container]);
+        (fs.split_whitespace().nth(1).unwrap_or_default().to_string(), fsync.trim().to_string(), mounts)
+    };
+    let first = stack("snaptmpfs", &nonce);
+    let up = first.provision(&["up", "--profile", "test", "--json"]).ok();
+    made.0.push(tag_in(&snapshot_events(&up), "kept snapshot ").unwrap_or_else(|| panic!("{}", up.stderr)));
+    let (fs, fsync, _) = where_data("snaptmpfs");
+    assert_eq!((fs.as_str(), fsync.as_str()), ("tmpfs", "off"));
+
+    let second = stack("snaplayer", &nonce);
+    let up = second.provision(&["up", "--profile", "test", "--json"]).ok();
+    assert_eq!(tag_in(&snapshot_events(&up), "data from snapshot ").as_ref(), made.0.first());
+    let (fs, fsync, mounts) = where_data("snaplayer");
+    assert_eq!((fs.as_str(), fsync.as_str()), ("overlay", "off"), "mounts: {mounts}");
+    assert!(!mounts.contains("/var/lib/postgresql/data"), "no volume holds it either: {mounts}");
+}
+
+/// `run` in the ci profile: the second run's container starts from the
+/// first run's snapshot (its data in the container's own layer), and its
+/// command sees the initialised data.
 #[test]
 fn runs_in_the_ci_profile_start_from_a_snapshot() {
     needs_engine!();
