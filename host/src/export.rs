@@ -44,7 +44,12 @@ pub fn compose(state: &DesiredState, project_dir: &Path) -> Result<Exported, Str
     networks.insert("default".into(), json!({}));
     for service in &state.services {
         for network in &service.plan.networks {
-            networks.insert(network.name.clone(), if network.internal { json!({"internal": true}) } else { json!({}) });
+            let definition = match state.external_networks.get(&network.name) {
+                Some(external) => json!({"external": true, "name": external}),
+                None if network.internal => json!({"internal": true}),
+                None => json!({}),
+            };
+            networks.insert(network.name.clone(), definition);
         }
     }
     for service in &state.services {
@@ -403,7 +408,11 @@ fn container(
         let networks: Map<String, Value> = spec
             .networks
             .iter()
-            .map(|(name, aliases)| (name.strip_prefix(&prefix).unwrap_or(name).to_string(), json!({"aliases": aliases})))
+            .map(|(name, aliases)| {
+                // An external network by its stack name, as declared above.
+                let external = state.external_networks.iter().find(|(_, engine)| *engine == name).map(|(stack, _)| stack.as_str());
+                (external.unwrap_or_else(|| name.strip_prefix(&prefix).unwrap_or(name)).to_string(), json!({"aliases": aliases}))
+            })
             .collect();
         out.insert("networks".into(), Value::Object(networks));
     }

@@ -166,6 +166,7 @@ mod tests {
             substitutes: Default::default(),
             build_scope: "p".into(),
             host_paths: Default::default(),
+            external_networks: Default::default(),
         }
     }
 

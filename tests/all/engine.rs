@@ -85,6 +85,11 @@ impl Engine for MemoryEngine {
         Ok(self.with(id, |c, _| Status { running: c.running, exit_code: c.exit_code, started_at: Some(c.starts.to_string()), ..Status::default() }))
     }
 
+    async fn network(&self, name: &str) -> Result<Option<Existing>> {
+        let known = self.state.lock().unwrap().networks.iter().any(|n| n == name);
+        Ok(known.then(|| Existing { labels: Labels::new(), internal: false }))
+    }
+
     async fn ensure_network(&self, name: &str, _internal: bool, _labels: Labels) -> Result<Option<Existing>> {
         self.state.lock().unwrap().networks.push(name.to_string());
         Ok(None)
@@ -238,6 +243,7 @@ fn stack() -> DesiredState {
         substitutes: Default::default(),
         build_scope: "mem".into(),
         host_paths: Default::default(),
+        external_networks: Default::default(),
     }
 }
 

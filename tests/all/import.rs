@@ -60,10 +60,13 @@ fn every_fixture_imports_to_its_golden_stack_and_report_and_plans() {
             }
         }
 
-        // What import writes is a stack provision takes, in every profile it names.
-        let mut profiles = vec!["dev".to_string()];
+        // What import writes is a stack provision takes: in its own active
+        // profiles, and with each profile it names added to them.
+        let quoted = |line: &str| line.split('"').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>();
+        let active = stack.lines().find(|l| l.starts_with("profile = ")).map(quoted).unwrap_or_else(|| vec!["dev".into()]);
+        let mut profiles = vec![active.join(",")];
         for line in stack.lines().filter(|l| l.starts_with("profiles = ")) {
-            profiles.extend(line.split('"').skip(1).step_by(2).map(str::to_string));
+            profiles.extend(quoted(line).into_iter().filter(|p| !active.contains(p)).map(|p| format!("{},{p}", active.join(","))));
         }
         for profile in profiles {
             let plan = project.provision(&["plan", "--profile", &profile]);

@@ -177,7 +177,7 @@ fn mistakes_are_named_at_their_line() {
         (
             "ports = [\"3000\"]",
             "ports = [\"eighty\"]",
-            "plugin `container` 0.2.0 (service `web`): invalid `ports.0`: \"eighty\": expected PORT, HOST_PORT:PORT or PORT/udp",
+            "(service `web`): invalid `ports.0`: \"eighty\": expected PORT, HOST_PORT:PORT or PORT/udp",
             "\"eighty\"",
         ),
         (

@@ -100,19 +100,21 @@ pub fn image_of(state: &DesiredState, c: &crate::desired::Container) -> String {
 /// `SERVICE-CONTAINER` on every one, and the service's own name for what
 /// answers to it (the main container and its copies); a one-off none.
 pub fn networks(state: &DesiredState, service: &ServiceState, instance: &Instance, role: Role) -> Vec<(String, Vec<String>)> {
-    let names = Names { project: &state.project };
     let c = &instance.container;
     let mut aliases = vec![format!("{}-{}", service.name, c.name)];
     match role {
-        Role::Container if instance.answers_to_name => aliases.push(service.name.clone()),
+        Role::Container if instance.answers_to_name => {
+            aliases.push(service.name.clone());
+            aliases.extend(c.aliases.iter().cloned());
+        }
         // A one-off answers to no name: the service's traffic must not reach it.
         Role::Run => aliases.clear(),
         _ => {}
     }
     if c.networks.is_empty() {
-        vec![(names.network("default"), aliases)]
+        vec![(state.network_name("default"), aliases)]
     } else {
-        c.networks.iter().map(|n| (names.network(n), aliases.clone())).collect()
+        c.networks.iter().map(|n| (state.network_name(n), aliases.clone())).collect()
     }
 }
 

@@ -44,7 +44,8 @@ pub fn run(args: ImportArgs) -> miette::Result<ExitCode> {
         miette::bail!("{} exists; pass --force to replace it, or -o another file (-o - prints it)", output.display());
     }
     let imported = import::import(&options).map_err(refuse)?;
-    let refused = args.strict && imported.report.dropped > 0;
+    // --strict: the stack must be the compose project, and must plan.
+    let refused = args.strict && (imported.report.dropped > 0 || !imported.report.not_granted.is_empty());
     if args.json {
         let mut json = serde_json::to_value(&imported.report).into_diagnostic()?;
         json["elapsed_ms"] = serde_json::json!(started.elapsed().as_millis() as u64);
@@ -55,12 +56,34 @@ pub fn run(args: ImportArgs) -> miette::Result<ExitCode> {
         eprint!("{}", plain(&imported.report.human()));
     }
     if refused {
-        eprintln!("\n--strict: {} key(s) would be dropped; nothing written", imported.report.dropped);
+        let (dropped, powers) = (imported.report.dropped, imported.report.not_granted.len());
+        let mut why = Vec::new();
+        if dropped > 0 {
+            why.push(format!("{dropped} key(s) would be dropped"));
+        }
+        if powers > 0 {
+            why.push(format!(
+                "{powers} power(s) are not granted (the stack would not plan; grant them with --grant, if you trust the compose file with them)"
+            ));
+        }
+        eprintln!("\n--strict: {}; nothing written", why.join(" and "));
         return Ok(ExitCode::FAILURE);
     }
     if to_stdout {
         print!("{}", imported.toml);
+        for (path, _) in &imported.files {
+            eprintln!("not written (-o - writes no file): {}, which stack.toml names; import with -o FILE to write it", path.display());
+        }
     } else {
+        // What the compose file held inline, as the files stack.toml names.
+        for (path, text) in &imported.files {
+            if !args.force && std::fs::read_to_string(path).is_ok_and(|there| there != *text) {
+                miette::bail!("{} exists and differs from the compose file's inline Dockerfile; pass --force to replace it", path.display());
+            }
+        }
+        for (path, text) in &imported.files {
+            std::fs::write(path, text).into_diagnostic()?;
+        }
         std::fs::write(&output, &imported.toml).into_diagnostic()?;
         if !args.json {
             eprintln!(

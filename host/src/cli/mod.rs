@@ -107,7 +107,11 @@ fn prepare(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
 }
 
 fn prepare_here(args: &StackArgs, locked: bool) -> miette::Result<Prepared> {
-    let stack = Stack::load(&args.project.file, args.profile.as_deref())?;
+    let asked = (!args.profile.is_empty()).then(|| args.profile.join(","));
+    let stack = Stack::load(&args.project.file, asked.as_deref())?;
+    for warning in &stack.warnings {
+        eprintln!("warning: {}", crate::engine::plain(warning));
+    }
     let lock_path = stack.dir.join(LOCK_FILE);
     let lock = Lock::load(&lock_path).into_diagnostic()?;
     if locked && lock.is_none() {

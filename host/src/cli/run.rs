@@ -316,12 +316,16 @@ async fn one_off(args: RunArgs, service: &str, signals: &mut Signals) -> miette:
     };
     let engine = connect(&args.stack.project, Some(&stack)).await?;
     let project = &state.project;
-    if !engine.containers(project).await?.iter().any(|c| c.label("service") == Some(service)) {
+    let containers = engine.containers(project).await?;
+    let Some(running) = containers.iter().find(|c| c.label("service") == Some(service) && c.label("container") == Some(&main.name)) else {
         return Err(miette::miette!(
             help = "bring it up first: provision up (or use `provision run -- CMD` for a fresh environment)",
             "service `{service}` of project {project} is not up"
         ));
-    }
+    };
+    // The image the service runs, not what this plan would pull or build
+    // (`up` may have had other --images, or a build since changed).
+    let running_image = engine.status(&running.id).await?.image;
     // The one-off is the main container as a command of the user's: its
     // image, entrypoint, env, mounts and networks, no ports, probe, restart
     // or hooks, and no copies; named `run-ID`, it answers to no name.
@@ -340,8 +344,13 @@ async fn one_off(args: RunArgs, service: &str, signals: &mut Signals) -> miette:
         .map_err(|e| miette::miette!("service `{service}`: {e}"))?;
     let attach = Attach::choose(&args.terminal);
     (spec.stdin, spec.tty) = (attach.stdin, attach.tty.is_some());
-    if let Image::Pull(image) = &main.image {
-        engine.ensure_image(image).await?;
+    match running_image {
+        Some(image) => spec.image = image,
+        None => {
+            if let Image::Pull(image) = &main.image {
+                engine.ensure_image(image).await?;
+            }
+        }
     }
     let container = engine.create(&spec).await?;
     let result = async {

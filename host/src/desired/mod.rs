@@ -35,6 +35,21 @@ pub struct DesiredState {
     /// read later must still resolve there (`host_path::pinned`).
     #[serde(skip)]
     pub host_paths: HostPaths,
+    /// `[networks.NAME] external = true`: NAME → the network's engine name.
+    /// Joined, never created or removed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_networks: BTreeMap<String, String>,
+}
+
+impl DesiredState {
+    /// The engine's name of the stack's network `name`: the project's own
+    /// (PROJECT_NAME), or the name of one made outside the stack.
+    pub fn network_name(&self, name: &str) -> String {
+        match self.external_networks.get(name) {
+            Some(external) => external.clone(),
+            None => crate::reconcile::Names { project: &self.project }.network(name),
+        }
+    }
 }
 
 /// Host paths as written (relative to the project folder) → resolved.
@@ -143,6 +158,11 @@ pub struct Container {
     /// hash's JSON when None, as `replicas` when 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<DataSnapshot>,
+    /// More host names it answers to on its networks, beside the
+    /// service's (the service's `aliases`, main container only; compose's
+    /// `container_name`). Absent from the hash's JSON when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -189,6 +209,7 @@ impl Container {
             privileges: Privileges::default(),
             replicas: 1,
             snapshot: None,
+            aliases: Vec::new(),
         }
     }
 

@@ -87,6 +87,9 @@ pub struct Status {
     /// the engine counts that (a container that keeps exiting stays
     /// "running" between restarts).
     pub restarts: Option<u32>,
+    /// The image it runs (its ID), when the engine says: a one-off of it
+    /// runs the same, whatever the stack's [images] now say.
+    pub image: Option<String>,
 }
 
 /// How the host reaches a container's ports to probe its readiness.

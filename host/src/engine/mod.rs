@@ -92,6 +92,8 @@ pub trait Engine: Send + Sync {
     // already, for the caller to check whose it is), removed by project and,
     // when `owner` is given, only those labeled with that project folder.
     async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<Option<Existing>>;
+    /// The network of this name, if there is one (an external network).
+    async fn network(&self, name: &str) -> Result<Option<Existing>>;
     async fn ensure_volume(&self, name: &str, labels: Labels) -> Result<Option<Existing>>;
     /// Returns the names removed.
     async fn remove_networks(&self, project: &str, owner: Option<&str>) -> Result<Vec<String>>;

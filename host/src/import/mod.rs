@@ -64,12 +64,22 @@ pub struct Report {
     /// Powers the compose file asks for that were not granted (no
     /// `--grant`): the stack does not plan until they are.
     pub not_granted: Vec<String>,
+    /// `[stack] profile`, when compose profiles are active by default
+    /// (`--profile`, COMPOSE_PROFILES).
+    pub profiles: Vec<String>,
+    /// Values read at import (the key and what it was written as): the
+    /// stack keeps what they were then.
+    pub frozen: Vec<String>,
+    /// Variables read as "" because they are not set (`key: NAME`).
+    pub unset: Vec<String>,
     pub entries: Vec<Entry>,
 }
 
 pub struct Imported {
     pub toml: String,
     pub report: Report,
+    /// Files to write with stack.toml (an inline Dockerfile): path, text.
+    pub files: Vec<(PathBuf, String)>,
 }
 
 pub struct Options<'a> {
@@ -84,11 +94,18 @@ pub struct Options<'a> {
     pub grant: bool,
 }
 
+impl Options<'_> {
+    /// keep_variables: as the import writes them, or as compose prints them.
+    fn reading(&self, keep_variables: bool) -> load::Reading<'_> {
+        load::Reading { env_file: self.env_file, profiles: self.profiles, project_name: self.project_name, keep_variables }
+    }
+}
+
 /// The project as `load` read it (merged, interpolated, normalised), as
 /// JSON: what `provision import --config` prints, to compare with
 /// `docker compose config`.
 pub fn config(options: &Options) -> Result<serde_json::Value, String> {
-    let compose = load::load(options.files, options.env_file, options.profiles)?;
+    let compose = load::load(options.files, &options.reading(false))?;
     let json = |m: &serde_yaml_ng::Mapping| serde_json::to_value(m).map_err(|e| e.to_string());
     Ok(serde_json::json!({
         "name": compose.name,
@@ -101,7 +118,7 @@ pub fn config(options: &Options) -> Result<serde_json::Value, String> {
 }
 
 pub fn import(options: &Options) -> Result<Imported, String> {
-    let compose = load::load(options.files, options.env_file, options.profiles)?;
+    let compose = load::load(options.files, &options.reading(true))?;
     let out_dir = options.out_dir.canonicalize().map_err(|e| format!("{}: {e}", options.out_dir.display()))?;
     let files: Vec<String> = options.files.iter().map(|f| f.display().to_string()).collect();
     let in_files = |e: String| format!("{}: {e}", files.join(", "));
@@ -113,6 +130,7 @@ pub fn import(options: &Options) -> Result<Imported, String> {
         volume_users: BTreeMap::new(),
         report: Vec::new(),
         grant: options.grant,
+        files: Vec::new(),
     };
     for (name, service) in &compose.services {
         let name = name.as_str().unwrap_or_default();
@@ -131,10 +149,6 @@ pub fn import(options: &Options) -> Result<Imported, String> {
             }
         }
     }
-    for name in &compose.unselected {
-        mapper.report.push(Entry { path: format!("services.{name}"), status: Status::Dropped, detail: "not in the chosen profiles".into() });
-    }
-
     let mut services = Vec::new();
     for (name, service) in &compose.services {
         let (name, Value::Mapping(service)) = (name.as_str().unwrap_or_default(), service) else { continue };
@@ -157,8 +171,12 @@ pub fn import(options: &Options) -> Result<Imported, String> {
 
     let name = project_name(options.project_name, &compose)?;
     let sources: Vec<String> = options.files.iter().map(|f| display_path(f, &out_dir)).collect();
-    let toml = render(&name, &networks, &services, &sources)?;
-    let entries = mapper.report;
+    // Compose's active profiles are the stack's, after dev (the profile
+    // plugins are told): `docker compose up` and `provision up` run the same.
+    let profiles: Vec<String> =
+        if compose.profiles.is_empty() { Vec::new() } else { ["dev".to_string()].into_iter().chain(compose.profiles.clone()).collect() };
+    let toml = render(&name, &profiles, &networks, &services, &sources)?;
+    let (entries, files) = (mapper.report, mapper.files);
     let count = |s: Status| entries.iter().filter(|e| e.status == s).count();
     let asked: Vec<String> = services.iter().flat_map(|s| s.asked.iter().map(|p| format!("{}: {p}", s.name))).collect();
     let (granted, not_granted) = if options.grant { (asked, Vec::new()) } else { (Vec::new(), asked) };
@@ -170,9 +188,12 @@ pub fn import(options: &Options) -> Result<Imported, String> {
         dropped: count(Status::Dropped),
         granted,
         not_granted,
+        profiles,
+        frozen: compose.frozen.clone(),
+        unset: compose.unset.clone(),
         entries,
     };
-    Ok(Imported { toml, report })
+    Ok(Imported { toml, report, files })
 }
 
 /// Compose names as stack names (host names: lower-case, `-`); two that
@@ -227,6 +248,14 @@ fn networks(compose: &Compose, report: &mut Vec<Entry>) -> Table {
                 "internal" => {
                     table.insert("internal".into(), Toml::Boolean(value.as_bool() == Some(true)));
                 }
+                // Made outside the project: joined, never created or removed.
+                "external" if value.as_bool() == Some(true) => {
+                    table.insert("external".into(), Toml::Boolean(true));
+                }
+                "external" => {}
+                "name" if definition.get("external").and_then(Value::as_bool) == Some(true) => {
+                    table.insert("name".into(), Toml::String(load::scalar(value).unwrap_or_default()));
+                }
                 "driver" if value.as_str() == Some("bridge") => {}
                 other => dropped.push(other.to_string()),
             }
@@ -254,7 +283,7 @@ fn display_path(path: &Path, dir: &Path) -> String {
 
 /// stack.toml's text: a header, [stack], [networks], then each service
 /// with its notes above it.
-fn render(name: &str, networks: &Table, services: &[StackService], sources: &[String]) -> Result<String, String> {
+fn render(name: &str, profiles: &[String], networks: &Table, services: &[StackService], sources: &[String]) -> Result<String, String> {
     let mut text = format!(
         "# Imported from {} by `provision import`.\n\
          # Notes above a service: ~ approximated, - dropped, ! a power the compose file asks for.\n\n",
@@ -262,6 +291,9 @@ fn render(name: &str, networks: &Table, services: &[StackService], sources: &[St
     );
     let mut stack = Table::new();
     stack.insert("name".into(), name.into());
+    if !profiles.is_empty() {
+        stack.insert("profile".into(), Toml::Array(profiles.iter().map(|p| Toml::String(p.clone())).collect()));
+    }
     let mut top = Table::new();
     top.insert("stack".into(), Toml::Table(stack));
     if !networks.is_empty() {
@@ -298,6 +330,27 @@ impl Report {
             out.push_str(&format!("\n{title}:\n"));
             for e in entries {
                 out.push_str(&format!("  {} {:width$}  {}\n", status.mark(), e.path, e.detail));
+            }
+        }
+        if !self.profiles.is_empty() {
+            out.push_str(&format!(
+                "\nprofiles active as compose has them (--profile, COMPOSE_PROFILES): [stack] profile = [\"{}\"]\n",
+                self.profiles.join("\", \"")
+            ));
+        }
+        if !self.unset.is_empty() {
+            out.push_str("\nvariables not set, read as \"\" (as compose does; set them in .env or the environment and import again):\n");
+            for u in &self.unset {
+                out.push_str(&format!("  ? {u}\n"));
+            }
+        }
+        if !self.frozen.is_empty() {
+            out.push_str(
+                "\nvalues read at import, kept in stack.toml as they were (import again when their variables change;\n\
+                 environment, command, entrypoint and health checks keep their variables):\n",
+            );
+            for f in &self.frozen {
+                out.push_str(&format!("  = {f}\n"));
             }
         }
         if !self.granted.is_empty() {

@@ -121,6 +121,7 @@ pub fn plan(stack: &Stack, resolver: &Resolver, runtime: &Runtime, secrets: Arc<
         substitutes,
         build_scope: options.project.clone(),
         host_paths,
+        external_networks: stack.networks.iter().filter_map(|(name, d)| Some((name.clone(), d.external.clone()?))).collect(),
     };
     timings.total = started.elapsed();
     Ok(Planned { state, locked_plugins: lock_entries(&requirements, &plugins), timings, logs })

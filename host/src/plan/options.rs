@@ -76,6 +76,17 @@ pub(super) fn split(
             ));
         }
     }
+    // A name another service answers to would take its traffic.
+    for (i, alias) in options.aliases.iter().enumerate() {
+        if stack.service(alias).is_some_and(|s| s.name != *name) {
+            return Err(stack.error_at(
+                &format!("services.{name}.aliases.{i}"),
+                format!("service `{name}` would answer to `{alias}`, which is another service's name"),
+                "taken",
+                Some("choose a name no service has".into()),
+            ));
+        }
+    }
     let mut pins = HostPaths::new();
     for (i, mount) in options.mounts.iter().enumerate() {
         let d::MountSource::Bind(path) = &mount.source else { continue };
@@ -159,7 +170,24 @@ pub fn apply(
     declared: &BTreeMap<String, NetworkDecl>,
     ephemeral_ports: bool,
 ) -> Result<(), Misfit> {
-    let needs_main = [("replicas", options.replicas > 1), ("restart", options.restart.is_some()), ("hooks", !options.hooks.is_empty())];
+    // A network made outside the stack is joined where the user says so,
+    // never because a plugin named it (it may be another project's).
+    let external = |n: &String| declared.get(n).is_some_and(|d| d.external.is_some()) && !options.networks.contains(n);
+    let planned = plan.networks.iter().map(|n| &n.name).chain(plan.containers.iter().chain(&plan.tasks).flat_map(|c| &c.networks));
+    if let Some(network) = planned.into_iter().find(|n| external(n)) {
+        return Err((
+            "networks".into(),
+            format!(
+                "the plugin joins network `{network}`, which the stack declares external: only `networks = [\"{network}\"]` of the service joins it"
+            ),
+        ));
+    }
+    let needs_main = [
+        ("replicas", options.replicas > 1),
+        ("restart", options.restart.is_some()),
+        ("hooks", !options.hooks.is_empty()),
+        ("aliases", !options.aliases.is_empty()),
+    ];
     if plan.containers.is_empty()
         && let Some((key, _)) = needs_main.iter().find(|(_, set)| *set)
     {
@@ -248,6 +276,7 @@ pub fn apply(
         main.restart = restart;
     }
     main.hooks.extend(options.hooks.iter().cloned());
+    main.aliases = options.aliases.clone();
     // A count: the copies are made at the hop to the engine (`desired::instances`).
     main.replicas = options.replicas;
     let main_name = main.name.clone();
@@ -288,7 +317,7 @@ mod tests {
             user: Some("999".into()),
             ..ServiceOptions::default()
         };
-        let declared = BTreeMap::from([("backend".to_string(), NetworkDecl { internal: true })]);
+        let declared = BTreeMap::from([("backend".to_string(), NetworkDecl { internal: true, external: None })]);
         apply(&mut p, &options, &declared, false).unwrap();
         let names: Vec<&str> = p.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["server", "exporter"], "replicas are a count, not copies in the plan");

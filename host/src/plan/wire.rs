@@ -28,6 +28,16 @@ pub(super) fn wire<'s>(stack: &'s Stack, plugins: &HashMap<String, Loaded>, conf
             stack.service(used).is_some_and(|s| role.plugins.is_empty() || role.plugins.contains(&s.plugin))
         };
         let known = |used: &str, key: &str| -> Result<(), StackError> {
+            if let Some(profiles) = stack.not_active.get(used) {
+                let mut add = stack.profiles.clone();
+                add.push(profiles[0].clone());
+                return Err(stack.error_at(
+                    key,
+                    format!("service `{name}` uses `{used}`, which exists only in profile `{}`, not active", profiles.join("`, `")),
+                    "in a profile not active",
+                    Some(format!("add its profile: --profile {} (or list it in [stack] profile)", add.join(","))),
+                ));
+            }
             if stack.service(used).is_none() || used == name {
                 let others: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).filter(|s| s != name).collect();
                 let help = if others.is_empty() {

@@ -133,6 +133,8 @@ macro_rules! shared_conversions {
                         devices: c.privileges.devices,
                     },
                     replicas: 1,
+                    // The user's (`aliases`), never a plugin's: set by the host.
+                    aliases: Vec::new(),
                     snapshot,
                 }
             }

@@ -49,6 +49,14 @@ impl Stack {
         self.error_at_span(span, message, label, help)
     }
 
+    /// `stack.toml:LINE` of `key` (or of the nearest key written), for
+    /// warnings that are not errors.
+    pub fn place(&self, key: &str) -> String {
+        let offset = self.error_at(key, "", "", None).span.offset();
+        let line = self.source[..offset.min(self.source.len())].matches('\n').count() + 1;
+        format!("{}:{line}", self.path.display())
+    }
+
     pub(super) fn error_at_span(&self, span: Range<usize>, message: impl Into<String>, label: impl Into<String>, help: Option<String>) -> StackError {
         StackError {
             message: message.into(),

@@ -10,7 +10,7 @@
 //! only looks like one (`$${db.password}`, or a variable whose value is
 //! `${db.password}`) stays text and never reaches another service's outputs.
 
-use std::{collections::HashMap, path::Path};
+use std::{cell::RefCell, collections::HashMap, path::Path};
 
 /// Marks a kept `${service.output}` reference (NUL: refused in the file).
 const REFERENCE: char = '\0';
@@ -19,6 +19,10 @@ const REFERENCE: char = '\0';
 pub struct Variables {
     dotenv: HashMap<String, String>,
     environment: bool,
+    forced: HashMap<String, String>,
+    /// Names read with no default while unset (`$VAR`, `${VAR}`): they
+    /// become "", which compose warns about, and so do we.
+    unset: RefCell<Vec<String>>,
 }
 
 impl Variables {
@@ -35,16 +39,49 @@ impl Variables {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => HashMap::new(),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        Ok(Variables { dotenv, environment: true })
+        Ok(Variables { dotenv, environment: true, forced: HashMap::new(), unset: RefCell::default() })
     }
 
     /// Only these (for tests and fuzzing: no environment).
     pub fn fixed(pairs: &[(&str, &str)]) -> Variables {
-        Variables { dotenv: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), environment: false }
+        Variables {
+            dotenv: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            environment: false,
+            forced: HashMap::new(),
+            unset: RefCell::default(),
+        }
+    }
+
+    /// `name` is `value`, whatever the environment says (compose's
+    /// COMPOSE_PROJECT_NAME is the project's name).
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.forced.insert(name.to_string(), value.to_string());
+    }
+
+    /// A variable's value, if set (COMPOSE_PROFILES…).
+    pub fn value(&self, name: &str) -> Option<String> {
+        self.get(name)
+    }
+
+    /// The unset variables read as "" since the last call, each once.
+    pub fn take_unset(&self) -> Vec<String> {
+        let mut names = std::mem::take(&mut *self.unset.borrow_mut());
+        names.dedup();
+        names
+    }
+
+    fn get_or_blank(&self, name: &str) -> String {
+        self.get(name).unwrap_or_else(|| {
+            self.unset.borrow_mut().push(name.to_string());
+            String::new()
+        })
     }
 
     fn get(&self, name: &str) -> Option<String> {
         // A value is text: a NUL in it could pose as a reference mark.
+        if let Some(value) = self.forced.get(name) {
+            return Some(value.clone());
+        }
         let value = self.environment.then(|| std::env::var(name).ok()).flatten().or_else(|| self.dotenv.get(name).cloned());
         value.map(|v| v.replace(REFERENCE, ""))
     }
@@ -83,7 +120,7 @@ impl Variables {
                 if len == 0 || rest.starts_with(|c: char| c.is_ascii_digit()) {
                     out.push('$');
                 } else {
-                    out.push_str(&self.get(&rest[..len]).unwrap_or_default());
+                    out.push_str(&self.get_or_blank(&rest[..len]));
                     rest = &rest[len..];
                 }
             }
@@ -116,7 +153,7 @@ impl Variables {
             }
         };
         match operator {
-            "" => Ok(Some(value.unwrap_or_default())),
+            "" => Ok(Some(self.get_or_blank(name))),
             _ if operator.starts_with(":-") => pick(nonempty, &operator[2..]),
             _ if operator.starts_with('-') => pick(set, &operator[1..]),
             _ if operator.starts_with(":?") => required(nonempty, &operator[2..]),

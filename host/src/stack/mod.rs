@@ -5,7 +5,8 @@
 //! ```toml
 //! [stack]
 //! name = "shop"              # project name (default: the folder's name)
-//! profile = "dev"            # default profile (dev, test, ci, prod, or your own)
+//! profile = "dev"            # default profile (dev, test, ci, prod, or your own);
+//!                            # several: ["dev", "debug"] (the first is the plugins')
 //! engine = "swarm"           # optional: where it runs (docker, the default, or swarm)
 //!
 //! [engine.swarm]             # optional: the registry every node pulls images from
@@ -21,6 +22,8 @@
 //!
 //! [networks.backend]         # optional: networks services can join
 //! internal = true            # no route out, no other network
+//! [networks.proxy]           # or one made outside the stack (a shared
+//! external = true            # proxy's), joined, never created or removed
 //!
 //! [services.db]              # a service; its plugin defaults to its name
 //! plugin = "postgres"
@@ -68,8 +71,16 @@ pub struct Stack {
     /// Absolute folder of the file: relative paths in the stack start here.
     pub dir: PathBuf,
     pub name: String,
-    /// The active profile: asked for, else `[stack] profile`, else dev.
+    /// The profile plugins are told (dev, test, ci, prod…): the first of
+    /// `profiles`.
     pub profile: String,
+    /// Every active profile, in order: asked for (`--profile a,b`), else
+    /// `[stack] profile`, else dev. A service exists if it names any of
+    /// them; their overrides are merged in this order.
+    pub profiles: Vec<String>,
+    /// Services that exist only in profiles not active, with those
+    /// profiles: so a service that uses one is told which to add.
+    pub not_active: BTreeMap<String, Vec<String>>,
     pub services: Vec<Service>,
     /// `[networks.NAME]`: networks services may join, and whether internal.
     pub networks: BTreeMap<String, NetworkDecl>,
@@ -83,14 +94,20 @@ pub struct Stack {
     pub engine: Option<EngineKind>,
     /// `[engine.*]`: how each engine is set up.
     pub engine_settings: EngineSettings,
+    /// What is read but likely not meant (an unset variable), for the
+    /// user to see: `file:line: key: what`.
+    pub warnings: Vec<String>,
     source: Arc<String>,
     /// Dotted key path → span of `key = value` (or of the key, for tables).
     spans: HashMap<String, Range<usize>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NetworkDecl {
     pub internal: bool,
+    /// `external = true`: a network made outside the stack, joined by this
+    /// engine name (the key, or `name`); never created or removed.
+    pub external: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -160,6 +177,9 @@ impl Stack {
             dir,
             name: String::new(),
             profile: String::new(),
+            profiles: Vec::new(),
+            not_active: BTreeMap::new(),
+            warnings: Vec::new(),
             services: Vec::new(),
             networks: BTreeMap::new(),
             by_name: HashMap::new(),
@@ -208,8 +228,13 @@ impl Stack {
         if let Some(value) = table.remove("stack") {
             self.read_stack(value)?;
         }
-        self.profile =
-            profile.map(str::to_string).or_else(|| (!self.profile.is_empty()).then(|| self.profile.clone())).unwrap_or_else(|| "dev".into());
+        if let Some(asked) = profile {
+            self.profiles = split_profiles(asked);
+        }
+        if self.profiles.is_empty() {
+            self.profiles = vec!["dev".into()];
+        }
+        self.profile = self.profiles[0].clone();
         for (key, value) in table {
             match key.as_str() {
                 "services" => self.read_services(value)?,
@@ -234,7 +259,10 @@ impl Stack {
         if self.services.is_empty() && need_services {
             return Err(self.error_at_span(
                 0..0,
-                format!("the stack has no services in profile `{}`", self.profile),
+                match self.profiles.as_slice() {
+                    [one] => format!("the stack has no services in profile `{one}`"),
+                    all => format!("the stack has no services in profiles `{}`", all.join("`, `")),
+                },
                 "expected [services.NAME] tables",
                 Some("add a service, e.g.\n[services.db]\nplugin = \"postgres\"\n(a service with `profiles = [...]` exists only in those)".into()),
             ));
@@ -243,7 +271,7 @@ impl Stack {
     }
 
     /// Replace variables in every string value, in place.
-    fn interpolate(&self, table: &mut toml::Table, prefix: &str, variables: &Variables) -> Result<(), StackError> {
+    fn interpolate(&mut self, table: &mut toml::Table, prefix: &str, variables: &Variables) -> Result<(), StackError> {
         for (key, value) in table.iter_mut() {
             let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
             self.interpolate_value(value, &path, variables)?;
@@ -251,7 +279,7 @@ impl Stack {
         Ok(())
     }
 
-    fn interpolate_value(&self, value: &mut Value, path: &str, variables: &Variables) -> Result<(), StackError> {
+    fn interpolate_value(&mut self, value: &mut Value, path: &str, variables: &Variables) -> Result<(), StackError> {
         match value {
             Value::String(s) => {
                 *s = variables.interpolate(s).map_err(|e| {
@@ -259,6 +287,14 @@ impl Stack {
                         if e.contains("required") { "set it in the environment, or in .env beside stack.toml" } else { "`$$` writes a literal `$`" };
                     self.error_at(path, e, "interpolated here", Some(help.into()))
                 })?;
+                for name in variables.take_unset() {
+                    let warning = format!(
+                        "{}: `{path}`: variable {name} is not set, so it reads as \"\" (set it in the environment or in .env, \
+                         or write ${{{name}:-}} where empty is meant)",
+                        self.place(path)
+                    );
+                    self.warnings.push(warning);
+                }
             }
             Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
@@ -288,7 +324,18 @@ impl Stack {
                     }
                     self.name = name;
                 }
-                "profile" => self.profile = self.expect_str(&path, value)?,
+                "profile" => {
+                    self.profiles = match value {
+                        Value::Array(items) => {
+                            let mut names = Vec::new();
+                            for (i, item) in items.into_iter().enumerate() {
+                                names.push(self.expect_str(&format!("{path}.{i}"), item)?);
+                            }
+                            names
+                        }
+                        value => split_profiles(&self.expect_str(&path, value)?),
+                    }
+                }
                 "engine" => {
                     use clap::ValueEnum;
                     let name = self.expect_str(&path, value)?;
@@ -379,6 +426,17 @@ fn permissions_help() -> String {
 
 /// A project name: part of every engine name, joined to the rest with `_`,
 /// so it never contains `_` (project `a` could otherwise reach `a_b`'s).
+/// `test,debug` (or one name) as profiles, blanks and repeats left out.
+fn split_profiles(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
 pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 63
@@ -386,7 +444,7 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-fn valid_service_name(name: &str) -> bool {
+pub(crate) fn valid_service_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 63
         && matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
@@ -428,6 +486,36 @@ mod tests {
         let dev = parse_for(text, Some("dev"), &[]).unwrap();
         assert_eq!(dev.service("db").unwrap().config["port"], 5432);
         assert!(dev.service("adminer").is_some());
+    }
+
+    #[test]
+    fn an_unset_variable_without_a_default_is_warned_about_at_its_line() {
+        let text = "[services.cache]\nplugin = \"redis\"\ncommand = \"redis-server --requirepass $REDIS_PASSWORD\"\n\
+                    password = \"${PW:-}${SET}\"\n";
+        let stack = parse_for(text, None, &[("SET", "x")]).unwrap();
+        assert_eq!(stack.service("cache").unwrap().config["command"], "redis-server --requirepass ");
+        assert_eq!(stack.warnings.len(), 1, "{:?}", stack.warnings);
+        assert!(stack.warnings[0].starts_with("stack.toml:3: `services.cache.command`: variable REDIS_PASSWORD is not set"), "{:?}", stack.warnings);
+    }
+
+    #[test]
+    fn several_profiles_are_active_at_once_and_the_first_is_the_plugins() {
+        // compose's profiles: app in frontend uses db in backend.
+        let text = "[stack]\nprofile = [\"dev\", \"frontend\", \"backend\"]\n[services.app]\nprofiles = [\"frontend\"]\n\
+                    [services.db]\nplugin = \"postgres\"\nprofiles = [\"backend\"]\n[services.tools]\nprofiles = [\"debug\"]\n\
+                    [services.cache]\nplugin = \"redis\"\nmaxmemory = \"64mb\"\n[services.cache.profiles.test]\nmaxmemory = \"8mb\"\n\
+                    [services.cache.profiles.debug]\nmaxmemory = \"16mb\"\n";
+        let default = parse_for(text, None, &[]).unwrap();
+        assert_eq!((default.profile.as_str(), default.profiles.len()), ("dev", 3));
+        let names = |s: &Stack| s.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" ");
+        assert_eq!(names(&default), "app db cache");
+        // Asked for: instead of the stack's; overrides merge in that order.
+        let asked = parse_for(text, Some("test, debug,test"), &[]).unwrap();
+        assert_eq!((asked.profile.as_str(), asked.profiles.clone()), ("test", vec!["test".to_string(), "debug".into()]));
+        assert_eq!(names(&asked), "tools cache");
+        assert_eq!(asked.service("cache").unwrap().config["maxmemory"], "16mb");
+        let err = parse_for("[services.app]\nprofiles = [\"frontend\"]\n", Some("a,b"), &[]).unwrap_err();
+        assert!(err.message.contains("no services in profiles `a`, `b`"), "{}", err.message);
     }
 
     #[test]

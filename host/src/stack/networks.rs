@@ -1,4 +1,5 @@
-//! `[networks.NAME]` (which networks exist, and which are internal) and
+//! `[networks.NAME]` (which networks exist, which are internal, which are
+//! made outside the stack) and
 //! `[engine.*]` (how the engine is set up).
 
 use toml::Value;
@@ -19,11 +20,39 @@ impl Stack {
                 ));
             }
             let mut network = NetworkDecl::default();
+            let (mut external, mut engine_name) = (false, None);
             for (key, value) in self.expect_table(&path, value)? {
                 match (key.as_str(), value) {
                     ("internal", Value::Boolean(b)) => network.internal = b,
-                    _ => return Err(self.unknown_key(&format!("{path}.{key}"), "a network has `internal = true|false`")),
+                    ("external", Value::Boolean(b)) => external = b,
+                    ("name", value) => engine_name = Some(self.expect_str(&format!("{path}.name"), value)?),
+                    _ => {
+                        return Err(self.unknown_key(
+                            &format!("{path}.{key}"),
+                            "a network has `internal = true|false`, or `external = true` (and its `name`, if not the key)",
+                        ));
+                    }
                 }
+            }
+            if external && network.internal {
+                return Err(self.error_at(
+                    &format!("{path}.internal"),
+                    "an external network's settings are its maker's",
+                    "not for an external network",
+                    Some("leave `internal` out: the stack joins the network as it was made".into()),
+                ));
+            }
+            match engine_name {
+                _ if external => network.external = Some(engine_name.unwrap_or_else(|| name.clone())),
+                Some(_) => {
+                    return Err(self.error_at(
+                        &format!("{path}.name"),
+                        "`name` is for an external network",
+                        "without `external = true`",
+                        Some("the stack names the networks it makes itself (PROJECT_NAME); add `external = true` to join one made outside".into()),
+                    ));
+                }
+                None => {}
             }
             self.networks.insert(name, network);
         }

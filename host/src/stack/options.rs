@@ -13,6 +13,7 @@ use crate::desired::{Hook, Mount, MountSource, RestartPolicy, WaitFor};
 /// The keys, in the README's order.
 pub const KEYS: &[&str] = &[
     "networks",
+    "aliases",
     "replicas",
     "restart",
     "publish",
@@ -36,6 +37,9 @@ pub struct ServiceOptions {
     /// Networks the service's containers join instead of the project's
     /// default one (each declared in `[networks]`, or `default`).
     pub networks: Vec<String>,
+    /// More host names the main container (and its copies) answers to on
+    /// its networks, beside the service's (compose's `container_name`).
+    pub aliases: Vec<String>,
     /// Copies of the main container, all answering to the service's name.
     pub replicas: u32,
     pub restart: Option<RestartPolicy>,
@@ -78,6 +82,8 @@ pub struct OptionError {
 struct Raw {
     #[serde(default)]
     networks: Vec<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
     /// A number, or a string holding one (`"${REPLICAS:-3}"`).
     replicas: Option<Scalar>,
     restart: Option<RestartPolicy>,
@@ -202,6 +208,11 @@ impl Raw {
                 return Err(error(format!("networks.{i}"), format!("network `{network}` is listed twice")));
             }
         }
+        for (i, alias) in self.aliases.iter().enumerate() {
+            if !crate::stack::valid_service_name(alias) {
+                return Err(error(format!("aliases.{i}"), format!("{alias:?} cannot be a host name: use lower-case letters, digits and `-`")));
+            }
+        }
         let replicas = match self.replicas.map(Scalar::text) {
             None => 1,
             Some(text) => text
@@ -287,6 +298,7 @@ impl Raw {
         }
         Ok(ServiceOptions {
             networks: self.networks,
+            aliases: self.aliases,
             replicas,
             restart: self.restart,
             publish,

@@ -21,7 +21,8 @@ impl Stack {
                 ));
             }
             let mut table = self.expect_table(&path, value)?;
-            if !self.apply_profile(&path, &mut table)? {
+            if let Some(profiles) = self.apply_profile(&path, &mut table)? {
+                self.not_active.insert(name, profiles);
                 continue;
             }
             let plugin = match table.remove("plugin") {
@@ -43,32 +44,35 @@ impl Stack {
         Ok(())
     }
 
-    /// `profiles = ["dev"]`: whether the service exists in the active
-    /// profile. `[SERVICE.profiles.NAME]` tables: the active one's keys are
-    /// merged over the service's (tables key by key, anything else replaced),
-    /// and errors about them point at the override.
-    pub(super) fn apply_profile(&mut self, path: &str, table: &mut toml::Table) -> Result<bool, StackError> {
+    /// `profiles = ["dev"]`: whether the service exists in an active
+    /// profile. `[SERVICE.profiles.NAME]` tables: each active one's keys are
+    /// merged over the service's, in the order the profiles are active
+    /// (tables key by key, anything else replaced), and errors about them
+    /// point at the override.
+    /// None: the service exists; else the profiles it is in, none active.
+    pub(super) fn apply_profile(&mut self, path: &str, table: &mut toml::Table) -> Result<Option<Vec<String>>, StackError> {
         let key = format!("{path}.profiles");
         match table.remove("profiles") {
-            None => Ok(true),
+            None => Ok(None),
             Some(Value::Array(items)) => {
-                let mut listed = false;
+                let mut names = Vec::new();
                 for (i, item) in items.into_iter().enumerate() {
-                    listed |= self.expect_str(&format!("{key}.{i}"), item)? == self.profile;
+                    names.push(self.expect_str(&format!("{key}.{i}"), item)?);
                 }
-                Ok(listed)
+                Ok((!names.iter().any(|n| self.profiles.contains(n))).then_some(names))
             }
             Some(Value::Table(profiles)) => {
-                if let Some(Value::Table(overrides)) = profiles.get(&self.profile) {
-                    let from = format!("{key}.{}", self.profile);
-                    self.merge(table, overrides.clone(), path, &from);
+                for active in self.profiles.clone() {
+                    if let Some(Value::Table(overrides)) = profiles.get(&active) {
+                        self.merge(table, overrides.clone(), path, &format!("{key}.{active}"));
+                    }
                 }
                 for (name, value) in &profiles {
                     if !value.is_table() {
                         return Err(self.error_at(&format!("{key}.{name}"), "a profile's overrides are a table", "expected a table", None));
                     }
                 }
-                Ok(true)
+                Ok(None)
             }
             Some(_) => Err(self.error_at(
                 &key,

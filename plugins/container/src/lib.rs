@@ -21,7 +21,8 @@ struct Config {
     /// Command: a list of arguments, or a string split into words as a
     /// shell would (quotes group; no shell runs). Default: the image's.
     command: Option<Command>,
-    /// Entrypoint, in the same forms. Default: the image's.
+    /// Entrypoint, in the same forms; `[]` clears the image's (compose's
+    /// `entrypoint: []`). Default: the image's.
     entrypoint: Option<Command>,
     /// Ports the container listens on: 8000 (on the project network only),
     /// "8080:8000" (also published on 127.0.0.1:8080), "0:8000" (published
@@ -154,8 +155,11 @@ impl Plugin for Generic {
         base.privileges.host_network = config.network_mode == Some(Namespace::Host);
         base.privileges.host_pid = config.pid == Some(Namespace::Host);
         base.privileges.devices = config.devices.clone();
-        if let Some(entrypoint) = &config.entrypoint {
-            base.entrypoint = Some(words(entrypoint).map_err(|m| config_error("entrypoint", m))?);
+        match &config.entrypoint {
+            // Empty, not absent: Docker runs the command with no entrypoint.
+            Some(Command::Argv(argv)) if argv.is_empty() => base.entrypoint = Some(Vec::new()),
+            Some(entrypoint) => base.entrypoint = Some(words(entrypoint).map_err(|m| config_error("entrypoint", m))?),
+            None => {}
         }
         for (path, contents) in &config.files {
             base = base.file(path, contents, 0o644);

@@ -164,10 +164,12 @@ pub struct StackArgs {
     pub project: ProjectArgs,
     /// Profile to plan for: dev, test, ci, prod or your own. It picks the
     /// services that exist (`profiles = [...]`) and the overrides merged in
-    /// (`[services.NAME.profiles.PROFILE]`). Default: the stack's `profile`,
-    /// else dev.
-    #[arg(long, value_name = "NAME", env = "PROVISION_PROFILE")]
-    pub profile: Option<String>,
+    /// (`[services.NAME.profiles.PROFILE]`). Repeat it (or `--profile
+    /// test,debug`) for several at once: a service in any of them exists,
+    /// and the first is the one plugins are told. Default: the stack's
+    /// `profile`, else dev.
+    #[arg(long, value_name = "NAME", env = "PROVISION_PROFILE", value_delimiter = ',')]
+    pub profile: Vec<String>,
     /// A file with an [images] table mapping image references to substitutes
     /// (added to the stack's own [images]), e.g. for mirrors or air-gapped CI.
     #[arg(long, value_name = "FILE", env = "PROVISION_IMAGES")]
@@ -211,9 +213,12 @@ pub struct ImportArgs {
     /// else its folder's.
     #[arg(short = 'p', long = "project-name", value_name = "NAME")]
     pub project_name: Option<String>,
-    /// Keep only services without profiles or in one of these (repeatable);
-    /// without it every service is kept with its `profiles`.
-    #[arg(long = "profile", value_name = "NAME")]
+    /// A compose profile to activate, as `docker compose --profile`
+    /// (repeatable, or a,b); default: COMPOSE_PROFILES from the environment
+    /// or .env. Every service is kept with its `profiles`; the active ones
+    /// are written as `[stack] profile = ["dev", …]`, so `provision up`
+    /// runs what `docker compose up` would.
+    #[arg(long = "profile", value_name = "NAME", value_delimiter = ',')]
     pub profiles: Vec<String>,
     /// Where to write stack.toml ("-": standard output). Default: stack.toml
     /// beside the first compose file.
@@ -225,7 +230,9 @@ pub struct ImportArgs {
     /// Print the report as JSON (every key path with its status).
     #[arg(long)]
     pub json: bool,
-    /// Write nothing and exit 1 if any key would be dropped.
+    /// Write nothing and exit 1 if any key would be dropped, or any power
+    /// the compose file asks for (the Docker socket, privileged…) is not
+    /// granted with --grant: the stack would not be the project, or not plan.
     #[arg(long)]
     pub strict: bool,
     /// Grant the powers the compose file asks for (privileged, capabilities,

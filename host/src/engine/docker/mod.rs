@@ -148,13 +148,19 @@ impl Engine for Docker {
             .collect())
     }
 
+    async fn network(&self, name: &str) -> Result<Option<Existing>> {
+        match self.client.inspect_network(name, None).await {
+            Ok(found) => Ok(Some(Existing { labels: found.labels.unwrap_or_default(), internal: found.internal.unwrap_or(false) })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<Option<Existing>> {
         // Docker accepts two networks of one name; never make a second
         // (nor a third, when two are there and the name is ambiguous).
-        match self.client.inspect_network(name, None).await {
-            Ok(found) => return Ok(Some(Existing { labels: found.labels.unwrap_or_default(), internal: found.internal.unwrap_or(false) })),
-            Err(e) if !is_not_found(&e) => return Err(e.into()),
-            Err(_) => {}
+        if let Some(found) = self.network(name).await? {
+            return Ok(Some(found));
         }
         let request = NetworkCreateRequest { name: name.to_string(), internal: Some(internal), labels: Some(labels), ..Default::default() };
         match self.client.create_network(request).await {
@@ -319,6 +325,7 @@ impl Engine for Docker {
             problem: None,
             replicas: None,
             restarts: info.restart_count.and_then(|n| u32::try_from(n).ok()),
+            image: info.image.filter(|i| !i.is_empty()),
         })
     }
 

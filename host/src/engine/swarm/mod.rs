@@ -157,6 +157,10 @@ impl Engine for Swarm {
         Reach::Engine
     }
 
+    async fn network(&self, name: &str) -> Result<Option<Existing>> {
+        self.docker.network(name).await
+    }
+
     async fn ensure_network(&self, name: &str, internal: bool, labels: Labels) -> Result<Option<Existing>> {
         let existing =
             |found: bollard::models::NetworkInspect| Existing { labels: found.labels.unwrap_or_default(), internal: found.internal.unwrap_or(false) };

@@ -129,6 +129,7 @@ impl Swarm {
             replicas: (wanted > 1).then(|| (u32::try_from(running).unwrap_or(0), u32::try_from(wanted).unwrap_or(0))),
             // The engine replaces a failed task with a new one; `problem` says why.
             restarts: None,
+            image: None,
         })
     }
 

@@ -2,7 +2,8 @@
 //! `-f` file merged over the one before, YAML anchors and `<<` merge keys,
 //! `${VAR}` interpolation (the environment, then `--env-file` or the
 //! project's `.env`), `include`, `extends` (same file or another), `!reset`
-//! and `!override`, and `--profile` selection.
+//! and `!override`, the project's name and its active profiles
+//! (`-p`/`--profile`, else COMPOSE_PROJECT_NAME/COMPOSE_PROFILES).
 //!
 //! No compose crate reads real files whole (merge keys, `develop:`,
 //! `dockerfile_inline`, short `extends` and unset variables trip them), so
@@ -16,13 +17,16 @@ mod merge;
 mod normalise;
 mod yaml;
 
-use std::path::{Path, PathBuf};
+use std::{
+    cell::RefCell,
+    path::{Path, PathBuf},
+};
 
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::stack::Variables;
 
-use interpolate::interpolate;
+use interpolate::{Notes, interpolate};
 use merge::{merge_service, merge_top, take_mapping, untag};
 use normalise::{absolute, normalise};
 use yaml::nesting;
@@ -30,7 +34,8 @@ pub(super) use yaml::{other_keys, scalar, sequence, strings};
 
 /// A compose project, merged and normalised.
 pub struct Compose {
-    /// The top-level `name`, if any file gave one.
+    /// `-p`, else COMPOSE_PROJECT_NAME, else the top-level `name` (the last
+    /// file's that gives one), else none (the folder's is used).
     pub name: Option<String>,
     /// The project folder: that of the first file.
     pub dir: PathBuf,
@@ -39,8 +44,25 @@ pub struct Compose {
     pub volumes: Mapping,
     pub configs: Mapping,
     pub secrets: Mapping,
-    /// Services left out because none of their profiles was chosen.
-    pub unselected: Vec<String>,
+    /// The profiles active by default: `--profile`, else COMPOSE_PROFILES.
+    pub profiles: Vec<String>,
+    /// Key paths whose values were interpolated at import (frozen), with
+    /// the variables they read; and unset variables read as "".
+    pub frozen: Vec<String>,
+    pub unset: Vec<String>,
+}
+
+/// How to read a project.
+pub struct Reading<'a> {
+    pub env_file: Option<&'a Path>,
+    /// `--profile`: active by default (else COMPOSE_PROFILES).
+    pub profiles: &'a [String],
+    /// `-p`: the project's name (else COMPOSE_PROJECT_NAME, …).
+    pub project_name: Option<&'a str>,
+    /// Leave `${VAR}` in the strings stack.toml takes as they are
+    /// (environment, command, entrypoint, health-check test), so a secret
+    /// is read when the stack runs, not written into the file.
+    pub keep_variables: bool,
 }
 
 /// The files compose reads when none is named, in its order of preference.
@@ -60,16 +82,30 @@ pub fn default_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-/// Reads and merges `files` (at least one), choosing services by
-/// `profiles` when any is given (else every service is kept).
-pub fn load(files: &[PathBuf], env_file: Option<&Path>, profiles: &[String]) -> Result<Compose, String> {
+/// Reads and merges `files` (at least one).
+pub fn load(files: &[PathBuf], how: &Reading) -> Result<Compose, String> {
     let first = files.first().ok_or("no compose file given")?;
     let dir = first.canonicalize().map_err(|e| format!("{}: {e}", first.display()))?.parent().map(Path::to_path_buf).unwrap_or_default();
-    let variables = match env_file {
+    let mut variables = match how.env_file {
         Some(path) => Variables::with_file(path, true)?,
         None => Variables::with_file(&dir.join(".env"), false)?,
     };
-    let reader = Reader { variables: &variables };
+    // The name first: compose lets every file read ${COMPOSE_PROJECT_NAME}.
+    let name = match how.project_name.map(str::to_string).or_else(|| variables.value("COMPOSE_PROJECT_NAME").filter(|n| !n.is_empty())) {
+        Some(name) => Some(name),
+        None => declared_name(files, &variables)?,
+    };
+    let folder = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // As compose normalises it: lower case, `[a-z0-9_-]` kept.
+    let normalised: String =
+        name.as_deref().unwrap_or(&folder).to_lowercase().chars().filter(|c| c.is_ascii_alphanumeric() || "_-".contains(*c)).collect();
+    variables.set("COMPOSE_PROJECT_NAME", &normalised);
+    let profiles = if how.profiles.is_empty() {
+        variables.value("COMPOSE_PROFILES").unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect()
+    } else {
+        how.profiles.to_vec()
+    };
+    let reader = Reader { variables: &variables, keep: how.keep_variables, notes: RefCell::default() };
     let mut project = Mapping::new();
     for file in files {
         // Paths in every -f file are relative to the project folder.
@@ -77,31 +113,44 @@ pub fn load(files: &[PathBuf], env_file: Option<&Path>, profiles: &[String]) -> 
         merge_top(&mut project, top, file)?;
     }
     untag(&mut project);
-    let mut compose = Compose {
-        name: project.get("name").and_then(Value::as_str).map(str::to_string),
+    let Notes { mut frozen, mut unset } = reader.notes.into_inner();
+    for list in [&mut frozen, &mut unset] {
+        list.sort();
+        list.dedup();
+    }
+    Ok(Compose {
+        name,
         dir,
         services: take_mapping(&mut project, "services"),
         networks: take_mapping(&mut project, "networks"),
         volumes: take_mapping(&mut project, "volumes"),
         configs: take_mapping(&mut project, "configs"),
         secrets: take_mapping(&mut project, "secrets"),
-        unselected: Vec::new(),
-    };
-    if !profiles.is_empty() {
-        compose.services.retain(|name, service| {
-            let theirs = strings(service.get("profiles"));
-            let keep = theirs.is_empty() || theirs.iter().any(|p| profiles.contains(p));
-            if !keep {
-                compose.unselected.push(name.as_str().unwrap_or_default().to_string());
-            }
-            keep
-        });
+        profiles,
+        frozen,
+        unset,
+    })
+}
+
+/// The top-level `name` of the last file that gives one, interpolated.
+fn declared_name(files: &[PathBuf], variables: &Variables) -> Result<Option<String>, String> {
+    let mut name = None;
+    for file in files {
+        let text = provision_registry::files::read_regular_text(file, provision_registry::files::MAX_TEXT_BYTES)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        nesting(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let top: Value = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        if let Some(given) = top.get("name").and_then(Value::as_str) {
+            name = Some(variables.interpolate(given).map_err(|e| format!("{}: `name`: {e}", file.display()))?);
+        }
     }
-    Ok(compose)
+    Ok(name)
 }
 
 struct Reader<'a> {
     variables: &'a Variables,
+    keep: bool,
+    notes: RefCell<Notes>,
 }
 
 impl Reader<'_> {
@@ -174,7 +223,8 @@ impl Reader<'_> {
             return Err(format!("{}: not a compose file (expected a mapping with `services`)", path.display()));
         };
         top.retain(|key, _| !key.as_str().is_some_and(|k| k.starts_with("x-")));
-        interpolate(&mut top, self.variables, &mut Vec::new()).map_err(|(at, e)| format!("{}: `{at}`: {e}", path.display()))?;
+        interpolate(&mut top, self.variables, self.keep, &mut Vec::new(), &mut self.notes.borrow_mut())
+            .map_err(|(at, e)| format!("{}: `{at}`: {e}", path.display()))?;
         if let Some(Value::Mapping(services)) = top.get_mut("services") {
             for (name, service) in services.iter_mut() {
                 let name = name.as_str().unwrap_or_default().to_string();

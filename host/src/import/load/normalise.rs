@@ -130,6 +130,11 @@ fn long_volume(volume: &Value, project_dir: &Path) -> Result<Value, String> {
                 [source, target, mode] => (Some(source), target, mode),
                 _ => return Err(format!("{text:?}: expected SOURCE:TARGET[:MODE]")),
             };
+            // `${SOCK}:/run/x.sock` with SOCK unset: compose refuses it, it
+            // is not an anonymous volume.
+            if source == Some("") || target.is_empty() {
+                return Err(format!("{text:?}: an empty part between the colons (a variable not set?); compose refuses it too"));
+            }
             let kind = match source {
                 None => "volume",
                 Some(s) if s.starts_with(['.', '/', '~']) => "bind",
@@ -202,6 +207,8 @@ pub(super) mod tests {
         assert_eq!(s["volumes"][0]["type"], Value::from("bind"));
         assert_eq!(s["volumes"][1]["type"], Value::from("volume"));
         assert!(s["volumes"][1].get("source").is_none());
+        let err = long_volume(&Value::from(":/var/run/docker.sock:ro"), Path::new("/p")).unwrap_err();
+        assert!(err.contains("empty part"), "{err}");
         assert_eq!(s["extends"]["service"], Value::from("base"));
         assert_eq!(absolute(Path::new("/p/q"), "../r/./s"), "/p/r/s");
         assert_eq!(absolute(Path::new("/p"), "~/x"), "~/x");

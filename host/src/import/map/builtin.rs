@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 use serde_yaml_ng::{Mapping, Value};
 use toml::{Table, Value as Toml};
 
-use super::{Draft, Kind, Mapper, escape};
+use super::{Draft, Kind, Mapper};
 use crate::import::load::{scalar, sequence};
 
 impl Mapper<'_> {
@@ -241,7 +241,8 @@ fn postgres_settings(argv: &[String]) -> Result<Table, String> {
         // Numbers as numbers: the plugin types some settings (max_connections).
         let value = match v.parse::<i64>() {
             Ok(n) => Toml::Integer(n),
-            Err(_) => Toml::String(escape(v)),
+            // As written: the loader kept the command's variables.
+            Err(_) => Toml::String(v.to_string()),
         };
         tuning.insert(k.to_string(), value);
     }

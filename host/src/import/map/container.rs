@@ -2,6 +2,8 @@
 //! working_dir and healthcheck (a probe `provision export` wrote read back as
 //! that probe), and post_start hooks.
 
+use std::path::Path;
+
 use serde_yaml_ng::Value;
 use toml::{Table, Value as Toml};
 
@@ -46,7 +48,21 @@ impl Mapper<'_> {
                     let path = format!("{at}.build.{key}");
                     match key {
                         "context" | "dockerfile" | "target" | "args" => self.mapped(path, format!("build.{key}")),
-                        "dockerfile_inline" => self.dropped(path, "an inline Dockerfile: write it to a file and name it in `build.dockerfile`"),
+                        "dockerfile_inline" => {
+                            // stack.toml names files: the text becomes one, in the context.
+                            let text = build.get(key).and_then(Value::as_str).unwrap_or_default();
+                            let name = format!("{}.Dockerfile", self.names.get(d.name).map_or(d.name, String::as_str));
+                            let file = Path::new(build.get("context").and_then(Value::as_str).unwrap_or(".")).join(&name);
+                            self.files.push((file.clone(), text.to_string()));
+                            out.insert("dockerfile".into(), name.clone().into());
+                            self.mapped(
+                                path,
+                                format!(
+                                    "build.dockerfile = \"{name}\", written beside the context's files as {}",
+                                    self.path(&file.display().to_string())
+                                ),
+                            );
+                        }
                         _ => self.dropped(path, "provision's builds take context, dockerfile, target and args"),
                     }
                 }
@@ -68,7 +84,8 @@ impl Mapper<'_> {
             if let Some(value) = svc.get(key)
                 && !value.is_null()
             {
-                d.table.insert(key.into(), command_value(value));
+                // Kept as written by the loader: `${VAR}` is read when the stack runs.
+                d.table.insert(key.into(), command_value(value, false));
                 self.mapped(format!("{at}.{key}"), key);
             }
         }
@@ -85,20 +102,22 @@ impl Mapper<'_> {
             } else if once {
                 self.approximated(path, "a service others wait to complete has no health check: it exits");
             } else {
+                // The test keeps its variables (the loader left them).
                 let exec = match &test {
-                    Value::String(line) => Toml::String(escape(line)),
+                    Value::String(line) => Toml::String(line.clone()),
                     Value::Sequence(_) => {
                         let words = strings(Some(&test));
                         match words.split_first() {
-                            Some((kind, rest)) if kind == "CMD-SHELL" => Toml::String(escape(&rest.join(" "))),
-                            Some((kind, rest)) if kind == "CMD" => Toml::Array(rest.iter().map(|w| Toml::String(escape(w))).collect()),
-                            _ => Toml::Array(words.iter().map(|w| Toml::String(escape(w))).collect()),
+                            Some((kind, rest)) if kind == "CMD-SHELL" => Toml::String(rest.join(" ")),
+                            Some((kind, rest)) if kind == "CMD" => Toml::Array(rest.iter().cloned().map(Toml::String).collect()),
+                            _ => Toml::Array(words.into_iter().map(Toml::String).collect()),
                         }
                     }
                     _ => return Err(format!("`{path}.test` is neither a string nor a list")),
                 };
                 let mut health = Table::new();
-                let argv = strings(Some(&test));
+                // As compose runs it (`$$` is one `$`): the form export writes.
+                let argv: Vec<String> = strings(Some(&test)).iter().map(|w| w.replace("$$", "$")).collect();
                 match argv.split_first().and_then(|(kind, rest)| if kind == "CMD" { host_probe(rest) } else { None }) {
                     Some((kind, value, port)) => {
                         health.insert(kind.into(), value);
@@ -110,20 +129,22 @@ impl Mapper<'_> {
                         health.insert("exec".into(), exec);
                     }
                 }
-                for key in ["interval", "timeout", "start_period", "retries"] {
-                    if let Some(value) = check.get(key) {
-                        let value = match key {
-                            "retries" => Toml::Integer(value.as_i64().unwrap_or(3)),
-                            _ => Toml::String(scalar(value).unwrap_or_default()),
-                        };
-                        health.insert(key.into(), value);
-                    }
-                }
-                let extra = other_keys(healthcheck, &["test", "interval", "timeout", "start_period", "retries"]);
                 let how = match health.keys().next().map(String::as_str) {
                     Some("exec") | None => "health.exec, run in the container as compose runs it".to_string(),
                     Some(kind) => format!("health.{kind}: the command provision runs for this probe, which it makes from the host"),
                 };
+                // Docker's defaults where compose leaves them out: the
+                // container plugin's own (3 s, 30 retries) would change them.
+                for (key, docker) in [("interval", "30s"), ("timeout", "30s"), ("start_period", ""), ("retries", "3")] {
+                    let value = match (key, check.get(key)) {
+                        ("retries", value) => Toml::Integer(value.and_then(Value::as_i64).unwrap_or(3)),
+                        (_, Some(value)) => Toml::String(scalar(value).unwrap_or_default()),
+                        (_, None) if docker.is_empty() => continue,
+                        (_, None) => Toml::String(docker.into()),
+                    };
+                    health.insert(key.into(), value);
+                }
+                let extra = other_keys(healthcheck, &["test", "interval", "timeout", "start_period", "retries"]);
                 d.table.insert("health".into(), Toml::Table(health));
                 if extra.is_empty() {
                     self.mapped(path, how);
@@ -159,7 +180,7 @@ impl Mapper<'_> {
                     self.mapped(path, "extensions: the postgres plugin's own hook sets the password and creates them");
                     continue;
                 }
-                let command = command_value(&command);
+                let command = command_value(&command, true);
                 table_hooks.insert(format!("post-start-{}", i + 1), command);
                 let extra = other_keys(hook, &["command"]);
                 let mut how = format!("hooks.post-start-{}: runs once the container is ready (compose runs it as soon as it starts)", i + 1);
@@ -177,10 +198,16 @@ impl Mapper<'_> {
 
 /// A command as the container plugin takes it: a list as it is, a string
 /// as it is (split as a shell would, without a shell, as compose does).
-pub(super) fn command_value(value: &Value) -> Toml {
+/// `interpolated`: its `$` are text, written `$$` (else it still holds
+/// the compose file's variables, which stack.toml reads the same way).
+pub(super) fn command_value(value: &Value, interpolated: bool) -> Toml {
+    let text = |v: &Value| {
+        let text = scalar(v).unwrap_or_default();
+        if interpolated { escape(&text) } else { text }
+    };
     match value {
-        Value::Sequence(items) => Toml::Array(items.iter().map(|w| Toml::String(escape(&scalar(w).unwrap_or_default()))).collect()),
-        other => Toml::String(escape(&scalar(other).unwrap_or_default())),
+        Value::Sequence(items) => Toml::Array(items.iter().map(|w| Toml::String(text(w))).collect()),
+        other => Toml::String(text(other)),
     }
 }
 
@@ -253,11 +280,12 @@ mod tests {
     }
 
     #[test]
-    fn an_inline_dockerfile_is_said_to_be_dropped() {
+    fn an_inline_dockerfile_becomes_a_file_the_build_names() {
         let yaml = "services:\n  web:\n    build: {context: ., dockerfile_inline: 'FROM scratch'}\n";
         let (web, entry) = one(yaml, "build.dockerfile_inline");
         assert_eq!(web["build"]["context"].as_str(), Some("."));
-        assert_eq!(entry.map(|e| e.0), Some(Status::Dropped));
+        assert_eq!(web["build"]["dockerfile"].as_str(), Some("web.Dockerfile"));
+        assert_eq!(entry.map(|e| e.0), Some(Status::Mapped));
     }
 
     #[test]

@@ -19,12 +19,19 @@ impl Mapper<'_> {
         if !d.env.is_empty() {
             let mut table_env = Table::new();
             for (key, value) in &d.env {
-                // Unset (`- KEY`): from the environment or .env, as compose does.
-                let value = value.clone().unwrap_or_else(|| format!("${{{key}}}"));
-                table_env.insert(key.clone(), value.into());
+                // No value (`- KEY`, `KEY:`): from the environment or .env, as compose does.
+                table_env.insert(key.clone(), value.clone().unwrap_or_else(|| format!("${{{key}}}")).into());
                 let path = format!("{at}.environment.{key}");
                 if svc.get("environment").and_then(|e| e.get(key.as_str())).is_some() && !self.report.iter().any(|e| e.path == path) {
-                    self.mapped(path, format!("env.{key}"));
+                    match value {
+                        Some(_) => self.mapped(path, format!("env.{key}")),
+                        None => self.approximated(
+                            path,
+                            format!(
+                                "env.{key} = \"${{{key}}}\": where {key} is not set it is \"\" (compose leaves it out); `provision up` warns then"
+                            ),
+                        ),
+                    }
                 }
             }
             d.table.insert("env".into(), Toml::Table(table_env));

@@ -13,7 +13,7 @@ use crate::{
 
 impl Mapper<'_> {
     /// depends_on as `after`: started, ready or completed.
-    pub(super) fn depends_on(&mut self, d: &mut Draft) {
+    pub(super) fn depends_on(&mut self, d: &mut Draft) -> Result<(), String> {
         let (at, svc) = (d.at.clone(), d.svc);
         if let Some(Value::Mapping(depends)) = svc.get("depends_on") {
             d.handled.insert("depends_on");
@@ -22,8 +22,10 @@ impl Mapper<'_> {
                 let other = other.as_str().unwrap_or_default();
                 let path = format!("{at}.depends_on.{other}");
                 let Some(target) = self.names.get(other) else {
-                    self.dropped(path, format!("`{other}` is not a service of the imported project (not in the chosen profiles?)"));
-                    continue;
+                    // Compose v2 refuses it too, `required: false` or not.
+                    return Err(format!(
+                        "`{path}`: `{other}` is not a service of the project; compose refuses it too (define it, or remove the dependency)"
+                    ));
                 };
                 let condition = how.get("condition").and_then(Value::as_str).unwrap_or("service_started");
                 let wait = match condition {
@@ -48,6 +50,7 @@ impl Mapper<'_> {
                 d.table.insert("after".into(), Toml::Table(after));
             }
         }
+        Ok(())
     }
 
     /// links, networks and network_mode.
@@ -60,6 +63,26 @@ impl Mapper<'_> {
                 self.approximated(format!("{at}.links"), "services reach each other by service name; link aliases are not kept");
             } else {
                 self.mapped(format!("{at}.links"), "nothing needed: services reach each other by name");
+            }
+        }
+        // compose's container answers to its container_name on the network.
+        if let Some(container_name) = svc.get("container_name").and_then(Value::as_str) {
+            d.handled.insert("container_name");
+            let path = format!("{at}.container_name");
+            let own = self.names.get(d.name).map(String::as_str);
+            if own == Some(container_name) {
+                self.mapped(path, "nothing needed: the service answers to its name");
+            } else if crate::stack::valid_service_name(container_name) && !self.names.values().any(|n| n == container_name) {
+                d.table.insert("aliases".into(), Toml::Array(vec![container_name.into()]));
+                self.approximated(
+                    path,
+                    format!("aliases = [\"{container_name}\"]: other services reach it by that name; the container is named PROJECT-SERVICE-…"),
+                );
+            } else {
+                self.dropped(
+                    path,
+                    format!("{container_name:?} is not a host name provision can give (lower-case letters, digits, `-`; no other service's name)"),
+                );
             }
         }
         if let Some(Value::Mapping(networks)) = svc.get("networks") {
@@ -203,11 +226,7 @@ impl Mapper<'_> {
         if let Some(profiles) = svc.get("profiles") {
             d.handled.insert("profiles");
             let list = strings(Some(profiles));
-            let how = if list.len() > 1 {
-                "profiles: a stack runs one profile at a time (`--profile NAME`); the service is in each of these"
-            } else {
-                "profiles"
-            };
+            let how = format!("profiles: the service exists while any is active (`provision up --profile dev,{}`)", list[0]);
             d.table.insert("profiles".into(), Toml::Array(list.into_iter().map(Toml::String).collect()));
             self.mapped(format!("{at}.profiles"), how);
         }

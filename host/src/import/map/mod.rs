@@ -55,7 +55,11 @@ pub(super) struct Mapper<'a> {
     /// Without it a compose file from anywhere grants nothing: the stack
     /// names what it asks for and does not plan until the user grants it.
     pub grant: bool,
+    /// Files the stack needs that the compose file held inline (an inline
+    /// Dockerfile), to write beside stack.toml: (path, text).
+    pub files: Vec<(std::path::PathBuf, String)>,
 }
+
 /// Which plugin a service goes to.
 enum Kind {
     /// postgres or redis.
@@ -158,7 +162,7 @@ impl Mapper<'_> {
             }
         }
         self.ports(&mut d)?;
-        self.depends_on(&mut d);
+        self.depends_on(&mut d)?;
         self.networks(&mut d)?;
         self.process(&mut d);
         self.powers(&mut d);
@@ -199,7 +203,6 @@ impl Mapper<'_> {
             }
             let path = format!("{at}.{key}");
             match key {
-                "container_name" => self.approximated(path, "containers are named PROJECT_SERVICE_CONTAINER and answer to the service's name"),
                 "init" if svc.get("init").and_then(Value::as_bool) == Some(false) => {
                     self.approximated(path, "every container runs with an init (it reaps zombies, passes signals); init: false is not kept")
                 }
@@ -280,6 +283,8 @@ pub(super) mod tests {
         let (_, entries) = imported(yaml, false);
         let status = |path: &str| entries.iter().find(|e| e.path == path).map(|e| e.status);
         assert_eq!(status("services.web.container_name"), Some(Status::Approximated));
+        let (web, _) = one("services:\n  web: {image: nginx, container_name: front}\n", "container_name");
+        assert_eq!(web["aliases"].as_array().unwrap()[0].as_str(), Some("front"));
         assert_eq!(status("services.web.frobnicate"), Some(Status::Dropped));
         assert_eq!(status("services.web.x-custom"), None, "x- keys are extensions, not settings");
         let (_, entries) = imported("services:\n  web: {image: nginx, cap_add: [ALL], cap_drop: [NET_RAW]}\n", false);

@@ -42,6 +42,12 @@ impl Mapper<'_> {
             if ports.len() > 1 {
                 how = Some(format!("{}: the range as {} ports", how.as_deref().unwrap_or(target), ports.len()));
             }
+            if let Some((a, b)) = ports[0].picked_from {
+                how = Some(format!(
+                    "{}: published on {a}, the first of {a}-{b} (compose picks any free one of them)",
+                    how.as_deref().unwrap_or(target)
+                ));
+            }
             match how {
                 None => self.mapped(path, target),
                 Some(how) => self.approximated(path, how),
@@ -97,6 +103,8 @@ struct ParsedPort {
     host: Option<u16>,
     host_ip: Option<String>,
     udp: bool,
+    /// `9000-9001:80`: the host range compose picks a free port from.
+    picked_from: Option<(u16, u16)>,
 }
 
 /// "80", "8080:80", "127.0.0.1:8080:80", "53:53/udp", "3000-3002:3000-3002"
@@ -110,7 +118,7 @@ fn parse_ports(port: &Value) -> Option<Vec<ParsedPort>> {
         };
         let host_ip = long.get("host_ip").and_then(scalar);
         let udp = long.get("protocol").and_then(Value::as_str) == Some("udp");
-        return Some(vec![ParsedPort { container, host, host_ip, udp }]);
+        return Some(vec![ParsedPort { container, host, host_ip, udp, picked_from: None }]);
     }
     let text = scalar(port)?;
     let (text, udp) = match text.rsplit_once('/') {
@@ -136,11 +144,15 @@ fn parse_ports(port: &Value) -> Option<Vec<ParsedPort>> {
         None => None,
         Some(h) => Some(range(h)?),
     };
-    // A host range of another length than the container's: compose picks one of it; we cannot.
-    if hosts.is_some_and(|(a, b)| b - a != last - first) {
-        return None;
+    // A host range for one container port: compose picks a free one of it.
+    if let Some((a, b)) = hosts.filter(|(a, b)| b - a != last - first) {
+        return (first == last).then(|| vec![ParsedPort { container: first, host: Some(a), host_ip, udp, picked_from: Some((a, b)) }]);
     }
-    Some((first..=last).map(|c| ParsedPort { container: c, host: hosts.map(|(a, _)| a + (c - first)), host_ip: host_ip.clone(), udp }).collect())
+    Some(
+        (first..=last)
+            .map(|c| ParsedPort { container: c, host: hosts.map(|(a, _)| a + (c - first)), host_ip: host_ip.clone(), udp, picked_from: None })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -158,6 +170,8 @@ mod tests {
         let range = parse_ports(&Value::from("8000-8002:3000-3002")).unwrap();
         assert_eq!(range.iter().map(|p| (p.host, p.container)).collect::<Vec<_>>(), [(Some(8000), 3000), (Some(8001), 3001), (Some(8002), 3002)]);
         assert!(parse_ports(&Value::from("3000-3005:3000-3002")).is_none());
+        let picked = parse_ports(&Value::from("9000-9001:80")).unwrap();
+        assert_eq!((picked.len(), picked[0].host, picked[0].container, picked[0].picked_from), (1, Some(9000), 80, Some((9000, 9001))));
     }
 
     #[test]
