@@ -226,7 +226,12 @@ impl Mapper<'_> {
         if let Some(profiles) = svc.get("profiles") {
             d.handled.insert("profiles");
             let list = strings(Some(profiles));
-            let how = format!("profiles: the service exists while any is active (`provision up --profile dev,{}`)", list[0]);
+            // compose: no profile named (`[]`) means the service always runs.
+            let Some(first) = list.first() else {
+                self.mapped(format!("{at}.profiles"), "no profile named: the service always runs");
+                return;
+            };
+            let how = format!("profiles: the service exists while any is active (`provision up --profile dev,{first}`)");
             d.table.insert("profiles".into(), Toml::Array(list.into_iter().map(Toml::String).collect()));
             self.mapped(format!("{at}.profiles"), how);
         }
@@ -272,6 +277,14 @@ mod tests {
         assert_eq!(services["web"]["restart"].as_str(), Some("on-failure"));
         let entry = entries.iter().find(|e| e.path == "services.web.restart").unwrap();
         assert_eq!(entry.status, Status::Approximated);
+    }
+
+    #[test]
+    fn an_empty_profiles_list_means_the_service_always_runs() {
+        let (services, entries) = imported("services:\n  web: {image: a, profiles: []}\n", false);
+        assert!(services["web"].get("profiles").is_none());
+        let entry = entries.iter().find(|e| e.path == "services.web.profiles").unwrap();
+        assert!(entry.detail.contains("always runs"), "{}", entry.detail);
     }
 
     #[test]
