@@ -12,6 +12,10 @@
 
 use std::{cell::RefCell, collections::HashMap, path::Path};
 
+use toml::Value;
+
+use super::{Stack, StackError};
+
 /// Marks a kept `${service.output}` reference (NUL: refused in the file).
 const REFERENCE: char = '\0';
 
@@ -241,6 +245,47 @@ pub fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, String> {
         vars.insert(key.to_string(), value);
     }
     Ok(vars)
+}
+
+/// Variables filled into a stack as it is read, with a warning at the line
+/// of each one read while unset.
+impl Stack {
+    /// Replace variables in every string value, in place.
+    pub(super) fn interpolate(&mut self, table: &mut toml::Table, prefix: &str, variables: &Variables) -> Result<(), StackError> {
+        for (key, value) in table.iter_mut() {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            self.interpolate_value(value, &path, variables)?;
+        }
+        Ok(())
+    }
+
+    fn interpolate_value(&mut self, value: &mut Value, path: &str, variables: &Variables) -> Result<(), StackError> {
+        match value {
+            Value::String(s) => {
+                *s = variables.interpolate(s).map_err(|e| {
+                    let help =
+                        if e.contains("required") { "set it in the environment, or in .env beside stack.toml" } else { "`$$` writes a literal `$`" };
+                    self.error_at(path, e, "interpolated here", Some(help.into()))
+                })?;
+                for name in variables.take_unset() {
+                    let warning = format!(
+                        "{}: `{path}`: variable {name} is not set, so it reads as \"\" (set it in the environment or in .env, \
+                         or write ${{{name}:-}} where empty is meant)",
+                        self.place(path)
+                    );
+                    self.warnings.push(warning);
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.interpolate_value(item, &format!("{path}.{i}"), variables)?;
+                }
+            }
+            Value::Table(t) => self.interpolate(t, path, variables)?,
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
