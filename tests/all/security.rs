@@ -161,6 +161,59 @@ fn a_network_setting_that_changed_is_refused_not_ignored() {
     assert!(run.message().contains("network `e2e-sec-net_back` exists with internal = false, but the plan wants internal = true"), "{}", run.stderr);
 }
 
+/// A network made outside the stack, and a container on it, as another
+/// project (or a developer by hand) would have them; removed when dropped.
+struct Outside(&'static str);
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        docker(&["rm", "-f", &format!("{}-peer", self.0)]);
+        docker(&["network", "rm", self.0]);
+    }
+}
+
+/// An external network may be another project's: it is joined only by a
+/// service whose `networks` the user wrote names it, never made or removed
+/// by the stack, and a plugin naming it (or its engine name) gets no way in.
+#[test]
+fn an_external_network_is_joined_only_where_the_user_names_it_and_never_made_or_removed() {
+    needs_engine!();
+    let _isolation = crate::support::NETWORK_ISOLATION.lock().unwrap_or_else(|p| p.into_inner());
+    let outside = Outside("e2e-sec-outside");
+    drop(Outside(outside.0));
+    let declared = format!("[networks.shared]\nexternal = true\nname = \"{}\"\n", outside.0);
+    let stack = mischief("e2e-sec-ext", &format!("{IDLE}networks = [\"shared\"]\n{declared}"));
+
+    let missing = stack.provision(&["up"]).failed();
+    assert!(missing.message().contains("and the engine has no network `e2e-sec-outside`; nothing was created"), "{}", missing.stderr);
+    assert!(missing.message().contains("docker network create e2e-sec-outside"), "it says what to do: {}", missing.stderr);
+    assert_eq!(leftovers("e2e-sec-ext"), "", "a failed up made nothing");
+
+    docker(&["network", "create", outside.0]);
+    let peer = format!("{}-peer", outside.0);
+    docker(&["run", "-d", "--name", &peer, "--network", outside.0, "provision-standin/redis:7"]);
+    stack.provision(&["up"]).ok();
+    let ping = stack.provision(&["exec", "x", "--", "redis-cli", "-h", &peer, "ping"]).ok();
+    assert_eq!(ping.stdout.trim(), "PONG", "the user's service reaches the outside container by name");
+
+    // The plugin names the network itself, by the stack's name or by the
+    // engine's: refused, and a network of the project's own, respectively.
+    let header = "[plugins]\nmischief = { path = \"mischief.wasm\" }\n[services.x]\nplugin = \"mischief\"\n";
+    stack.rewrite(&format!("{header}{IDLE}network = \"shared\"\n{declared}"));
+    let refused = stack.provision(&["plan"]).failed();
+    assert!(refused.message().contains("the plugin joins network `shared`, which the stack declares external"), "{}", refused.stderr);
+    stack.rewrite(&format!("{header}{IDLE}network = \"{}\"\n{declared}", outside.0));
+    stack.provision(&["up"]).ok();
+    let joined = docker(&["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", "e2e-sec-ext_x_server"]);
+    assert_eq!(joined.split_whitespace().collect::<Vec<_>>(), ["e2e-sec-ext_e2e-sec-outside"], "{joined}");
+    let ping = stack.provision(&["exec", "x", "--", "redis-cli", "-h", &peer, "ping"]);
+    assert_ne!(ping.stdout.trim(), "PONG", "the plugin reached the outside network");
+
+    stack.provision(&["down"]).ok();
+    let kept = docker(&["network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", outside.0]);
+    assert_eq!(kept.trim(), peer, "down left the outside network and its container as they were");
+}
+
 #[test]
 fn an_up_killed_before_ready_is_finished_by_the_next_not_kept() {
     needs_engine!();

@@ -103,6 +103,13 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     }
     let diff = reconcile::diff(state, &actual, &options.journal, engine.runs_copies());
     check_ports(state, &diff, &actual)?;
+    // A network made outside the stack is there before anything is pulled,
+    // built, made or removed, or nothing is done.
+    for (name, external) in &state.external_networks {
+        if engine.network(external).await?.is_none() {
+            return Err(ApplyError::ExternalNetworkMissing { name: name.clone(), engine_name: external.clone() });
+        }
+    }
 
     // Pulls first, all at once: a missing image fails before anything is
     // created, and counts against --timeout like every other wait. Builds
@@ -165,10 +172,7 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     networks.extend(state.services.iter().flat_map(|s| s.plan.networks.iter().cloned()));
     for network in networks.iter().filter(|n| !n.name.is_empty()) {
         stopped(options)?;
-        if let Some(external) = state.external_networks.get(&network.name) {
-            if engine.network(external).await?.is_none() {
-                return Err(ApplyError::ExternalNetworkMissing { name: network.name.clone(), engine_name: external.clone() });
-            }
+        if state.external_networks.contains_key(&network.name) {
             continue;
         }
         let name = names.network(&network.name);
