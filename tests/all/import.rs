@@ -127,6 +127,10 @@ fn a_compose_file_grants_no_power_without_grant() {
     assert!(refused.message().contains("allow"), "{}", refused.stderr);
     let human = project.provision(&["import", "--force"]).ok();
     assert!(human.stderr.contains("powers the compose file asks for, not granted"), "{}", human.stderr);
+    // --strict: a power not granted is a stack that would not plan.
+    let strict = project.provision(&["import", "--strict", "--force"]).failed();
+    assert!(strict.stderr.contains("power(s) are not granted (the stack would not plan; grant them with --grant"), "{}", strict.stderr);
+    assert_eq!(std::fs::read_to_string(project.path().join("stack.toml")).unwrap(), stack, "nothing written");
 }
 
 #[test]

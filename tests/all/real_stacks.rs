@@ -1,10 +1,11 @@
 //! Settings real teams' stacks use and how they run them (issue 28): crash
 //! loops under a restart policy, any redis setting, nginx caching and the
-//! HTTPS redirect, a project whose services are all in another profile.
+//! HTTPS redirect, a project whose services are all in another profile, and
+//! a compose project with several profiles, a container name and variables.
 
 use crate::{
     examples::header,
-    support::{Stack, docker, http, needs_engine},
+    support::{Project, Stack, docker, http, needs_engine},
 };
 
 #[test]
@@ -115,4 +116,55 @@ fn ps_exec_and_down_find_a_project_whose_services_are_all_in_another_profile() {
     assert_eq!(stack.provision(&["exec", "cache", "--", "redis-cli", "ping"]).ok().stdout.trim(), "PONG");
     stack.provision(&["down", "-v"]).ok();
     assert!(stack.ps().is_empty(), "down found the project too");
+}
+
+/// The project of issue 28's first report: `app` (profile frontend) uses
+/// `db` (profile backend), reached by its `container_name`, both active from
+/// `.env`, as compose runs it; a variable of the command stays one.
+#[test]
+fn an_imported_project_runs_in_several_profiles_reaches_a_container_name_and_keeps_variables() {
+    needs_engine!();
+    let project = Project::new("");
+    std::fs::remove_file(project.path().join("stack.toml")).unwrap();
+    project.write(".env", "COMPOSE_PROJECT_NAME=e2e-import-profiles\nCOMPOSE_PROFILES=frontend,backend\n");
+    project.write(
+        "compose.yaml",
+        r#"services:
+  app:
+    image: debian:bookworm-slim
+    profiles: [frontend]
+    command: ["sh", "-c", "echo hello ${GREETING_NAME}; exec sleep infinity"]
+    depends_on: [db]
+  db:
+    image: debian:bookworm-slim
+    container_name: store
+    profiles: [backend]
+    command: ["sleep", "infinity"]
+  debugger:
+    image: debian:bookworm-slim
+    profiles: [debug]
+    command: ["sleep", "infinity"]
+"#,
+    );
+    project.provision(&["import"]).ok();
+    let stack = Stack { project, name: "e2e-import-profiles".into() };
+    let text = std::fs::read_to_string(stack.project.path().join("stack.toml")).unwrap();
+    assert!(text.contains("${GREETING_NAME}"), "the variable stays one: {text}");
+
+    let up = stack.provision(&["up"]).ok();
+    assert!(up.stderr.contains("variable GREETING_NAME is not set, so it reads as \"\""), "{}", up.stderr);
+    assert!(up.stderr.contains("warning: stack.toml:"), "the warning has its line: {}", up.stderr);
+    let mut running: Vec<String> = stack.ps().iter().map(|r| r["service"].as_str().unwrap().to_string()).collect();
+    running.sort();
+    assert_eq!(running, ["app", "db"], "frontend and backend are active, debug is not");
+    let store = stack.provision(&["exec", "app", "--", "getent", "hosts", "store"]).ok();
+    assert!(!store.stdout.trim().is_empty(), "`store` answers: {}", store.stderr);
+
+    // Set, the variable reaches the command: the container is made again.
+    stack.provision_env(&["up"], &[("GREETING_NAME", "world")]).ok();
+    let logs = docker(&["logs", "e2e-import-profiles_app_server"]);
+    assert!(logs.contains("hello world"), "{logs}");
+    // Profiles on the command line replace the stack's: all three.
+    stack.provision_env(&["up", "--profile", "frontend", "--profile", "backend,debug"], &[("GREETING_NAME", "world")]).ok();
+    assert_eq!(stack.ps().len(), 3);
 }

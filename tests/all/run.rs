@@ -158,3 +158,19 @@ fn a_one_off_runs_with_the_service_image_and_network_and_is_removed() {
     assert_eq!(echoed.stdout.trim(), "12", "stdin is passed: {}", echoed.stderr);
     assert_eq!(stack.ps().len(), 1, "only the service's own container is left");
 }
+
+#[test]
+fn a_one_off_runs_the_image_the_service_runs_not_a_newer_build() {
+    needs_engine!();
+    let stack = Stack::new("e2e-one-off-build", "[services.web]\nplugin = \"container\"\nbuild = \"web\"\ncommand = [\"sleep\", \"infinity\"]\n");
+    std::fs::create_dir_all(stack.project.path().join("web")).unwrap();
+    stack.project.write("web/Dockerfile", "FROM provision-standin/debian:bookworm\nCOPY version /version\n");
+    stack.project.write("web/version", "one\n");
+    stack.provision(&["up"]).ok();
+    // Changed since `up`: the one-off still runs what the service runs.
+    stack.project.write("web/version", "two\n");
+    let cat = stack.provision(&["run", "web", "--", "cat", "/version"]).ok();
+    assert_eq!(cat.stdout.trim(), "one", "{}", cat.stderr);
+    stack.provision(&["up"]).ok();
+    assert_eq!(stack.provision(&["run", "web", "--", "cat", "/version"]).ok().stdout.trim(), "two", "after the rebuild");
+}
