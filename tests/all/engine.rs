@@ -196,7 +196,7 @@ impl Engine for MemoryEngine {
         Ok(0)
     }
 
-    fn logs(&self, _id: &str, _follow: bool, _tail: Option<usize>) -> BoxStream<'static, Result<String>> {
+    fn logs(&self, _id: &str, _options: &provision::engine::LogOptions) -> BoxStream<'static, Result<String>> {
         stream::empty().boxed()
     }
 }

@@ -11,6 +11,7 @@ mod export;
 mod fuzz;
 mod host_paths;
 mod import;
+mod lifecycle;
 mod plan;
 mod rails;
 mod real_stacks;

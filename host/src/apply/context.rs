@@ -4,7 +4,7 @@
 //! an `&Up`; this module imports none of them.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -121,11 +121,27 @@ pub struct UpOptions {
     pub labels: Labels,
     /// Seed new data from snapshots and keep them (`--no-snapshots`: off).
     pub snapshots: bool,
+    /// `up SERVICE…`: only these services are brought up; the project's
+    /// other containers are neither changed nor removed.
+    pub only: Option<BTreeSet<String>>,
+    /// `start`, `restart`: start what exists; anything to create or
+    /// recreate is refused before anything is done.
+    pub existing_only: bool,
 }
 
 impl UpOptions {
     pub fn new(project_dir: PathBuf, timeout: Duration, locked_images: Option<Vec<LockedImage>>, journal: Journal) -> Self {
-        UpOptions { project_dir, timeout, locked_images, journal, interrupted: AtomicBool::new(false), labels: Labels::new(), snapshots: true }
+        UpOptions {
+            project_dir,
+            timeout,
+            locked_images,
+            journal,
+            interrupted: AtomicBool::new(false),
+            labels: Labels::new(),
+            snapshots: true,
+            only: None,
+            existing_only: false,
+        }
     }
 
     pub(super) fn is_interrupted(&self) -> bool {

@@ -19,6 +19,7 @@ mod schedule;
 mod snapshots;
 
 use std::{
+    borrow::Cow,
     collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
@@ -69,6 +70,9 @@ pub enum ApplyError {
          or drop `external = true` from [networks.{name}] for the stack to make its own"
     ))]
     ExternalNetworkMissing { name: String, engine_name: String },
+    #[error("`{service}`'s `{container}` cannot just be started: {why}; nothing was started")]
+    #[diagnostic(help("`provision up {service}` creates or recreates it (and starts it)"))]
+    NotStartable { service: String, container: String, why: String },
     #[error("images were not pulled within {0:?}; nothing was created")]
     #[diagnostic(help("a slow registry needs a longer --timeout"))]
     ImagesTimedOut(Duration),
@@ -95,14 +99,11 @@ pub struct Summary {
 /// ready, or with every failure found.
 pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, events: &dyn Events) -> Result<Summary, ApplyError> {
     let started = Instant::now();
+    let state = &*scoped(state, options);
     let names = Names { project: &state.project };
-    let actual = engine.containers(&state.project).await?;
+    let (all, diff) = compare(engine, state, options).await?;
     let ours = options.project_dir.display().to_string();
-    if let Some(other) = reconcile::other_owner(&options.project_dir, &actual) {
-        return Err(ApplyError::Collision { project: state.project.clone(), other: other.to_string(), ours });
-    }
-    let diff = reconcile::diff(state, &actual, &options.journal, engine.runs_copies());
-    check_ports(state, &diff, &actual)?;
+    check_ports(state, &diff, &all)?;
     // A network made outside the stack is there before anything is pulled,
     // built, made or removed, or nothing is done.
     for (name, external) in &state.external_networks {
@@ -152,7 +153,7 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
     // Gone from the stack (a scaled-down replica, a removed service): each
     // stopped as `down` stops it, so a server closes its listener and ends
     // the requests it holds before its address leaves the network.
-    let orphans = diff.orphan_ids.iter().map(|id| engine.stop_and_remove(id, STOP_TIMEOUT_SECS));
+    let orphans = diff.orphan_ids.iter().filter(|_| !options.existing_only).map(|id| engine.stop_and_remove(id, STOP_TIMEOUT_SECS));
     join_all(orphans).await.into_iter().collect::<Result<Vec<()>, EngineError>>()?;
     let project_labels = || options.project_labels(&state.project);
     // A network or volume of this name that another project or checkout
@@ -215,6 +216,43 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
         removed: diff.orphans.len(),
         images: resolved_images,
     })
+}
+
+/// `up SERVICE…`: the rest of the project is not this up's to change.
+fn scoped<'a>(state: &'a DesiredState, options: &UpOptions) -> Cow<'a, DesiredState> {
+    match &options.only {
+        Some(only) => Cow::Owned(state.only(only)),
+        None => Cow::Borrowed(state),
+    }
+}
+
+/// Every container of the project, and the diff of the (scoped) plan with
+/// those in scope; for `start`, refused unless every one is to be kept.
+async fn compare(engine: &dyn Engine, state: &DesiredState, options: &UpOptions) -> Result<(Vec<Actual>, Diff), ApplyError> {
+    let all = engine.containers(&state.project).await?;
+    let ours = options.project_dir.display().to_string();
+    if let Some(other) = reconcile::other_owner(&options.project_dir, &all) {
+        return Err(ApplyError::Collision { project: state.project.clone(), other: other.to_string(), ours });
+    }
+    let in_scope = |a: &&Actual| options.only.as_ref().is_none_or(|only| a.label("service").is_some_and(|s| only.contains(s)));
+    let actual: Vec<Actual> = all.iter().filter(in_scope).cloned().collect();
+    let diff = reconcile::diff(state, &actual, &options.journal, engine.runs_copies());
+    if options.existing_only
+        && let Some(step) = diff.steps.iter().find(|s| s.change != Change::Keep)
+    {
+        let why = match &step.change {
+            Change::Recreate { fields } => format!("it changed since `up` ({})", fields.join(", ")),
+            _ => "it has no container yet".to_string(),
+        };
+        return Err(ApplyError::NotStartable { service: step.service.clone(), container: step.container.clone(), why });
+    }
+    Ok((all, diff))
+}
+
+/// `restart`, before it stops anything: every container in scope can be
+/// started again as it is.
+pub async fn check_startable(engine: &dyn Engine, state: &DesiredState, options: &UpOptions) -> Result<(), ApplyError> {
+    compare(engine, &scoped(state, options), options).await.map(drop)
 }
 
 /// After Ctrl-C nothing new is created (see `UpOptions::interrupted`).

@@ -19,7 +19,7 @@ use super::{
     lifecycle, readiness,
     snapshots::{self, Keeper},
 };
-use crate::desired::{Image, Instance, MountSource, ServiceState, WaitFor};
+use crate::desired::{Image, Instance, ServiceState, WaitFor};
 
 /// How far a service has come, for its dependents.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,24 +39,11 @@ pub(super) async fn all(up: &Up<'_, '_>) -> Vec<Result<(), Failure>> {
     let services = join_all(state.services.iter().map(|service| {
         let (channels, keeper) = (&channels, &keeper);
         async move {
-            // `planned` dependencies only ordered the plugin calls, but a
-            // service that mounts another's volume waits for it to have
-            // started (which, while it keeps a snapshot, is after the copy).
-            let mounts_volume_of = |owner: &str| {
-                let mounts = service.plan.containers.iter().chain(&service.plan.tasks).flat_map(|c| &c.mounts);
-                mounts.filter_map(|m| if let MountSource::Volume(v) = &m.source { v.split_once('/') } else { None }).any(|(o, _)| o == owner)
-            };
+            // Only those in this `up` (`up SERVICE…` leaves the others as they are).
             let deps: Vec<(WaitFor, String, watch::Receiver<Reached>)> = service
                 .depends_on
                 .iter()
-                .filter_map(|d| {
-                    match d.wait {
-                        WaitFor::Planned if mounts_volume_of(&d.service) => Some(WaitFor::Started),
-                        WaitFor::Planned => None,
-                        wait => Some(wait),
-                    }
-                    .map(|wait| (wait, d.service.clone(), channels[d.service.as_str()].1.clone()))
-                })
+                .filter_map(|d| Some((service.waits_for(d)?, d.service.clone(), channels.get(d.service.as_str())?.1.clone())))
                 .collect();
             let tx = &channels[service.name.as_str()].0;
             let result = service_up(up, service, deps, tx, keeper).await;

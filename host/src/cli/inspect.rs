@@ -33,7 +33,8 @@ pub async fn ps(args: PsArgs) -> miette::Result<ExitCode> {
                 service: service.clone(),
                 name: c.name.clone(),
                 state,
-                health: status.health.unwrap_or_else(|| "-".into()),
+                // The last check of a container that no longer runs says nothing now.
+                health: status.health.filter(|_| status.running).unwrap_or_else(|| "-".into()),
                 ports: c.host_ports().collect(),
                 address: engine.publishes_on().to_string(),
                 id: c.id[..12.min(c.id.len())].to_string(),
@@ -52,31 +53,52 @@ pub async fn ps(args: PsArgs) -> miette::Result<ExitCode> {
 
 pub async fn logs(args: LogsArgs) -> miette::Result<ExitCode> {
     let (project, engine, containers) = project_containers(&args.project_args()).await?;
-    let mut streams = Vec::new();
-    for (service, list) in reconcile::by_service(containers) {
-        if args.service.as_ref().is_some_and(|s| *s != service) {
+    let by_service = reconcile::by_service(containers);
+    if let Some(unknown) = args.services.iter().find(|s| !by_service.contains_key(*s)) {
+        let running: Vec<&str> = by_service.keys().map(String::as_str).collect();
+        return Err(miette::miette!(
+            help = format!("what it runs: {}", if running.is_empty() { "nothing".to_string() } else { running.join(", ") }),
+            "project {project} has no containers for service `{unknown}`"
+        ));
+    }
+    let options = args.options();
+    let mut sources = Vec::new();
+    for (service, list) in by_service {
+        if !args.services.is_empty() && !args.services.contains(&service) {
             continue;
         }
         for c in list {
-            let prefix = format!("{service}/{}", c.label("container").unwrap_or(""));
-            streams.push(engine.logs(&c.id, args.follow, args.tail).map(move |chunk| (prefix.clone(), chunk)).boxed());
+            let container = c.label("container").unwrap_or("").to_string();
+            sources.push((format!("{service}/{container}"), engine.logs(&c.id, &options)));
         }
     }
-    if streams.is_empty() {
-        return Err(miette::miette!(
-            help = "`provision ps` lists what the project runs",
-            "project {project} has no containers{}",
-            args.service.map(|s| format!(" for service `{s}`")).unwrap_or_default()
-        ));
+    if sources.is_empty() {
+        return Err(miette::miette!(help = "`provision up` brings it up", "project {project} has no containers"));
     }
+    // Prefixes padded to one width, each service in a colour of its own at
+    // a terminal (console honours NO_COLOR and CLICOLOR).
+    let width = sources.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+    let colour = console::colors_enabled();
+    let streams = sources.into_iter().enumerate().map(|(i, (prefix, stream))| {
+        let padded = format!("{prefix:width$} |");
+        let prefix = if colour { console::style(padded).color256(LOG_COLOURS[i % LOG_COLOURS.len()]).to_string() } else { padded };
+        stream.map(move |chunk| (prefix.clone(), chunk)).boxed()
+    });
     let mut all = futures_util::stream::select_all(streams);
+    let mut out = std::io::stdout().lock();
     while let Some((prefix, chunk)) = all.next().await {
         for line in chunk?.lines() {
-            println!("{prefix} | {line}");
+            if writeln!(out, "{prefix} {line}").is_err() {
+                // The reader went away (`| head`): not an error of ours.
+                return Ok(ExitCode::SUCCESS);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Distinct on dark and light terminals (xterm's 256 colours).
+const LOG_COLOURS: [u8; 6] = [33, 36, 35, 32, 172, 134];
 
 pub async fn exec(args: ExecArgs) -> miette::Result<ExitCode> {
     let (project, engine, containers) = project_containers(&args.project).await?;

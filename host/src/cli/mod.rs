@@ -9,6 +9,7 @@ mod env;
 mod export;
 mod import;
 mod inspect;
+mod lifecycle;
 mod lock;
 mod plan;
 mod plugin;
@@ -70,6 +71,9 @@ async fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Import(args) => import::run(args),
         Command::Up(args) => up::run(args).await,
         Command::Down(args) => down::run(args).await,
+        Command::Stop(args) => lifecycle::stop(args).await,
+        Command::Start(args) => lifecycle::start(args).await,
+        Command::Restart(args) => lifecycle::restart(args).await,
         Command::Ps(args) => inspect::ps(args).await,
         Command::Logs(args) => inspect::logs(args).await,
         Command::Exec(args) => inspect::exec(args).await,

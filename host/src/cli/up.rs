@@ -1,35 +1,81 @@
 //! `provision up`: plan, then converge the engine with live progress (or
-//! JSON events), and keep stack.lock in step with what ran.
+//! JSON events), and keep stack.lock in step with what ran. `start` and
+//! `restart` converge the same way (`converge`), starting only what exists.
 
-use std::{process::ExitCode, time::Duration};
+use std::{collections::BTreeSet, process::ExitCode, time::Duration};
 
 use super::{Prepared, args::UpArgs, connect, lock, prepare};
 use crate::{
     apply::{self, UpOptions},
+    engine::Engine,
     journal::Journal,
     secrets, ui,
     writer::Writer,
 };
 
 pub async fn run(args: UpArgs) -> miette::Result<ExitCode> {
-    let Prepared { stack, planned, lock, .. } = prepare(&args.stack, args.stack.locked)?;
-    let _writer = Writer::claim(&planned.state.project, "provision up")?;
-    let engine = connect(&args.stack.project, Some(&stack)).await?;
-    let state = &planned.state;
-    let locked_images = if args.stack.locked { lock.as_ref().map(|l| l.images.clone()) } else { None };
-    let journal = Journal::of(&stack.dir, &state.project);
-    let mut options = UpOptions::new(stack.dir.clone(), Duration::from_secs(args.timeout), locked_images, journal);
+    let prepared = prepare(&args.stack, args.stack.locked)?;
+    let state = &prepared.planned.state;
+    let _writer = Writer::claim(&state.project, "provision up")?;
+    let engine = connect(&args.stack.project, Some(&prepared.stack)).await?;
+    let locked_images = if args.stack.locked { prepared.lock.as_ref().map(|l| l.images.clone()) } else { None };
+    let mut options = UpOptions::new(prepared.stack.dir.clone(), Duration::from_secs(args.timeout), locked_images, journal(&prepared));
     options.snapshots = !args.no_snapshots;
-    let names: Vec<&str> = state.services.iter().map(|s| s.name.as_str()).collect();
+    options.only = only(&prepared, &args.services)?;
+    let summary = match converge(&prepared, engine.as_ref(), &options, args.json, Said::Up).await? {
+        Converged::Done(summary) => summary,
+        Converged::Interrupted => return Ok(ExitCode::from(130)),
+    };
+    // A part of the stack does not make a lock (the next whole `up` does).
+    if options.only.is_none() || prepared.lock.is_some() {
+        lock::after_up(&prepared.stack, &prepared.planned, prepared.lock.as_ref(), &summary.images)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn journal(prepared: &Prepared) -> Journal {
+    Journal::of(&prepared.stack.dir, &prepared.planned.state.project)
+}
+
+/// The services named and what they need first; None: the whole stack.
+pub(super) fn only(prepared: &Prepared, services: &[String]) -> miette::Result<Option<BTreeSet<String>>> {
+    if services.is_empty() {
+        return Ok(None);
+    }
+    let selected = prepared.planned.state.with_dependencies(services).map_err(|e| miette::miette!(help = "`provision plan` lists them", "{e}"))?;
+    Ok(Some(selected))
+}
+
+pub(super) enum Converged {
+    Done(apply::Summary),
+    /// By Ctrl-C, and said so.
+    Interrupted,
+}
+
+/// Apply the plan with live progress (or JSON events on stdout, for CI);
+/// Ctrl-C lets the engine call in progress finish, then stops.
+/// What the line said when done says.
+pub(super) enum Said<'a> {
+    /// `PROJECT is up in 1.20s: 2 created, …` (or the services of `up SERVICE…`).
+    Up,
+    /// `started web in 0.80s` (those named, or the project).
+    Started(&'a [String]),
+    Restarted(&'a [String]),
+}
+
+pub(super) async fn converge(prepared: &Prepared, engine: &dyn Engine, options: &UpOptions, json: bool, said: Said<'_>) -> miette::Result<Converged> {
+    let state = &prepared.planned.state;
+    let names: Vec<&str> =
+        state.services.iter().map(|s| s.name.as_str()).filter(|s| options.only.as_ref().is_none_or(|only| only.contains(*s))).collect();
     // Live progress only without --json, so CI output is JSON alone.
-    let progress = (!args.json).then(|| ui::progress::Progress::new(&names));
+    let progress = (!json).then(|| ui::progress::Progress::new(&names));
     let events: &dyn apply::Events = match &progress {
         Some(progress) => progress,
         None => &ui::progress::JsonEvents,
     };
     let started = std::time::Instant::now();
 
-    let apply = apply::up(engine.as_ref(), state, &options, events);
+    let apply = apply::up(engine, state, options, events);
     tokio::pin!(apply);
     let result = tokio::select! {
         result = &mut apply => result,
@@ -40,33 +86,37 @@ pub async fn run(args: UpArgs) -> miette::Result<ExitCode> {
             let _ = tokio::time::timeout(Duration::from_secs(10), &mut apply).await;
             progress.iter().for_each(ui::progress::Progress::finish);
             eprintln!("interrupted: what was created so far is labeled with project `{}`; `provision down` removes it", state.project);
-            return Ok(ExitCode::from(130));
+            return Ok(Converged::Interrupted);
         }
     };
     progress.iter().for_each(ui::progress::Progress::finish);
     let summary = match result {
         Ok(summary) => summary,
         Err(error) => {
-            if args.json {
+            if json {
                 println!("{}", serde_json::json!({"event": "up", "ok": false, "error": secrets::redact(&error.to_string())}));
             }
             return Err(error.into());
         }
     };
-    lock::after_up(&stack, &planned, lock.as_ref(), &summary.images)?;
     let elapsed = started.elapsed();
-    if args.json {
+    if json {
         println!("{}", serde_json::json!({"event": "up", "ok": true, "elapsed_ms": elapsed.as_millis() as u64, "summary": summary}));
     } else {
-        eprintln!(
-            "{} is up in {:.2}s: {} created, {} recreated, {} kept, {} removed",
-            state.project,
-            elapsed.as_secs_f64(),
-            summary.created,
-            summary.recreated,
-            summary.kept,
-            summary.removed
-        );
+        let s = elapsed.as_secs_f64();
+        let (created, recreated, kept, removed) = (summary.created, summary.recreated, summary.kept, summary.removed);
+        let project = || state.project.clone();
+        match said {
+            Said::Up if options.only.is_some() => {
+                let are = if names.len() > 1 { "are" } else { "is" };
+                eprintln!("{} {are} up in {s:.2}s: {created} created, {recreated} recreated, {kept} kept", names.join(", "));
+            }
+            Said::Up => eprintln!("{} is up in {s:.2}s: {created} created, {recreated} recreated, {kept} kept, {removed} removed", project()),
+            Said::Started(named) | Said::Restarted(named) => {
+                let verb = if matches!(said, Said::Started(_)) { "started" } else { "restarted" };
+                eprintln!("{verb} {} in {s:.2}s", if named.is_empty() { project() } else { named.join(", ") });
+            }
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Converged::Done(summary))
 }

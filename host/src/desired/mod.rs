@@ -5,6 +5,7 @@
 
 mod instances;
 mod plugin;
+mod select;
 
 use std::collections::BTreeMap;
 

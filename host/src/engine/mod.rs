@@ -71,6 +71,41 @@ pub async fn connect(kind: EngineKind, settings: &EngineSettings) -> Result<Box<
     }
 }
 
+/// Which part of a container's log to read, as `docker logs` takes it.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Keep printing new lines.
+    pub follow: bool,
+    /// Only the last N lines.
+    pub tail: Option<usize>,
+    /// Only lines from (and until) these Unix times, in seconds.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Each line starts with the engine's RFC 3339 time stamp.
+    pub timestamps: bool,
+}
+
+impl LogOptions {
+    pub(crate) fn query(&self) -> bollard::query_parameters::LogsOptions {
+        let mut options = bollard::query_parameters::LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(self.follow)
+            .timestamps(self.timestamps)
+            .tail(&self.tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()));
+        // The API takes 32-bit seconds: past 2038 is "no limit" for until,
+        // and for since the latest time it can say.
+        let secs = |t: i64| t.clamp(0, i64::from(i32::MAX)) as i32;
+        if let Some(since) = self.since {
+            options = options.since(secs(since));
+        }
+        if let Some(until) = self.until {
+            options = options.until(secs(until));
+        }
+        options.build()
+    }
+}
+
 /// What `apply` and the CLI need from an engine. Everything is keyed by the
 /// engine's own ids, except project-wide listings, which go by the
 /// `dev.provision.project` label.
@@ -163,6 +198,11 @@ pub trait Engine: Send + Sync {
     async fn remove(&self, id: &str) -> Result<()>;
     /// Stop (SIGTERM, then SIGKILL after `grace_secs`), then remove.
     async fn stop_and_remove(&self, id: &str, grace_secs: u32) -> Result<()>;
+    /// Stop (SIGTERM, then SIGKILL after `grace_secs`) and keep the
+    /// container for a later `start`. Stopped already is not an error.
+    async fn stop(&self, _id: &str, _grace_secs: u32) -> Result<()> {
+        Err(EngineError::Unsupported { what: "stopping a service and keeping it (scale it to 0 with `replicas`)".into(), engine: "this engine" })
+    }
 
     // Inside a container.
     /// Run a command, handing each chunk of its output to `on_output`;
@@ -203,7 +243,7 @@ pub trait Engine: Send + Sync {
         Err(EngineError::Api("this engine cannot remove by label".into()))
     }
     /// A container's log (stdout and stderr) as text chunks.
-    fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<String>>;
+    fn logs(&self, id: &str, options: &LogOptions) -> BoxStream<'static, Result<String>>;
 
     /// Run a command; returns its exit code and the last `TAIL_BYTES` of its
     /// combined output (a probe printing without end must not fill memory).
@@ -217,7 +257,7 @@ pub trait Engine: Send + Sync {
     async fn log_tail(&self, id: &str, lines: usize) -> Result<String> {
         use futures_util::StreamExt;
         let mut output = Tail::default();
-        let mut chunks = self.logs(id, false, Some(lines));
+        let mut chunks = self.logs(id, &LogOptions { tail: Some(lines), ..LogOptions::default() });
         while let Some(chunk) = chunks.next().await {
             output.push(chunk?.as_bytes());
         }

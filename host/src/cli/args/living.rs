@@ -1,5 +1,5 @@
 //! The commands that work in an environment already up: ps, logs, exec,
-//! the terminal, run, gc, snapshots, env and port.
+//! the terminal, run, gc, snapshots, env and port; stop, start, restart.
 
 use std::path::PathBuf;
 
@@ -28,14 +28,72 @@ pub struct LogsArgs {
     /// `[stack] engine`, else docker.
     #[arg(long, value_enum, env = "PROVISION_ENGINE")]
     pub engine: Option<EngineKind>,
-    /// Only this service.
-    pub service: Option<String>,
+    /// Only these services (default: every one).
+    pub services: Vec<String>,
     /// Keep printing new lines.
     #[arg(short = 'f', long)]
     pub follow: bool,
     /// Only the last N lines of each container.
-    #[arg(long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N")]
     pub tail: Option<usize>,
+    /// Only lines since a time: RFC 3339 (`2025-09-30T10:00:00Z`; without a
+    /// zone, UTC), or a while ago (`10m`, `1h30m`).
+    #[arg(long, value_name = "WHEN", value_parser = log_time)]
+    pub since: Option<i64>,
+    /// Only lines before a time, written as for --since.
+    #[arg(long, value_name = "WHEN", value_parser = log_time)]
+    pub until: Option<i64>,
+    /// Start each line with the engine's time stamp of it.
+    #[arg(short, long)]
+    pub timestamps: bool,
+}
+
+/// `--since`/`--until` as Unix seconds: a time, or a while before now.
+fn log_time(text: &str) -> Result<i64, String> {
+    let now = std::time::SystemTime::now();
+    let when = match humantime::parse_duration(text) {
+        Ok(ago) => now.checked_sub(ago).ok_or("too long ago")?,
+        Err(_) => {
+            humantime::parse_rfc3339_weak(text).map_err(|_| format!("`{text}` is neither a time (2025-09-30T10:00:00Z) nor a while ago (10m, 2h)"))?
+        }
+    };
+    let secs = when.duration_since(std::time::UNIX_EPOCH).map_err(|_| "before 1970")?.as_secs();
+    Ok(secs as i64)
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Only these services (default: every one). Those that use them are
+    /// left running: stop them too, or they lose their connections.
+    pub services: Vec<String>,
+    /// Seconds a container has to exit after SIGTERM, before SIGKILL.
+    #[arg(short = 't', long, default_value_t = crate::engine::STOP_TIMEOUT_SECS, value_name = "SECS")]
+    pub grace: u32,
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Only these services, and those they wait for (default: every one).
+    pub services: Vec<String>,
+    /// Give up when they are not ready after this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
+    /// One JSON event per line on stdout instead of live progress (for CI).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub start: StartArgs,
+    /// Seconds a container has to exit after SIGTERM, before SIGKILL.
+    #[arg(short = 't', long, default_value_t = crate::engine::STOP_TIMEOUT_SECS, value_name = "SECS")]
+    pub grace: u32,
 }
 
 #[derive(Args)]
@@ -181,5 +239,24 @@ pub struct PortArgs {
 impl LogsArgs {
     pub fn project_args(&self) -> ProjectArgs {
         ProjectArgs { file: self.file.clone(), project: self.project.clone(), engine: self.engine }
+    }
+
+    pub fn options(&self) -> crate::engine::LogOptions {
+        crate::engine::LogOptions { follow: self.follow, tail: self.tail, since: self.since, until: self.until, timestamps: self.timestamps }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_time;
+
+    #[test]
+    fn a_log_time_is_a_moment_or_a_while_ago() {
+        assert_eq!(log_time("2025-09-30T10:00:00Z"), Ok(1_759_226_400));
+        assert_eq!(log_time("2025-09-30T10:00:00"), Ok(1_759_226_400), "without a zone: UTC");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let ago = log_time("10m").unwrap();
+        assert!((now - 600 - ago).abs() <= 2, "{ago} vs {now}");
+        assert!(log_time("yesterday").unwrap_err().contains("neither a time"));
     }
 }

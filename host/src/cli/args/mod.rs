@@ -71,11 +71,31 @@ pub enum Command {
     Import(ImportArgs),
     /// Create or update the environment and wait until every service is
     /// ready. Unchanged services are kept; services removed from the stack
-    /// are removed.
+    /// are removed. With services named, only those and what they wait for.
+    #[command(after_help = "Examples:
+  provision up                  the whole stack
+  provision up web              web and what it uses (its database, a migration); nothing else
+  provision up --profile test   the test profile's services and settings")]
     Up(UpArgs),
     /// Remove the project's containers and networks. Named volumes (your
     /// data) are kept unless you pass -v.
     Down(DownArgs),
+    /// Stop services, keeping their containers (and data) for `start`.
+    /// Dependents stop before what they use.
+    #[command(after_help = "Examples:
+  provision stop            the whole stack
+  provision stop worker     one service; `provision start worker` brings it back")]
+    Stop(StopArgs),
+    /// Start stopped services again, in dependency order, and wait until
+    /// they are ready: health checks pass and start hooks (a database
+    /// password, say) run again. Nothing is created: a service that changed
+    /// since `up` is refused (`provision up SERVICE` recreates it).
+    Start(StartArgs),
+    /// Stop services and start them again as `start` does, keeping their
+    /// containers: for a changed .env or config read at boot.
+    #[command(after_help = "Examples:
+  provision restart web worker   both, each ready again before it returns")]
+    Restart(RestartArgs),
     /// List the project's containers with their state.
     Ps(PsArgs),
     /// Print the logs of the project's containers (or one service's).
@@ -277,6 +297,9 @@ pub struct UpArgs {
     /// nor keep one (see `provision snapshots`).
     #[arg(long, env = "PROVISION_NO_SNAPSHOTS")]
     pub no_snapshots: bool,
+    /// Only these services, and those they wait for; the project's other
+    /// containers are neither changed nor removed.
+    pub services: Vec<String>,
 }
 
 #[derive(Args)]
@@ -350,6 +373,6 @@ mod tests {
     fn logs_dash_f_follows_as_in_docker_logs() {
         let Command::Logs(args) = Cli::try_parse_from(["provision", "logs", "db", "-f"]).unwrap().command else { panic!("not logs") };
         assert!(args.follow);
-        assert_eq!((args.file, args.service.as_deref()), (PathBuf::from("stack.toml"), Some("db")));
+        assert_eq!((args.file, args.services), (PathBuf::from("stack.toml"), vec!["db".to_string()]));
     }
 }

@@ -7,6 +7,7 @@
 //! lists images, `exec` runs commands in containers and attaches to them.
 
 mod create;
+mod errors;
 mod exec;
 mod images;
 
@@ -16,19 +17,20 @@ use bollard::{
     Docker as Bollard,
     models::{EndpointSettings, NetworkCreateRequest, VolumeCreateRequest},
     query_parameters::{
-        ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+        ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
         RemoveImageOptionsBuilder, RemoveVolumeOptions, UploadToContainerOptionsBuilder,
     },
 };
 use futures_util::{StreamExt, stream::BoxStream};
 
 use super::{
-    Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels, OutputStream, Reach, Result,
-    Status,
+    Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels, LogOptions, OutputStream,
+    Reach, Result, Status,
 };
 use crate::desired::{BuildSpec, File};
 
 pub(super) use create::mount;
+pub(super) use errors::{is_conflict, is_not_found};
 pub struct Docker {
     pub(super) client: Bollard,
     reach: tokio::sync::OnceCell<Reach>,
@@ -92,18 +94,6 @@ impl Docker {
     }
 }
 
-impl From<bollard::errors::Error> for EngineError {
-    fn from(e: bollard::errors::Error) -> Self {
-        // Connecting failed after the run began: the engine went away.
-        let lost = match &e {
-            bollard::errors::Error::HyperLegacyError { err } => err.is_connect(),
-            bollard::errors::Error::IOError { .. } => true,
-            _ => false,
-        };
-        if lost { EngineError::Lost(e.into()) } else { EngineError::api(e) }
-    }
-}
-
 pub(super) fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![format!("{LABEL_PREFIX}project={project}")])])
 }
@@ -118,12 +108,17 @@ pub(super) fn owner_filter(project: &str, owner: Option<&str>) -> HashMap<String
     filter
 }
 
-pub(super) fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
-}
-
-pub(super) fn is_conflict(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })
+impl Docker {
+    /// SIGTERM, then SIGKILL after `grace_secs`; false: no such container.
+    async fn stop_gracefully(&self, id: &str, grace_secs: u32) -> Result<bool> {
+        let options = bollard::query_parameters::StopContainerOptionsBuilder::default().t(grace_secs as i32).build();
+        match self.client.stop_container(id, Some(options)).await {
+            // 304: already stopped.
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 pub(super) fn nanos(ms: u32) -> i64 {
@@ -374,22 +369,16 @@ impl Engine for Docker {
         }
     }
 
-    fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<String>> {
-        let mut options = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow);
-        options = options.tail(&tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()));
-        self.client.logs(id, Some(options.build())).map(|chunk| Ok(chunk?.to_string())).boxed()
+    fn logs(&self, id: &str, options: &LogOptions) -> BoxStream<'static, Result<String>> {
+        self.client.logs(id, Some(options.query())).map(|chunk| Ok(chunk?.to_string())).boxed()
+    }
+
+    async fn stop(&self, id: &str, grace_secs: u32) -> Result<()> {
+        self.stop_gracefully(id, grace_secs).await.map(drop)
     }
 
     async fn stop_and_remove(&self, id: &str, grace_secs: u32) -> Result<()> {
-        let options = bollard::query_parameters::StopContainerOptionsBuilder::default().t(grace_secs as i32).build();
-        match self.client.stop_container(id, Some(options)).await {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => return Ok(()),
-            // 304: already stopped.
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        self.remove(id).await
+        if self.stop_gracefully(id, grace_secs).await? { self.remove(id).await } else { Ok(()) }
     }
 
     async fn remove(&self, id: &str) -> Result<()> {

@@ -43,13 +43,13 @@ use bollard::{
         HealthConfig, NetworkCreateRequest, Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicatedJob, ServiceSpecUpdateConfig,
         ServiceSpecUpdateConfigOrderEnum,
     },
-    query_parameters::{ListNetworksOptionsBuilder, ListServicesOptionsBuilder, LogsOptionsBuilder, UpdateServiceOptionsBuilder},
+    query_parameters::{ListNetworksOptionsBuilder, ListServicesOptionsBuilder, UpdateServiceOptionsBuilder},
 };
 use futures_util::{StreamExt, stream::BoxStream};
 
 use super::{
-    Actual, ContainerSpec, Docker, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, Labeled, Labels, OutputStream, Reach, Result, Role,
-    Status,
+    Actual, ContainerSpec, Docker, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, Labeled, Labels, LogOptions, OutputStream, Reach,
+    Result, Role, Status,
     docker::{is_conflict, is_not_found, nanos, owner_filter, removed},
 };
 use crate::desired::{BuildSpec, File};
@@ -383,13 +383,7 @@ impl Engine for Swarm {
     }
 
     /// Every task's log, wherever it runs (the managers gather them).
-    fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<String>> {
-        let options = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .follow(follow)
-            .tail(&tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()))
-            .build();
-        self.client().service_logs(id, Some(options)).map(|chunk| Ok(chunk?.to_string())).boxed()
+    fn logs(&self, id: &str, options: &LogOptions) -> BoxStream<'static, Result<String>> {
+        self.client().service_logs(id, Some(options.query())).map(|chunk| Ok(chunk?.to_string())).boxed()
     }
 }

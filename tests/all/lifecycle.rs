@@ -1,0 +1,116 @@
+//! Living in an environment after `up` (issue 30): part of a stack brought
+//! up, services stopped and started again in place, and their logs read
+//! by time, on the real engine.
+
+use std::collections::BTreeSet;
+
+use crate::support::{Stack, needs_engine};
+
+/// Five services: web waits for db, worker for cache; mail for nothing.
+const FIVE: &str = r#"
+[services.db]
+plugin = "postgres"
+port = 0
+
+[services.cache]
+plugin = "redis"
+port = 0
+
+[services.web]
+plugin = "container"
+image = "redis:7-alpine"
+command = ["sh", "-c", "echo web booted; exec sleep infinity"]
+after = ["db"]
+
+[services.worker]
+plugin = "container"
+image = "redis:7-alpine"
+command = ["sleep", "infinity"]
+after = { cache = "started" }
+
+[services.mail]
+plugin = "container"
+image = "redis:7-alpine"
+command = ["sleep", "infinity"]
+"#;
+
+fn services(stack: &Stack) -> BTreeSet<String> {
+    stack.ps().iter().map(|r| r["service"].as_str().unwrap().to_string()).collect()
+}
+
+fn ids(stack: &Stack) -> Vec<(String, String)> {
+    let mut ids: Vec<_> = stack.ps().iter().map(|r| (r["service"].as_str().unwrap().into(), r["id"].as_str().unwrap().into())).collect();
+    ids.sort();
+    ids
+}
+
+fn running(stack: &Stack, service: &str) -> bool {
+    stack.ps().iter().any(|r| r["service"] == service && r["state"].as_str().unwrap().starts_with("running"))
+}
+
+#[test]
+fn up_web_makes_web_and_what_it_waits_for_and_stop_start_restart_keep_the_containers() {
+    needs_engine!();
+    let stack = Stack::new("e2e-lifecycle", FIVE);
+    let up = stack.provision(&["up", "web"]).ok();
+    assert_eq!(services(&stack), BTreeSet::from(["db".to_string(), "web".to_string()]), "{}", up.stderr);
+    let unknown = stack.provision(&["up", "wbe"]).failed();
+    assert!(unknown.message().contains("no service `wbe`"), "{}", unknown.stderr);
+
+    stack.provision(&["up", "worker"]).ok();
+    assert_eq!(services(&stack).len(), 4, "db and web are left as they were, cache and worker added");
+    stack.provision(&["up"]).ok();
+    let before = ids(&stack);
+    assert_eq!(before.len(), 5);
+
+    // Stopped, then started: the same container, ready again, and its
+    // password hook run again (a snapshot's data may have another).
+    let stopped = stack.provision(&["stop", "db"]).ok();
+    assert!(stopped.stderr.contains("stopped db"), "{}", stopped.stderr);
+    assert!(!running(&stack, "db") && running(&stack, "web"), "only db stopped");
+    let started = stack.provision(&["start", "db"]).ok();
+    assert!(started.stderr.contains("hook: set password"), "the start hook ran again: {}", started.stderr);
+    let ready = stack.provision(&["exec", "db", "--", "pg_isready", "-U", "app"]).ok();
+    assert!(ready.stdout.contains("accepting connections"), "{}", ready.stdout);
+
+    stack.provision(&["restart", "web", "worker"]).ok();
+    // `up` after `stop` starts what was stopped, recreating nothing.
+    stack.provision(&["stop"]).ok();
+    assert!(!running(&stack, "mail") && !running(&stack, "cache"));
+    let again = stack.provision(&["up"]).ok();
+    assert!(again.stderr.contains("0 created, 0 recreated"), "{}", again.stderr);
+    assert_eq!(ids(&stack), before, "every container kept its id");
+    assert!(["db", "cache", "web", "worker", "mail"].iter().all(|s| running(&stack, s)));
+
+    // A service changed since `up` is not started as it was.
+    stack.rewrite(&FIVE.replace("echo web booted", "echo web booted again"));
+    let refused = stack.provision(&["restart", "web"]).failed();
+    assert!(refused.message().contains("`web`'s `server` cannot just be started: it changed since `up` (command)"), "{}", refused.stderr);
+    assert!(running(&stack, "web"), "nothing was stopped");
+}
+
+#[test]
+fn logs_of_several_services_by_time_with_time_stamps() {
+    needs_engine!();
+    let stack = Stack::new(
+        "e2e-logs",
+        &FIVE[FIVE.find("[services.web]").unwrap()..].replace("after = [\"db\"]\n", "").replace("after = { cache = \"started\" }\n", ""),
+    );
+    stack.provision(&["up", "web", "worker"]).ok();
+    let all = stack.provision(&["logs", "web", "worker", "--timestamps"]).ok();
+    let line = all.stdout.lines().find(|l| l.contains("web booted")).unwrap_or_else(|| panic!("{}", all.stdout));
+    // `web/server | 2026-12-03T12:08:41.684883047Z web booted`, prefixes padded to one width.
+    let (prefix, rest) = line.split_once(" | ").unwrap();
+    assert_eq!(prefix, "web/server   ", "{line}");
+    assert!(rest.split(' ').next().unwrap().parse::<humantime::Timestamp>().is_ok(), "{line}");
+
+    let later = stack.provision(&["logs", "web", "--since", "2099-01-01T00:00:00Z"]).ok();
+    assert_eq!(later.stdout, "", "nothing was logged after 2099");
+    let recent = stack.provision(&["logs", "web", "--since", "10m", "--until", "2099-01-01T00:00:00"]).ok();
+    assert!(recent.stdout.contains("web booted"), "{}", recent.stdout);
+    let bad = stack.provision(&["logs", "--since", "yesterday"]);
+    assert_eq!(bad.code, Some(2), "a usage error");
+    assert!(bad.stderr.contains("neither a time"), "{}", bad.stderr);
+    let unknown = stack.provision(&["logs", "mail"]).failed();
+    assert!(unknown.message().contains("no containers for service `mail`"), "{}", unknown.stderr);
+}
