@@ -106,12 +106,12 @@ pub(super) async fn converge(prepared: &Prepared, engine: &dyn Engine, options: 
         let s = elapsed.as_secs_f64();
         let (created, recreated, kept, removed) = (summary.created, summary.recreated, summary.kept, summary.removed);
         let project = || state.project.clone();
+        let counts = format!("{created} created, {recreated} recreated, {kept} kept, {removed} removed");
         match said {
             Said::Up if options.only.is_some() => {
-                let are = if names.len() > 1 { "are" } else { "is" };
-                eprintln!("{} {are} up in {s:.2}s: {created} created, {recreated} recreated, {kept} kept", names.join(", "));
+                eprintln!("{} {} up in {s:.2}s: {counts}", names.join(", "), if names.len() > 1 { "are" } else { "is" });
             }
-            Said::Up => eprintln!("{} is up in {s:.2}s: {created} created, {recreated} recreated, {kept} kept, {removed} removed", project()),
+            Said::Up => eprintln!("{} is up in {s:.2}s: {counts}", project()),
             Said::Started(named) | Said::Restarted(named) => {
                 let verb = if matches!(said, Said::Started(_)) { "started" } else { "restarted" };
                 eprintln!("{verb} {} in {s:.2}s", if named.is_empty() { project() } else { named.join(", ") });
