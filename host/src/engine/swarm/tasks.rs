@@ -208,16 +208,19 @@ pub(super) fn container_id(task: &Task) -> Option<String> {
     task.status.as_ref()?.container_status.as_ref()?.container_id.clone().filter(|c| !c.is_empty())
 }
 
-/// (container port, published port) of a task (listed once per address
-/// family by the engine: once here).
+/// (container port, published port) of a task. The engine lists a port
+/// once per address family, IPv4 first, and Docker 20.10 picks a free port
+/// for each family apart: once a port is taken on one family they differ,
+/// and the IPv6 one may be another container's on IPv4 (seen: a proxy's
+/// IPv6 port was postgres's on 127.0.0.1). So the first listed is kept.
 pub(super) fn published(ports: Option<&Vec<EndpointPortConfig>>) -> Vec<(u16, u16)> {
-    let mut pairs: Vec<(u16, u16)> = ports
-        .into_iter()
-        .flatten()
-        .filter_map(|p| Some((u16::try_from(p.target_port?).ok()?, u16::try_from(p.published_port?).ok().filter(|p| *p != 0)?)))
-        .collect();
-    pairs.sort_unstable();
-    pairs.dedup();
+    let mut pairs: Vec<(u16, u16)> = Vec::new();
+    for p in ports.into_iter().flatten() {
+        let pair = (|| Some((u16::try_from(p.target_port?).ok()?, u16::try_from(p.published_port?).ok().filter(|p| *p != 0)?)))();
+        if let Some(pair) = pair.filter(|(container, _)| !pairs.iter().any(|(c, _)| c == container)) {
+            pairs.push(pair);
+        }
+    }
     pairs
 }
 
@@ -226,4 +229,18 @@ pub(super) fn problem(task: &Task, node: &str) -> Option<String> {
     let status = task.status.as_ref()?;
     let said = status.err.clone().filter(|e| !e.is_empty()).or_else(|| status.message.clone())?;
     Some(format!("task {} on node {node}: {} ({said})", task.slot.unwrap_or(0), status.state?))
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::EndpointPortConfig;
+
+    #[test]
+    fn a_port_is_the_first_the_engine_lists_for_it_ipv4() {
+        let port =
+            |target: i64, published: i64| EndpointPortConfig { target_port: Some(target), published_port: Some(published), ..Default::default() };
+        // IPv4 then IPv6, as Docker 20.10 lists them once their numbers drifted apart.
+        let ports = vec![port(80, 32798), port(80, 32796), port(9113, 32799), port(9113, 32799)];
+        assert_eq!(super::published(Some(&ports)), [(80, 32798), (9113, 32799)]);
+    }
 }
