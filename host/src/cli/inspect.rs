@@ -75,8 +75,8 @@ pub async fn logs(args: LogsArgs) -> miette::Result<ExitCode> {
     if sources.is_empty() {
         return Err(miette::miette!(help = "`provision up` brings it up", "project {project} has no containers"));
     }
-    // Prefixes padded to one width, each service in a colour of its own at
-    // a terminal (console honours NO_COLOR and CLICOLOR).
+    // Prefixes padded to one width, each container's in a colour of its own
+    // at a terminal (console honours NO_COLOR and CLICOLOR).
     let width = sources.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
     let colour = console::colors_enabled();
     let streams = sources.into_iter().enumerate().map(|(i, (prefix, stream))| {

@@ -11,7 +11,7 @@ use super::{
     Prepared,
     args::{RestartArgs, StartArgs, StopArgs},
     connect, prepare,
-    up::{Converged, Said, converge, journal, only},
+    up::{Converged, Said, converge, journal, no_such_service, only},
 };
 use crate::{
     apply::{self, UpOptions},
@@ -72,7 +72,7 @@ fn exit_code(converged: Converged) -> miette::Result<ExitCode> {
 }
 
 fn named(state: &DesiredState, services: &[String]) -> miette::Result<BTreeSet<String>> {
-    state.named(services).map_err(|e| miette::miette!(help = "`provision plan` lists them", "{e}"))
+    state.named(services).map_err(no_such_service)
 }
 
 fn list(services: &BTreeSet<String>) -> String {

@@ -42,8 +42,12 @@ pub(super) fn only(prepared: &Prepared, services: &[String]) -> miette::Result<O
     if services.is_empty() {
         return Ok(None);
     }
-    let selected = prepared.planned.state.with_dependencies(services).map_err(|e| miette::miette!(help = "`provision plan` lists them", "{e}"))?;
-    Ok(Some(selected))
+    Ok(Some(prepared.planned.state.with_dependencies(services).map_err(no_such_service)?))
+}
+
+/// A service named on the command line that the stack does not have.
+pub(super) fn no_such_service(message: String) -> miette::Report {
+    miette::miette!(help = "`provision plan` lists them", "{message}")
 }
 
 pub(super) enum Converged {
@@ -52,8 +56,6 @@ pub(super) enum Converged {
     Interrupted,
 }
 
-/// Apply the plan with live progress (or JSON events on stdout, for CI);
-/// Ctrl-C lets the engine call in progress finish, then stops.
 /// What the line said when done says.
 pub(super) enum Said<'a> {
     /// `PROJECT is up in 1.20s: 2 created, …` (or the services of `up SERVICE…`).
@@ -63,6 +65,8 @@ pub(super) enum Said<'a> {
     Restarted(&'a [String]),
 }
 
+/// Apply the plan with live progress (or JSON events on stdout, for CI);
+/// Ctrl-C lets the engine call in progress finish, then stops.
 pub(super) async fn converge(prepared: &Prepared, engine: &dyn Engine, options: &UpOptions, json: bool, said: Said<'_>) -> miette::Result<Converged> {
     let state = &prepared.planned.state;
     let names: Vec<&str> =

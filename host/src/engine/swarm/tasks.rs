@@ -214,11 +214,11 @@ pub(super) fn container_id(task: &Task) -> Option<String> {
 /// and the IPv6 one may be another container's on IPv4 (seen: a proxy's
 /// IPv6 port was postgres's on 127.0.0.1). So the first listed is kept.
 pub(super) fn published(ports: Option<&Vec<EndpointPortConfig>>) -> Vec<(u16, u16)> {
+    let pair = |p: &EndpointPortConfig| Some((u16::try_from(p.target_port?).ok()?, u16::try_from(p.published_port?).ok().filter(|p| *p != 0)?));
     let mut pairs: Vec<(u16, u16)> = Vec::new();
-    for p in ports.into_iter().flatten() {
-        let pair = (|| Some((u16::try_from(p.target_port?).ok()?, u16::try_from(p.published_port?).ok().filter(|p| *p != 0)?)))();
-        if let Some(pair) = pair.filter(|(container, _)| !pairs.iter().any(|(c, _)| c == container)) {
-            pairs.push(pair);
+    for (container, host) in ports.into_iter().flatten().filter_map(pair) {
+        if !pairs.iter().any(|(c, _)| *c == container) {
+            pairs.push((container, host));
         }
     }
     pairs
