@@ -1,7 +1,8 @@
 //! Ephemeral projects: what `provision run` creates, labeled with its owner
 //! (host, process id, start time), so that `provision gc` can tell a run
 //! still going from one that was killed, with no reaper container. A
-//! project `up` created carries no such label and is never collected.
+//! project `up` created carries no such label and is never collected,
+//! unless asked for with `gc --gone` once its folder is deleted.
 
 use std::{
     collections::BTreeMap,
@@ -106,30 +107,65 @@ pub async fn collect(engine: &dyn Engine, older_than: Option<Duration>, except: 
     let mut collected = Vec::new();
     for ((project, _), mut items) in by_owner {
         let Some(why) = why_collect(&items, older_than) else { continue };
-        // Containers first: a network or volume in use cannot go.
-        items.sort_by_key(|i| i.kind);
-        let containers: Vec<&Labeled> = items.iter().filter(|i| i.kind == Kind::Container).collect();
-        for result in join_all(containers.iter().map(|c| engine.remove_labeled(c))).await {
-            result?;
-        }
-        for item in items.iter().filter(|i| i.kind != Kind::Container) {
-            engine.remove_labeled(item).await?;
-        }
+        remove(engine, &mut items).await?;
         let whole = items.iter().any(|i| i.labels.get(&label("ephemeral")).map(String::as_str) == Some(Scope::Project.label()));
         // The labels name the project and its folder; they come from the
         // engine, where anyone may have set them: the journal goes only if
         // they make a plain path to a file that is one (not a link).
         let dir = items.first().and_then(|i| i.labels.get(&label("project-dir"))).filter(|_| whole).map(Path::new);
-        let plain = |dir: &Path| dir.is_absolute() && dir.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
         if let Some(journal) = dir.filter(|d| plain(d)).and_then(|dir| Journal::path(dir, &project))
             && std::fs::symlink_metadata(&journal).is_ok_and(|m| m.is_file())
         {
             let _ = std::fs::remove_file(journal);
         }
-        let count = |kind| items.iter().filter(|i| i.kind == kind).count();
-        collected.push(Collected { project, why, containers: count(Kind::Container), networks: count(Kind::Network), volumes: count(Kind::Volume) });
+        collected.push(Collected::of(project, why, &items));
     }
     Ok(collected)
+}
+
+/// `gc --gone`: remove every project (`up`'s too, volumes included) whose
+/// folder no longer exists on this machine, a checkout deleted without
+/// `provision down`. Only a plain absolute path that is not there counts:
+/// a folder that cannot be read, or a label that is no path, is kept.
+pub async fn collect_gone(engine: &dyn Engine) -> Result<Vec<Collected>, EngineError> {
+    let mut by_dir: BTreeMap<(String, String), Vec<Labeled>> = BTreeMap::new();
+    for item in engine.labeled(&label("project-dir")).await? {
+        let (Some(project), Some(dir)) = (item.labels.get(&label("project")), item.labels.get(&label("project-dir"))) else { continue };
+        let gone = plain(Path::new(dir)) && std::fs::symlink_metadata(dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if gone {
+            by_dir.entry((project.clone(), dir.clone())).or_default().push(item);
+        }
+    }
+    let mut collected = Vec::new();
+    for ((project, dir), mut items) in by_dir {
+        remove(engine, &mut items).await?;
+        collected.push(Collected::of(project, format!("its folder {dir} is gone"), &items));
+    }
+    Ok(collected)
+}
+
+/// Containers first, together: a network or volume in use cannot go.
+async fn remove(engine: &dyn Engine, items: &mut [Labeled]) -> Result<(), EngineError> {
+    items.sort_by_key(|i| i.kind);
+    let containers: Vec<&Labeled> = items.iter().filter(|i| i.kind == Kind::Container).collect();
+    for result in join_all(containers.iter().map(|c| engine.remove_labeled(c))).await {
+        result?;
+    }
+    for item in items.iter().filter(|i| i.kind != Kind::Container) {
+        engine.remove_labeled(item).await?;
+    }
+    Ok(())
+}
+
+fn plain(dir: &Path) -> bool {
+    dir.is_absolute() && dir.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+impl Collected {
+    fn of(project: String, why: String, items: &[Labeled]) -> Collected {
+        let count = |kind| items.iter().filter(|i| i.kind == kind).count();
+        Collected { project, why, containers: count(Kind::Container), networks: count(Kind::Network), volumes: count(Kind::Volume) }
+    }
 }
 
 /// Why a project's ephemeral things go, if they do: its owner is gone, or

@@ -147,6 +147,46 @@ fn gc_removes_what_a_killed_run_left_and_never_an_up_project() {
 }
 
 #[test]
+fn gc_gone_removes_a_project_whose_folder_was_deleted_and_keeps_one_whose_folder_is_there() {
+    needs_engine!();
+    let kept = Stack::new("e2e-gc-there", CACHE);
+    kept.provision(&["up"]).ok();
+    let deleted = Stack::new("e2e-gc-gone", &format!("{DB}{CACHE}"));
+    deleted.provision(&["up"]).ok();
+    // The checkout is deleted without `down` (moved away here, and back at the end).
+    let path = deleted.project.path().to_path_buf();
+    let moved = path.with_extension("moved");
+    std::fs::rename(&path, &moved).unwrap();
+    let _back = Restore(moved, path.clone());
+    assert!(leftovers(&deleted).contains("e2e-gc-gone_db_data"), "its volume is still there");
+
+    // Its name is refused elsewhere, with the way out in the help.
+    let again = Stack::new("e2e-gc-gone", CACHE);
+    let refused = again.provision(&["up"]).failed();
+    assert!(refused.message().contains("`provision gc --gone` removes what it left"), "{}", refused.stderr);
+
+    let plain = kept.provision(&["gc"]).ok();
+    assert!(leftovers(&deleted).contains("_db_server"), "plain gc never touches a project `up` made: {}", plain.stderr);
+    let gc = kept.provision(&["gc", "--gone", "--json"]).ok();
+    let removed: Vec<serde_json::Value> = gc.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let gone = removed.iter().find(|r| r["project"] == "e2e-gc-gone").unwrap_or_else(|| panic!("{}", gc.stdout));
+    assert_eq!((gone["containers"].as_u64(), gone["volumes"].as_u64()), (Some(2), Some(2)), "{gone}");
+    assert!(gone["why"].as_str().unwrap().contains(&path.display().to_string()), "{gone}");
+    assert_eq!(leftovers(&deleted), "");
+    assert_eq!(kept.ps().len(), 1, "a project whose folder is there is untouched");
+    again.provision(&["up"]).ok();
+}
+
+/// Moves a folder back where it was when dropped, pass or fail.
+struct Restore(std::path::PathBuf, std::path::PathBuf);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = std::fs::rename(&self.0, &self.1);
+    }
+}
+
+#[test]
 fn a_one_off_runs_with_the_service_image_and_network_and_is_removed() {
     needs_engine!();
     let stack = Stack::new("e2e-one-off", CACHE);

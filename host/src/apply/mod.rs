@@ -45,7 +45,10 @@ pub use lifecycle::{Removed, down};
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ApplyError {
     #[error("project `{project}` is already running from {other}; this stack is in {ours}")]
-    #[diagnostic(help("choose another project name with -p NAME, or run `provision down` in {other} first"))]
+    #[diagnostic(help(
+        "choose another project name with -p NAME, or run `provision down` in {other} first; \
+         if that folder was deleted, `provision gc --gone` removes what it left (its volumes too)"
+    ))]
     Collision { project: String, other: String, ours: String },
     #[error(
         "service `{service}` wants host port {port}, which is already in use on 127.0.0.1; nothing was created. Free the port, or set another one in stack.toml"

@@ -375,7 +375,10 @@ async fn one_off(args: RunArgs, service: &str, signals: &mut Signals) -> miette:
 
 pub async fn gc(args: GcArgs) -> miette::Result<ExitCode> {
     let engine = engine::connect(args.engine, &Default::default()).await?;
-    let collected = ephemeral::collect(engine.as_ref(), args.older_than, None).await?;
+    let mut collected = ephemeral::collect(engine.as_ref(), args.older_than, None).await?;
+    if args.gone {
+        collected.extend(ephemeral::collect_gone(engine.as_ref()).await?);
+    }
     for c in &collected {
         if args.json {
             println!("{}", serde_json::to_string(c).expect("JSON"));
@@ -385,8 +388,9 @@ pub async fn gc(args: GcArgs) -> miette::Result<ExitCode> {
     }
     if collected.is_empty() && !args.json {
         eprintln!(
-            "nothing to remove: every run's project belongs to a run still going{}",
-            if args.older_than.is_some() { " and is newer" } else { "" }
+            "nothing to remove: every run's project belongs to a run still going{}{}",
+            if args.older_than.is_some() { " and is newer" } else { "" },
+            if args.gone { ", and every project's folder is there" } else { "" }
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -168,6 +168,11 @@ pub struct GcArgs {
     /// even when their process still runs or ran on another machine.
     #[arg(long, value_name = "AGE", value_parser = crate::ephemeral::parse_age)]
     pub older_than: Option<std::time::Duration>,
+    /// Also remove projects `up` made whose folder no longer exists on this
+    /// machine (a checkout deleted without `provision down`), their volumes
+    /// and data included.
+    #[arg(long)]
+    pub gone: bool,
     /// One JSON object per project removed.
     #[arg(long)]
     pub json: bool,

@@ -145,7 +145,8 @@ pub enum Command {
     Run(RunArgs),
     /// Remove what interrupted runs left: every project `provision run`
     /// made whose process is gone (killed, or its machine rebooted), and
-    /// with --older-than any older run's. Never touches a project `up` made.
+    /// with --older-than any older run's. A project `up` made goes only with
+    /// --gone, once its folder no longer exists.
     Gc(GcArgs),
     /// List the data snapshots on the engine, or remove them (`rm`). The
     /// first `up` of a database keeps its initialised data (initdb, init
