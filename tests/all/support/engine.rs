@@ -24,6 +24,9 @@ pub fn engine() -> bool {
     static ANSWERS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ANSWERS.get_or_init(|| {
         if std::env::var_os("PROVISION_TEST_ENGINE").is_some_and(|v| v != "0") {
+            if std::env::var_os("CI").is_some_and(|v| v == "true") {
+                remove_earlier_runs_leftovers();
+            }
             return true;
         }
         let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
@@ -41,6 +44,45 @@ pub fn engine() -> bool {
         );
         false
     })
+}
+
+/// A CI machine may be a snapshot of one where tests were running: their
+/// projects are still on the engine, in temporary folders that may still
+/// be there, and a test of the same name would be refused as another
+/// checkout's. Before any test starts, whatever a project in a test's kind
+/// of folder left is removed (swarm services first: they hold networks).
+/// Only in CI: on a developer's machine that is theirs to remove.
+fn remove_earlier_runs_leftovers() {
+    let prefix = std::env::temp_dir().join(".tmp").display().to_string();
+    let dir = "{{.Label \"dev.provision.project-dir\"}}";
+    let ours = |list: &[&str], format: &str| -> Vec<String> {
+        docker(&[list, &["--filter", "label=dev.provision.project-dir", "--format", format]].concat())
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, d)| d.starts_with(&prefix))
+            .map(|(id, _)| id.to_string())
+            .collect()
+    };
+    let services: Vec<String> = docker(&["service", "ls", "--filter", "label=dev.provision.project-dir", "-q"])
+        .lines()
+        .filter(|id| docker(&["service", "inspect", id, "--format", "{{index .Spec.Labels \"dev.provision.project-dir\"}}"]).starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    let containers = ours(&["ps", "-a"], &format!("{{{{.ID}}}} {dir}"));
+    let networks = ours(&["network", "ls"], &format!("{{{{.ID}}}} {dir}"));
+    let volumes = ours(&["volume", "ls"], &format!("{{{{.Name}}}} {dir}"));
+    for (what, rm, ids) in [
+        ("services", &["service", "rm"][..], services),
+        ("containers", &["rm", "-f", "-v"][..], containers),
+        ("networks", &["network", "rm"][..], networks),
+        ("volumes", &["volume", "rm", "-f"][..], volumes),
+    ] {
+        if !ids.is_empty() {
+            eprintln!("removing {} {what} an earlier test run left", ids.len());
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            docker(&[rm, &ids[..]].concat());
+        }
+    }
 }
 
 /// A `GET /_ping` answered with OK at `host` (unix:// or tcp://).
