@@ -131,8 +131,7 @@ pub async fn collect_gone(engine: &dyn Engine) -> Result<Vec<Collected>, EngineE
     let mut by_dir: BTreeMap<(String, String), Vec<Labeled>> = BTreeMap::new();
     for item in engine.labeled(&label("project-dir")).await? {
         let (Some(project), Some(dir)) = (item.labels.get(&label("project")), item.labels.get(&label("project-dir"))) else { continue };
-        let gone = plain(Path::new(dir)) && std::fs::symlink_metadata(dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
-        if gone {
+        if gone(dir) {
             by_dir.entry((project.clone(), dir.clone())).or_default().push(item);
         }
     }
@@ -155,6 +154,12 @@ async fn remove(engine: &dyn Engine, items: &mut [Labeled]) -> Result<(), Engine
         engine.remove_labeled(item).await?;
     }
     Ok(())
+}
+
+/// A folder label names a folder that is not there: a plain absolute path
+/// of which nothing exists, not even a link (which is not followed).
+fn gone(dir: &str) -> bool {
+    plain(Path::new(dir)) && std::fs::symlink_metadata(dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
 
 fn plain(dir: &Path) -> bool {
@@ -236,6 +241,18 @@ mod tests {
         assert_eq!(me.alive(), Some(true));
         assert_eq!(Owner { started: me.started - 3600, ..me.clone() }.alive(), Some(false), "same pid, started at another time");
         assert_eq!(Owner { host: "elsewhere".into(), ..me }.alive(), None);
+    }
+
+    #[test]
+    fn only_a_plain_folder_of_which_nothing_is_there_is_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("deleted-checkout");
+        assert!(gone(missing.to_str().unwrap()));
+        assert!(!gone(tmp.path().to_str().unwrap()), "there");
+        std::os::unix::fs::symlink("/nowhere", &missing).unwrap();
+        assert!(!gone(missing.to_str().unwrap()), "a dangling link is something, and is not followed");
+        let dotted = format!("{}/x/../deleted", tmp.path().display());
+        assert!(!gone(&dotted) && !gone("relative/deleted") && !gone(""), "not a plain absolute path");
     }
 
     #[test]
