@@ -24,7 +24,7 @@ fn the_author_walk_through_works_end_to_end() {
 
     // build
     let run = provision(&["plugin", "build", "greeter"]).ok();
-    assert!(run.stdout.contains("built greeter 0.1.0 (contract 0.4.0)"), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("built greeter 0.1.0 (contract 0.5.0)"), "{}\n{}", run.stdout, run.stderr);
     let wasm = format!("{target}/wasm32-wasip2/release/greeter.wasm");
 
     // use it from a stack by path

@@ -33,7 +33,7 @@ fn push_with_the_cli_then_resolve_the_highest_match_ignoring_other_tags() {
     let project = Project::new("[services.db]\nplugin = \"postgres\"\n");
     let repo = format!("{}/acme/app", registry.address);
     let run = project.provision(&["plugin", "push", artifacts::APP, &repo]).ok();
-    assert!(run.stdout.contains("pushed app 0.1.0 (contract 0.4.0, sha256:"), "{}", run.stdout);
+    assert!(run.stdout.contains("pushed app 0.1.0 (contract 0.5.0, sha256:"), "{}", run.stdout);
     // A non-semver tag and a newer, non-matching major are ignored by ^0.1.
     publish(&registry, "acme/app", &["latest", "1.0.0"]);
 
@@ -147,5 +147,5 @@ fn locked_digests_that_differ_are_refused_naming_both() {
 #[test]
 fn the_host_reports_the_contract_versions_it_loads() {
     let run = Project::new("[services.db]\nplugin = \"postgres\"\n").provision(&["version"]).ok();
-    assert!(run.stdout.contains("plugin contracts: 0.4.0, 0.3.0, 0.2.0, 0.1.1, 0.1.0"), "{}", run.stdout);
+    assert!(run.stdout.contains("plugin contracts: 0.5.0, 0.4.0, 0.3.0, 0.2.0, 0.1.1, 0.1.0"), "{}", run.stdout);
 }

@@ -91,7 +91,8 @@ fn a_plugin_that_is_not_what_was_asked_for_is_refused() {
 fn a_plugin_for_an_unsupported_contract_is_refused_before_compiling() {
     let run = hostile("future", artifacts::FUTURE_CONTRACT, "").provision(&["plan"]).failed();
     assert!(
-        run.message().contains("is built against contract 9.0.0, which this provision does not support (it loads 0.4.0, 0.3.0, 0.2.0, 0.1.1, 0.1.0)"),
+        run.message()
+            .contains("is built against contract 9.0.0, which this provision does not support (it loads 0.5.0, 0.4.0, 0.3.0, 0.2.0, 0.1.1, 0.1.0)"),
         "{}",
         run.stderr
     );
@@ -217,6 +218,7 @@ fn the_released_contracts_are_frozen() {
         ("0.2.0", "e71c0d420593b797df4f2b6d777d6da6b461faec077846cb12eb803e6a0f67f5"),
         ("0.3.0", "0786e6ea9f17a259049d775a5e16e4e9f523979fbebdd20c11046b95fc4af2f8"),
         ("0.4.0", "e55f14951bb64cac5d086e4d066a89b3aed13b794bbb727d823d9ca57d3959e4"),
+        ("0.5.0", "8f7fe872422be80422c8e6a437ffbb395abfce6a57ffabde39a1cd82cad5ddbd"),
     ] {
         let wit = std::fs::read(crate::support::repo_root().join(format!("wit/v{version}/provider.wit"))).unwrap();
         assert_eq!(provision_registry::sha256_hex(&wit), sha256, "wit/v{version} is released and frozen; put changes in a new contract version");
@@ -227,7 +229,7 @@ fn the_released_contracts_are_frozen() {
 fn plugins_of_every_contract_load_and_the_version_comes_from_the_export_name() {
     for (name, path) in [("app", artifacts::APP), ("looper", artifacts::LOOPER)] {
         let wasm = std::fs::read(path).unwrap();
-        assert_eq!(provision_registry::contract_version(&wasm).unwrap(), semver::Version::new(0, 4, 0), "{name}");
+        assert_eq!(provision_registry::contract_version(&wasm).unwrap(), semver::Version::new(0, 5, 0), "{name}");
     }
     let legacy = std::fs::read(artifacts::LEGACY).unwrap();
     assert_eq!(provision_registry::contract_version(&legacy).unwrap(), semver::Version::new(0, 1, 0));
@@ -237,6 +239,8 @@ fn plugins_of_every_contract_load_and_the_version_comes_from_the_export_name() {
     assert_eq!(provision_registry::contract_version(&legacy).unwrap(), semver::Version::new(0, 2, 0));
     let legacy = std::fs::read(artifacts::LEGACY_0_3_0).unwrap();
     assert_eq!(provision_registry::contract_version(&legacy).unwrap(), semver::Version::new(0, 3, 0));
+    let legacy = std::fs::read(artifacts::LEGACY_0_4_0).unwrap();
+    assert_eq!(provision_registry::contract_version(&legacy).unwrap(), semver::Version::new(0, 4, 0));
     let future = std::fs::read(artifacts::FUTURE_CONTRACT).unwrap();
     assert_eq!(provision_registry::contract_version(&future).unwrap(), semver::Version::new(9, 0, 0));
 }
@@ -244,12 +248,13 @@ fn plugins_of_every_contract_load_and_the_version_comes_from_the_export_name() {
 /// Plugins of the older contracts still load, are wired and plan next to
 /// plugins of the newest one.
 #[test]
-fn plugins_of_contracts_0_1_0_to_0_3_0_still_plan_beside_0_4_0_plugins() {
+fn plugins_of_contracts_0_1_0_to_0_4_0_still_plan_beside_0_5_0_plugins() {
     let legacies = [
         ("legacy", artifacts::LEGACY, "0.1.0"),
         ("legacy-0-1-1", artifacts::LEGACY_0_1_1, "0.1.1"),
         ("legacy-0-2-0", artifacts::LEGACY_0_2_0, "0.2.0"),
         ("legacy-0-3-0", artifacts::LEGACY_0_3_0, "0.3.0"),
+        ("legacy-0-4-0", artifacts::LEGACY_0_4_0, "0.4.0"),
     ];
     for (name, wasm, version) in legacies {
         let project = hostile(name, wasm, "[services.cache]\nplugin = \"redis\"\n");
@@ -257,7 +262,7 @@ fn plugins_of_contracts_0_1_0_to_0_3_0_still_plan_beside_0_4_0_plugins() {
         let plugins = state["plugins"].as_array().unwrap();
         let contract = |name: &str| plugins.iter().find(|p| p["name"] == name).unwrap()["contract"].clone();
         assert_eq!(contract(name), version);
-        assert_eq!(contract("redis"), "0.4.0");
+        assert_eq!(contract("redis"), "0.5.0");
         let x = state["services"].as_array().unwrap().iter().find(|s| s["name"] == "x").unwrap();
         let greeting = x["plan"]["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "greeting").unwrap();
         assert_eq!(greeting["value"], "hello from x using redis://cache:6379/0");

@@ -6,6 +6,7 @@
 mod instances;
 mod plugin;
 mod select;
+mod watch;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 pub use instances::Instance;
 pub use plugin::*;
+pub use watch::{WatchAction, WatchRule};
 
 /// A whole stack, planned.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +111,10 @@ pub struct ServicePlan {
     pub networks: Vec<Network>,
     pub outputs: Vec<Output>,
     pub metrics: Vec<MetricsEndpoint>,
+    /// What `provision watch` does on a change (the plugin's rules, then
+    /// the user's `watch` in stack.toml).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<WatchRule>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

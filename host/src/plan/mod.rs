@@ -12,6 +12,7 @@ pub mod host_tree;
 mod options;
 pub mod policy;
 mod service;
+pub mod watch_policy;
 mod wire;
 
 use std::{

@@ -267,6 +267,12 @@ pub fn apply(
         }
     }
 
+    // The user's rule for a path replaces the plugin's for it.
+    for rule in &options.watch {
+        plan.watch.retain(|r| r.path.trim_end_matches('/') != rule.path.trim_end_matches('/'));
+        plan.watch.push(rule.clone());
+    }
+
     if options.snapshot == Some(false) {
         plan.containers.iter_mut().for_each(|c| c.snapshot = None);
     }

@@ -102,6 +102,7 @@ pub fn check(plan: &ServicePlan, info: &PluginInfo, grants: &Grants) -> Result<H
         }
         check_container(container, &at, plan, grants, &mut pins, &malformed)?;
     }
+    super::watch_policy::check(plan, grants.project_dir)?;
     for m in &plan.metrics {
         if !names.contains(&m.container) || !valid_url_path(&m.path) {
             return Err(malformed(format!(
@@ -222,7 +223,7 @@ fn check_container(
 
 /// An absolute path without `.` or `..`: a container path the host compares
 /// by prefix must mean what it says.
-fn is_absolute(path: &str) -> bool {
+pub fn is_absolute(path: &str) -> bool {
     path.starts_with('/') && Path::new(path).components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 

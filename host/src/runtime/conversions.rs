@@ -6,13 +6,19 @@
 //! passing the probes a version added as match arms:
 //! `shared_conversions!(t::Probe::Redis(port) => d::Probe::Redis(port))`.
 //! A version with `container.snapshot` (0.4.0 on) starts the list with
-//! `snapshots;` and defines `fn container_snapshot(&t::Container)` itself.
+//! `snapshots;` and defines `fn container_snapshot(&t::Container)` itself;
+//! one with `service-plan.watch` too (0.5.0 on) with `snapshots, watch;`,
+//! defining `fn plan_watch(&t::ServicePlan)`.
 //! Versions from 0.2.0 on also invoke `conversions_since_0_2_0!()`: the
 //! requests, bindings (with each replica's host name) and roles filled by
 //! several services that 0.2.0 changed, the same in every later version.
 
 macro_rules! shared_conversions {
+    (snapshots, watch; $($probe:pat => $to:expr),* $(,)?) => {
+        super::conversions::shared_conversions!(@common $($probe => $to),*);
+    };
     (snapshots; $($probe:pat => $to:expr),* $(,)?) => {
+        super::conversions::shared_conversions!(@no_watch);
         super::conversions::shared_conversions!(@common $($probe => $to),*);
     };
     ($($probe:pat => $to:expr),* $(,)?) => {
@@ -20,7 +26,14 @@ macro_rules! shared_conversions {
         fn container_snapshot(_: &t::Container) -> Option<d::DataSnapshot> {
             None
         }
+        super::conversions::shared_conversions!(@no_watch);
         super::conversions::shared_conversions!(@common $($probe => $to),*);
+    };
+    (@no_watch) => {
+        /// Before 0.5.0 a plugin declares no watch rules.
+        fn plan_watch(_: &t::ServicePlan) -> Vec<d::WatchRule> {
+            Vec::new()
+        }
     };
     (@common $($probe:pat => $to:expr),*) => {
         pub fn add_to_linker(linker: &mut wasmtime::component::Linker<Sandbox>) -> wasmtime::Result<()> {
@@ -86,6 +99,7 @@ macro_rules! shared_conversions {
 
         impl From<t::ServicePlan> for d::ServicePlan {
             fn from(p: t::ServicePlan) -> Self {
+                let watch = plan_watch(&p);
                 d::ServicePlan {
                     containers: p.containers.into_iter().map(Into::into).collect(),
                     tasks: p.tasks.into_iter().map(Into::into).collect(),
@@ -94,6 +108,7 @@ macro_rules! shared_conversions {
                     // Whether an output is secret comes from the plugin's info.
                     outputs: p.outputs.into_iter().map(|(name, value)| d::Output { name, value, secret: false }).collect(),
                     metrics: p.metrics.into_iter().map(|m| d::MetricsEndpoint { container: m.container, port: m.port, path: m.path }).collect(),
+                    watch,
                 }
             }
         }

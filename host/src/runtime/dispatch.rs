@@ -10,7 +10,7 @@ use wasmtime::{
     component::{InstancePre, Linker},
 };
 
-use super::{sandbox::Sandbox, v0_1_0, v0_1_1, v0_2_0, v0_3_0, v0_4_0};
+use super::{sandbox::Sandbox, v0_1_0, v0_1_1, v0_2_0, v0_3_0, v0_4_0, v0_5_0};
 use crate::desired as d;
 
 /// Bindings of every contract version into one linker.
@@ -19,12 +19,13 @@ pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     v0_1_1::add_to_linker(linker)?;
     v0_2_0::add_to_linker(linker)?;
     v0_3_0::add_to_linker(linker)?;
-    v0_4_0::add_to_linker(linker)
+    v0_4_0::add_to_linker(linker)?;
+    v0_5_0::add_to_linker(linker)
 }
 
 /// The versions that have bindings here.
 #[cfg(test)]
-pub const VERSIONS: &[Version] = &[v0_1_0::VERSION, v0_1_1::VERSION, v0_2_0::VERSION, v0_3_0::VERSION, v0_4_0::VERSION];
+pub const VERSIONS: &[Version] = &[v0_1_0::VERSION, v0_1_1::VERSION, v0_2_0::VERSION, v0_3_0::VERSION, v0_4_0::VERSION, v0_5_0::VERSION];
 
 /// One variant per supported contract version.
 pub enum Provider {
@@ -33,6 +34,7 @@ pub enum Provider {
     V0_2_0(v0_2_0::PluginPre<Sandbox>),
     V0_3_0(v0_3_0::PluginPre<Sandbox>),
     V0_4_0(v0_4_0::PluginPre<Sandbox>),
+    V0_5_0(v0_5_0::PluginPre<Sandbox>),
 }
 
 impl Provider {
@@ -49,6 +51,8 @@ impl Provider {
             v0_3_0::PluginPre::new(pre).map(Provider::V0_3_0)
         } else if *contract == v0_4_0::VERSION {
             v0_4_0::PluginPre::new(pre).map(Provider::V0_4_0)
+        } else if *contract == v0_5_0::VERSION {
+            v0_5_0::PluginPre::new(pre).map(Provider::V0_5_0)
         } else {
             wasmtime::bail!("this provision has no bindings for contract {contract}")
         }
@@ -61,6 +65,7 @@ impl Provider {
             Provider::V0_2_0(pre) => pre.instantiate(store).map(Bound::V0_2_0),
             Provider::V0_3_0(pre) => pre.instantiate(store).map(Bound::V0_3_0),
             Provider::V0_4_0(pre) => pre.instantiate(store).map(Bound::V0_4_0),
+            Provider::V0_5_0(pre) => pre.instantiate(store).map(Bound::V0_5_0),
         }
     }
 }
@@ -72,6 +77,7 @@ pub enum Bound {
     V0_2_0(v0_2_0::Plugin),
     V0_3_0(v0_3_0::Plugin),
     V0_4_0(v0_4_0::Plugin),
+    V0_5_0(v0_5_0::Plugin),
 }
 
 impl Bound {
@@ -82,6 +88,7 @@ impl Bound {
             Bound::V0_2_0(p) => v0_2_0::info(p, store),
             Bound::V0_3_0(p) => v0_3_0::info(p, store),
             Bound::V0_4_0(p) => v0_4_0::info(p, store),
+            Bound::V0_5_0(p) => v0_5_0::info(p, store),
         }
     }
 
@@ -92,6 +99,7 @@ impl Bound {
             Bound::V0_2_0(p) => v0_2_0::plan(p, store, request),
             Bound::V0_3_0(p) => v0_3_0::plan(p, store, request),
             Bound::V0_4_0(p) => v0_4_0::plan(p, store, request),
+            Bound::V0_5_0(p) => v0_5_0::plan(p, store, request),
         }
     }
 }

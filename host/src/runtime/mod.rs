@@ -17,6 +17,7 @@ mod v0_1_1;
 mod v0_2_0;
 mod v0_3_0;
 mod v0_4_0;
+mod v0_5_0;
 
 use std::{
     sync::Arc,

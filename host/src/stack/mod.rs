@@ -58,6 +58,7 @@ pub mod options;
 mod permission;
 mod plugins;
 mod services;
+mod watch;
 
 use diagnostic::index_spans;
 pub use diagnostic::{ReadError, StackError};

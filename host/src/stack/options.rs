@@ -27,6 +27,7 @@ pub const KEYS: &[&str] = &[
     "no_new_privileges",
     "hooks",
     "snapshot",
+    "watch",
 ];
 
 /// The most replicas a service may ask for.
@@ -59,6 +60,8 @@ pub struct ServiceOptions {
     pub hooks: Vec<Hook>,
     /// `false`: never keep or use a snapshot of the service's data.
     pub snapshot: Option<bool>,
+    /// The user's watch rules (stack/watch.rs).
+    pub watch: Vec<crate::desired::WatchRule>,
 }
 
 /// `publish`: what becomes of the host ports the plugin asked for.
@@ -102,6 +105,8 @@ struct Raw {
     #[serde(default)]
     hooks: BTreeMap<String, Command>,
     snapshot: Option<bool>,
+    #[serde(default)]
+    watch: Vec<super::watch::RawRule>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +318,7 @@ impl Raw {
             no_new_privileges: self.no_new_privileges,
             hooks,
             snapshot: self.snapshot,
+            watch: super::watch::rules(self.watch)?,
         })
     }
 }

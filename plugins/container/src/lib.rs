@@ -166,6 +166,11 @@ impl Plugin for Generic {
         }
 
         let mut plan = ServicePlan::default();
+        // A change in the build context needs a new image (the host keeps
+        // `.dockerignore`'s files out of the context, and out of the rule).
+        if let ImageSource::Build(spec) = &base.image {
+            plan.watch(project_path(&spec.context, ""), [WatchAction::Rebuild]);
+        }
         for (name, command) in &config.tasks {
             let key = format!("tasks.{name}");
             if !valid_name(name) {

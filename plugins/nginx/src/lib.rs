@@ -176,6 +176,16 @@ impl Plugin for Nginx {
                 .port(443, https_port);
         }
         let mut plan = ServicePlan { containers: vec![server], ..ServicePlan::default() };
+        // A new certificate is read on reload; static folders are served
+        // as they are, and the config is the plan's (a change is an `up`).
+        if let Some(tls) = &config.tls {
+            for file in [&tls.cert, &tls.key] {
+                plan.watch(file, [WatchAction::Exec(["nginx", "-s", "reload"].map(String::from).to_vec())]);
+            }
+        }
+        for folder in config.locations.values() {
+            plan.watch(project_path(folder, ""), []);
+        }
         let service = &request.service;
         if request.collected {
             let mut exporter = Container::new("exporter", &config.exporter_image)

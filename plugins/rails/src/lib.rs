@@ -166,6 +166,7 @@ impl Plugin for Rails {
             plan.tasks.push(Container { name, command: Some(step), init: true, ..app.clone() });
         }
 
+        watch_rules(&mut plan, &config, dev);
         let workload = Workload::of(&request.service, &app);
         let host_port = config.port.unwrap_or(if dev { 3000 } else { 0 });
         let server = app.command(config.command.clone()).port(3000, Some(host_port)).health(HealthCheck::http(3000, &config.health_path));
@@ -180,6 +181,27 @@ impl Plugin for Rails {
         plan.output("port", "3000");
         plan.output("workload", workload.to_json());
         Ok(plan)
+    }
+}
+
+/// What a change means (`provision watch`). With the code mounted (dev):
+/// Gemfile or Gemfile.lock → `bundle` again (if it is a step) then restart;
+/// config/ and .env → restart; app/ → nothing, Rails reloads it. With the
+/// code built into the image: any change in the context → rebuild.
+fn watch_rules(plan: &mut ServicePlan, config: &Config, dev: bool) {
+    let code = config.code.as_deref().or(config.build.as_ref().map(|b| b.context.as_str()));
+    match (dev, code, &config.build) {
+        (true, Some(code), _) => {
+            let bundle = plan.tasks.iter().any(|t| t.name == "bundle");
+            let gems: Vec<_> = bundle.then(|| WatchAction::Rerun("bundle".into())).into_iter().chain([WatchAction::Restart]).collect();
+            plan.watch(project_path(code, "Gemfile"), gems.clone());
+            plan.watch(project_path(code, "Gemfile.lock"), gems);
+            plan.watch(project_path(code, "config/"), [WatchAction::Restart]);
+            plan.watch(project_path(code, ".env"), [WatchAction::Restart]);
+            plan.watch(project_path(code, "app/"), []);
+        }
+        (false, _, Some(build)) => plan.watch(project_path(&build.context, ""), [WatchAction::Rebuild]),
+        _ => {}
     }
 }
 

@@ -243,7 +243,15 @@ impl HealthCheck {
 #[allow(clippy::derivable_impls)]
 impl Default for ServicePlan {
     fn default() -> Self {
-        ServicePlan { containers: Vec::new(), tasks: Vec::new(), volumes: Vec::new(), networks: Vec::new(), outputs: Vec::new(), metrics: Vec::new() }
+        ServicePlan {
+            containers: Vec::new(),
+            tasks: Vec::new(),
+            volumes: Vec::new(),
+            networks: Vec::new(),
+            outputs: Vec::new(),
+            metrics: Vec::new(),
+            watch: Vec::new(),
+        }
     }
 }
 
@@ -259,5 +267,26 @@ impl ServicePlan {
     /// Declare that `container` serves Prometheus metrics at `port` `path`.
     pub fn metrics(&mut self, container: impl Into<String>, port: u16, path: impl Into<String>) {
         self.metrics.push(MetricsEndpoint { container: container.into(), port, path: path.into() });
+    }
+
+    /// Declare what a change under `path` (relative to the folder of
+    /// stack.toml; a folder ends in `/`) means for this service, for
+    /// `provision watch`; no actions: nothing to do.
+    pub fn watch(&mut self, path: impl Into<String>, actions: impl IntoIterator<Item = WatchAction>) {
+        self.watch.push(WatchRule { path: path.into(), ignore: Vec::new(), actions: actions.into_iter().collect() });
+    }
+}
+
+/// `path` inside the project folder `dir` (both relative to stack.toml's
+/// folder), as a watch rule names it: `project_path("app", "config/")` is
+/// `app/config/`, `project_path(".", "Gemfile")` is `Gemfile`, and
+/// `project_path("app", "")` is `app/`.
+pub fn project_path(dir: &str, path: &str) -> String {
+    let dir = dir.trim_start_matches("./").trim_end_matches('/');
+    match (dir, path) {
+        ("" | ".", "") => "./".into(),
+        ("" | ".", path) => path.into(),
+        (dir, "") => format!("{dir}/"),
+        (dir, path) => format!("{dir}/{path}"),
     }
 }

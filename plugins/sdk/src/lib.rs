@@ -120,10 +120,10 @@ impl types::Binding {
 
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {
-    pub use crate::builders::{HealthCheck, Info, Need, Setting};
+    pub use crate::builders::{HealthCheck, Info, Need, Setting, project_path};
     pub use crate::types::{
         Binding, BuildSpec, ConfigError, Container, File, Hook, ImageSource, LogLevel, MetricsEndpoint, MetricsTarget, Mount, MountSource, Network,
-        PlanError, Port, Probe, Protocol, RestartPolicy, ServicePlan, ServiceRequest as Request, Tmpfs, Volume, WaitFor,
+        PlanError, Port, Probe, Protocol, RestartPolicy, ServicePlan, ServiceRequest as Request, Tmpfs, Volume, WaitFor, WatchAction, WatchRule,
     };
     pub use crate::workload::Workload;
     pub use crate::{Plugin, binding, config_error, host, parse_config};

@@ -40,6 +40,15 @@ pub enum WorkloadMount {
 }
 
 impl Workload {
+    /// The project folder bind-mounted over the working dir (the app's
+    /// code in a dev profile), if any.
+    pub fn code(&self) -> Option<&str> {
+        self.mounts.iter().find_map(|m| match m {
+            WorkloadMount::Bind { source, target, .. } if Some(target) == self.working_dir.as_ref() => Some(source.as_str()),
+            _ => None,
+        })
+    }
+
     /// What `container` of `service` runs, for another container to run too.
     pub fn of(service: &str, container: &Container) -> Workload {
         let (image, build) = match &container.image {

@@ -69,7 +69,18 @@ impl Plugin for Sidekiq {
             .command(config.command)
             .env("SIDEKIQ_CONCURRENCY", config.concurrency.to_string())
             .health(HealthCheck::exec(["ruby", "--disable-gems", "-e", REGISTERED]));
-        Ok(ServicePlan { containers: vec![worker], ..ServicePlan::default() })
+        let mut plan = ServicePlan { containers: vec![worker], ..ServicePlan::default() };
+        // Workers load the app once: new gems and config need a restart
+        // (after the app's own rules, which `bundle` first); app/ code is
+        // reloaded per job in development. A built image is rebuilt by
+        // the app's rule, and the workers recreated with it.
+        if let Some(code) = workload.code() {
+            for path in ["Gemfile", "Gemfile.lock", "config/", ".env"] {
+                plan.watch(project_path(code, path), [WatchAction::Restart]);
+            }
+            plan.watch(project_path(code, "app/"), []);
+        }
+        Ok(plan)
     }
 }
 

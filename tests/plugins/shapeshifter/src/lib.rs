@@ -156,7 +156,18 @@ impl Plugin for Shapeshifter {
             networks: r.list(3, |r| Network { name: r.text(), internal: r.flip() }),
             outputs: r.pairs(),
             metrics: r.list(2, |r| MetricsEndpoint { container: r.text(), port: r.u16(), path: r.text() }),
+            watch: r.list(2, |r| WatchRule { path: r.text(), ignore: r.list(2, Rng::text), actions: r.list(3, watch_action) }),
         })
     }
 }
+fn watch_action(r: &mut Rng) -> WatchAction {
+    match r.u16() % 5 {
+        0 => WatchAction::Sync(r.text()),
+        1 => WatchAction::Restart,
+        2 => WatchAction::Rebuild,
+        3 => WatchAction::Rerun(r.text()),
+        _ => WatchAction::Exec(r.list(3, Rng::text)),
+    }
+}
+
 export!(Shapeshifter);
