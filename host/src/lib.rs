@@ -20,7 +20,8 @@
 //! keeps data snapshots; `journal` records how far each container's
 //! lifecycle got; `ephemeral` marks what `run` makes with its owner, for
 //! `gc`; `secrets` derives per-project secrets; `writer` is the project lock
-//! (one writer at a time); `author` is the plugin author's kit.
+//! (one writer at a time); `author` is the plugin author's kit; `watch`
+//! turns file events into each service's work by its watch rules.
 //! The README's Layout follows `provision up` from the command to the engine.
 
 pub mod apply;
@@ -39,4 +40,5 @@ pub mod secrets;
 pub mod snapshot;
 pub mod stack;
 pub mod ui;
+pub mod watch;
 pub mod writer;

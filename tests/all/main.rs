@@ -25,3 +25,4 @@ mod support;
 mod swarm;
 mod ui;
 mod user_wins;
+mod watch;

@@ -82,7 +82,12 @@ fn list(services: &BTreeSet<String>) -> String {
 /// Stop the running containers of `services`, those that use another
 /// before it (so none logs a lost connection on its way down): in waves,
 /// each wave's containers at once. Returns the services that had any.
-async fn stop_in_order(engine: &dyn Engine, state: &DesiredState, services: &BTreeSet<String>, grace: u32) -> miette::Result<BTreeSet<String>> {
+pub(super) async fn stop_in_order(
+    engine: &dyn Engine,
+    state: &DesiredState,
+    services: &BTreeSet<String>,
+    grace: u32,
+) -> miette::Result<BTreeSet<String>> {
     // In reverse start order every service comes after those that use it.
     let mut wave: HashMap<&str, usize> = HashMap::new();
     for service in state.services.iter().rev().filter(|s| services.contains(&s.name)) {

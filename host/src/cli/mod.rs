@@ -16,6 +16,7 @@ mod plugin;
 mod run;
 mod snapshots;
 mod up;
+mod watch;
 
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -70,6 +71,10 @@ async fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Export(args) => export::run(args),
         Command::Import(args) => import::run(args),
         Command::Up(args) => up::run(args).await,
+        Command::Watch(mut args) => {
+            args.watch = true;
+            up::run(args).await
+        }
         Command::Down(args) => down::run(args).await,
         Command::Stop(args) => lifecycle::stop(args).await,
         Command::Start(args) => lifecycle::start(args).await,

@@ -30,6 +30,10 @@ pub async fn run(args: UpArgs) -> miette::Result<ExitCode> {
     if options.only.is_none() || prepared.lock.is_some() {
         lock::after_up(&prepared.stack, &prepared.planned, prepared.lock.as_ref(), &summary.images)?;
     }
+    if args.watch {
+        drop(_writer);
+        return super::watch::watch(&args, prepared, engine.as_ref()).await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -63,6 +67,8 @@ pub(super) enum Said<'a> {
     /// `started web in 0.80s` (those named, or the project).
     Started(&'a [String]),
     Restarted(&'a [String]),
+    /// Nothing: the caller says it (`watch`).
+    Quietly,
 }
 
 /// Apply the plan with live progress (or JSON events on stdout, for CI);
@@ -116,6 +122,7 @@ pub(super) async fn converge(prepared: &Prepared, engine: &dyn Engine, options: 
                 eprintln!("{} {} up in {s:.2}s: {counts}", names.join(", "), if names.len() > 1 { "are" } else { "is" });
             }
             Said::Up => eprintln!("{} is up in {s:.2}s: {counts}", project()),
+            Said::Quietly => {}
             Said::Started(named) | Said::Restarted(named) => {
                 let verb = if matches!(said, Said::Started(_)) { "started" } else { "restarted" };
                 eprintln!("{verb} {} in {s:.2}s", if named.is_empty() { project() } else { named.join(", ") });

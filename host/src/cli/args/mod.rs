@@ -77,6 +77,36 @@ pub enum Command {
   provision up web              web and what it uses (its database, a migration); nothing else
   provision up --profile test   the test profile's services and settings")]
     Up(UpArgs),
+    /// Bring the stack up as `up` does, then watch the project's files and
+    /// act on each change as its service's watch rules say: `sync` copies
+    /// the files into the container, `restart` restarts it and waits until
+    /// it is ready, `rebuild` builds the image again and recreates what
+    /// uses it, `rerun` runs one of its tasks again, `exec` runs a command
+    /// in it. Plugins bring rules (rails: a changed Gemfile.lock runs
+    /// `bundle` and restarts the app and its Sidekiq workers; app/ needs
+    /// nothing, Rails reloads it); `watch = [...]` in a service of
+    /// stack.toml adds rules or replaces the plugin's for a path. A burst
+    /// of changes is one action per service; a service never has two at
+    /// once. Ctrl-C stops watching; the stack keeps running.
+    #[command(after_help = "Examples:
+  provision watch                 the whole stack
+  provision watch web             web and what it uses; only web's rules
+  provision watch --json          one JSON event per line: up's, then each action's
+  provision up --watch            the same as `provision watch`
+
+In stack.toml (paths relative to its folder; a folder ends in /):
+  [services.api]
+  plugin = \"container\"
+  build = \"api\"
+  watch = [
+    { path = \"api/src/\", action = \"sync\", target = \"/app/src\", ignore = [\"*.pyc\"] },
+    { path = \"api/requirements.txt\", action = \"rebuild\" },
+    { path = \"api/config/\", action = \"restart\" },
+    { path = \"api/Gemfile.lock\", action = [\"rerun\", \"restart\"], task = \"bundle\" },
+    { path = \"nginx/certs/\", action = \"exec\", command = \"nginx -s reload\" },
+    { path = \"api/docs/\", action = \"none\" },
+  ]")]
+    Watch(UpArgs),
     /// Remove the project's containers and networks. Named volumes (your
     /// data) are kept unless you pass -v.
     Down(DownArgs),
@@ -301,6 +331,10 @@ pub struct UpArgs {
     /// Only these services, and those they wait for; the project's other
     /// containers are neither changed nor removed.
     pub services: Vec<String>,
+    /// Then watch the project's files and act on changes by each service's
+    /// watch rules (as `provision watch`).
+    #[arg(long)]
+    pub watch: bool,
 }
 
 #[derive(Args)]

@@ -28,6 +28,12 @@ struct Config {
     env_value: Option<String>,
     /// A variable name of its own choosing (`DATABASE_URL=postgres://evil`).
     env_key: Option<String>,
+    /// A watch rule on this path (contract 0.5.0) that syncs it into
+    /// `watch_sync`, or else runs `watch_exec`, hoping the host follows it
+    /// out of the project or runs something on its own side.
+    watch_path: Option<String>,
+    watch_sync: Option<String>,
+    watch_exec: Option<Vec<String>>,
     /// How many host ports to publish (`trick = "ports"`).
     ports: u16,
     /// Declared (and ignored): host-level keys a third-party plugin must
@@ -158,6 +164,14 @@ impl Plugin for Mischief {
         }
         plan.output("api_url", "http://attacker.example");
         plan.containers.push(c);
+        if let Some(path) = &config.watch_path {
+            let action = match (&config.watch_sync, &config.watch_exec) {
+                (Some(target), _) => WatchAction::Sync(target.clone()),
+                (None, Some(command)) => WatchAction::Exec(command.clone()),
+                (None, None) => WatchAction::Restart,
+            };
+            plan.watch(path, [action]);
+        }
         Ok(plan)
     }
 }
