@@ -174,3 +174,32 @@ fn a_plugins_watch_rule_cannot_name_a_file_outside_the_project() {
     let run = mischief("watch_path = \"src/\"\nwatch_exec = []").provision(&["plan"]).failed();
     assert!(run.message().contains("runs an empty command"), "{}", run.message());
 }
+
+#[test]
+fn the_rails_plugins_rules_bundle_and_restart_the_app_then_its_workers_and_leave_app_code_alone() {
+    needs_engine!();
+    let stack = crate::rails::rails_stack("e2e-watch-rails");
+    let watching = Watching::start(&stack);
+    let boots = || {
+        let sql = "select count(*) from boot_events where kind = 'server'";
+        stack.provision(&["exec", "db", "--", "psql", "-U", "app", "-d", "app_development", "-tAc", sql]).ok().stdout.trim().to_string()
+    };
+    let before = boots();
+    let (web, worker) = ("e2e-watch-rails_web_server", "e2e-watch-rails_worker_worker");
+    let worker_started = started_at(worker);
+
+    // app/ code: nothing to do, Rails reloads it. Then Gemfile.lock (its
+    // contents as they are: bundle finds every gem) is bundle, restart.
+    let controller = stack.project.path().join("app/app/controllers/greetings_controller.rb");
+    std::fs::write(&controller, std::fs::read_to_string(&controller).unwrap() + "\n").unwrap();
+    let lock = stack.project.path().join("app/Gemfile.lock");
+    std::fs::write(&lock, std::fs::read(&lock).unwrap()).unwrap();
+    let web_done = watching.done("web", "rerun bundle, restart");
+    assert_eq!(web_done["changed"], serde_json::json!(["app/Gemfile.lock"]), "app/ code needed nothing: {web_done}");
+    watching.done("worker", "restart");
+    assert_eq!(boots().parse::<u32>().unwrap(), before.parse::<u32>().unwrap() + 1, "the server booted once more");
+    let (web_started, worker_restarted) = (started_at(web), started_at(worker));
+    assert!(worker_restarted > worker_started && worker_restarted > web_started, "workers restarted after the app: {worker_restarted} {web_started}");
+    let (status, _, body) = crate::support::http(stack.host_port("proxy"), "GET", "/greeting");
+    assert_eq!((status, body.as_str()), (200, "hello"), "the app answers through nginx again");
+}
