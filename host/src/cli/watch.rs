@@ -5,7 +5,12 @@
 //! work waits for the work of the services it uses (rails's `bundle` and
 //! restart before its Sidekiq workers restart).
 
-use std::{collections::BTreeSet, io::IsTerminal, process::ExitCode, time::Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::IsTerminal,
+    process::ExitCode,
+    time::Instant,
+};
 
 use futures_util::future::join_all;
 
@@ -47,20 +52,20 @@ pub(super) async fn watch(args: &UpArgs, mut prepared: Prepared, engine: &dyn En
             continue;
         }
         let _writer = claim(&prepared.planned.state.project).await?;
-        let rebuilt = work.values().any(|w| w.actions.contains(&WatchAction::Rebuild));
-        if rebuilt {
+        let (rebuilding, because) = asking(&work, &WatchAction::Rebuild);
+        if !rebuilding.is_empty() {
             // One `up` for every service that rebuilds: the changed context
             // is a new image, and what uses it is recreated with it.
             let started = Instant::now();
-            let result = rebuild(args, engine).await;
-            let because: Vec<&str> =
-                work.values().filter(|w| w.actions.contains(&WatchAction::Rebuild)).flat_map(|w| &w.because).map(String::as_str).collect();
-            let rebuilding: Vec<&str> = work.iter().filter(|(_, w)| w.actions.contains(&WatchAction::Rebuild)).map(|(s, _)| s.as_str()).collect();
-            match result {
+            match rebuild(args, engine).await {
                 Ok(next) => {
                     report(json, &rebuilding.join(", "), "rebuild", &because, started, Ok(()));
                     prepared = next;
+                    let paths = rules.paths();
                     rules = self::rules(&prepared, only.as_ref())?;
+                    if rules.paths() != paths {
+                        watcher = Watcher::start(&prepared.stack.dir, &rules.paths()).map_err(|e| miette::miette!("{e}"))?;
+                    }
                 }
                 Err(e) => report(json, &rebuilding.join(", "), "rebuild", &because, started, Err(format!("{e:?}"))),
             }
@@ -89,6 +94,12 @@ pub(super) async fn watch(args: &UpArgs, mut prepared: Prepared, engine: &dyn En
         eprintln!("stopped watching; {} keeps running (`provision down` removes it)", prepared.planned.state.project);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The services whose work holds `action`, and the changes behind it.
+fn asking<'a>(work: &'a BTreeMap<String, Work>, action: &WatchAction) -> (Vec<&'a str>, Vec<&'a str>) {
+    let asking: Vec<(&String, &Work)> = work.iter().filter(|(_, w)| w.actions.contains(action)).collect();
+    (asking.iter().map(|(s, _)| s.as_str()).collect(), asking.iter().flat_map(|(_, w)| &w.because).map(String::as_str).collect())
 }
 
 fn rules(prepared: &Prepared, only: Option<&BTreeSet<String>>) -> miette::Result<Rules> {
@@ -214,16 +225,20 @@ async fn exec(engine: &dyn Engine, container: &Actual, command: &[String]) -> Re
     Ok(())
 }
 
-/// The services of a batch in waves: each after those it uses.
+/// The services of a batch in waves: each after those it uses, directly
+/// or through services with no work of their own in the batch.
 fn waves(state: &DesiredState, services: BTreeSet<String>) -> Vec<Vec<String>> {
-    let mut wave: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut level: BTreeMap<&str, usize> = BTreeMap::new();
     // The plan is in start order: what a service uses comes before it.
-    for s in state.services.iter().filter(|s| services.contains(&s.name)) {
-        let after = s.depends_on.iter().filter_map(|d| wave.get(d.service.as_str())).map(|w| w + 1).max().unwrap_or(0);
-        wave.insert(&s.name, after);
+    for s in &state.services {
+        let after = s.depends_on.iter().filter_map(|d| level.get(d.service.as_str()).map(|l| l + usize::from(services.contains(&d.service))));
+        level.insert(&s.name, after.max().unwrap_or(0));
     }
-    let last = wave.values().copied().max().map_or(0, |w| w + 1);
-    (0..last).map(|n| wave.iter().filter(|(_, w)| **w == n).map(|(s, _)| s.to_string()).collect()).collect()
+    let mut waves: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for service in services {
+        waves.entry(level.get(service.as_str()).copied().unwrap_or(0)).or_default().push(service);
+    }
+    waves.into_values().collect()
 }
 
 fn report(json: bool, service: &str, actions: &str, because: &[&str], started: Instant, result: Result<(), String>) {
@@ -259,4 +274,26 @@ fn spinner(message: &str) -> indicatif::ProgressBar {
 
 fn plural(n: usize, what: &str) -> String {
     if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{Dependency, ServicePlan, ServiceState, WaitFor};
+
+    #[test]
+    fn a_service_acts_after_what_it_uses_even_through_one_with_nothing_to_do() {
+        let service = |name: &str, uses: &[&str]| ServiceState {
+            name: name.into(),
+            plugin: "x".into(),
+            depends_on: uses.iter().map(|u| Dependency { role: "r".into(), service: u.to_string(), wait: WaitFor::Started, secrets: false }).collect(),
+            plan: ServicePlan::default(),
+        };
+        let mut state: DesiredState =
+            serde_json::from_value(serde_json::json!({"project": "p", "profile": "dev", "plugins": [], "services": []})).unwrap();
+        state.services = vec![service("db", &[]), service("web", &["db"]), service("worker", &["web"]), service("proxy", &["web"]), service("docs", &[])];
+        let batch = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(waves(&state, batch(&["web", "worker", "docs"])), [vec!["docs", "web"], vec!["worker"]]);
+        assert_eq!(waves(&state, batch(&["db", "worker", "proxy"])), [vec!["db"], vec!["proxy", "worker"]]);
+    }
 }
