@@ -35,6 +35,9 @@ pub struct Entry {
     /// container that has not restarted since needs no probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_in: Option<String>,
+    /// `provision stop` stopped it (ps says "stopped", not "exited").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
     pub spec: serde_json::Value,
 }
 
@@ -88,7 +91,7 @@ impl Journal {
     pub fn created(&self, id: &str, spec: &Container) {
         let spec = serde_json::to_value(spec).expect("a container serializes");
         self.update(|entries| {
-            entries.insert(id.to_string(), Entry { stage: Stage::Created, ready_in: None, spec });
+            entries.insert(id.to_string(), Entry { stage: Stage::Created, ready_in: None, stopped: false, spec });
         });
     }
 
@@ -96,6 +99,16 @@ impl Journal {
         self.update(|entries| {
             if let Some(entry) = entries.get_mut(id) {
                 entry.stage = stage;
+                entry.stopped = false;
+            }
+        });
+    }
+
+    /// Stopped on purpose (`provision stop`), until it starts again.
+    pub fn stopped(&self, id: &str) {
+        self.update(|entries| {
+            if let Some(entry) = entries.get_mut(id) {
+                entry.stopped = true;
             }
         });
     }

@@ -68,6 +68,12 @@ fn up_web_makes_web_and_what_it_waits_for_and_stop_start_restart_keep_the_contai
     let stopped = stack.provision(&["stop", "db"]).ok();
     assert!(stopped.stderr.contains("stopped db"), "{}", stopped.stderr);
     assert!(!running(&stack, "db") && running(&stack, "web"), "only db stopped");
+    let row = |service: &str| stack.ps().into_iter().find(|r| r["service"] == service && r["container"] == "server").unwrap();
+    assert_eq!(row("db")["state"], "stopped", "ps says stopped, not exited (143)");
+    // Right after up said ready, ps says so too (the engine's own check may
+    // still be starting: it says which is which).
+    let health = row("cache")["health"].as_str().unwrap().to_string();
+    assert!(health == "ready" || health.starts_with("ready (docker: "), "{health}");
     let started = stack.provision(&["start", "db"]).ok();
     assert!(started.stderr.contains("hook: set password"), "the start hook ran again: {}", started.stderr);
     let ready = stack.provision(&["exec", "db", "--", "pg_isready", "-U", "app"]).ok();

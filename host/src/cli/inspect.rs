@@ -13,28 +13,35 @@ use super::{
 };
 use crate::{
     engine::{ExecCommand, OutputStream},
+    journal::Journal,
     reconcile, ui,
 };
 
 pub async fn ps(args: PsArgs) -> miette::Result<ExitCode> {
     let (project, engine, containers) = project_containers(&args.project).await?;
+    // What `up` saw, from the project folder's journal: stopped on purpose,
+    // and ready (provision's own probe) in the start the engine reports.
+    let journal = containers.iter().find_map(|c| c.label("project-dir")).map(|dir| Journal::of(std::path::Path::new(dir), &project));
+    let entry = |id: &str| journal.as_ref().and_then(|j| j.entry(id));
     let mut rows = Vec::new();
     for (service, list) in reconcile::by_service(containers) {
         for c in list {
             let status = engine.status(&c.id).await?;
+            let entry = entry(&c.id);
             let state = match (status.running, status.replicas) {
                 (true, Some((running, wanted))) => format!("running {running}/{wanted}"),
                 (true, None) => "running".to_string(),
+                (false, _) if entry.as_ref().is_some_and(|e| e.stopped) => "stopped".to_string(),
                 (false, _) => format!("exited ({})", status.exit_code.unwrap_or(-1)),
             };
+            let ready = status.running && entry.is_some_and(|e| e.ready_in.is_some() && e.ready_in == status.started_at);
             rows.push(ui::table::PsRow {
                 container: c.label("container").unwrap_or("").to_string(),
                 role: c.label("role").unwrap_or("").to_string(),
                 service: service.clone(),
                 name: c.name.clone(),
                 state,
-                // The last check of a container that no longer runs says nothing now.
-                health: status.health.filter(|_| status.running).unwrap_or_else(|| "-".into()),
+                health: health(status.running, ready, status.health),
                 ports: c.host_ports().collect(),
                 address: engine.publishes_on().to_string(),
                 id: c.id[..12.min(c.id.len())].to_string(),
@@ -49,6 +56,20 @@ pub async fn ps(args: PsArgs) -> miette::Result<ExitCode> {
         print!("{}", ui::table::ps(&rows));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// provision's readiness (its own probe saw it ready in this start) beside
+/// the engine's healthcheck, which may still say `starting` after `up`
+/// said ready: "ready (docker: starting)". The last check of a container
+/// that no longer runs says nothing now.
+fn health(running: bool, ready: bool, engine: Option<String>) -> String {
+    match (running, ready, engine.as_deref()) {
+        (false, ..) => "-".into(),
+        (true, true, None | Some("healthy")) => "ready".into(),
+        (true, true, Some("unhealthy")) => "unhealthy".into(),
+        (true, true, Some(engine)) => format!("ready (docker: {engine})"),
+        (true, false, engine) => engine.unwrap_or("-").into(),
+    }
 }
 
 pub async fn logs(args: LogsArgs) -> miette::Result<ExitCode> {

@@ -17,6 +17,7 @@ use crate::{
     apply::{self, UpOptions},
     desired::DesiredState,
     engine::{Engine, EngineError},
+    journal::Journal,
     writer::Writer,
 };
 
@@ -27,7 +28,7 @@ pub async fn stop(args: StopArgs) -> miette::Result<ExitCode> {
     let engine = connect(&args.stack.project, Some(&prepared.stack)).await?;
     let named = named(state, &args.services)?;
     let started = Instant::now();
-    let stopped = stop_in_order(engine.as_ref(), state, &named, args.grace).await?;
+    let stopped = stop_in_order(engine.as_ref(), state, &named, args.grace, &journal(&prepared)).await?;
     if stopped.is_empty() {
         eprintln!("nothing of {} was running", list(&named));
     } else {
@@ -53,7 +54,7 @@ pub async fn restart(args: RestartArgs) -> miette::Result<ExitCode> {
     let options = start_options(&prepared, &args.start)?;
     // Nothing is stopped that could not be started again as it is.
     apply::check_startable(engine.as_ref(), state, &options).await?;
-    stop_in_order(engine.as_ref(), state, &named(state, &args.start.services)?, args.grace).await?;
+    stop_in_order(engine.as_ref(), state, &named(state, &args.start.services)?, args.grace, &options.journal).await?;
     exit_code(converge(&prepared, engine.as_ref(), &options, args.start.json, Said::Restarted(&args.start.services)).await?)
 }
 
@@ -87,6 +88,7 @@ pub(super) async fn stop_in_order(
     state: &DesiredState,
     services: &BTreeSet<String>,
     grace: u32,
+    journal: &Journal,
 ) -> miette::Result<BTreeSet<String>> {
     // In reverse start order every service comes after those that use it.
     let mut wave: HashMap<&str, usize> = HashMap::new();
@@ -103,6 +105,7 @@ pub(super) async fn stop_in_order(
         let these: Vec<_> = running.iter().filter(|c| c.label("service").and_then(|s| wave.get(s)) == Some(&now)).collect();
         let results = join_all(these.iter().map(|c| engine.stop(&c.id, grace))).await;
         results.into_iter().collect::<Result<Vec<()>, EngineError>>()?;
+        these.iter().for_each(|c| journal.stopped(&c.id));
         stopped.extend(these.iter().filter_map(|c| c.label("service")).map(str::to_string));
     }
     Ok(stopped)

@@ -210,7 +210,7 @@ async fn restart(args: &UpArgs, prepared: &Prepared, engine: &dyn Engine, servic
     options.only = Some(BTreeSet::from([service.to_string()]));
     options.existing_only = true;
     apply::check_startable(engine, state, &options).await?;
-    stop_in_order(engine, state, &BTreeSet::from([service.to_string()]), crate::engine::STOP_TIMEOUT_SECS).await?;
+    stop_in_order(engine, state, &BTreeSet::from([service.to_string()]), crate::engine::STOP_TIMEOUT_SECS, &options.journal).await?;
     match converge(prepared, engine, &options, args.json, Said::Quietly).await? {
         Converged::Done(_) => Ok(()),
         Converged::Interrupted => Err(miette::miette!("interrupted")),
