@@ -155,7 +155,7 @@ impl Snapshot {
         };
         let mut labels = self.labels.clone();
         labels.insert(label("snapshot-bytes"), data.as_file().metadata().map(|m| m.len()).unwrap_or(0).to_string());
-        engine.build_image(&self.tag, &spec, context.path(), &labels, &|_| {}).await.map_err(|e| e.to_string())
+        engine.build_image(&self.tag, &spec, context.path(), &labels, false, &|_| {}).await.map_err(|e| e.to_string())
     }
 }
 

@@ -77,6 +77,7 @@ impl Engine for MemoryEngine {
                 running: c.running,
                 published: Vec::new(),
                 writes_host: false,
+                image_id: None,
             })
             .collect())
     }
@@ -121,6 +122,7 @@ impl Engine for MemoryEngine {
         _spec: &BuildSpec,
         _context: &std::path::Path,
         _labels: &Labels,
+        _no_cache: bool,
         _progress: &(dyn for<'a> Fn(&'a str) + Sync),
     ) -> Result<()> {
         Ok(())

@@ -120,3 +120,30 @@ fn logs_of_several_services_by_time_with_time_stamps() {
     let unknown = stack.provision(&["logs", "mail"]).failed();
     assert!(unknown.message().contains("no containers for service `mail`"), "{}", unknown.stderr);
 }
+
+#[test]
+fn build_makes_images_starting_nothing_and_after_no_cache_up_recreates_what_runs_them() {
+    needs_engine!();
+    let stack = Stack::new(
+        "e2e-build",
+        "[services.api]\nplugin = \"container\"\nbuild = \"api\"\ncommand = [\"sleep\", \"infinity\"]\n",
+    );
+    std::fs::create_dir_all(stack.project.path().join("api")).unwrap();
+    stack.project.write("api/Dockerfile", "FROM provision-standin/debian:bookworm\nRUN date +%s%N > /built\n");
+    let built = stack.provision(&["build"]).ok();
+    assert!(built.stderr.contains("api: built provision-build/e2e-build:"), "{}", built.stderr);
+    assert!(stack.ps().is_empty(), "nothing was started");
+    let again = stack.provision(&["build", "api"]).ok();
+    assert!(again.stderr.contains("api: up to date: provision-build/e2e-build:"), "{}", again.stderr);
+
+    stack.provision(&["up"]).ok();
+    let stamp = || stack.provision(&["exec", "api", "--", "cat", "/built"]).ok().stdout;
+    let first = stamp();
+    let fresh = stack.provision(&["build", "--no-cache"]).ok();
+    assert!(fresh.stderr.contains("api: built") && fresh.stderr.contains("`provision up` recreates"), "{}", fresh.stderr);
+    let up = stack.provision(&["up"]).ok();
+    assert!(up.stderr.contains("0 created, 1 recreated, 0 kept"), "the container ran the old image: {}", up.stderr);
+    assert_ne!(stamp(), first, "the image was built again from nothing");
+    let quiet = stack.provision(&["up"]).ok();
+    assert!(quiet.stderr.contains("0 created, 0 recreated, 1 kept"), "{}", quiet.stderr);
+}

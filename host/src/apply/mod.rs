@@ -10,6 +10,7 @@
 //! - `snapshots`: data seeded from a snapshot, or sealed until one is kept
 //! - `events`: what is reported as it goes (apply reports; it never prints)
 
+mod build;
 mod context;
 mod events;
 mod hop;
@@ -29,14 +30,14 @@ use provision_registry::LockedImage;
 use serde::Serialize;
 
 use crate::{
-    desired::{BuildSpec, DesiredState, Image, Network},
-    engine::{Actual, Engine, EngineError, Existing, Labels, STOP_TIMEOUT_SECS},
-    plan::{build_context, host_path},
+    desired::{DesiredState, Image, Network},
+    engine::{Actual, Engine, EngineError, Existing, STOP_TIMEOUT_SECS},
     reconcile::{self, Change, Diff, Names, label},
 };
 
 pub use crate::engine::Role;
 use context::{Builds, Up};
+pub use build::{Built, build_services};
 pub use context::{Failure, UpOptions};
 pub use events::{Event, Events, Phase};
 pub use hop::{Start, container_spec};
@@ -129,7 +130,7 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
             match &c.image {
                 Image::Pull(image) if !pulls.contains(&image.as_str()) => pulls.push(image),
                 Image::Build(spec) if !builds.contains_key(&spec.input_hash) => {
-                    let build = build(engine, state, &service.name, spec, options, events, started).map(|r| r.map_err(|e| e.to_string()));
+                    let build = build::build(engine, state, &service.name, spec, options, false, events, started).map(|r| r.map(drop).map_err(|e| e.to_string()));
                     builds.insert(spec.input_hash.clone(), build.boxed().shared());
                 }
                 _ => {}
@@ -239,7 +240,8 @@ async fn compare(engine: &dyn Engine, state: &DesiredState, options: &UpOptions)
     }
     let in_scope = |a: &&Actual| options.only.as_ref().is_none_or(|only| a.label("service").is_some_and(|s| only.contains(s)));
     let actual: Vec<Actual> = all.iter().filter(in_scope).cloned().collect();
-    let diff = reconcile::diff(state, &actual, &options.journal, engine.runs_copies());
+    let mut diff = reconcile::diff(state, &actual, &options.journal, engine.runs_copies());
+    rebuilt(engine, state, &mut diff).await?;
     if options.existing_only
         && let Some(step) = diff.steps.iter().find(|s| s.change != Change::Keep)
     {
@@ -250,6 +252,23 @@ async fn compare(engine: &dyn Engine, state: &DesiredState, options: &UpOptions)
         return Err(ApplyError::NotStartable { service: step.service.clone(), container: step.container.clone(), why });
     }
     Ok((all, diff))
+}
+
+/// A kept container whose image was built again since (`provision build
+/// --no-cache`, or by hand under the same inputs) runs an old image: it is
+/// recreated, as compose does after `build`.
+async fn rebuilt(engine: &dyn Engine, state: &DesiredState, diff: &mut Diff) -> Result<(), ApplyError> {
+    for step in diff.steps.iter_mut().filter(|s| s.change == Change::Keep) {
+        let Some(running) = step.actual.as_ref().and_then(|a| a.image_id.clone()) else { continue };
+        let service = state.services.iter().find(|s| s.name == step.service);
+        let planned = service.into_iter().flat_map(|s| s.plan.containers.iter().chain(&s.plan.tasks)).find(|c| c.name == step.container);
+        if let Some(Image::Build(spec)) = planned.map(|c| &c.image)
+            && engine.image_id(&spec.tag(&state.build_scope)).await?.is_some_and(|now| now != running)
+        {
+            step.change = Change::Recreate { fields: vec!["image (built again)".into()] };
+        }
+    }
+    Ok(())
 }
 
 /// `restart`, before it stops anything: every container in scope can be
@@ -292,34 +311,6 @@ pub async fn image_digests(engine: &dyn Engine, state: &DesiredState) -> Result<
     // In stack.lock's order, so the two compare equal when nothing changed.
     images.sort_by(|a, b| a.reference.cmp(&b.reference));
     Ok(images)
-}
-
-/// Build an image from its Dockerfile unless an image with its input hash
-/// is already there; build output streams into the progress display.
-async fn build(
-    engine: &dyn Engine,
-    state: &DesiredState,
-    service: &str,
-    spec: &BuildSpec,
-    options: &UpOptions,
-    events: &dyn Events,
-    started: Instant,
-) -> Result<(), ApplyError> {
-    let tag = spec.tag(&state.build_scope);
-    if engine.image_digest(&tag).await?.is_some() {
-        return Ok(());
-    }
-    let failed = |message: String| EngineError::Build { tag: tag.clone(), message };
-    // Read where `plan` checked it, with no link followed: a container that
-    // writes into the context cannot point the build elsewhere meanwhile.
-    let root = host_path::pinned(&state.host_paths, &options.project_dir, &spec.context).map_err(|e| failed(format!("build context: {e}")))?;
-    let tar = build_context::Context::load(&root, spec).and_then(|context| context.tar(spec)).map_err(failed)?;
-    let emit = |line: &str| {
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        events.emit(Event { service: service.to_string(), phase: Phase::Building(line.to_string()), elapsed_ms });
-    };
-    engine.build_image(&tag, spec, tar.path(), &Labels::new(), &emit).await?;
-    Ok(())
 }
 
 /// Host ports a new container would publish must be free, unless the

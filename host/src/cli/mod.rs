@@ -4,6 +4,7 @@
 //! project and its engine.
 
 mod args;
+mod build;
 mod down;
 mod env;
 mod export;
@@ -71,6 +72,7 @@ async fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Export(args) => export::run(args),
         Command::Import(args) => import::run(args),
         Command::Up(args) => up::run(args).await,
+        Command::Build(args) => build::run(args).await,
         Command::Watch(mut args) => {
             args.watch = true;
             up::run(args).await

@@ -53,6 +53,9 @@ pub struct Actual {
     pub published: Vec<(u16, u16)>,
     /// It has a writable bind mount: what it writes there outlives it.
     pub writes_host: bool,
+    /// The image it runs, by id, where the engine says (a rebuilt tag
+    /// names another).
+    pub image_id: Option<String>,
 }
 
 impl Actual {

@@ -140,13 +140,15 @@ pub trait Engine: Send + Sync {
     /// registry digest when it was pulled, else its image id).
     async fn image_digest(&self, image: &str) -> Result<Option<String>>;
     /// Build `tag` from the context tar in the file `context` (streamed: it
-    /// can be large), labelled, reporting each output line.
+    /// can be large), labelled, reporting each output line; `no_cache`:
+    /// reuse no layer of an earlier build.
     async fn build_image(
         &self,
         tag: &str,
         spec: &BuildSpec,
         context: &std::path::Path,
         labels: &Labels,
+        no_cache: bool,
         progress: &(dyn for<'a> Fn(&'a str) + Sync),
     ) -> Result<()>;
     /// The image id a reference resolves to on the engine, if it is there.

@@ -107,6 +107,15 @@ In stack.toml (paths relative to its folder; a folder ends in /):
     { path = \"api/docs/\", action = \"none\" },
   ]")]
     Watch(UpArgs),
+    /// Build the images of services with a Dockerfile, as `up` would,
+    /// starting nothing: an image whose inputs (the context's files, the
+    /// Dockerfile, its args) have not changed is kept, unless --no-cache.
+    /// The next `up` recreates what runs an image that changed.
+    #[command(after_help = "Examples:
+  provision build              every service with a build
+  provision build web          web's image (and those of what it uses)
+  provision build --no-cache   again from nothing, no layer reused (a base image or apt cache gone stale)")]
+    Build(BuildArgs),
     /// Remove the project's containers and networks. Named volumes (your
     /// data) are kept unless you pass -v.
     Down(DownArgs),
@@ -335,6 +344,17 @@ pub struct UpArgs {
     /// watch rules (as `provision watch`).
     #[arg(long)]
     pub watch: bool,
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Build again from nothing, reusing no layer of an earlier build.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Only these services, and those they wait for (default: every one).
+    pub services: Vec<String>,
 }
 
 #[derive(Args)]

@@ -54,9 +54,11 @@ impl Docker {
         spec: &BuildSpec,
         context: &std::path::Path,
         labels: &Labels,
+        no_cache: bool,
         progress: &(dyn for<'a> Fn(&'a str) + Sync),
     ) -> Result<()> {
         let mut options = bollard::query_parameters::BuildImageOptionsBuilder::default()
+            .nocache(no_cache)
             .dockerfile(spec.dockerfile.as_deref().unwrap_or("Dockerfile"))
             .t(tag)
             // A failed step's container goes too: nothing of a failed build is left.

@@ -139,6 +139,7 @@ impl Engine for Docker {
                 running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
                 published: c.ports.unwrap_or_default().iter().filter_map(|p| Some((p.private_port, p.public_port?))).collect(),
                 writes_host: c.mounts.unwrap_or_default().iter().any(|m| m.typ.as_deref() == Some("bind") && m.rw == Some(true)),
+                image_id: c.image_id,
             })
             .collect())
     }
@@ -213,9 +214,10 @@ impl Engine for Docker {
         spec: &BuildSpec,
         context: &std::path::Path,
         labels: &Labels,
+        no_cache: bool,
         progress: &(dyn for<'a> Fn(&'a str) + Sync),
     ) -> Result<()> {
-        self.build(tag, spec, context, labels, progress).await
+        self.build(tag, spec, context, labels, no_cache, progress).await
     }
 
     async fn create(&self, spec: &ContainerSpec<'_>) -> Result<String> {

@@ -226,9 +226,10 @@ impl Engine for Swarm {
         spec: &BuildSpec,
         context: &std::path::Path,
         labels: &Labels,
+        no_cache: bool,
         progress: &(dyn for<'a> Fn(&'a str) + Sync),
     ) -> Result<()> {
-        self.docker.build_image(tag, spec, context, labels, progress).await
+        self.docker.build_image(tag, spec, context, labels, no_cache, progress).await
     }
 
     async fn image_id(&self, image: &str) -> Result<Option<String>> {

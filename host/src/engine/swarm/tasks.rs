@@ -55,6 +55,8 @@ impl Swarm {
                     writes_host: container
                         .and_then(|c| c.mounts.as_ref())
                         .is_some_and(|m| m.iter().any(|m| m.typ == Some(bollard::models::MountType::BIND) && m.read_only != Some(true))),
+                    // A service names its image by tag and digest, per node.
+                    image_id: None,
                 }
             })
             .collect())
