@@ -21,7 +21,8 @@
 //! lifecycle got; `ephemeral` marks what `run` makes with its owner, for
 //! `gc`; `secrets` derives per-project secrets; `writer` is the project lock
 //! (one writer at a time); `author` is the plugin author's kit; `watch`
-//! turns file events into each service's work by its watch rules.
+//! turns file events into each service's work by its watch rules; `unpack`
+//! writes what `cp` copies out of a container, trusting none of it.
 //! The README's Layout follows `provision up` from the command to the engine.
 
 pub mod apply;
@@ -40,5 +41,6 @@ pub mod secrets;
 pub mod snapshot;
 pub mod stack;
 pub mod ui;
+pub mod unpack;
 pub mod watch;
 pub mod writer;

@@ -147,3 +147,40 @@ fn build_makes_images_starting_nothing_and_after_no_cache_up_recreates_what_runs
     let quiet = stack.provision(&["up"]).ok();
     assert!(quiet.stderr.contains("0 created, 0 recreated, 1 kept"), "{}", quiet.stderr);
 }
+
+/// `cp` both ways; out of a container, what it holds decides the tar, so
+/// a link or a FIFO in it is not made here (SECURITY.md, "cp").
+#[test]
+fn cp_copies_files_both_ways_and_brings_no_link_or_special_file_out() {
+    needs_engine!();
+    let stack = Stack::new(
+        "e2e-cp",
+        r#"[services.box]
+plugin = "container"
+image = "provision-standin/debian:bookworm"
+command = ["sh", "-c", "mkdir -p /data/sub && echo report > /data/sub/r.txt && ln -s /etc/passwd /data/passwd && mkfifo /data/pipe && exec sleep infinity"]
+"#,
+    );
+    stack.provision(&["up"]).ok();
+    let here = stack.project.path();
+    std::fs::create_dir(here.join("out")).unwrap();
+    let out = stack.provision(&["cp", "box:/data", "out/data"]).ok();
+    assert!(out.stderr.contains("copied 1 file"), "{}", out.stderr);
+    assert!(out.stderr.contains("not copied: data/passwd: a link") && out.stderr.contains("not copied: data/pipe"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(here.join("out/data/sub/r.txt")).unwrap(), "report\n");
+    assert!(std::fs::symlink_metadata(here.join("out/data/passwd")).is_err() && std::fs::symlink_metadata(here.join("out/data/pipe")).is_err());
+    // Into a folder that is there: under its own name, as docker cp does.
+    stack.provision(&["cp", "box:/data/sub/r.txt", "out"]).ok();
+    assert!(here.join("out/r.txt").is_file());
+
+    // Here to there: a file into a folder, and the project folder, whose
+    // .provision (the secret key) stays here.
+    stack.project.write("seed.sql", "select 1;");
+    stack.provision(&["cp", "seed.sql", "box:/tmp/"]).ok();
+    let into = stack.provision(&["cp", ".", "box:/copy"]).ok();
+    assert!(into.stderr.contains("the project's secret key and state stay here"), "{}", into.stderr);
+    let seen = stack.provision(&["exec", "box", "--", "sh", "-c", "cat /tmp/seed.sql; ls -A /copy"]).ok().stdout;
+    assert!(seen.starts_with("select 1;") && seen.contains("stack.toml") && !seen.contains(".provision"), "{seen}");
+    let refused = stack.provision(&["cp", "box:relative", "out"]).failed();
+    assert!(refused.message().contains("not an absolute path in the container"), "{}", refused.stderr);
+}

@@ -5,6 +5,7 @@
 
 mod args;
 mod build;
+mod cp;
 mod down;
 mod env;
 mod export;
@@ -84,6 +85,7 @@ async fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Ps(args) => inspect::ps(args).await,
         Command::Logs(args) => inspect::logs(args).await,
         Command::Exec(args) => inspect::exec(args).await,
+        Command::Cp(args) => cp::run(args).await,
         Command::Env(args) => env::env(args).await,
         Command::Port(args) => env::port(args).await,
         Command::Run(args) => run::run(args).await,

@@ -193,6 +193,11 @@ pub trait Engine: Send + Sync {
     async fn put_archive(&self, _id: &str, _archive: Vec<u8>) -> Result<()> {
         Err(EngineError::Unsupported { what: "a bind handed over by copy (a folder inside one a container writes)".into(), engine: "this engine" })
     }
+    /// Write a tar of `path` in the container (a file, or a folder with
+    /// all it holds) to `out`, `max_bytes` at most (`provision cp`).
+    async fn get_archive(&self, _id: &str, _path: &str, _out: &mut (dyn std::io::Write + Send), _max_bytes: u64) -> Result<()> {
+        Err(EngineError::Unsupported { what: "copying out of a container".into(), engine: "this engine" })
+    }
     async fn start(&self, id: &str) -> Result<()>;
     /// Wait until the container is not running; returns its exit code.
     async fn wait_exit(&self, id: &str) -> Result<i64>;

@@ -97,6 +97,19 @@ pub struct RestartArgs {
 }
 
 #[derive(Args)]
+pub struct CpArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// SERVICE:PATH or a path here.
+    pub from: String,
+    /// A path here or SERVICE:PATH.
+    pub to: String,
+    /// The container of the service (default: `server`, else the first by name).
+    #[arg(short, long)]
+    pub container: Option<String>,
+}
+
+#[derive(Args)]
 pub struct ExecArgs {
     #[command(flatten)]
     pub project: ProjectArgs,

@@ -149,6 +149,16 @@ In stack.toml (paths relative to its folder; a folder ends in /):
     /// Its exit code is provision's. Piped input reaches it (`provision exec db -- psql < dump.sql`);
     /// at a terminal it gets one (interactive psql, a shell).
     Exec(ExecArgs),
+    /// Copy files between a service's container and this machine, as
+    /// `docker cp` does: a file, or a folder with all it holds. Out of a
+    /// container only regular files and folders are written here (no link,
+    /// device or name outside LOCAL); into one, links are not followed and
+    /// `.provision/` (the project's secret key) stays here.
+    #[command(after_help = "Examples:
+  provision cp db:/tmp/dump.sql .          the dump, here, as ./dump.sql
+  provision cp web:/app/log ./logs         the folder's files into ./logs
+  provision cp seed.sql db:/tmp/           here to there, as /tmp/seed.sql")]
+    Cp(CpArgs),
     /// Print how to reach the running project's services from this machine:
     /// every output (`DB_URL`, `DB_HOST`, `DB_PORT`, `CACHE_URL`…) with
     /// container addresses swapped for the ports published on 127.0.0.1.

@@ -274,6 +274,21 @@ impl Engine for Docker {
         Ok(())
     }
 
+    async fn get_archive(&self, id: &str, path: &str, out: &mut (dyn std::io::Write + Send), max_bytes: u64) -> Result<()> {
+        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new().path(path).build();
+        let mut stream = self.client.download_from_container(id, Some(options));
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            written += chunk.len() as u64;
+            if written > max_bytes {
+                return Err(EngineError::Api(format!("{path} is over {} MiB: copy less at a time", max_bytes >> 20).into()));
+            }
+            out.write_all(&chunk).map_err(|e| EngineError::Api(format!("writing what {path} holds: {e}").into()))?;
+        }
+        Ok(())
+    }
+
     async fn start(&self, id: &str) -> Result<()> {
         self.client.start_container(id, None).await?;
         Ok(())
