@@ -177,7 +177,15 @@ mod tests {
             .map(|(k, v)| (label(k), v.to_string()))
             .chain([(label("spec-hash"), spec.spec_hash())])
             .collect();
-        Actual { id: id.into(), name: format!("p_{service}_{}", spec.name), labels, running: true, published: Vec::new(), writes_host: false, image_id: None }
+        Actual {
+            id: id.into(),
+            name: format!("p_{service}_{}", spec.name),
+            labels,
+            running: true,
+            published: Vec::new(),
+            writes_host: false,
+            image_id: None,
+        }
     }
 
     fn changes(diff: &Diff) -> Vec<(&str, &Change)> {

@@ -124,10 +124,7 @@ fn logs_of_several_services_by_time_with_time_stamps() {
 #[test]
 fn build_makes_images_starting_nothing_and_after_no_cache_up_recreates_what_runs_them() {
     needs_engine!();
-    let stack = Stack::new(
-        "e2e-build",
-        "[services.api]\nplugin = \"container\"\nbuild = \"api\"\ncommand = [\"sleep\", \"infinity\"]\n",
-    );
+    let stack = Stack::new("e2e-build", "[services.api]\nplugin = \"container\"\nbuild = \"api\"\ncommand = [\"sleep\", \"infinity\"]\n");
     std::fs::create_dir_all(stack.project.path().join("api")).unwrap();
     stack.project.write("api/Dockerfile", "FROM provision-standin/debian:bookworm\nRUN date +%s%N > /built\n");
     let built = stack.provision(&["build"]).ok();

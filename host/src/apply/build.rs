@@ -21,13 +21,7 @@ pub struct Built {
 
 /// Build the images of the services in `options.only` (None: all), each
 /// once however many containers run it, in the plan's order.
-pub async fn build_services(
-    engine: &dyn Engine,
-    state: &DesiredState,
-    options: &UpOptions,
-    no_cache: bool,
-    events: &dyn Events,
-) -> Result<Vec<Built>, ApplyError> {
+pub async fn build_services(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, events: &dyn Events) -> Result<Vec<Built>, ApplyError> {
     let started = Instant::now();
     let mut seen = HashSet::new();
     let mut done = Vec::new();
@@ -36,7 +30,7 @@ pub async fn build_services(
             if let Image::Build(spec) = &c.image
                 && seen.insert(spec.input_hash.clone())
             {
-                let built = build(engine, state, &service.name, spec, options, no_cache, events, started).await?;
+                let built = build(engine, state, &service.name, spec, options, events, started).await?;
                 done.push(Built { service: service.name.clone(), tag: spec.tag(&state.build_scope), built });
             }
         }
@@ -45,7 +39,7 @@ pub async fn build_services(
 }
 
 /// Build an image from its Dockerfile unless an image with its input hash
-/// is already there (or with `no_cache`, again, with no layer reused);
+/// is already there (or with `options.no_cache`, again, no layer reused);
 /// build output streams into the progress display. Whether it built.
 pub(super) async fn build(
     engine: &dyn Engine,
@@ -53,10 +47,10 @@ pub(super) async fn build(
     service: &str,
     spec: &BuildSpec,
     options: &UpOptions,
-    no_cache: bool,
     events: &dyn Events,
     started: Instant,
 ) -> Result<bool, ApplyError> {
+    let no_cache = options.no_cache;
     let tag = spec.tag(&state.build_scope);
     if !no_cache && engine.image_digest(&tag).await?.is_some() {
         return Ok(false);

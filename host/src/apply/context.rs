@@ -127,6 +127,8 @@ pub struct UpOptions {
     /// `start`, `restart`: start what exists; anything to create or
     /// recreate is refused before anything is done.
     pub existing_only: bool,
+    /// `build --no-cache`: build images again, reusing no layer.
+    pub no_cache: bool,
 }
 
 impl UpOptions {
@@ -141,6 +143,7 @@ impl UpOptions {
             snapshots: true,
             only: None,
             existing_only: false,
+            no_cache: false,
         }
     }
 

@@ -36,8 +36,8 @@ use crate::{
 };
 
 pub use crate::engine::Role;
-use context::{Builds, Up};
 pub use build::{Built, build_services};
+use context::{Builds, Up};
 pub use context::{Failure, UpOptions};
 pub use events::{Event, Events, Phase};
 pub use hop::{Start, container_spec};
@@ -130,7 +130,8 @@ pub async fn up(engine: &dyn Engine, state: &DesiredState, options: &UpOptions, 
             match &c.image {
                 Image::Pull(image) if !pulls.contains(&image.as_str()) => pulls.push(image),
                 Image::Build(spec) if !builds.contains_key(&spec.input_hash) => {
-                    let build = build::build(engine, state, &service.name, spec, options, false, events, started).map(|r| r.map(drop).map_err(|e| e.to_string()));
+                    let build =
+                        build::build(engine, state, &service.name, spec, options, events, started).map(|r| r.map(drop).map_err(|e| e.to_string()));
                     builds.insert(spec.input_hash.clone(), build.boxed().shared());
                 }
                 _ => {}

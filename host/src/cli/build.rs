@@ -16,11 +16,12 @@ pub async fn run(args: BuildArgs) -> miette::Result<ExitCode> {
     let engine = connect(&args.stack.project, Some(&prepared.stack)).await?;
     let mut options = UpOptions::new(prepared.stack.dir.clone(), std::time::Duration::from_secs(3600), None, journal(&prepared));
     options.only = only(&prepared, &args.services)?;
+    options.no_cache = args.no_cache;
     let names: Vec<&str> =
         state.services.iter().map(|s| s.name.as_str()).filter(|s| options.only.as_ref().is_none_or(|only| only.contains(*s))).collect();
     let progress = ui::progress::Progress::new(&names);
     let started = Instant::now();
-    let result = apply::build_services(engine.as_ref(), state, &options, args.no_cache, &progress).await;
+    let result = apply::build_services(engine.as_ref(), state, &options, &progress).await;
     progress.finish();
     let built = result?;
     if built.is_empty() {

@@ -30,7 +30,12 @@ fn end(arg: &str) -> End<'_> {
 
 pub async fn run(args: CpArgs) -> miette::Result<ExitCode> {
     let (project, engine, containers) = project_containers(&args.project).await?;
-    let usage = || miette::miette!(help = "e.g. `provision cp db:/backups/app.sql .` or `provision cp seed.sql db:/tmp/`", "one end is SERVICE:PATH, the other a path here");
+    let usage = || {
+        miette::miette!(
+            help = "e.g. `provision cp db:/backups/app.sql .` or `provision cp seed.sql db:/tmp/`",
+            "one end is SERVICE:PATH, the other a path here"
+        )
+    };
     match (end(&args.from), end(&args.to)) {
         (End::There(service, path), End::Here(local)) => {
             check_path(path)?;
@@ -40,7 +45,8 @@ pub async fn run(args: CpArgs) -> miette::Result<ExitCode> {
             engine.get_archive(&c.id, path, &mut tar, unpack::MAX_BYTES).await?;
             std::io::Seek::rewind(&mut tar).map_err(|e| miette::miette!("{e}"))?;
             let (dest, root) = destination(local)?;
-            let done = unpack::unpack(tar, &dest, root.as_deref()).map_err(|e| miette::miette!("copying {service}:{path} to {}: {e}", local.display()))?;
+            let done =
+                unpack::unpack(tar, &dest, root.as_deref()).map_err(|e| miette::miette!("copying {service}:{path} to {}: {e}", local.display()))?;
             for skipped in &done.skipped {
                 eprintln!("not copied: {}", crate::ui::printable(skipped));
             }
@@ -115,7 +121,8 @@ fn pack(local: &Path, target: &str) -> Result<(Vec<u8>, usize, Vec<String>), Str
             }
         } else if meta.is_file() {
             let mut contents = Vec::new();
-            let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut file =
+                std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             file.read_to_end(&mut contents).map_err(|e| format!("{}: {e}", path.display()))?;
             header.set_size(contents.len() as u64);
             tar.append_data(&mut header, &name, contents.as_slice()).map_err(|e| e.to_string())?;

@@ -286,12 +286,16 @@ mod tests {
         let service = |name: &str, uses: &[&str]| ServiceState {
             name: name.into(),
             plugin: "x".into(),
-            depends_on: uses.iter().map(|u| Dependency { role: "r".into(), service: u.to_string(), wait: WaitFor::Started, secrets: false }).collect(),
+            depends_on: uses
+                .iter()
+                .map(|u| Dependency { role: "r".into(), service: u.to_string(), wait: WaitFor::Started, secrets: false })
+                .collect(),
             plan: ServicePlan::default(),
         };
         let mut state: DesiredState =
             serde_json::from_value(serde_json::json!({"project": "p", "profile": "dev", "plugins": [], "services": []})).unwrap();
-        state.services = vec![service("db", &[]), service("web", &["db"]), service("worker", &["web"]), service("proxy", &["web"]), service("docs", &[])];
+        state.services =
+            vec![service("db", &[]), service("web", &["db"]), service("worker", &["web"]), service("proxy", &["web"]), service("docs", &[])];
         let batch = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
         assert_eq!(waves(&state, batch(&["web", "worker", "docs"])), [vec!["docs", "web"], vec!["worker"]]);
         assert_eq!(waves(&state, batch(&["db", "worker", "proxy"])), [vec!["db"], vec!["proxy", "worker"]]);

@@ -9,6 +9,7 @@
 mod create;
 mod errors;
 mod exec;
+mod files;
 mod images;
 
 use std::{collections::HashMap, time::Duration};
@@ -18,7 +19,7 @@ use bollard::{
     models::{EndpointSettings, NetworkCreateRequest, VolumeCreateRequest},
     query_parameters::{
         ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
-        RemoveImageOptionsBuilder, RemoveVolumeOptions, UploadToContainerOptionsBuilder,
+        RemoveImageOptionsBuilder, RemoveVolumeOptions,
     },
 };
 use futures_util::{StreamExt, stream::BoxStream};
@@ -252,41 +253,15 @@ impl Engine for Docker {
     }
 
     async fn put_files(&self, id: &str, files: &[File]) -> Result<()> {
-        if files.is_empty() {
-            return Ok(());
-        }
-        let mut archive = tar::Builder::new(Vec::new());
-        for file in files {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(file.contents.len() as u64);
-            header.set_mode(file.mode);
-            header.set_mtime(0);
-            header.set_cksum();
-            let path = file.path.trim_start_matches('/');
-            archive.append_data(&mut header, path, file.contents.as_bytes()).map_err(EngineError::api)?;
-        }
-        self.put_archive(id, archive.into_inner().map_err(EngineError::api)?).await
+        self.put_files_archive(id, files).await
     }
 
     async fn put_archive(&self, id: &str, archive: Vec<u8>) -> Result<()> {
-        let options = UploadToContainerOptionsBuilder::default().path("/").build();
-        self.client.upload_to_container(id, Some(options), bollard::body_full(archive.into())).await?;
-        Ok(())
+        self.upload(id, archive).await
     }
 
     async fn get_archive(&self, id: &str, path: &str, out: &mut (dyn std::io::Write + Send), max_bytes: u64) -> Result<()> {
-        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new().path(path).build();
-        let mut stream = self.client.download_from_container(id, Some(options));
-        let mut written = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            written += chunk.len() as u64;
-            if written > max_bytes {
-                return Err(EngineError::Api(format!("{path} is over {} MiB: copy less at a time", max_bytes >> 20).into()));
-            }
-            out.write_all(&chunk).map_err(|e| EngineError::Api(format!("writing what {path} holds: {e}").into()))?;
-        }
-        Ok(())
+        self.download(id, path, out, max_bytes).await
     }
 
     async fn start(&self, id: &str) -> Result<()> {
