@@ -176,6 +176,14 @@ fn a_plugins_watch_rule_cannot_name_a_file_outside_the_project() {
 }
 
 #[test]
+fn watch_without_rules_says_so_before_bringing_anything_up() {
+    let project = Project::new("[services.cache]\nplugin = \"redis\"\nport = 0\n");
+    let run = project.provision(&["watch"]).failed();
+    assert!(run.message().contains("no service here has watch rules: nothing to watch"), "{}", run.stderr);
+    assert!(!run.stderr.contains("is up in"), "{}", run.stderr);
+}
+
+#[test]
 fn the_rails_plugins_rules_bundle_and_restart_the_app_then_its_workers_and_leave_app_code_alone() {
     needs_engine!();
     let stack = crate::rails::rails_stack("e2e-watch-rails");

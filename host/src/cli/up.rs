@@ -16,6 +16,10 @@ use crate::{
 pub async fn run(args: UpArgs) -> miette::Result<ExitCode> {
     let prepared = prepare(&args.stack, args.stack.locked)?;
     let state = &prepared.planned.state;
+    if args.watch {
+        // Nothing to watch is said before anything is brought up.
+        super::watch::rules(&prepared, only(&prepared, &args.services)?.as_ref())?;
+    }
     let _writer = Writer::claim(&state.project, "provision up")?;
     let engine = connect(&args.stack.project, Some(&prepared.stack)).await?;
     let locked_images = if args.stack.locked { prepared.lock.as_ref().map(|l| l.images.clone()) } else { None };

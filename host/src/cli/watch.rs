@@ -102,7 +102,7 @@ fn asking<'a>(work: &'a BTreeMap<String, Work>, action: &WatchAction) -> (Vec<&'
     (asking.iter().map(|(s, _)| s.as_str()).collect(), asking.iter().flat_map(|(_, w)| &w.because).map(String::as_str).collect())
 }
 
-fn rules(prepared: &Prepared, only: Option<&BTreeSet<String>>) -> miette::Result<Rules> {
+pub(super) fn rules(prepared: &Prepared, only: Option<&BTreeSet<String>>) -> miette::Result<Rules> {
     let rules = Rules::of(&prepared.planned.state, only).map_err(|e| miette::miette!("{e}"))?;
     if rules.is_empty() {
         return Err(miette::miette!(
