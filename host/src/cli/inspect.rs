@@ -60,12 +60,13 @@ pub async fn ps(args: PsArgs) -> miette::Result<ExitCode> {
 
 /// provision's readiness (its own probe saw it ready in this start) beside
 /// the engine's healthcheck, which may still say `starting` after `up`
-/// said ready: "ready (docker: starting)". The last check of a container
+/// said ready: "ready (docker: starting)"; both agreeing, "healthy". The last check of a container
 /// that no longer runs says nothing now.
 fn health(running: bool, ready: bool, engine: Option<String>) -> String {
     match (running, ready, engine.as_deref()) {
         (false, ..) => "-".into(),
-        (true, true, None | Some("healthy")) => "ready".into(),
+        (true, true, None) => "ready".into(),
+        (true, true, Some("healthy")) => "healthy".into(),
         (true, true, Some("unhealthy")) => "unhealthy".into(),
         (true, true, Some(engine)) => format!("ready (docker: {engine})"),
         (true, false, engine) => engine.unwrap_or("-").into(),
