@@ -126,7 +126,9 @@ fn build_makes_images_starting_nothing_and_after_no_cache_up_recreates_what_runs
     needs_engine!();
     let stack = Stack::new("e2e-build", "[services.api]\nplugin = \"container\"\nbuild = \"api\"\ncommand = [\"sleep\", \"infinity\"]\n");
     std::fs::create_dir_all(stack.project.path().join("api")).unwrap();
-    stack.project.write("api/Dockerfile", "FROM provision-standin/debian:bookworm\nRUN date +%s%N > /built\n");
+    // A Dockerfile of this run's own (an image of an earlier run would be up to date).
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    stack.project.write("api/Dockerfile", &format!("FROM provision-standin/debian:bookworm\n# run {run}\nRUN date +%s%N > /built\n"));
     let built = stack.provision(&["build"]).ok();
     assert!(built.stderr.contains("api: built provision-build/e2e-build:"), "{}", built.stderr);
     assert!(stack.ps().is_empty(), "nothing was started");
