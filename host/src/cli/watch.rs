@@ -25,7 +25,7 @@ use crate::{
     apply::{self, UpOptions},
     desired::{DesiredState, WatchAction},
     engine::{Actual, Engine, ExecCommand},
-    secrets,
+    secrets, ui,
     watch::{Rules, Watcher, Work, sync},
     writer::Writer,
 };
@@ -151,13 +151,12 @@ fn up_options(args: &UpArgs, prepared: &Prepared) -> UpOptions {
 async fn act(args: &UpArgs, prepared: &Prepared, engine: &dyn Engine, service: &str, work: &Work, actions: &[&WatchAction]) -> Result<(), String> {
     let state = &prepared.planned.state;
     let failed = |e: &dyn std::fmt::Display| secrets::redact(&e.to_string());
+    // Read once: no action of a watch changes a container's id.
+    let containers = engine.containers(&state.project).await.map_err(|e| failed(&e))?;
+    let main = state.services.iter().find(|s| s.name == service).and_then(|s| s.plan.containers.first()).map(|c| c.name.as_str());
+    let ours = |c: &&Actual| c.label("service") == Some(service) && c.label("role") == Some("container") && c.label("container") == main;
     for action in actions {
-        let containers = engine.containers(&state.project).await.map_err(|e| failed(&e))?;
-        let main = state.services.iter().find(|s| s.name == service).and_then(|s| s.plan.containers.first()).map(|c| c.name.as_str());
-        let running: Vec<&Actual> = containers
-            .iter()
-            .filter(|c| c.running && c.label("service") == Some(service) && c.label("role") == Some("container") && c.label("container") == main)
-            .collect();
+        let running: Vec<&Actual> = containers.iter().filter(ours).filter(|c| c.running).collect();
         if running.is_empty() && matches!(action, WatchAction::Sync(_) | WatchAction::Exec(_)) {
             return Err(format!("no container of `{service}` is running (`provision ps` shows it; `provision up {service}` starts it)"));
         }
@@ -165,7 +164,7 @@ async fn act(args: &UpArgs, prepared: &Prepared, engine: &dyn Engine, service: &
             WatchAction::Sync(_) => {
                 let copy = sync::copy(&prepared.stack.dir, &work.copies)?;
                 for skipped in &copy.skipped {
-                    eprintln!("{service}: not synced: {skipped}");
+                    eprintln!("{service}: not synced: {}", ui::printable(skipped));
                 }
                 for c in &running {
                     if copy.files > 0 {
@@ -257,13 +256,16 @@ fn report(json: bool, service: &str, actions: &str, because: &[&str], started: I
         println!("{event}");
         return;
     }
-    match result {
-        Ok(()) => eprintln!("{service}: {actions} ({changed} changed) in {:.2}s", elapsed.as_secs_f64()),
-        Err(e) => eprintln!(
-            "{service}: {actions} ({changed} changed) failed after {:.2}s: {e}\n  watching on: fix it and save again",
-            elapsed.as_secs_f64()
-        ),
-    }
+    // File names are anyone's who can write in the project (a container
+    // with a writable bind too), and an error carries a container's output:
+    // neither reaches the terminal raw.
+    let line = match result {
+        Ok(()) => format!("{service}: {actions} ({changed} changed) in {:.2}s", elapsed.as_secs_f64()),
+        Err(e) => {
+            format!("{service}: {actions} ({changed} changed) failed after {:.2}s: {e}\n  watching on: fix it and save again", elapsed.as_secs_f64())
+        }
+    };
+    eprintln!("{}", ui::printable(&line));
 }
 
 fn spinner(message: &str) -> indicatif::ProgressBar {
