@@ -127,7 +127,9 @@ fn changed_fields(desired: &Container, recorded: Option<serde_json::Value>) -> V
         return vec!["(spec not recorded)".into()];
     };
     let (Some(new), Some(old)) = (desired.as_object(), recorded.as_object()) else { return vec![] };
-    new.iter().filter(|(k, v)| old.get(*k) != Some(v)).map(|(k, _)| k.clone()).collect()
+    // A key left out when at its default (`tty = false`) is a change too.
+    let gone = old.keys().filter(|k| !new.contains_key(*k));
+    new.iter().filter(|(k, v)| old.get(*k) != Some(v)).map(|(k, _)| k).chain(gone).cloned().collect()
 }
 
 /// The project's containers by service, for `ps`, `logs` and `exec`.

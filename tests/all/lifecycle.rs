@@ -183,3 +183,108 @@ command = ["sh", "-c", "mkdir -p /data/sub && echo report > /data/sub/r.txt && l
     let refused = stack.provision(&["cp", "box:relative", "out"]).failed();
     assert!(refused.message().contains("not an absolute path in the container"), "{}", refused.stderr);
 }
+
+/// A service's main process on a TTY, typed into by `attach`, twice:
+/// stdin stays open after the first detaches.
+const REPL: &str = r#"
+[services.repl]
+plugin = "container"
+image = "provision-standin/debian:bookworm"
+command = ["sh", "-c", "echo booted; while read line; do [ \"$$line\" = quit ] && exit 3; echo \"you said: $$line\"; done"]
+stdin_open = true
+tty = true
+
+[services.ticker]
+plugin = "container"
+image = "provision-standin/debian:bookworm"
+command = ["sh", "-c", "while true; do echo tick; sleep 1; done"]
+"#;
+
+/// `provision attach` beside the test: its stdin to write to, its stdout
+/// as it comes, and its end.
+struct Attached {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    output: std::sync::mpsc::Receiver<u8>,
+    seen: Vec<u8>,
+}
+
+impl Attached {
+    fn start(stack: &Stack, service: &str) -> Attached {
+        let mut child = crate::support::provision_cmd(&stack.project.cache)
+            .current_dir(stack.project.path())
+            .args(["attach", service])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stdin, mut stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        let (sender, output) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut byte = [0u8];
+            while std::io::Read::read(&mut stdout, &mut byte).unwrap_or(0) == 1 && sender.send(byte[0]).is_ok() {}
+        });
+        Attached { child, stdin, output, seen: Vec::new() }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        std::io::Write::write_all(&mut self.stdin, bytes).unwrap();
+    }
+
+    /// Waits (long: a hang, not a speed check) until stdout has shown `text`.
+    fn shows(&mut self, text: &str) {
+        while !String::from_utf8_lossy(&self.seen).contains(text) {
+            let byte = self.output.recv_timeout(std::time::Duration::from_secs(120));
+            self.seen.push(byte.unwrap_or_else(|_| panic!("no {text:?} from attach; it printed {:?}", String::from_utf8_lossy(&self.seen))));
+        }
+    }
+
+    /// Its exit code and stderr, once it has ended.
+    fn end(self) -> (Option<i32>, String) {
+        drop(self.stdin);
+        let out = self.child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn attach_types_into_the_main_process_and_ctrl_p_ctrl_q_leaves_it_running() {
+    needs_engine!();
+    let stack = Stack::new("e2e-attach", REPL);
+    stack.provision(&["up"]).ok();
+    let id = stack.container_id("repl");
+
+    let mut attached = Attached::start(&stack, "repl");
+    attached.write(b"hello\n");
+    attached.shows("you said: hello");
+    attached.write(b"\x10\x11");
+    let (code, stderr) = attached.end();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("ctrl-p ctrl-q detaches") && stderr.contains("detached from repl: it is still running"), "{stderr}");
+    assert!(running(&stack, "repl") && stack.container_id("repl") == id, "the same process runs on");
+
+    // Its stdin is still open: a second attach types into it, and the
+    // process's exit is attach's.
+    let mut again = Attached::start(&stack, "repl");
+    again.write(b"once more\n");
+    again.shows("you said: once more");
+    again.write(b"quit\n");
+    let (code, stderr) = again.end();
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("repl's main process exited with code 3"), "{stderr}");
+
+    // Without stdin_open: its output, what to set, and Ctrl-C detaches.
+    let mut output_only = Attached::start(&stack, "ticker");
+    output_only.shows("tick");
+    unsafe { libc::kill(output_only.child.id() as i32, libc::SIGINT) };
+    let (code, stderr) = output_only.end();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("set `stdin_open = true` and `tty = true` under [services.ticker]"), "{stderr}");
+    assert!(stderr.contains("detached from ticker"), "{stderr}");
+    assert!(running(&stack, "ticker"));
+
+    let bad = stack.provision(&["attach", "repl", "--detach-keys", "ctrl-pq"]);
+    assert_eq!(bad.code, Some(2), "a usage error: {}", bad.stderr);
+    assert!(bad.stderr.contains("not a key sequence"), "{}", bad.stderr);
+}

@@ -82,8 +82,8 @@ pub fn container_spec<'c>(
         mounts,
         copies,
         role,
-        stdin: false,
-        tty: false,
+        stdin: c.stdin_open,
+        tty: c.tty,
     })
 }
 

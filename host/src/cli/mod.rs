@@ -4,6 +4,7 @@
 //! project and its engine.
 
 mod args;
+mod attach;
 mod build;
 mod cp;
 mod down;
@@ -85,6 +86,7 @@ async fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Ps(args) => inspect::ps(args).await,
         Command::Logs(args) => inspect::logs(args).await,
         Command::Exec(args) => inspect::exec(args).await,
+        Command::Attach(args) => attach::run(args).await,
         Command::Cp(args) => cp::run(args).await,
         Command::Env(args) => env::env(args).await,
         Command::Port(args) => env::port(args).await,

@@ -170,6 +170,13 @@ pub struct Container {
     /// `container_name`). Absent from the hash's JSON when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Its main process keeps stdin open, on a TTY with `tty`, for
+    /// `provision attach` (the service's `stdin_open` and `tty`). Absent
+    /// from the hash's JSON when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stdin_open: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tty: bool,
 }
 
 fn one() -> u32 {
@@ -178,6 +185,10 @@ fn one() -> u32 {
 
 fn is_one(n: &u32) -> bool {
     *n == 1
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Where a container's initialised data lives and how to copy it (see the
@@ -217,6 +228,8 @@ impl Container {
             replicas: 1,
             snapshot: None,
             aliases: Vec::new(),
+            stdin_open: false,
+            tty: false,
         }
     }
 

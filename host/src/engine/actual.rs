@@ -93,6 +93,10 @@ pub struct Status {
     /// The image it runs (its ID), when the engine says: a one-off of it
     /// runs the same, whatever the stack's [images] now say.
     pub image: Option<String>,
+    /// Its main process was started with stdin open, on a TTY with `tty`
+    /// (what `provision attach` can pass it).
+    pub stdin_open: bool,
+    pub tty: bool,
 }
 
 /// How the host reaches a container's ports to probe its readiness.

@@ -240,6 +240,24 @@ pub trait Engine: Send + Sync {
     ) -> Result<i64> {
         Err(EngineError::Api("this engine cannot attach to a container".into()))
     }
+    /// Attach to a running container's main process (`provision attach`):
+    /// `stdin` goes to it (it was created with stdin open), its output to
+    /// `on_output`, until the engine reads `detach_keys` (on a TTY) or the
+    /// process ends. The container is left as it is.
+    async fn attach(
+        &self,
+        _id: &str,
+        _stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        _tty: Option<(u16, u16)>,
+        _detach_keys: &str,
+        _on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+    ) -> Result<()> {
+        Err(EngineError::Api("this engine cannot attach to a container".into()))
+    }
+    /// Give a container's TTY a new size (columns, rows): ours changed.
+    async fn resize_tty(&self, _id: &str, _size: (u16, u16)) -> Result<()> {
+        Ok(())
+    }
     /// Every container, network and volume carrying `label` (any value).
     async fn labeled(&self, _label: &str) -> Result<Vec<Labeled>> {
         Err(EngineError::Api("this engine cannot list by label".into()))

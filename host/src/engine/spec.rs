@@ -27,8 +27,9 @@ pub struct ContainerSpec<'a> {
     /// Host files and folders copied in when it is created, not mounted.
     pub copies: Vec<CopySpec>,
     pub role: Role,
-    /// A one-off attached to this terminal (`provision run SERVICE`): its
-    /// stdin open (and closed when ours ends), on a TTY when asked.
+    /// Its stdin open, on a TTY with `tty`: a one-off attached to this
+    /// terminal (`provision run SERVICE`; closed when ours ends), or a
+    /// service's main process for `provision attach` (`stdin_open`).
     pub stdin: bool,
     pub tty: bool,
 }

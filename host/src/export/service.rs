@@ -75,8 +75,10 @@ pub(super) fn container(
     if c.init {
         out.insert("init".into(), json!(true));
     }
-    if c.read_only {
-        out.insert("read_only".into(), json!(true));
+    for (key, set) in [("read_only", c.read_only), ("stdin_open", c.stdin_open), ("tty", c.tty)] {
+        if set {
+            out.insert(key.into(), json!(true));
+        }
     }
     if c.no_new_privileges {
         out.insert("security_opt".into(), json!(["no-new-privileges:true"]));

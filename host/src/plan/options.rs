@@ -187,6 +187,8 @@ pub fn apply(
         ("restart", options.restart.is_some()),
         ("hooks", !options.hooks.is_empty()),
         ("aliases", !options.aliases.is_empty()),
+        ("stdin_open", options.stdin_open),
+        ("tty", options.tty),
     ];
     if plan.containers.is_empty()
         && let Some((key, _)) = needs_main.iter().find(|(_, set)| *set)
@@ -283,6 +285,7 @@ pub fn apply(
     }
     main.hooks.extend(options.hooks.iter().cloned());
     main.aliases = options.aliases.clone();
+    (main.stdin_open, main.tty) = (options.stdin_open, options.tty);
     // A count: the copies are made at the hop to the engine (`desired::instances`).
     main.replicas = options.replicas;
     let main_name = main.name.clone();
@@ -321,6 +324,8 @@ mod tests {
                 read_only: false,
             }],
             user: Some("999".into()),
+            stdin_open: true,
+            tty: true,
             ..ServiceOptions::default()
         };
         let declared = BTreeMap::from([("backend".to_string(), NetworkDecl { internal: true, external: None })]);
@@ -335,6 +340,7 @@ mod tests {
         assert_eq!((main.user.as_deref(), exporter.user.as_deref()), (Some("999"), None));
         assert_eq!(exporter.env["A"], "1");
         assert_eq!(exporter.networks, ["backend"]);
+        assert_eq!((main.stdin_open, main.tty, exporter.stdin_open, exporter.tty), (true, true, false, false), "attach reaches the main process");
         assert_eq!(p.networks, [Network { name: "backend".into(), internal: true }]);
     }
 

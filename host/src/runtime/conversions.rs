@@ -150,6 +150,8 @@ macro_rules! shared_conversions {
                     replicas: 1,
                     // The user's (`aliases`), never a plugin's: set by the host.
                     aliases: Vec::new(),
+                    stdin_open: false,
+                    tty: false,
                     snapshot,
                 }
             }

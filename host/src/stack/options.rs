@@ -28,6 +28,8 @@ pub const KEYS: &[&str] = &[
     "hooks",
     "snapshot",
     "watch",
+    "stdin_open",
+    "tty",
 ];
 
 /// The most replicas a service may ask for.
@@ -62,6 +64,10 @@ pub struct ServiceOptions {
     pub snapshot: Option<bool>,
     /// The user's watch rules (stack/watch.rs).
     pub watch: Vec<crate::desired::WatchRule>,
+    /// The main process keeps its stdin open, on a TTY with `tty`, for
+    /// `provision attach` (byebug, pry, pdb). Compose's spelling.
+    pub stdin_open: bool,
+    pub tty: bool,
 }
 
 /// `publish`: what becomes of the host ports the plugin asked for.
@@ -107,6 +113,10 @@ struct Raw {
     snapshot: Option<bool>,
     #[serde(default)]
     watch: Vec<super::watch::RawRule>,
+    #[serde(default)]
+    stdin_open: bool,
+    #[serde(default)]
+    tty: bool,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +329,8 @@ impl Raw {
             hooks,
             snapshot: self.snapshot,
             watch: super::watch::rules(self.watch)?,
+            stdin_open: self.stdin_open,
+            tty: self.tty,
         })
     }
 }
@@ -395,11 +407,12 @@ mod tests {
             "publish": { "5432": false, "80": 8080 }, "after": { "migrate": "completed" },
             "env": { "PORT": 8000, "DEBUG": true }, "volumes": ["data:/var/lib/x", "./backups:/backups:ro", "/scratch"],
             "tmpfs": ["/tmp"], "resources": { "memory": "256m", "cpus": 0.5, "pids": 100 },
-            "hooks": { "backup": "pg_dump > /backups/db.sql" }
+            "hooks": { "backup": "pg_dump > /backups/db.sql" }, "stdin_open": true, "tty": true
         }))
         .unwrap();
         assert_eq!(rest, json!({"version": 16, "user": "app"}), "`user` is the plugin's here");
         assert_eq!(options.replicas, 3);
+        assert!(options.stdin_open && options.tty);
         assert_eq!(options.restart, Some(RestartPolicy::Always));
         assert_eq!(options.publish, Some(Publish::Ports(BTreeMap::from([(80, Some(8080)), (5432, None)]))));
         assert_eq!(options.after, [("migrate".to_string(), WaitFor::Completed)]);

@@ -1,5 +1,5 @@
 //! The commands that work in an environment already up: ps, logs, exec,
-//! the terminal, run, gc, snapshots, env and port; stop, start, restart.
+//! attach, the terminal, run, gc, snapshots, env and port; stop, start, restart.
 
 use std::path::PathBuf;
 
@@ -107,6 +107,22 @@ pub struct CpArgs {
     /// The container of the service (default: `server`, else the first by name).
     #[arg(short, long)]
     pub container: Option<String>,
+}
+
+#[derive(Args)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    pub service: String,
+    /// The container of the service (default: `server`, else the first by name).
+    #[arg(short, long)]
+    pub container: Option<String>,
+    /// Do not pass stdin: its output only.
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// The keys that detach (on a TTY), in Docker's notation.
+    #[arg(long, value_name = "KEYS", default_value = "ctrl-p,ctrl-q", value_parser = crate::cli::attach::detach_keys)]
+    pub detach_keys: String,
 }
 
 #[derive(Args)]

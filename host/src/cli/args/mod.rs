@@ -149,6 +149,12 @@ In stack.toml (paths relative to its folder; a folder ends in /):
     /// Its exit code is provision's. Piped input reaches it (`provision exec db -- psql < dump.sql`);
     /// at a terminal it gets one (interactive psql, a shell).
     Exec(ExecArgs),
+    /// Attach this terminal to a service's main process (byebug, pry, pdb
+    /// at a breakpoint), as `docker attach` does: ctrl-p ctrl-q detaches
+    /// and leaves it running. It types into the process when the service
+    /// has `stdin_open = true` (and `tty = true` for a terminal), else
+    /// shows its output.
+    Attach(AttachArgs),
     /// Copy files between a service's container and this machine, as
     /// `docker cp` does: a file, or a folder with all it holds. Out of a
     /// container only regular files and folders are written here (no link,

@@ -13,7 +13,7 @@ use bollard::{
 };
 
 use crate::desired::{Probe, Protocol, RestartPolicy};
-use crate::engine::{ContainerSpec, Engine, LABEL_PREFIX, MountSpec, Result, STOP_TIMEOUT_SECS};
+use crate::engine::{ContainerSpec, Engine, LABEL_PREFIX, MountSpec, Result, Role, STOP_TIMEOUT_SECS};
 
 use super::{Docker, is_conflict, nanos};
 
@@ -121,8 +121,10 @@ impl Docker {
             host_config: Some(host_config),
             networking_config,
             open_stdin: Some(spec.stdin),
-            stdin_once: Some(spec.stdin),
-            attach_stdin: Some(spec.stdin),
+            // A one-off's stdin closes with ours; a service's stays open
+            // for the next `provision attach` after one detaches.
+            stdin_once: Some(spec.stdin && spec.role == Role::Run),
+            attach_stdin: Some(spec.stdin && spec.role == Role::Run),
             tty: Some(spec.tty),
             ..Default::default()
         };

@@ -1,15 +1,12 @@
 //! Commands in containers: streamed output, or attached with input (a
-//! piped dump, a terminal), and start with input attached; and
-//! resources listed by label (for `gc`).
+//! piped dump, a terminal); start with input attached; attach to a
+//! running one; and resources listed by label (for `gc`).
 
 use std::collections::HashMap;
 
 use bollard::{
     models::ExecConfig,
-    query_parameters::{
-        AttachContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
-        ResizeContainerTTYOptionsBuilder,
-    },
+    query_parameters::{AttachContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder},
 };
 use futures_util::StreamExt;
 
@@ -84,11 +81,29 @@ impl Docker {
         let options = AttachContainerOptionsBuilder::default().stream(true).stdin(stdin.is_some()).stdout(true).stderr(true).build();
         let attached = self.client.attach_container(id, Some(options)).await?;
         self.start(id).await?;
-        if let Some((w, h)) = tty {
-            let _ = self.client.resize_container_tty(id, ResizeContainerTTYOptionsBuilder::default().w(w.into()).h(h.into()).build()).await;
+        if let Some(size) = tty {
+            let _ = self.resize_tty(id, size).await;
         }
         pump(attached.output, attached.input, stdin, tty.is_some(), on_output).await?;
         self.wait_exit(id).await
+    }
+
+    pub(super) async fn attach_running(
+        &self,
+        id: &str,
+        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        tty: Option<(u16, u16)>,
+        detach_keys: &str,
+        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+    ) -> Result<()> {
+        let options =
+            AttachContainerOptionsBuilder::default().stream(true).stdin(stdin.is_some()).stdout(true).stderr(true).detach_keys(detach_keys).build();
+        let attached = self.client.attach_container(id, Some(options)).await?;
+        if let Some(size) = tty {
+            // Best effort, as for exec: a process that misses it still runs.
+            let _ = self.resize_tty(id, size).await;
+        }
+        pump(attached.output, attached.input, stdin, tty.is_some(), on_output).await
     }
 
     pub(super) async fn list_labeled(&self, label: &str) -> Result<Vec<Labeled>> {

@@ -19,7 +19,7 @@ use bollard::{
     models::{EndpointSettings, NetworkCreateRequest, VolumeCreateRequest},
     query_parameters::{
         ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
-        RemoveImageOptionsBuilder, RemoveVolumeOptions,
+        RemoveImageOptionsBuilder, RemoveVolumeOptions, ResizeContainerTTYOptionsBuilder,
     },
 };
 use futures_util::{StreamExt, stream::BoxStream};
@@ -313,6 +313,8 @@ impl Engine for Docker {
             replicas: None,
             restarts: info.restart_count.and_then(|n| u32::try_from(n).ok()),
             image: info.image.filter(|i| !i.is_empty()),
+            stdin_open: info.config.as_ref().and_then(|c| c.open_stdin).unwrap_or(false),
+            tty: info.config.as_ref().and_then(|c| c.tty).unwrap_or(false),
         })
     }
 
@@ -343,6 +345,22 @@ impl Engine for Docker {
         on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
     ) -> Result<i64> {
         self.start_with_input(id, stdin, tty, on_output).await
+    }
+
+    async fn attach(
+        &self,
+        id: &str,
+        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        tty: Option<(u16, u16)>,
+        detach_keys: &str,
+        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+    ) -> Result<()> {
+        self.attach_running(id, stdin, tty, detach_keys, on_output).await
+    }
+
+    async fn resize_tty(&self, id: &str, (w, h): (u16, u16)) -> Result<()> {
+        let options = ResizeContainerTTYOptionsBuilder::default().w(w.into()).h(h.into()).build();
+        Ok(self.client.resize_container_tty(id, options).await?)
     }
 
     async fn labeled(&self, label: &str) -> Result<Vec<Labeled>> {

@@ -360,6 +360,23 @@ impl Engine for Swarm {
         self.docker.exec_attached(&container, command, stdin, tty, on_output).await
     }
 
+    async fn attach(
+        &self,
+        id: &str,
+        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        tty: Option<(u16, u16)>,
+        detach_keys: &str,
+        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+    ) -> Result<()> {
+        let container = self.local_container(id).await?;
+        self.docker.attach(&container, stdin, tty, detach_keys, on_output).await
+    }
+
+    async fn resize_tty(&self, id: &str, size: (u16, u16)) -> Result<()> {
+        let container = self.local_container(id).await?;
+        self.docker.resize_tty(&container, size).await
+    }
+
     async fn labeled(&self, label: &str) -> Result<Vec<Labeled>> {
         let filter = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let services = self.client().list_services(Some(ListServicesOptionsBuilder::default().filters(&filter).build())).await?;

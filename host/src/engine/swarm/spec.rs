@@ -86,7 +86,7 @@ impl Swarm {
         if let Some((_, what)) = refused.iter().find(|(asked, _)| *asked) {
             return Err(EngineError::Unsupported { what: format!("{} asks for {what}", spec.name), engine: "a Swarm service" });
         }
-        if spec.stdin || spec.tty {
+        if spec.role == Role::Run && (spec.stdin || spec.tty) {
             return Err(EngineError::Unsupported { what: "a one-off attached to this terminal".into(), engine: "Swarm" });
         }
         let pinned = spec.has_hooks()
@@ -114,6 +114,8 @@ impl Swarm {
             init: Some(c.init),
             stop_grace_period: Some(i64::from(STOP_TIMEOUT_SECS) * 1_000_000_000),
             capability_add: (!p.cap_add.is_empty()).then(|| p.cap_add.clone()),
+            open_stdin: Some(spec.stdin),
+            tty: Some(spec.tty),
             ..Default::default()
         };
         let networks = if p.host_network {

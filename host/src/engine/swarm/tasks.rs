@@ -84,6 +84,7 @@ impl Swarm {
         // Running, and of the current spec: during a rolling update the old
         // task runs on beside the new one.
         let template = spec.task_template.as_ref().map(comparable);
+        let container_spec = spec.task_template.as_ref().and_then(|t| t.container_spec.as_ref());
         let running = current.iter().filter(|t| state(t) == Some(TaskState::RUNNING) && t.spec.as_ref().map(comparable) == template).count() as i64;
         let failed = current.iter().find(|t| matches!(state(t), Some(TaskState::FAILED | TaskState::REJECTED)));
         let exit_code = if job {
@@ -132,6 +133,8 @@ impl Swarm {
             // The engine replaces a failed task with a new one; `problem` says why.
             restarts: None,
             image: None,
+            stdin_open: container_spec.and_then(|c| c.open_stdin).unwrap_or(false),
+            tty: container_spec.and_then(|c| c.tty).unwrap_or(false),
         })
     }
 

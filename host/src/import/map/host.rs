@@ -1,6 +1,6 @@
 //! Host-level options every plugin has: depends_on, links and networks,
-//! restart, user, read_only, security_opt, the powers that need `allow`, and
-//! profiles.
+//! restart, user, read_only, stdin_open, tty, security_opt, the powers
+//! that need `allow`, and profiles.
 
 use serde_yaml_ng::Value;
 use toml::{Table, Value as Toml};
@@ -123,7 +123,8 @@ impl Mapper<'_> {
         Ok(())
     }
 
-    /// How the container runs: restart, user, read_only, security_opt.
+    /// How the container runs: restart, user, read_only, stdin_open, tty,
+    /// security_opt.
     pub(super) fn process(&mut self, d: &mut Draft) {
         let (at, svc, once) = (d.at.clone(), d.svc, d.once);
         if let Some(restart) = svc.get("restart").and_then(scalar) {
@@ -154,10 +155,16 @@ impl Mapper<'_> {
             d.table.insert("user".into(), escape(&user).into());
             self.mapped(format!("{at}.user"), "user");
         }
-        if let Some(read_only) = svc.get("read_only").and_then(Value::as_bool) {
-            d.handled.insert("read_only");
-            d.table.insert("read_only".into(), read_only.into());
-            self.mapped(format!("{at}.read_only"), "read_only");
+        for key in ["read_only", "stdin_open", "tty"] {
+            if let Some(value) = svc.get(key).and_then(Value::as_bool) {
+                d.handled.insert(key);
+                if once && key != "read_only" {
+                    self.approximated(format!("{at}.{key}"), "a service others wait to complete runs once, with no terminal to attach to");
+                    continue;
+                }
+                d.table.insert(key.into(), value.into());
+                self.mapped(format!("{at}.{key}"), key);
+            }
         }
         if let Some(options) = svc.get("security_opt") {
             d.handled.insert("security_opt");
@@ -269,6 +276,15 @@ mod tests {
         let (granted, _) = imported(yaml, true);
         let allow: Vec<_> = granted["tool"]["allow"].as_array().unwrap().iter().filter_map(toml::Value::as_str).collect();
         assert_eq!(allow, ["host-pid", "privileged"]);
+    }
+
+    #[test]
+    fn a_terminal_for_attach_is_kept_except_on_a_service_that_runs_once() {
+        let yaml = "services:\n  web: {image: a, stdin_open: true, tty: true, depends_on: {seed: {condition: service_completed_successfully}}}\n  seed: {image: b, tty: true}\n";
+        let (services, entries) = imported(yaml, false);
+        assert_eq!((services["web"]["stdin_open"].as_bool(), services["web"]["tty"].as_bool()), (Some(true), Some(true)));
+        assert!(services["seed"].get("tty").is_none());
+        assert!(entries.iter().any(|e| e.path == "services.seed.tty" && e.status == Status::Approximated));
     }
 
     #[test]

@@ -211,7 +211,6 @@ impl Mapper<'_> {
                 "pull_policy" => self.approximated(path, "images are pulled when missing (`provision up` pulls them first)"),
                 "labels" => self.dropped(path, "provision labels containers itself (dev.provision.*)"),
                 "logging" => self.dropped(path, "the engine's default log driver is used (`provision logs` reads it)"),
-                "tty" | "stdin_open" => self.dropped(path, "services run detached; `provision exec -t` and `provision run SERVICE` give a terminal"),
                 "hostname" | "domainname" => self.dropped(path, "containers answer to the service's name"),
                 "healthcheck" | "image" | "build" | "command" | "entrypoint" | "working_dir" => {}
                 "develop" => self.dropped(path, "file watching is compose's; in dev, mount the code (volumes) instead"),
