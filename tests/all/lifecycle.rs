@@ -210,10 +210,27 @@ struct Attached {
 }
 
 impl Attached {
-    fn start(stack: &Stack, service: &str) -> Attached {
-        let mut child = crate::support::provision_cmd(&stack.project.cache)
+    /// On pipes, or with `pty` on a terminal of its own (`script` makes
+    /// one): then provision's stdout and stderr both come on stdout.
+    fn start(stack: &Stack, service: &str, pty: bool) -> Attached {
+        let provision = crate::support::provision_cmd(&stack.project.cache);
+        let mut command = if pty {
+            let mut script = std::process::Command::new("script");
+            script.arg("-qec").arg(format!("{} attach {service}", provision.get_program().to_str().unwrap())).arg("/dev/null");
+            for (key, value) in provision.get_envs() {
+                match value {
+                    Some(value) => script.env(key, value),
+                    None => script.env_remove(key),
+                };
+            }
+            script
+        } else {
+            let mut provision = provision;
+            provision.args(["attach", service]);
+            provision
+        };
+        let mut child = command
             .current_dir(stack.project.path())
-            .args(["attach", service])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -240,11 +257,12 @@ impl Attached {
         }
     }
 
-    /// Its exit code and stderr, once it has ended.
-    fn end(self) -> (Option<i32>, String) {
+    /// Its exit code, and all it printed (stdout, then stderr), once it has ended.
+    fn end(mut self) -> (Option<i32>, String) {
         drop(self.stdin);
         let out = self.child.wait_with_output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        self.seen.extend(self.output.iter());
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&self.seen), String::from_utf8_lossy(&out.stderr)))
     }
 }
 
@@ -255,18 +273,20 @@ fn attach_types_into_the_main_process_and_ctrl_p_ctrl_q_leaves_it_running() {
     stack.provision(&["up"]).ok();
     let id = stack.container_id("repl");
 
-    let mut attached = Attached::start(&stack, "repl");
-    attached.write(b"hello\n");
+    // At a terminal: ours raw, so keys reach the container's TTY as typed.
+    let mut attached = Attached::start(&stack, "repl", true);
+    attached.shows("ctrl-p ctrl-q detaches");
+    attached.write(b"hello\r");
     attached.shows("you said: hello");
     attached.write(b"\x10\x11");
     let (code, stderr) = attached.end();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("ctrl-p ctrl-q detaches") && stderr.contains("detached from repl: it is still running"), "{stderr}");
+    assert!(stderr.contains("detached from repl: it is still running"), "{stderr}");
     assert!(running(&stack, "repl") && stack.container_id("repl") == id, "the same process runs on");
 
     // Its stdin is still open: a second attach types into it, and the
     // process's exit is attach's.
-    let mut again = Attached::start(&stack, "repl");
+    let mut again = Attached::start(&stack, "repl", false);
     again.write(b"once more\n");
     again.shows("you said: once more");
     again.write(b"quit\n");
@@ -275,7 +295,7 @@ fn attach_types_into_the_main_process_and_ctrl_p_ctrl_q_leaves_it_running() {
     assert!(stderr.contains("repl's main process exited with code 3"), "{stderr}");
 
     // Without stdin_open: its output, what to set, and Ctrl-C detaches.
-    let mut output_only = Attached::start(&stack, "ticker");
+    let mut output_only = Attached::start(&stack, "ticker", false);
     output_only.shows("tick");
     unsafe { libc::kill(output_only.child.id() as i32, libc::SIGINT) };
     let (code, stderr) = output_only.end();

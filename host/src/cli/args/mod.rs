@@ -154,6 +154,11 @@ In stack.toml (paths relative to its folder; a folder ends in /):
     /// and leaves it running. It types into the process when the service
     /// has `stdin_open = true` (and `tty = true` for a terminal), else
     /// shows its output.
+    #[command(after_help = "Example, for byebug in a Rails app:
+  [services.web]                          in stack.toml, then `provision up web`
+  stdin_open = true
+  tty = true
+  provision attach web                    the server's output; at a breakpoint, its prompt")]
     Attach(AttachArgs),
     /// Copy files between a service's container and this machine, as
     /// `docker cp` does: a file, or a folder with all it holds. Out of a
