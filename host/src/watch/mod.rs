@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 pub use rules::{Change, Rules, Work};
 
 /// A burst is over after this long without an event…
-const QUIET: Duration = Duration::from_millis(200);
+const QUIET: Duration = Duration::from_millis(100);
 /// …or, if events keep coming, after this long.
 const LONGEST: Duration = Duration::from_secs(2);
 
