@@ -164,10 +164,11 @@ pub struct Removed {
     pub volumes: Vec<String>,
 }
 
-/// "2 containers, 1 networks, 2 volumes", as `down` and `run` report it.
+/// "2 containers, 1 network, 2 volumes", as `down` and `run` report it.
 impl std::fmt::Display for Removed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} containers, {} networks, {} volumes", self.containers, self.networks.len(), self.volumes.len())
+        use crate::ui::count;
+        write!(f, "{}, {}, {}", count(self.containers, "container"), count(self.networks.len(), "network"), count(self.volumes.len(), "volume"))
     }
 }
 

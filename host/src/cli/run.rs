@@ -383,7 +383,9 @@ pub async fn gc(args: GcArgs) -> miette::Result<ExitCode> {
         if args.json {
             println!("{}", serde_json::to_string(c).expect("JSON"));
         } else {
-            eprintln!("removed {} ({}): {} containers, {} networks, {} volumes", c.project, c.why, c.containers, c.networks, c.volumes);
+            let (containers, networks, volumes) =
+                (ui::count(c.containers, "container"), ui::count(c.networks, "network"), ui::count(c.volumes, "volume"));
+            eprintln!("removed {} ({}): {containers}, {networks}, {volumes}", c.project, c.why);
         }
     }
     if collected.is_empty() && !args.json {
