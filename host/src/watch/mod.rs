@@ -98,10 +98,32 @@ impl Watcher {
         if matches!(event.kind, EventKind::Access(_)) {
             return;
         }
+        // A folder made or moved in (a checkout, an unpacked archive) holds
+        // files written before inotify watched it, which no event names:
+        // they are read from the folder itself.
+        let arrived = matches!(event.kind, EventKind::Create(_) | EventKind::Modify(notify::event::ModifyKind::Name(_)));
         for full in event.paths {
-            if let Some(relative) = full.strip_prefix(&self.root).ok().and_then(Path::to_str) {
-                paths.insert((relative.to_string(), full.clone()));
+            if arrived && std::fs::symlink_metadata(&full).is_ok_and(|m| m.is_dir()) {
+                self.take_folder(&full, paths);
             }
+            self.take_path(full, paths);
+        }
+    }
+
+    fn take_path(&self, full: PathBuf, paths: &mut BTreeSet<(String, PathBuf)>) {
+        if let Some(relative) = full.strip_prefix(&self.root).ok().and_then(Path::to_str) {
+            paths.insert((relative.to_string(), full.clone()));
+        }
+    }
+
+    /// Everything under `folder`, links not followed.
+    fn take_folder(&self, folder: &Path, paths: &mut BTreeSet<(String, PathBuf)>) {
+        for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+            let full = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                self.take_folder(&full, paths);
+            }
+            self.take_path(full, paths);
         }
     }
 }
@@ -121,8 +143,15 @@ mod tests {
         }
         std::fs::write(dir.path().join("Gemfile.lock"), "z").unwrap();
         std::fs::remove_file(dir.path().join("src/7.rb")).unwrap();
+        // A new folder's files come before inotify watches it.
+        std::fs::create_dir_all(dir.path().join("src/new/deeper")).unwrap();
+        for i in 0..50 {
+            std::fs::write(dir.path().join(format!("src/new/deeper/{i}.rb")), "x").unwrap();
+        }
         let changes = watcher.next().await.unwrap();
-        assert_eq!(changes.len(), 201, "{changes:?}");
+        let new: Vec<_> = changes.iter().filter(|c| c.path.starts_with("src/new/deeper/") && c.path.ends_with(".rb")).collect();
+        assert_eq!(new.len(), 50, "every file of the new folder: {changes:?}");
+        assert_eq!(changes.len(), 201 + 2 + 50, "{changes:?}");
         assert!(changes.contains(&Change { path: "src/7.rb".into(), gone: true }));
         assert!(changes.contains(&Change { path: "Gemfile.lock".into(), gone: false }));
     }
