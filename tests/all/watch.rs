@@ -121,7 +121,17 @@ fn watch_syncs_reruns_restarts_execs_and_rebuilds_each_service_after_what_it_use
     let seen = docker(&["exec", api, "sh", "-c", "cat /app/src/hello.txt; echo; cat /app/src/new.txt; echo; ls /app/src"]);
     assert_eq!(seen.split_whitespace().collect::<Vec<_>>(), ["v2", "new", "hello.txt", "new.txt"], "{seen}");
 
-    // A file the rules leave alone does nothing; the next change still acts.
+    // A burst of 500 writes (a checkout) is one action.
+    std::fs::create_dir_all(project.path().join("app/src/burst")).unwrap();
+    for i in 0..500 {
+        std::fs::write(project.path().join(format!("app/src/burst/{i}.txt")), "x").unwrap();
+    }
+    let burst = watching.done("api", "sync to /app/src");
+    assert_eq!(burst["changed_count"], 501, "the folder and its files, those written before inotify watched it too: {burst}");
+    assert_eq!(docker(&["exec", api, "sh", "-c", "ls /app/src/burst | wc -l"]).trim(), "500");
+
+    // A file the rules leave alone does nothing; the next change still acts
+    // (and is the next event: the burst was one).
     project.write("app/docs/guide.md", "nothing to do");
     project.write("app/conf/app.conf", "exec");
     watching.done("api", "exec /bin/sh -c cat /app/src/hello.txt > /tmp/hooked");
@@ -143,8 +153,55 @@ fn watch_syncs_reruns_restarts_execs_and_rebuilds_each_service_after_what_it_use
     assert_ne!(docker(&["inspect", "-f", "{{.Id}}", api]), api_id, "api was recreated");
     assert_eq!(docker(&["exec", api, "sh", "-c", "echo $REBUILT"]).trim(), "1");
     assert_eq!(started_at(worker), worker_after, "worker's image did not change");
+
+    // A Dockerfile that does not build: reported, and the old container runs on.
+    let rebuilt_id = docker(&["inspect", "-f", "{{.Id}}", api]);
+    project.write("app/Dockerfile", "FROM provision-standin/debian:bookworm\nRUN exit 3\n");
+    let failed = loop {
+        // (Not `next`: this up's failure is the point.)
+        let event = watching.events.recv_timeout(Duration::from_secs(240)).expect("the failed rebuild's event");
+        if event["event"] == "watch" && event["service"] == "api" {
+            break event;
+        }
+    };
+    assert_eq!((&failed["actions"], &failed["ok"]), (&"rebuild".into(), &false.into()), "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("returned a non-zero code: 3"), "{failed}");
+    assert_eq!(docker(&["inspect", "-f", "{{.Id}} {{.State.Running}}", api]).trim(), format!("{} true", rebuilt_id.trim()));
+    assert_eq!(started_at(worker), worker_after, "worker runs on, untouched");
     drop(watching);
     assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", api]).trim(), "true", "the stack keeps running after watch");
+}
+
+/// nginx's own rule: its TLS files changed → `nginx -s reload` in place.
+#[test]
+fn nginx_reloads_its_certificate_without_a_restart() {
+    needs_engine!();
+    let stack = Stack::new(
+        "e2e-watch-nginx",
+        "[services.site]\nplugin = \"nginx\"\nport = 0\nlocations = { \"/\" = \"public\" }\ntls = { cert = \"certs/localhost.crt\", key = \"certs/localhost.key\", port = 0 }\n",
+    );
+    std::fs::create_dir_all(stack.project.path().join("public")).unwrap();
+    let certs = stack.project.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    for file in ["localhost.crt", "localhost.key"] {
+        std::fs::copy(repo_root().join("tests/certs").join(file), certs.join(file)).unwrap();
+    }
+    let watching = Watching::start(&stack);
+    let site = "e2e-watch-nginx_site_server";
+    let before = started_at(site);
+    let workers = || {
+        let list = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q 'worker process' && basename $p; done";
+        docker(&["exec", site, "sh", "-c", list]).split_whitespace().map(str::to_string).collect::<std::collections::BTreeSet<_>>()
+    };
+    let old_workers = workers();
+    assert!(!old_workers.is_empty());
+    // Written in place, as a renewal script does (the bind keeps its inode).
+    let cert = std::fs::read(certs.join("localhost.crt")).unwrap();
+    std::fs::write(certs.join("localhost.crt"), cert).unwrap();
+    watching.done("site", "exec nginx -s reload");
+    assert_eq!(started_at(site), before, "reloaded, not restarted");
+    // A reload starts new workers (the old ones finish their requests first).
+    crate::support::eventually(Duration::from_secs(60), "new nginx workers", || workers().difference(&old_workers).next().cloned());
 }
 
 fn mischief(config: &str) -> Project {
