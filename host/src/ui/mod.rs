@@ -27,12 +27,12 @@ impl Masker {
 
 pub use crate::engine::plain;
 
-/// What is printed for the user: secrets masked, control characters shown.
 /// "1 container", "2 containers": a count and its noun.
 pub fn count(n: usize, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
+/// What is printed for the user: secrets masked, control characters shown.
 pub fn printable(text: &str) -> String {
     plain(&secrets::redact(text))
 }

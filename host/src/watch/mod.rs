@@ -112,7 +112,7 @@ impl Watcher {
 
     fn take_path(&self, full: PathBuf, paths: &mut BTreeSet<(String, PathBuf)>) {
         if let Some(relative) = full.strip_prefix(&self.root).ok().and_then(Path::to_str) {
-            paths.insert((relative.to_string(), full.clone()));
+            paths.insert((relative.to_string(), full));
         }
     }
 
