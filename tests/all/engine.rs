@@ -9,7 +9,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use provision::{
     apply::{self, Event, Events, UpOptions},
     desired::{BuildSpec, Container, Dependency, DesiredState, File, HealthCheck, Image, Probe, ServicePlan, ServiceState, WaitFor},
-    engine::{Actual, ContainerSpec, Engine, ExecCommand, Existing, Labels, OutputStream, Result, Status},
+    engine::{Actual, ContainerSpec, Engine, ExecCommand, Existing, Labels, OnOutput, OutputStream, Result, Status},
     journal::{Journal, Stage},
     reconcile::{self, Change},
 };
@@ -179,7 +179,7 @@ impl Engine for MemoryEngine {
 
     /// Exec is only used for probes here: each container passes its
     /// `PROBES_TO_READY`th, or the Nth for a probe `["ready-after", N]`.
-    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send)) -> Result<i64> {
+    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut OnOutput<'_>) -> Result<i64> {
         let needed = match command.command {
             [word, n] if word == "ready-after" => n.parse().expect("a number of probes"),
             _ => PROBES_TO_READY,

@@ -13,7 +13,7 @@ use super::{
     inspect::{leave, print, terminal},
     project_containers, service_container,
 };
-use crate::engine::Engine;
+use crate::engine::{Engine, Input};
 
 pub async fn run(args: AttachArgs) -> miette::Result<ExitCode> {
     let (project, engine, containers) = project_containers(&args.project).await?;
@@ -32,7 +32,7 @@ pub async fn run(args: AttachArgs) -> miette::Result<ExitCode> {
     eprintln!("{}", greeting(&args, before.stdin_open, tty.is_some(), &name));
 
     let raw = if tty.is_some() && local_terminal { terminal::Raw::enable() } else { None };
-    let stdin = typed.then(|| Box::new(tokio::io::stdin()) as Box<dyn tokio::io::AsyncRead + Send + Unpin>);
+    let stdin = typed.then(|| Box::new(tokio::io::stdin()) as Input);
     let mut output = print;
     let attached = engine.attach(&target.id, stdin, tty, &args.detach_keys, &mut output);
     let result = tokio::select! {

@@ -25,7 +25,7 @@ use super::{
 use crate::{
     apply::{self, ApplyError, Role, UpOptions},
     desired::{Image, Instance, RestartPolicy},
-    engine::{self, Engine},
+    engine::{self, Engine, Input},
     ephemeral::{self, Owner, Scope},
     journal::Journal,
     secrets, ui,
@@ -356,7 +356,7 @@ async fn one_off(args: RunArgs, service: &str, signals: &mut Signals) -> miette:
     let result = async {
         engine.put_files(&container, &main.files).await?;
         let raw = attach.tty.and_then(|_| terminal::Raw::enable());
-        let stdin = attach.stdin.then(|| Box::new(tokio::io::stdin()) as Box<dyn tokio::io::AsyncRead + Send + Unpin>);
+        let stdin = attach.stdin.then(|| Box::new(tokio::io::stdin()) as Input);
         let mut output = print;
         let ended = tokio::select! {
             code = engine.start_attached(&container, stdin, attach.tty, &mut output) => Ok(code?),

@@ -126,6 +126,12 @@ pub struct ExecCommand<'a> {
     pub env: &'a [String],
 }
 
+/// What a command or a main process reads as its stdin (ours, a pipe).
+pub type Input = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// Where a command's output goes, chunk by chunk as it comes.
+pub type OnOutput<'f> = dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send + 'f;
+
 /// One chunk of a command's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputStream {

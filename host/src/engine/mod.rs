@@ -214,7 +214,7 @@ pub trait Engine: Send + Sync {
     // Inside a container.
     /// Run a command, handing each chunk of its output to `on_output`;
     /// returns its exit code.
-    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send)) -> Result<i64>;
+    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut OnOutput<'_>) -> Result<i64>;
     /// Run a command attached to `stdin` (closed when it ends) and, with
     /// `tty` (columns, rows), on a terminal of that size, whose output then
     /// comes as one stream. Returns its exit code. For `provision exec`.
@@ -222,22 +222,16 @@ pub trait Engine: Send + Sync {
         &self,
         _id: &str,
         _command: ExecCommand<'_>,
-        _stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        _stdin: Input,
         _tty: Option<(u16, u16)>,
-        _on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+        _on_output: &mut OnOutput<'_>,
     ) -> Result<i64> {
         Err(EngineError::Api("this engine cannot attach a command's input".into()))
     }
     /// Start a created container attached to `stdin` (when it was created
     /// with stdin open) and, with `tty`, resized to it; returns its exit code
     /// when it ends. For one-offs (`provision run SERVICE`).
-    async fn start_attached(
-        &self,
-        _id: &str,
-        _stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
-        _tty: Option<(u16, u16)>,
-        _on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
-    ) -> Result<i64> {
+    async fn start_attached(&self, _id: &str, _stdin: Option<Input>, _tty: Option<(u16, u16)>, _on_output: &mut OnOutput<'_>) -> Result<i64> {
         Err(EngineError::Api("this engine cannot attach to a container".into()))
     }
     /// Attach to a running container's main process (`provision attach`):
@@ -247,10 +241,10 @@ pub trait Engine: Send + Sync {
     async fn attach(
         &self,
         _id: &str,
-        _stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        _stdin: Option<Input>,
         _tty: Option<(u16, u16)>,
         _detach_keys: &str,
-        _on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+        _on_output: &mut OnOutput<'_>,
     ) -> Result<()> {
         Err(EngineError::Api("this engine cannot attach to a container".into()))
     }

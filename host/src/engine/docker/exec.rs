@@ -10,17 +10,12 @@ use bollard::{
 };
 use futures_util::StreamExt;
 
-use crate::engine::{Engine, EngineError, ExecCommand, Kind, Labeled, OutputStream, Result};
+use crate::engine::{Engine, EngineError, ExecCommand, Input, Kind, Labeled, OnOutput, OutputStream, Result};
 
 use super::Docker;
 
 impl Docker {
-    pub(super) async fn exec_streaming(
-        &self,
-        id: &str,
-        command: ExecCommand<'_>,
-        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
-    ) -> Result<i64> {
+    pub(super) async fn exec_streaming(&self, id: &str, command: ExecCommand<'_>, on_output: &mut OnOutput<'_>) -> Result<i64> {
         let config = ExecConfig {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -45,9 +40,9 @@ impl Docker {
         &self,
         id: &str,
         command: ExecCommand<'_>,
-        stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        stdin: Input,
         tty: Option<(u16, u16)>,
-        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+        on_output: &mut OnOutput<'_>,
     ) -> Result<i64> {
         let config = ExecConfig {
             attach_stdin: Some(true),
@@ -73,9 +68,9 @@ impl Docker {
     pub(super) async fn start_with_input(
         &self,
         id: &str,
-        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        stdin: Option<Input>,
         tty: Option<(u16, u16)>,
-        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+        on_output: &mut OnOutput<'_>,
     ) -> Result<i64> {
         // Attached before it starts, so not a byte of its output is missed.
         let options = AttachContainerOptionsBuilder::default().stream(true).stdin(stdin.is_some()).stdout(true).stderr(true).build();
@@ -91,10 +86,10 @@ impl Docker {
     pub(super) async fn attach_running(
         &self,
         id: &str,
-        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        stdin: Option<Input>,
         tty: Option<(u16, u16)>,
         detach_keys: &str,
-        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+        on_output: &mut OnOutput<'_>,
     ) -> Result<()> {
         let options =
             AttachContainerOptionsBuilder::default().stream(true).stdin(stdin.is_some()).stdout(true).stderr(true).detach_keys(detach_keys).build();
@@ -147,9 +142,9 @@ async fn pump(
         Box<dyn futures_util::Stream<Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>,
     >,
     mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-    stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    stdin: Option<Input>,
     tty: bool,
-    on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+    on_output: &mut OnOutput<'_>,
 ) -> Result<()> {
     let feed = async move {
         if let Some(mut stdin) = stdin {

@@ -25,7 +25,7 @@ use bollard::{
 use futures_util::{StreamExt, stream::BoxStream};
 
 use super::{
-    Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, LABEL_PREFIX, Labeled, Labels, LogOptions, OutputStream,
+    Actual, ContainerSpec, Engine, EngineError, ExecCommand, Existing, ImageInfo, Input, Kind, LABEL_PREFIX, Labeled, Labels, LogOptions, OnOutput,
     Reach, Result, Status,
 };
 use crate::desired::{BuildSpec, File};
@@ -322,7 +322,7 @@ impl Engine for Docker {
         *self.reach.get_or_init(|| self.find_reach()).await
     }
 
-    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send)) -> Result<i64> {
+    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut OnOutput<'_>) -> Result<i64> {
         self.exec_streaming(id, command, on_output).await
     }
 
@@ -330,31 +330,18 @@ impl Engine for Docker {
         &self,
         id: &str,
         command: ExecCommand<'_>,
-        stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        stdin: Input,
         tty: Option<(u16, u16)>,
-        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+        on_output: &mut OnOutput<'_>,
     ) -> Result<i64> {
         self.exec_with_input(id, command, stdin, tty, on_output).await
     }
 
-    async fn start_attached(
-        &self,
-        id: &str,
-        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
-        tty: Option<(u16, u16)>,
-        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
-    ) -> Result<i64> {
+    async fn start_attached(&self, id: &str, stdin: Option<Input>, tty: Option<(u16, u16)>, on_output: &mut OnOutput<'_>) -> Result<i64> {
         self.start_with_input(id, stdin, tty, on_output).await
     }
 
-    async fn attach(
-        &self,
-        id: &str,
-        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
-        tty: Option<(u16, u16)>,
-        detach_keys: &str,
-        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
-    ) -> Result<()> {
+    async fn attach(&self, id: &str, stdin: Option<Input>, tty: Option<(u16, u16)>, detach_keys: &str, on_output: &mut OnOutput<'_>) -> Result<()> {
         self.attach_running(id, stdin, tty, detach_keys, on_output).await
     }
 

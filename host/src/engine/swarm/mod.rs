@@ -48,7 +48,7 @@ use bollard::{
 use futures_util::{StreamExt, stream::BoxStream};
 
 use super::{
-    Actual, ContainerSpec, Docker, Engine, EngineError, ExecCommand, Existing, ImageInfo, Kind, Labeled, Labels, LogOptions, OutputStream, Reach,
+    Actual, ContainerSpec, Docker, Engine, EngineError, ExecCommand, Existing, ImageInfo, Input, Kind, Labeled, Labels, LogOptions, OnOutput, Reach,
     Result, Role, Status,
     docker::{is_conflict, is_not_found, nanos, owner_filter, removed},
 };
@@ -343,7 +343,7 @@ impl Engine for Swarm {
         self.remove(id).await
     }
 
-    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send)) -> Result<i64> {
+    async fn exec_with(&self, id: &str, command: ExecCommand<'_>, on_output: &mut OnOutput<'_>) -> Result<i64> {
         let container = self.local_container(id).await?;
         self.docker.exec_with(&container, command, on_output).await
     }
@@ -352,22 +352,15 @@ impl Engine for Swarm {
         &self,
         id: &str,
         command: ExecCommand<'_>,
-        stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        stdin: Input,
         tty: Option<(u16, u16)>,
-        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
+        on_output: &mut OnOutput<'_>,
     ) -> Result<i64> {
         let container = self.local_container(id).await?;
         self.docker.exec_attached(&container, command, stdin, tty, on_output).await
     }
 
-    async fn attach(
-        &self,
-        id: &str,
-        stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
-        tty: Option<(u16, u16)>,
-        detach_keys: &str,
-        on_output: &mut (dyn for<'a> FnMut(OutputStream, &'a [u8]) + Send),
-    ) -> Result<()> {
+    async fn attach(&self, id: &str, stdin: Option<Input>, tty: Option<(u16, u16)>, detach_keys: &str, on_output: &mut OnOutput<'_>) -> Result<()> {
         let container = self.local_container(id).await?;
         self.docker.attach(&container, stdin, tty, detach_keys, on_output).await
     }
